@@ -1,0 +1,6 @@
+// Exact integer bounds for amounts. Amounts are bigint end to end: int64 on the
+// wire, uint64 in the grow-only counters.
+
+export const INT64_MAX = (1n << 63n) - 1n;
+export const INT64_MIN = -(1n << 63n);
+export const UINT64_MAX = (1n << 64n) - 1n;

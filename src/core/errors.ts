@@ -1,0 +1,51 @@
+// Typed domain errors of the pure core. The gRPC edge maps each class to a
+// status code in one table (src/server/status-mapping.ts).
+
+/** A request field is malformed. `field` names it as the client sent it (e.g. "debits[3].amount"). */
+export class InvalidArgumentError extends Error {
+  override readonly name = "InvalidArgumentError";
+  constructor(
+    readonly field: string,
+    readonly reason: string,
+  ) {
+    super(`${field}: ${reason}`);
+  }
+}
+
+/** A request id was used before with different parameters. */
+export class RequestConflictError extends Error {
+  override readonly name = "RequestConflictError";
+  constructor(readonly requestId: string) {
+    super(`request_id: "${requestId}" was already used with different parameters`);
+  }
+}
+
+/** A change would push a counter or the balance beyond the int64/uint64 range. */
+export class AmountOutOfRangeError extends Error {
+  override readonly name = "AmountOutOfRangeError";
+  constructor(
+    readonly field: string,
+    readonly reason: string,
+  ) {
+    super(`${field}: ${reason}`);
+  }
+}
+
+/** A rights transfer that the donor cannot make (not enough spare rights, same replica). */
+export class TransferRefusedError extends Error {
+  override readonly name = "TransferRefusedError";
+  constructor(
+    readonly accountId: string,
+    readonly reason: string,
+  ) {
+    super(`transfer refused for account "${accountId}": ${reason}`);
+  }
+}
+
+/** A replica (region) name that is not part of the configured replica set. */
+export class UnknownReplicaError extends Error {
+  override readonly name = "UnknownReplicaError";
+  constructor(readonly replica: string) {
+    super(`unknown region "${replica}"`);
+  }
+}

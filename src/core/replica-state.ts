@@ -1,0 +1,236 @@
+// The state one replica holds: every account's escrow counter (all rows, its
+// own authoritative, the others merged from peers), policies, per-row digests
+// and remembered request answers. Pure: no I/O, time is passed in.
+
+import { AccountTable } from "./account-table";
+import { INT64_MAX, UINT64_MAX } from "./amounts";
+import { balanceOf, debitColumn, debited, granted, rightsOf, type SlotView } from "./escrow-counter";
+import { AmountOutOfRangeError, TransferRefusedError } from "./errors";
+import { overdraftAllowance, policyWriteWins, STRICT_DEFAULT, type Policy, type PolicyWrite } from "./policy";
+import { RequestLog, type RequestLogLimits } from "./request-log";
+import type { ReplicaSet } from "./replica-set";
+import { slotHash } from "./row-digest";
+
+export enum DebitOutcome {
+  Approved = 1,
+  InsufficientCredit = 2,
+  ApprovedWithOverdraft = 3,
+}
+
+/** The absolute new value of one slot in the row of `writer`. */
+export interface SlotChange {
+  readonly accountId: string;
+  readonly writer: number;
+  readonly column: number;
+  readonly value: bigint;
+}
+
+export interface Answer {
+  readonly kind: "debit" | "grant";
+  readonly outcome: DebitOutcome;
+  readonly balance: bigint;
+  readonly localRights: bigint;
+}
+
+export interface DebitResult {
+  readonly answer: Answer;
+  /** Empty when nothing was spent. */
+  readonly changes: SlotChange[];
+  /** The global balance (as known here) could have covered a refused debit. */
+  readonly globallyCoverable: boolean;
+}
+
+export interface Contribution {
+  readonly replica: string;
+  readonly granted: bigint;
+  readonly debited: bigint;
+  readonly rights: bigint;
+}
+
+export interface ReplicaStateOptions {
+  readonly replicas: ReplicaSet;
+  readonly self: string;
+  readonly defaultPolicy?: Policy;
+  readonly requestLog?: RequestLogLimits;
+  readonly initialAccounts?: number;
+}
+
+export class ReplicaState {
+  readonly replicas: ReplicaSet;
+  readonly self: number;
+  readonly defaultPolicy: Policy;
+  private readonly table: AccountTable;
+  private readonly policies = new Map<string, PolicyWrite>();
+  private readonly requests: RequestLog<Answer>;
+  private readonly digests: bigint[];
+
+  constructor(options: ReplicaStateOptions) {
+    this.replicas = options.replicas;
+    this.self = options.replicas.indexOf(options.self);
+    this.defaultPolicy = options.defaultPolicy ?? STRICT_DEFAULT;
+    this.table = new AccountTable(options.replicas.size, options.initialAccounts);
+    this.requests = new RequestLog(options.requestLog ?? { retentionMs: 15 * 60_000, maxEntries: 2_000_000 });
+    this.digests = options.replicas.names.map(() => 0n);
+  }
+
+  get accountCount(): number {
+    return this.table.size;
+  }
+
+  get rememberedRequests(): number {
+    return this.requests.size;
+  }
+
+  // ---- reads -------------------------------------------------------------
+
+  balance(accountId: string): bigint {
+    const base = this.table.baseOf(accountId);
+    return base === undefined ? 0n : balanceOf(this.table.view(base));
+  }
+
+  rights(accountId: string, replica: number = this.self): bigint {
+    const base = this.table.baseOf(accountId);
+    return base === undefined ? 0n : rightsOf(this.table.view(base), replica);
+  }
+
+  contributions(accountId: string): Contribution[] {
+    const base = this.table.baseOf(accountId);
+    return this.replicas.names.map((replica, i) => {
+      if (base === undefined) return { replica, granted: 0n, debited: 0n, rights: 0n };
+      const view = this.table.view(base);
+      return { replica, granted: granted(view, i), debited: debited(view, i), rights: rightsOf(view, i) };
+    });
+  }
+
+  /** Slot value P[writer][column] (column = n for D[writer]). */
+  slot(accountId: string, writer: number, column: number): bigint {
+    const base = this.table.baseOf(accountId);
+    return base === undefined ? 0n : this.table.read(base, writer, column);
+  }
+
+  policy(accountId: string): Policy {
+    return this.policies.get(accountId) ?? this.defaultPolicy;
+  }
+
+  policyWrite(accountId: string): PolicyWrite | undefined {
+    return this.policies.get(accountId);
+  }
+
+  rowDigest(replica: number): bigint {
+    return this.digests[replica] ?? 0n;
+  }
+
+  /** Iterates every account with a read-only view of its counter. */
+  *accounts(): Generator<[string, SlotView]> {
+    for (const [accountId, base] of this.table.accounts()) yield [accountId, this.table.view(base)];
+  }
+
+  // ---- idempotency -------------------------------------------------------
+
+  /** The earlier answer for this request, or undefined. Throws RequestConflictError on a mismatch. */
+  recall(requestId: string, fingerprint: string): Answer | undefined {
+    return this.requests.lookup(requestId, fingerprint);
+  }
+
+  remember(requestId: string, fingerprint: string, answer: Answer, nowMs: number): void {
+    this.requests.remember(requestId, fingerprint, answer, nowMs);
+  }
+
+  // ---- local writes (own row only) -----------------------------------------
+
+  /**
+   * Spends `amount` from this replica's rights. Under OVERDRAFT (and when the
+   * caller allows it, i.e. after waiting for rights) rights may go down to
+   * −overdraft_limit.
+   */
+  debit(accountId: string, amount: bigint, allowOverdraft: boolean): DebitResult {
+    const base = this.table.baseOf(accountId);
+    const rights = base === undefined ? 0n : rightsOf(this.table.view(base), this.self);
+    const floor = allowOverdraft ? -overdraftAllowance(this.policy(accountId)) : 0n;
+    if (base === undefined || rights - amount < floor) {
+      const balance = base === undefined ? 0n : balanceOf(this.table.view(base));
+      return {
+        answer: { kind: "debit", outcome: DebitOutcome.InsufficientCredit, balance, localRights: rights },
+        changes: [],
+        globallyCoverable: balance >= amount,
+      };
+    }
+    const column = debitColumn(this.table.n);
+    const next = this.table.read(base, this.self, column) + amount;
+    if (next > UINT64_MAX) throw new AmountOutOfRangeError("amount", "the region's debit counter would exceed uint64");
+    this.writeOwn(accountId, base, column, next);
+    const outcome = rights - amount < 0n ? DebitOutcome.ApprovedWithOverdraft : DebitOutcome.Approved;
+    const view = this.table.view(base);
+    return {
+      answer: { kind: "debit", outcome, balance: balanceOf(view), localRights: rights - amount },
+      changes: [{ accountId, writer: this.self, column, value: next }],
+      globallyCoverable: true,
+    };
+  }
+
+  /** Adds credits granted at this replica; they become this replica's rights. */
+  grant(accountId: string, amount: bigint): { answer: Answer; changes: SlotChange[] } {
+    const existing = this.table.baseOf(accountId);
+    const balance = existing === undefined ? 0n : balanceOf(this.table.view(existing));
+    if (balance + amount > INT64_MAX) {
+      throw new AmountOutOfRangeError("amount", "the balance would exceed int64 max 9223372036854775807");
+    }
+    const base = existing ?? this.table.ensure(accountId);
+    const next = this.table.read(base, this.self, this.self) + amount;
+    if (next > UINT64_MAX) throw new AmountOutOfRangeError("amount", "the region's grant counter would exceed uint64");
+    this.writeOwn(accountId, base, this.self, next);
+    const view = this.table.view(base);
+    return {
+      answer: {
+        kind: "grant",
+        outcome: DebitOutcome.Approved,
+        balance: balanceOf(view),
+        localRights: rightsOf(view, this.self),
+      },
+      changes: [{ accountId, writer: this.self, column: this.self, value: next }],
+    };
+  }
+
+  /** Gives `amount` of this replica's own (non-overdraft) rights to replica `to`. */
+  transfer(accountId: string, to: number, amount: bigint): SlotChange[] {
+    if (to === this.self) throw new TransferRefusedError(accountId, "cannot transfer to the same region");
+    const base = this.table.baseOf(accountId);
+    const rights = base === undefined ? 0n : rightsOf(this.table.view(base), this.self);
+    if (base === undefined || amount <= 0n || rights < amount) {
+      throw new TransferRefusedError(accountId, `needs ${amount} spare rights, region has ${rights}`);
+    }
+    const next = this.table.read(base, this.self, to) + amount;
+    this.writeOwn(accountId, base, to, next);
+    return [{ accountId, writer: this.self, column: to, value: next }];
+  }
+
+  /** Last-writer-wins policy write, local or replicated. Returns true if it took effect. */
+  applyPolicy(accountId: string, write: PolicyWrite): boolean {
+    if (!policyWriteWins(write, this.policies.get(accountId))) return false;
+    this.policies.set(accountId, write);
+    return true;
+  }
+
+  // ---- merging -----------------------------------------------------------
+
+  /**
+   * Merges the absolute value of slot (writer, column) of an account: pointwise
+   * max, so duplicates and reordering change nothing. Returns true if it grew.
+   */
+  merge(accountId: string, writer: number, column: number, value: bigint): boolean {
+    if (value === 0n) return false;
+    const base = this.table.ensure(accountId);
+    const current = this.table.read(base, writer, column);
+    if (value <= current) return false;
+    this.table.write(base, writer, column, value);
+    this.digests[writer] = this.rowDigest(writer) ^ slotHash(accountId, column, current) ^ slotHash(accountId, column, value);
+    return true;
+  }
+
+  private writeOwn(accountId: string, base: number, column: number, value: bigint): void {
+    const current = this.table.read(base, this.self, column);
+    this.table.write(base, this.self, column, value);
+    this.digests[this.self] =
+      this.rowDigest(this.self) ^ slotHash(accountId, column, current) ^ slotHash(accountId, column, value);
+  }
+}
