@@ -88,6 +88,31 @@ export interface NodeStatus_AppliedEntry {
   value: bigint;
 }
 
+/** A replica short of rights for an account asks a peer for some. */
+export interface RightsRequest {
+  /** Account id. */
+  accountId: string;
+  /** Asking replica. */
+  requester: string;
+  /** Rights the requester is missing, in minor units. */
+  deficit: bigint;
+}
+
+/**
+ * A donor's answer. A non-zero grant is durable in the donor's stream before
+ * the reply is sent, so the requester may merge `transferred_total` at once.
+ */
+export interface RightsReply {
+  /** Donor replica. */
+  donor: string;
+  /** Rights given by this reply. */
+  granted: bigint;
+  /** Absolute P[donor][requester] after the grant (the slot value to merge). */
+  transferredTotal: bigint;
+  /** The donor's own rights after the grant. */
+  donorRights: bigint;
+}
+
 function createBaseReplicaDelta(): ReplicaDelta {
   return { replica: "", publishedAtMs: 0n, slots: [], requests: [], policies: [], rowDigest: "" };
 }
@@ -704,6 +729,192 @@ export const NodeStatus_AppliedEntry: MessageFns<NodeStatus_AppliedEntry> = {
     const message = createBaseNodeStatus_AppliedEntry();
     message.key = object.key ?? "";
     message.value = (object.value !== undefined && object.value !== null) ? BigInt(object.value) : 0n;
+    return message;
+  },
+};
+
+function createBaseRightsRequest(): RightsRequest {
+  return { accountId: "", requester: "", deficit: 0n };
+}
+
+export const RightsRequest: MessageFns<RightsRequest> = {
+  encode(message: RightsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.requester !== "") {
+      writer.uint32(18).string(message.requester);
+    }
+    if (message.deficit !== 0n) {
+      if (BigInt.asUintN(64, message.deficit) !== message.deficit) {
+        throw new globalThis.Error("value provided for field message.deficit of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.deficit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RightsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRightsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requester = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.deficit = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RightsRequest>): RightsRequest {
+    return RightsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RightsRequest>): RightsRequest {
+    const message = createBaseRightsRequest();
+    message.accountId = object.accountId ?? "";
+    message.requester = object.requester ?? "";
+    message.deficit = (object.deficit !== undefined && object.deficit !== null) ? BigInt(object.deficit) : 0n;
+    return message;
+  },
+};
+
+function createBaseRightsReply(): RightsReply {
+  return { donor: "", granted: 0n, transferredTotal: 0n, donorRights: 0n };
+}
+
+export const RightsReply: MessageFns<RightsReply> = {
+  encode(message: RightsReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.donor !== "") {
+      writer.uint32(10).string(message.donor);
+    }
+    if (message.granted !== 0n) {
+      if (BigInt.asUintN(64, message.granted) !== message.granted) {
+        throw new globalThis.Error("value provided for field message.granted of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.granted);
+    }
+    if (message.transferredTotal !== 0n) {
+      if (BigInt.asUintN(64, message.transferredTotal) !== message.transferredTotal) {
+        throw new globalThis.Error("value provided for field message.transferredTotal of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.transferredTotal);
+    }
+    if (message.donorRights !== 0n) {
+      if (BigInt.asIntN(64, message.donorRights) !== message.donorRights) {
+        throw new globalThis.Error("value provided for field message.donorRights of type int64 too large");
+      }
+      writer.uint32(32).int64(message.donorRights);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RightsReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRightsReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.donor = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.granted = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.transferredTotal = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.donorRights = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RightsReply>): RightsReply {
+    return RightsReply.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RightsReply>): RightsReply {
+    const message = createBaseRightsReply();
+    message.donor = object.donor ?? "";
+    message.granted = (object.granted !== undefined && object.granted !== null) ? BigInt(object.granted) : 0n;
+    message.transferredTotal = (object.transferredTotal !== undefined && object.transferredTotal !== null)
+      ? BigInt(object.transferredTotal)
+      : 0n;
+    message.donorRights = (object.donorRights !== undefined && object.donorRights !== null)
+      ? BigInt(object.donorRights)
+      : 0n;
     return message;
   },
 };

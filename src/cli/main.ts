@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+// The single `tally` entry point; each verb lives in its own file.
+
+import { serveCommand, SERVE_HELP } from "./serve-command";
+import { upCommand, UP_HELP } from "./up-command";
+
+const HELP = `tally - multi-region credit balances
+
+usage: tally <command> [options]
+
+commands:
+  up        start a local 3-region cluster (NATS supercluster, Postgres, 3 nodes)
+  serve     run one regional node
+  help      this text; "tally <command> --help" for a command's options
+
+${UP_HELP}
+${SERVE_HELP}`;
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "serve":
+      return serveCommand(rest);
+    case "up":
+      return upCommand(rest);
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      process.stdout.write(HELP);
+      return;
+    default:
+      process.stderr.write(`unknown command "${command}"\n\n${HELP}`);
+      process.exitCode = 2;
+  }
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,88 @@
+// `tally up`: a local 3-region cluster on loopback — one nats-server per
+// region joined by gateways (deploy/nats/region.conf), Postgres for settlement
+// when available, and one node process per region. Ctrl-C stops everything.
+
+import { parseArgs } from "node:util";
+import { mkdirSync } from "node:fs";
+import { resolve } from "node:path";
+import { NatsSupercluster, REGIONS } from "../devcluster/nats-supercluster";
+import { NodeProcess } from "../devcluster/node-process";
+
+export const UP_HELP = `tally up - local 3-region cluster (east, west, central)
+
+  --data-dir DIR       where NATS and Postgres keep data   [.tally]
+  --grpc-base PORT     gRPC ports PORT, PORT+1, PORT+2      [50051]
+  --metrics-base PORT  /metrics ports                       [9464]
+  --no-postgres        run without settlement
+`;
+
+export async function upCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      "data-dir": { type: "string" },
+      "grpc-base": { type: "string" },
+      "metrics-base": { type: "string" },
+      "no-postgres": { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help === true) {
+    process.stdout.write(UP_HELP);
+    return;
+  }
+  const dataDir = resolve(values["data-dir"] ?? ".tally");
+  mkdirSync(dataDir, { recursive: true });
+  const grpcBase = Number(values["grpc-base"] ?? "50051");
+  const metricsBase = Number(values["metrics-base"] ?? "9464");
+  const say = (line: string): void => void process.stdout.write(`${line}\n`);
+
+  say(`starting NATS supercluster (${REGIONS.join(", ")}) in ${dataDir} ...`);
+  const nats = await NatsSupercluster.start(dataDir);
+  let postgres: { url: string; stop(): Promise<void> } | undefined;
+  const nodes: NodeProcess[] = [];
+  const stopAll = async (): Promise<void> => {
+    await Promise.all(nodes.map((n) => n.stop()));
+    await postgres?.stop();
+    await nats.stop();
+  };
+  try {
+    REGIONS.forEach((region, i) => {
+      nodes.push(
+        new NodeProcess({
+          region,
+          regions: REGIONS,
+          natsUrl: nats.region(region).nats.url,
+          grpcPort: grpcBase + i,
+          metricsPort: metricsBase + i,
+          logDir: dataDir,
+          extraArgs: ["--place-by-region", ...(postgres !== undefined ? ["--settle-interval-ms", "60000"] : [])],
+          ...(postgres !== undefined ? { postgresUrl: postgres.url } : {}),
+        }),
+      );
+    });
+    say("starting nodes ...");
+    await Promise.all(nodes.map((n) => n.start()));
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+  say("");
+  say("Tally is up. Endpoints:");
+  for (const n of nodes) {
+    say(`  ${n.options.region.padEnd(8)} gRPC ${n.grpcAddress}   metrics ${n.metricsUrl}   NATS ${n.options.natsUrl}`);
+  }
+  if (postgres !== undefined) say(`  postgres ${postgres.url}`);
+  say(`logs: ${dataDir}/node-<region>.log   status: npm run tally -- status`);
+  say("Ctrl-C stops everything.");
+  await new Promise<void>((resolveStop) => {
+    const stop = (): void => {
+      process.off("SIGINT", stop);
+      process.off("SIGTERM", stop);
+      say("\nstopping ...");
+      stopAll().then(resolveStop, resolveStop);
+    };
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
+  });
+}

@@ -1,0 +1,96 @@
+// Runs one real nats-server from the config files in deploy/nats, with its
+// variables passed through the environment. Used by `npm start` and the tests.
+
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, createWriteStream } from "node:fs";
+import { join, resolve } from "node:path";
+import { natsServerBinary } from "./binaries";
+import { waitForPort } from "./wait-for-port";
+
+export const DEPLOY_NATS_DIR = resolve(__dirname, "..", "..", "..", "deploy", "nats");
+
+export interface NatsProcessOptions {
+  /** deploy/nats/<config> */
+  readonly config: "region.conf" | "standalone.conf";
+  readonly serverName: string;
+  readonly clientPort: number;
+  readonly monitorPort: number;
+  readonly dataDir: string;
+  /** Extra variables (cluster and gateway addresses for region.conf). */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+export class NatsProcess {
+  private child: ChildProcess | undefined;
+
+  constructor(readonly options: NatsProcessOptions) {}
+
+  get url(): string {
+    return `nats://127.0.0.1:${this.options.clientPort}`;
+  }
+
+  get monitorUrl(): string {
+    return `http://127.0.0.1:${this.options.monitorPort}`;
+  }
+
+  get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  async start(): Promise<void> {
+    const { options } = this;
+    mkdirSync(options.dataDir, { recursive: true });
+    const env = {
+      ...process.env,
+      NATS_SERVER_NAME: options.serverName,
+      NATS_LISTEN: `127.0.0.1:${options.clientPort}`,
+      NATS_MONITOR_PORT: String(options.monitorPort),
+      NATS_STORE_DIR: options.dataDir,
+      ...options.env,
+    };
+    const log = createWriteStream(join(options.dataDir, "nats-server.log"), { flags: "a" });
+    const child = spawn(natsServerBinary(), ["-c", join(DEPLOY_NATS_DIR, options.config)], {
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    this.child = child;
+    const exited = new Promise<never>((_, reject) => {
+      child.once("exit", (code, signal) =>
+        reject(new Error(`nats-server ${options.serverName} exited (${code ?? signal}); see ${options.dataDir}/nats-server.log`)),
+      );
+    });
+    exited.catch(() => undefined);
+    await Promise.race([waitForPort(options.clientPort), exited]);
+  }
+
+  /** Graceful stop (SIGTERM), waiting for the exit. */
+  async stop(): Promise<void> {
+    await this.signal("SIGTERM");
+  }
+
+  /** Abrupt stop, as a crash. */
+  async kill(): Promise<void> {
+    await this.signal("SIGKILL");
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+
+  private async signal(signal: NodeJS.Signals): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    await new Promise<void>((resolveExit) => {
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      child.once("exit", () => {
+        clearTimeout(timer);
+        resolveExit();
+      });
+      child.kill(signal);
+    });
+  }
+}

@@ -1,0 +1,119 @@
+// Starts one nats-server per region on loopback, joined by gateways into a
+// supercluster, each region's gateway behind a GatewayProxy so tests can
+// partition a region or add WAN delay.
+
+import { join } from "node:path";
+import { freePorts } from "./free-port";
+import { GatewayProxy } from "./gateway-proxy";
+import { NatsProcess } from "./nats-process";
+
+export const REGIONS = ["east", "west", "central"] as const;
+export type RegionName = (typeof REGIONS)[number];
+
+export interface SuperclusterRegion {
+  readonly name: RegionName;
+  readonly nats: NatsProcess;
+  readonly proxy: GatewayProxy;
+}
+
+export class NatsSupercluster {
+  private constructor(readonly regions: readonly SuperclusterRegion[]) {}
+
+  static async start(baseDir: string): Promise<NatsSupercluster> {
+    const ports = await freePorts(REGIONS.length * 5);
+    const take = (): number => {
+      const port = ports.shift();
+      if (port === undefined) throw new Error("ran out of ports");
+      return port;
+    };
+    const plan = REGIONS.map((name) => ({
+      name,
+      client: take(),
+      monitor: take(),
+      cluster: take(),
+      gateway: take(),
+      proxy: take(),
+    }));
+    const gatewayUrls: Record<string, string> = {};
+    for (const p of plan) gatewayUrls[`NATS_GATEWAY_${p.name.toUpperCase()}`] = `nats://127.0.0.1:${p.proxy}`;
+    const regions = plan.map((p) => ({
+      name: p.name,
+      proxy: new GatewayProxy(p.proxy, p.gateway),
+      nats: new NatsProcess({
+        config: "region.conf",
+        serverName: `${p.name}-1`,
+        clientPort: p.client,
+        monitorPort: p.monitor,
+        dataDir: join(baseDir, `nats-${p.name}`),
+        env: {
+          TALLY_REGION: p.name,
+          NATS_CLUSTER_LISTEN: `127.0.0.1:${p.cluster}`,
+          NATS_CLUSTER_ROUTE: `nats://127.0.0.1:${p.cluster}`,
+          NATS_GATEWAY_LISTEN: `127.0.0.1:${p.gateway}`,
+          NATS_GATEWAY_ADVERTISE: `127.0.0.1:${p.proxy}`,
+          ...gatewayUrls,
+        },
+      }),
+    }));
+    const cluster = new NatsSupercluster(regions);
+    try {
+      for (const region of regions) await region.proxy.start();
+      await Promise.all(regions.map((region) => region.nats.start()));
+      await cluster.waitForMetaLeader();
+    } catch (error) {
+      await cluster.stop();
+      throw error;
+    }
+    return cluster;
+  }
+
+  region(name: string): SuperclusterRegion {
+    const found = this.regions.find((r) => r.name === name);
+    if (found === undefined) throw new Error(`no region ${name}`);
+    return found;
+  }
+
+  /** Cuts every gateway link to and from `name`. */
+  partition(name: string): void {
+    for (const region of this.regions) {
+      if (region.name === name) region.proxy.blockAll();
+      else region.proxy.blockSource(name);
+    }
+  }
+
+  heal(): void {
+    for (const region of this.regions) region.proxy.heal();
+  }
+
+  /** One-way delay on every gateway link. */
+  setWanDelay(ms: number): void {
+    for (const region of this.regions) region.proxy.delayMs = ms;
+  }
+
+  /** Waits until every server reports the same JetStream meta leader. */
+  async waitForMetaLeader(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const leaders = await Promise.all(
+        this.regions.map(async (r) => {
+          try {
+            const res = await fetch(`${r.nats.monitorUrl}/jsz`);
+            const body = (await res.json()) as { meta_cluster?: { leader?: string; cluster_size?: number } };
+            return body.meta_cluster?.cluster_size === this.regions.length ? body.meta_cluster.leader : undefined;
+          } catch {
+            return undefined;
+          }
+        }),
+      );
+      const first = leaders[0];
+      if (first !== undefined && first !== "" && leaders.every((l) => l === first)) return;
+      if (Date.now() > deadline) throw new Error(`no JetStream meta leader after ${timeoutMs} ms: ${leaders.join(",")}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.regions.map((r) => r.nats.stop()));
+    await Promise.all(this.regions.map((r) => r.proxy.stop()));
+  }
+}

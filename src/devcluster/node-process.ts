@@ -1,0 +1,106 @@
+// Runs one Tally node as a child process (`tally serve`), waits for its ready
+// line, and stops, kills (-9) or restarts it. Used by `tally up` and the e2e tests.
+
+import { spawn, type ChildProcess } from "node:child_process";
+import { createWriteStream, mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+
+export const CLI_ENTRY = resolve(__dirname, "..", "cli", "main.js");
+
+export interface NodeProcessOptions {
+  readonly region: string;
+  readonly regions: readonly string[];
+  readonly natsUrl: string;
+  readonly grpcPort: number;
+  readonly metricsPort: number;
+  readonly logDir: string;
+  readonly postgresUrl?: string;
+  readonly extraArgs?: readonly string[];
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+export class NodeProcess {
+  private child: ChildProcess | undefined;
+
+  constructor(readonly options: NodeProcessOptions) {}
+
+  get grpcAddress(): string {
+    return `127.0.0.1:${this.options.grpcPort}`;
+  }
+
+  get metricsUrl(): string {
+    return `http://127.0.0.1:${this.options.metricsPort}/metrics`;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  async start(timeoutMs = 60_000): Promise<void> {
+    const o = this.options;
+    mkdirSync(o.logDir, { recursive: true });
+    const args = [
+      CLI_ENTRY,
+      "serve",
+      "--region",
+      o.region,
+      "--regions",
+      o.regions.join(","),
+      "--nats",
+      o.natsUrl,
+      "--grpc",
+      this.grpcAddress,
+      "--metrics-port",
+      String(o.metricsPort),
+      ...(o.postgresUrl !== undefined ? ["--postgres", o.postgresUrl] : []),
+      ...(o.extraArgs ?? []),
+    ];
+    const child = spawn(process.execPath, args, {
+      env: { ...process.env, ...o.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    this.child = child;
+    const log = createWriteStream(join(o.logDir, `node-${o.region}.log`), { flags: "a" });
+    child.stderr?.pipe(log);
+    await new Promise<void>((resolveReady, reject) => {
+      const timer = setTimeout(() => reject(new Error(`node ${o.region} not ready in ${timeoutMs} ms; see ${o.logDir}`)), timeoutMs);
+      const lines = createInterface({ input: child.stdout! });
+      lines.on("line", (line) => {
+        log.write(`${line}\n`);
+        if (line.includes('"event":"ready"')) {
+          clearTimeout(timer);
+          resolveReady();
+        }
+      });
+      child.once("exit", (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`node ${o.region} exited (${code ?? signal}) before ready; see ${o.logDir}/node-${o.region}.log`));
+      });
+    });
+  }
+
+  /** SIGTERM and wait: a graceful stop. */
+  async stop(): Promise<void> {
+    await this.signal("SIGTERM");
+  }
+
+  /** SIGKILL: a crash. */
+  async kill(): Promise<void> {
+    await this.signal("SIGKILL");
+  }
+
+  private async signal(signal: NodeJS.Signals): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    await new Promise<void>((resolveExit) => {
+      const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+      child.once("exit", () => {
+        clearTimeout(timer);
+        resolveExit();
+      });
+      child.kill(signal);
+    });
+  }
+}

@@ -1,0 +1,36 @@
+// A node's settings, with defaults suited to the local 3-region cluster.
+
+import type { Policy } from "../core/policy";
+
+export interface NodeConfig {
+  /** This node's region (replica) name. */
+  readonly region: string;
+  /** Every region, in the same order on every node. */
+  readonly regions: readonly string[];
+  readonly natsUrl: string;
+  /** Place each region's stream in the NATS cluster of the same name (supercluster). */
+  readonly placeStreamsByRegion: boolean;
+  readonly defaultPolicy: Policy;
+  /** Default and maximum wait for rights from other regions when a debit is short. */
+  readonly defaultRightsWaitMs: number;
+  readonly maxRightsWaitMs: number;
+  /** How long request ids are remembered, and how many at most. */
+  readonly requestRetentionMs: number;
+  readonly maxRememberedRequests: number;
+  /** Most slot changes in one replication message. */
+  readonly maxCommitSlots: number;
+  /** How long start-up waits for peers' streams to be applied before serving. */
+  readonly catchUpTimeoutMs: number;
+  readonly statusIntervalMs: number;
+}
+
+export const DEFAULT_NODE_CONFIG: Omit<NodeConfig, "region" | "regions" | "natsUrl" | "defaultPolicy"> = {
+  placeStreamsByRegion: false,
+  defaultRightsWaitMs: 50,
+  maxRightsWaitMs: 2_000,
+  requestRetentionMs: 15 * 60_000,
+  maxRememberedRequests: 2_000_000,
+  maxCommitSlots: 2_000,
+  catchUpTimeoutMs: 10_000,
+  statusIntervalMs: 1_000,
+};

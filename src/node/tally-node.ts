@@ -1,0 +1,528 @@
+// A regional Tally node: the replica state, its durable log in JetStream with
+// group commit, the followers of every other replica, the status exchange and
+// the rights broker, wired together. gRPC handlers call only this class.
+
+import { ReplicaSet } from "../core/replica-set";
+import {
+  DebitOutcome,
+  ReplicaState,
+  type Answer,
+  type Contribution,
+  type SlotChange,
+} from "../core/replica-state";
+import { RequestConflictError } from "../core/errors";
+import type { Policy, PolicyWrite } from "../core/policy";
+import { digestHex } from "../core/row-digest";
+import { decodeDelta, encodeDelta, type DecodedDelta } from "../replication/delta-codec";
+import type { CommitBatch, RequestRecord } from "../replication/durable-write";
+import { GroupCommitter } from "../replication/group-commit";
+import { ReplicaLog, WriterFencedError } from "../replication/jetstream-log";
+import { PeerFollower } from "../replication/peer-follower";
+import { StatusExchange } from "../replication/status-exchange";
+import type { TallyMetrics } from "../metrics/tally-metrics";
+import { BalanceWatchHub } from "./balance-watch";
+import type { NodeConfig } from "./node-config";
+import { RightsBroker } from "./rights-broker";
+import type { Logger } from "./logger";
+
+export interface Decision {
+  readonly answer: Answer;
+  readonly replayed: boolean;
+}
+
+export interface DebitItem {
+  readonly accountId: string;
+  readonly amount: bigint;
+  readonly requestId: string;
+}
+
+export interface RegionView extends Contribution {
+  readonly appliedSequence: number;
+  readonly stalenessMs: number;
+}
+
+export interface BalanceView {
+  readonly balance: bigint;
+  readonly localRights: bigint;
+  readonly regions: RegionView[];
+  readonly policy: Policy;
+}
+
+export interface PeerView {
+  readonly region: string;
+  readonly appliedSequence: number;
+  readonly reportedSequence: number;
+  readonly pending: number;
+  readonly lagSeconds: number;
+  readonly converged: boolean;
+  readonly digest: string;
+  readonly lastHeardMs: number;
+}
+
+interface InFlight {
+  readonly fingerprint: string;
+  readonly decision: Promise<Answer>;
+}
+
+/** The node is shutting down or fenced; the call may be retried elsewhere. */
+export class NodeUnavailableError extends Error {
+  override readonly name = "NodeUnavailableError";
+}
+
+function debitFingerprint(accountId: string, amount: bigint): string {
+  return `d|${accountId}|${amount}`;
+}
+
+function grantFingerprint(accountId: string, amount: bigint): string {
+  return `g|${accountId}|${amount}`;
+}
+
+export class TallyNode {
+  readonly replicas: ReplicaSet;
+  readonly state: ReplicaState;
+  readonly watches = new BalanceWatchHub();
+  readonly rights: RightsBroker;
+  private readonly committer: GroupCommitter;
+  private readonly followers = new Map<string, PeerFollower>();
+  private readonly inFlight = new Map<string, InFlight>();
+  private status: StatusExchange | undefined;
+  private ownSequence = 0;
+  private ownPublishedDigest = "";
+  private publishCounter = 0;
+  private readonly instanceId = `${process.pid.toString(36)}${Date.now().toString(36)}`;
+  private closed = false;
+  private fenced = false;
+  ready = false;
+
+  private constructor(
+    readonly config: NodeConfig,
+    readonly log: ReplicaLog,
+    readonly metrics: TallyMetrics,
+    private readonly logger: Logger,
+    private readonly now: () => number,
+  ) {
+    this.replicas = new ReplicaSet(config.regions);
+    this.state = new ReplicaState({
+      replicas: this.replicas,
+      self: config.region,
+      defaultPolicy: config.defaultPolicy,
+      requestLog: { retentionMs: config.requestRetentionMs, maxEntries: config.maxRememberedRequests },
+    });
+    this.committer = new GroupCommitter(
+      (batch) => this.publish(batch),
+      { maxBatchSlots: config.maxCommitSlots, retryDelayMs: 100 },
+      (error) => {
+        this.metrics.commitErrors.inc();
+        this.logger.warn("commit failed, retrying", { error: String(error) });
+      },
+    );
+    this.rights = new RightsBroker(this, log.connection, metrics, logger, now);
+  }
+
+  /** Connects, recovers this replica's own row from its stream, starts following peers, then serves. */
+  static async start(
+    config: NodeConfig,
+    metrics: TallyMetrics,
+    logger: Logger,
+    now: () => number = Date.now,
+  ): Promise<TallyNode> {
+    const log = await ReplicaLog.open({
+      url: config.natsUrl,
+      name: `tally-${config.region}`,
+      placeByRegion: config.placeStreamsByRegion,
+    });
+    const node = new TallyNode(config, log, metrics, logger, now);
+    try {
+      await node.recover();
+    } catch (error) {
+      await log.close();
+      throw error;
+    }
+    return node;
+  }
+
+  private async recover(): Promise<void> {
+    const self = this.config.region;
+    await this.ensureStreams();
+    const started = this.now();
+    this.ownSequence = await this.log.replay(self, 1, (m) => this.applyDelta(decodeDelta(this.replicas, m.data)));
+    this.ownPublishedDigest = digestHex(this.state.rowDigest(this.state.self));
+    this.logger.info("own row recovered", { sequence: this.ownSequence, ms: this.now() - started });
+    this.trackConnection();
+    for (const peer of this.replicas.names) {
+      if (peer === self) continue;
+      const follower = new PeerFollower(
+        peer,
+        this.replicas,
+        this.log,
+        {
+          apply: (delta) => this.applyDelta(delta),
+          onError: (error) => this.logger.warn("follow failed, retrying", { peer, error: String(error) }),
+        },
+        this.now,
+      );
+      const index = this.replicas.indexOf(peer);
+      follower.localDigest = () => digestHex(this.state.rowDigest(index));
+      this.followers.set(peer, follower);
+      void follower.start();
+    }
+    const caughtUp = await Promise.all(
+      [...this.followers.values()].map((f) => f.waitCaughtUp(this.config.catchUpTimeoutMs)),
+    );
+    if (caughtUp.some((c) => !c)) this.logger.warn("serving before every peer was applied (peer unreachable?)");
+    this.status = new StatusExchange(
+      this.log.connection,
+      self,
+      () => ({ ownSequence: this.ownSequence, ownDigest: this.ownPublishedDigest, applied: this.appliedVector() }),
+      (replica, status) => this.followers.get(replica)?.observeStatus(status.ownSequence, status.ownDigest),
+      this.now,
+    );
+    this.status.start(this.config.statusIntervalMs);
+    this.rights.start();
+    this.ready = true;
+  }
+
+  /** Creates every replica's stream; this node's own must exist, the others are retried in the background. */
+  private async ensureStreams(): Promise<void> {
+    const deadline = this.now() + 30_000;
+    for (;;) {
+      try {
+        await this.log.ensureStream(this.config.region);
+        break;
+      } catch (error) {
+        if (this.now() > deadline) throw error;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+    await Promise.all(
+      this.replicas.names
+        .filter((r) => r !== this.config.region)
+        .map(async (replica) => {
+          for (let attempt = 0; attempt < 40; attempt++) {
+            try {
+              await this.log.ensureStream(replica);
+              return;
+            } catch {
+              await new Promise((r) => setTimeout(r, 250));
+            }
+          }
+        }),
+    );
+  }
+
+  private trackConnection(): void {
+    this.metrics.natsConnected.set(1);
+    void (async () => {
+      for await (const s of this.log.connection.status()) {
+        if (s.type === "disconnect") this.metrics.natsConnected.set(0);
+        if (s.type === "reconnect") this.metrics.natsConnected.set(1);
+      }
+    })();
+  }
+
+  // ---- the write path ------------------------------------------------------
+
+  async debit(item: DebitItem, maxWaitMs: number): Promise<Decision> {
+    const fingerprint = debitFingerprint(item.accountId, item.amount);
+    const earlier = await this.earlierDecision(item.requestId, fingerprint);
+    if (earlier !== undefined) return earlier;
+    const decision = this.decideDebit(item, fingerprint, maxWaitMs);
+    return { answer: await this.track(item.requestId, fingerprint, decision), replayed: false };
+  }
+
+  /** Decides debits in order without waiting for rights; one durable commit for the batch. */
+  async debitBatch(items: readonly DebitItem[]): Promise<Decision[]> {
+    this.assertWritable();
+    const results: Array<Decision | Promise<Decision>> = [];
+    const slots: SlotChange[] = [];
+    const requests: RequestRecord[] = [];
+    const nowMs = this.now();
+    for (const item of items) {
+      const fingerprint = debitFingerprint(item.accountId, item.amount);
+      const pending = this.inFlight.get(item.requestId);
+      if (pending !== undefined) {
+        if (pending.fingerprint !== fingerprint) throw new RequestConflictError(item.requestId);
+        results.push(pending.decision.then((answer) => ({ answer, replayed: true })));
+        continue;
+      }
+      const recalled = this.state.recall(item.requestId, fingerprint);
+      if (recalled !== undefined) {
+        results.push({ answer: recalled, replayed: true });
+        continue;
+      }
+      const answer = this.debitNow(item, fingerprint, nowMs, false, slots, requests);
+      if (answer.outcome === DebitOutcome.InsufficientCredit) this.rights.onShortfall(item.accountId, item.amount);
+      results.push({ answer, replayed: false });
+    }
+    if (slots.length > 0 || requests.length > 0) {
+      const durable = this.committer.commit({ slots, requests });
+      const byId = new Map<string, Answer>();
+      for (const r of requests) byId.set(r.requestId, r.answer);
+      for (const [requestId, answer] of byId) {
+        this.inFlight.set(requestId, { fingerprint: requests.find((r) => r.requestId === requestId)?.fingerprint ?? "", decision: durable.then(() => answer) });
+      }
+      try {
+        await durable;
+      } finally {
+        for (const requestId of byId.keys()) this.inFlight.delete(requestId);
+      }
+    }
+    return Promise.all(results);
+  }
+
+  async grant(accountId: string, amount: bigint, requestId: string): Promise<Decision> {
+    const fingerprint = grantFingerprint(accountId, amount);
+    const earlier = await this.earlierDecision(requestId, fingerprint);
+    if (earlier !== undefined) return earlier;
+    this.assertWritable();
+    const { answer, changes } = this.state.grant(accountId, amount);
+    const nowMs = this.now();
+    this.state.remember(requestId, fingerprint, answer, nowMs);
+    this.watches.notify(accountId);
+    const durable = this.committer
+      .commit({ slots: changes, requests: [{ requestId, fingerprint, answer, answeredAtMs: nowMs }] })
+      .then(() => answer);
+    return { answer: await this.track(requestId, fingerprint, durable), replayed: false };
+  }
+
+  async setPolicy(accountId: string, policy: Policy): Promise<Policy> {
+    this.assertWritable();
+    const write: PolicyWrite = { ...policy, writtenAtMs: this.now(), replica: this.config.region };
+    this.state.applyPolicy(accountId, write);
+    await this.committer.commit({ slots: [], policy: { accountId, write } });
+    this.watches.notify(accountId);
+    return this.state.policy(accountId);
+  }
+
+  /** Moves rights from this region to another (manual or broker-initiated). Durable on return. */
+  async transfer(accountId: string, toRegion: string, amount: bigint): Promise<bigint> {
+    this.assertWritable();
+    const changes = this.state.transfer(accountId, this.replicas.indexOf(toRegion), amount);
+    await this.commitSlots(changes);
+    return this.state.rights(accountId);
+  }
+
+  /** Makes own-row changes durable (used by the rights broker). */
+  async commitSlots(slots: SlotChange[]): Promise<void> {
+    await this.committer.commit({ slots });
+  }
+
+  private async earlierDecision(requestId: string, fingerprint: string): Promise<Decision | undefined> {
+    const pending = this.inFlight.get(requestId);
+    if (pending !== undefined) {
+      if (pending.fingerprint !== fingerprint) throw new RequestConflictError(requestId);
+      return { answer: await pending.decision, replayed: true };
+    }
+    const recalled = this.state.recall(requestId, fingerprint);
+    return recalled === undefined ? undefined : { answer: recalled, replayed: true };
+  }
+
+  /** Keeps the request id in flight until its answer is durable, so a concurrent retry waits for it. */
+  private async track(requestId: string, fingerprint: string, decision: Promise<Answer>): Promise<Answer> {
+    this.inFlight.set(requestId, { fingerprint, decision });
+    try {
+      return await decision;
+    } finally {
+      this.inFlight.delete(requestId);
+    }
+  }
+
+  private async decideDebit(item: DebitItem, fingerprint: string, maxWaitMs: number): Promise<Answer> {
+    this.assertWritable();
+    const slots: SlotChange[] = [];
+    const requests: RequestRecord[] = [];
+    let answer = this.debitNow(item, fingerprint, this.now(), false, slots, requests, maxWaitMs > 0);
+    if (answer.outcome === DebitOutcome.InsufficientCredit && maxWaitMs > 0) {
+      const waitStarted = this.now();
+      const deficit = item.amount - this.state.rights(item.accountId);
+      await this.rights.acquire(item.accountId, deficit, waitStarted + maxWaitMs);
+      this.metrics.rightsWait.observe((this.now() - waitStarted) / 1000);
+      this.assertWritable();
+      answer = this.debitNow(item, fingerprint, this.now(), true, slots, requests);
+    }
+    if (slots.length === 0 && requests.length === 0) return answer;
+    await this.committer.commit({ slots, requests });
+    return answer;
+  }
+
+  /**
+   * Decides one debit against the current state. `final` false means a refusal
+   * may still be retried after waiting, so it is not remembered or counted yet.
+   */
+  private debitNow(
+    item: DebitItem,
+    fingerprint: string,
+    nowMs: number,
+    afterWait: boolean,
+    slots: SlotChange[],
+    requests: RequestRecord[],
+    willWait = false,
+  ): Answer {
+    const allowOverdraft = afterWait || !willWait;
+    const result = this.state.debit(item.accountId, item.amount, allowOverdraft);
+    const { answer } = result;
+    if (answer.outcome === DebitOutcome.InsufficientCredit) {
+      if (willWait) return answer;
+      this.metrics.debits.inc({ result: "insufficient" });
+      if (result.globallyCoverable) this.metrics.falseRejections.inc();
+      // A refusal changes nothing, so it is remembered locally only.
+      this.state.remember(item.requestId, fingerprint, answer, nowMs);
+      return answer;
+    }
+    for (const change of result.changes) slots.push(change);
+    if (answer.outcome === DebitOutcome.ApprovedWithOverdraft) {
+      const before = answer.localRights + item.amount;
+      const used = before >= 0n ? item.amount - before : item.amount;
+      this.metrics.overdraftUsed.inc(Number(used));
+      this.metrics.debits.inc({ result: "overdraft" });
+    } else {
+      this.metrics.debits.inc({ result: "approved" });
+    }
+    this.state.remember(item.requestId, fingerprint, answer, nowMs);
+    requests.push({ requestId: item.requestId, fingerprint, answer, answeredAtMs: nowMs });
+    this.rights.observeDebit(item.accountId, item.amount, nowMs);
+    this.watches.notify(item.accountId);
+    return answer;
+  }
+
+  private assertWritable(): void {
+    if (this.closed) throw new NodeUnavailableError("node is shutting down");
+    if (this.fenced) throw new NodeUnavailableError("another process writes this region's replica; this node stopped writing");
+  }
+
+  private async publish(batch: CommitBatch): Promise<void> {
+    const digest = batch.partial === true ? "" : digestHex(this.state.rowDigest(this.state.self));
+    const bytes = encodeDelta(this.replicas, this.state.self, batch, this.now(), digest);
+    const started = process.hrtime.bigint();
+    const msgId = `${this.instanceId}-${++this.publishCounter}`;
+    let seq: number;
+    try {
+      seq = await this.log.append(this.config.region, bytes, this.ownSequence, msgId);
+    } catch (error) {
+      if (error instanceof WriterFencedError) {
+        this.fenced = true;
+        this.committer.stop();
+        this.logger.error("fenced: another writer appended to this region's stream", {});
+      }
+      this.publishCounter--;
+      throw error;
+    }
+    this.ownSequence = seq;
+    if (digest !== "") this.ownPublishedDigest = digest;
+    this.metrics.commits.inc();
+    this.metrics.commitSlots.observe(batch.slots.length);
+    this.metrics.commitDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+  }
+
+  // ---- merging -------------------------------------------------------------
+
+  private applyDelta(delta: DecodedDelta): void {
+    const debitColumn = this.replicas.size;
+    const fromPeer = delta.writer !== this.state.self;
+    const nowMs = this.now();
+    for (const slot of delta.slots) {
+      const before = fromPeer && slot.column === debitColumn ? this.state.slot(slot.accountId, slot.writer, slot.column) : 0n;
+      if (!this.state.merge(slot.accountId, slot.writer, slot.column, slot.value)) continue;
+      if (fromPeer && slot.column === debitColumn) {
+        this.rights.observePeerDebit(slot.accountId, slot.writer, slot.value - before, nowMs);
+      }
+      this.watches.notify(slot.accountId);
+    }
+    for (const request of delta.requests) {
+      this.state.remember(request.requestId, request.fingerprint, request.answer, request.answeredAtMs);
+    }
+    for (const policy of delta.policies) {
+      if (this.state.applyPolicy(policy.accountId, policy.write)) this.watches.notify(policy.accountId);
+    }
+  }
+
+  // ---- reads -----------------------------------------------------------------
+
+  balanceView(accountId: string): BalanceView {
+    const nowMs = this.now();
+    const regions = this.state.contributions(accountId).map((c) => {
+      const follower = this.followers.get(c.replica);
+      return {
+        ...c,
+        appliedSequence: follower?.appliedSequence ?? this.ownSequence,
+        stalenessMs: follower === undefined ? 0 : Math.max(0, nowMs - follower.lastHeardMs),
+      };
+    });
+    return {
+      balance: this.state.balance(accountId),
+      localRights: this.state.rights(accountId),
+      regions,
+      policy: this.state.policy(accountId),
+    };
+  }
+
+  appliedVector(): Record<string, number> {
+    const vector: Record<string, number> = { [this.config.region]: this.ownSequence };
+    for (const [peer, follower] of this.followers) vector[peer] = follower.appliedSequence;
+    return vector;
+  }
+
+  peerViews(): PeerView[] {
+    const nowMs = this.now();
+    return this.replicas.names.map((region) => {
+      const follower = this.followers.get(region);
+      if (follower === undefined) {
+        return {
+          region,
+          appliedSequence: this.ownSequence,
+          reportedSequence: this.ownSequence,
+          pending: 0,
+          lagSeconds: 0,
+          converged: true,
+          digest: this.ownPublishedDigest,
+          lastHeardMs: 0,
+        };
+      }
+      return {
+        region,
+        appliedSequence: follower.appliedSequence,
+        reportedSequence: follower.reportedSequence,
+        pending: follower.pending,
+        lagSeconds:
+          follower.pending > 0 && follower.lastPublishedAtMs > 0 ? Math.max(0, nowMs - follower.lastPublishedAtMs) / 1000 : 0,
+        converged: follower.converged ?? follower.appliedSequence === 0,
+        digest: digestHex(this.state.rowDigest(this.replicas.indexOf(region))),
+        lastHeardMs: follower.lastHeardMs === 0 ? 0 : nowMs - follower.lastHeardMs,
+      };
+    });
+  }
+
+  /** Refreshes the gauges that are read, not counted. */
+  refreshGauges(): void {
+    this.metrics.accounts.set(this.state.accountCount);
+    this.metrics.rememberedRequests.set(this.state.rememberedRequests);
+    this.metrics.watchers.set(this.watches.size);
+    for (const peer of this.peerViews()) {
+      if (peer.region === this.config.region) continue;
+      this.metrics.replicationLagSeconds.set({ peer: peer.region }, peer.lagSeconds);
+      this.metrics.replicationPending.set({ peer: peer.region }, peer.pending);
+      this.metrics.appliedSequence.set({ peer: peer.region }, peer.appliedSequence);
+      this.metrics.converged.set({ peer: peer.region }, peer.converged ? 1 : 0);
+      this.metrics.peerLastHeard.set({ peer: peer.region }, peer.lastHeardMs / 1000);
+    }
+    this.metrics.appliedSequence.set({ peer: this.config.region }, this.ownSequence);
+  }
+
+  get sequence(): number {
+    return this.ownSequence;
+  }
+
+  /** Stops writing, waits briefly for pending commits, then closes NATS. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.ready = false;
+    this.rights.stop();
+    this.status?.stop();
+    this.watches.closeAll();
+    const deadline = this.now() + 5_000;
+    while (this.committer.pendingSlots > 0 && this.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    for (const follower of this.followers.values()) follower.stop();
+    await this.log.close();
+  }
+}

@@ -1,0 +1,114 @@
+// Converts a group commit to and from the ReplicaDelta wire message
+// (proto/tally/replication/v1). Request answers reuse the public DebitResponse
+// encoding so every language can read them.
+
+import { ReplicaDelta } from "../generated/tally/replication/v1/replication";
+import { DebitOutcome as WireOutcome, DebitResponse } from "../generated/tally/v1/balances";
+import { DebitOutcome, type Answer } from "../core/replica-state";
+import { Mode } from "../core/policy";
+import type { ReplicaSet } from "../core/replica-set";
+import type { CommitBatch, PolicyRecord, RequestRecord } from "./durable-write";
+import type { SlotChange } from "../core/replica-state";
+
+export interface DecodedDelta {
+  readonly writer: number;
+  readonly publishedAtMs: number;
+  readonly slots: SlotChange[];
+  readonly requests: RequestRecord[];
+  readonly policies: PolicyRecord[];
+  readonly rowDigest: string;
+}
+
+export function encodeDelta(
+  replicas: ReplicaSet,
+  writer: number,
+  batch: CommitBatch,
+  publishedAtMs: number,
+  rowDigest: string,
+): Uint8Array {
+  return ReplicaDelta.encode({
+    replica: replicas.nameOf(writer),
+    publishedAtMs: BigInt(publishedAtMs),
+    slots: batch.slots.map((s) => ({ accountId: s.accountId, column: s.column, value: s.value })),
+    requests: batch.requests.map((r) => ({
+      requestId: r.requestId,
+      fingerprint: r.fingerprint,
+      answer: Buffer.from(
+        DebitResponse.encode({
+          outcome: toWireOutcome(r.answer.outcome),
+          balance: r.answer.balance,
+          localRights: r.answer.localRights,
+          replayed: false,
+        }).finish(),
+      ),
+      answeredAtMs: BigInt(r.answeredAtMs),
+    })),
+    policies: batch.policies.map((p) => ({
+      accountId: p.accountId,
+      mode: p.write.mode,
+      overdraftLimit: p.write.overdraftLimit,
+      lowWaterMark: p.write.lowWaterMark,
+      writtenAtMs: BigInt(p.write.writtenAtMs),
+      replica: p.write.replica,
+    })),
+    rowDigest,
+  }).finish();
+}
+
+export function decodeDelta(replicas: ReplicaSet, bytes: Uint8Array): DecodedDelta {
+  const delta = ReplicaDelta.decode(bytes);
+  const writer = replicas.indexOf(delta.replica);
+  return {
+    writer,
+    publishedAtMs: Number(delta.publishedAtMs),
+    rowDigest: delta.rowDigest,
+    slots: delta.slots.map((s) => ({ accountId: s.accountId, writer, column: s.column, value: s.value })),
+    requests: delta.requests.map((r) => {
+      const answer = DebitResponse.decode(r.answer);
+      const decoded: Answer = {
+        kind: r.fingerprint.startsWith("g|") ? "grant" : "debit",
+        outcome: fromWireOutcome(answer.outcome),
+        balance: answer.balance,
+        localRights: answer.localRights,
+      };
+      return {
+        requestId: r.requestId,
+        fingerprint: r.fingerprint,
+        answer: decoded,
+        answeredAtMs: Number(r.answeredAtMs),
+      };
+    }),
+    policies: delta.policies.map((p) => ({
+      accountId: p.accountId,
+      write: {
+        mode: p.mode === 2 ? Mode.Overdraft : Mode.Strict,
+        overdraftLimit: p.overdraftLimit,
+        lowWaterMark: p.lowWaterMark,
+        writtenAtMs: Number(p.writtenAtMs),
+        replica: p.replica,
+      },
+    })),
+  };
+}
+
+export function toWireOutcome(outcome: DebitOutcome): WireOutcome {
+  switch (outcome) {
+    case DebitOutcome.Approved:
+      return WireOutcome.DEBIT_OUTCOME_APPROVED;
+    case DebitOutcome.InsufficientCredit:
+      return WireOutcome.DEBIT_OUTCOME_INSUFFICIENT_CREDIT;
+    case DebitOutcome.ApprovedWithOverdraft:
+      return WireOutcome.DEBIT_OUTCOME_APPROVED_WITH_OVERDRAFT;
+  }
+}
+
+function fromWireOutcome(outcome: WireOutcome): DebitOutcome {
+  switch (outcome) {
+    case WireOutcome.DEBIT_OUTCOME_INSUFFICIENT_CREDIT:
+      return DebitOutcome.InsufficientCredit;
+    case WireOutcome.DEBIT_OUTCOME_APPROVED_WITH_OVERDRAFT:
+      return DebitOutcome.ApprovedWithOverdraft;
+    default:
+      return DebitOutcome.Approved;
+  }
+}

@@ -1,0 +1,31 @@
+// What a local operation must make durable before it is acknowledged.
+
+import type { Answer, SlotChange } from "../core/replica-state";
+import type { PolicyWrite } from "../core/policy";
+
+export interface RequestRecord {
+  readonly requestId: string;
+  readonly fingerprint: string;
+  readonly answer: Answer;
+  readonly answeredAtMs: number;
+}
+
+export interface PolicyRecord {
+  readonly accountId: string;
+  readonly write: PolicyWrite;
+}
+
+export interface DurableWrite {
+  readonly slots: readonly SlotChange[];
+  readonly requests?: readonly RequestRecord[];
+  readonly policy?: PolicyRecord;
+}
+
+/** One group commit: every slot changed in the window (latest value wins) plus records. */
+export interface CommitBatch {
+  readonly slots: SlotChange[];
+  readonly requests: RequestRecord[];
+  readonly policies: PolicyRecord[];
+  /** More messages of the same window follow; the row digest is not final yet. */
+  readonly partial?: boolean;
+}

@@ -1,0 +1,163 @@
+// The durable log of every replica over NATS JetStream: one stream per replica
+// (placed in that replica's region when clustered) holding its group commits.
+// The writer appends with an expected last sequence, which fences out a second
+// writer of the same slot; readers follow a stream with an ordered consumer,
+// which resumes from the last sequence it saw after a disconnect or partition.
+
+import {
+  connect,
+  DeliverPolicy,
+  DiscardPolicy,
+  headers,
+  RetentionPolicy,
+  StorageType,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JetStreamManager,
+  type NatsConnection,
+} from "nats";
+import { deltaSubject, streamName } from "./subjects";
+
+export interface ReplicaLogOptions {
+  readonly url: string;
+  /** Connection name shown in NATS monitoring. */
+  readonly name: string;
+  /** Place each replica's stream in the NATS cluster named after the replica (supercluster). */
+  readonly placeByRegion: boolean;
+  readonly publishTimeoutMs?: number;
+}
+
+export interface LoggedMessage {
+  readonly seq: number;
+  readonly data: Uint8Array;
+  /** Messages left in the stream after this one, as the server counted at delivery. */
+  readonly pending: number;
+}
+
+/** A second writer appended to this replica's stream. */
+export class WriterFencedError extends Error {
+  override readonly name = "WriterFencedError";
+  constructor(
+    readonly stream: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`another writer appended to ${stream}; this node must stop writing`, options);
+  }
+}
+
+export class ReplicaLog {
+  private constructor(
+    readonly connection: NatsConnection,
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    private readonly options: ReplicaLogOptions,
+  ) {}
+
+  static async open(options: ReplicaLogOptions): Promise<ReplicaLog> {
+    const connection = await connect({
+      servers: options.url,
+      name: options.name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      pingInterval: 5_000,
+    });
+    const jsm = await connection.jetstreamManager({ timeout: 10_000 });
+    return new ReplicaLog(connection, connection.jetstream({ timeout: 10_000 }), jsm, options);
+  }
+
+  /** Creates the replica's stream if it does not exist (idempotent; needs the JetStream meta leader). */
+  async ensureStream(replica: string): Promise<void> {
+    const name = streamName(replica);
+    try {
+      await this.jsm.streams.info(name);
+      return;
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+    }
+    await this.jsm.streams.add({
+      name,
+      subjects: [deltaSubject(replica)],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      num_replicas: 1,
+      duplicate_window: 120_000_000_000,
+      ...(this.options.placeByRegion ? { placement: { cluster: replica, tags: [] } } : {}),
+    });
+  }
+
+  async lastSequence(replica: string): Promise<number> {
+    const info = await this.jsm.streams.info(streamName(replica));
+    return info.state.last_seq;
+  }
+
+  /**
+   * Appends one message to `replica`'s stream, only if its last sequence is
+   * `expectedLastSeq`. `msgId` makes a retry of the same message a no-op.
+   * Returns the message's sequence.
+   */
+  async append(replica: string, data: Uint8Array, expectedLastSeq: number, msgId: string): Promise<number> {
+    const h = headers();
+    try {
+      const ack = await this.js.publish(deltaSubject(replica), data, {
+        msgID: msgId,
+        expect: { lastSequence: expectedLastSeq },
+        timeout: this.options.publishTimeoutMs ?? 5_000,
+        headers: h,
+      });
+      return ack.seq;
+    } catch (error) {
+      if (error instanceof Error && /wrong last sequence/i.test(error.message)) {
+        throw new WriterFencedError(streamName(replica), { cause: error });
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Delivers `replica`'s messages from `fromSeq` on, in order, to `onMessage`
+   * until the returned handle is stopped.
+   */
+  async follow(replica: string, fromSeq: number, onMessage: (message: LoggedMessage) => void): Promise<ConsumerMessages> {
+    const consumer = await this.js.consumers.get(streamName(replica), {
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: Math.max(1, fromSeq),
+    });
+    return consumer.consume({
+      max_messages: 256,
+      callback: (m) => onMessage({ seq: m.seq, data: m.data, pending: m.info.pending }),
+    });
+  }
+
+  /** Reads `replica`'s whole stream from `fromSeq` to its current end. */
+  async replay(replica: string, fromSeq: number, onMessage: (message: LoggedMessage) => void): Promise<number> {
+    const last = await this.lastSequence(replica);
+    if (last < fromSeq) return last;
+    let reached = 0;
+    await new Promise<void>((resolve, reject) => {
+      this.follow(replica, fromSeq, (m) => {
+        onMessage(m);
+        reached = m.seq;
+        if (m.seq >= last) resolve();
+      }).then((messages) => {
+        const stop = (): void => messages.stop();
+        const check = setInterval(() => {
+          if (reached >= last) {
+            clearInterval(check);
+            stop();
+          }
+        }, 5);
+      }, reject);
+    });
+    return last;
+  }
+
+  async close(): Promise<void> {
+    if (this.connection.isClosed()) return;
+    await this.connection.drain().catch(() => this.connection.close());
+  }
+}
+
+function isNotFound(error: unknown): boolean {
+  return error instanceof Error && /not found/i.test(error.message);
+}

@@ -1,0 +1,117 @@
+// Follows one replica's stream and merges its group commits into the local
+// state, keeping what convergence needs: the applied sequence (this node's
+// version-vector entry for the replica), pending count, lag and whether the
+// merged row's digest equals the digest the writer published at that sequence.
+
+import { decodeDelta, type DecodedDelta } from "./delta-codec";
+import type { ReplicaLog } from "./jetstream-log";
+import type { ReplicaSet } from "../core/replica-set";
+import type { ConsumerMessages } from "nats";
+
+export interface FollowerEvents {
+  /** Applies a decoded delta to the state. */
+  apply(delta: DecodedDelta): void;
+  /** Reports a follow failure (retried). */
+  onError(error: unknown): void;
+}
+
+export class PeerFollower {
+  appliedSequence = 0;
+  /** Highest sequence the writer is known to have published (from the consumer or its status). */
+  reportedSequence = 0;
+  lastPublishedAtMs = 0;
+  lastHeardMs = 0;
+  /** undefined until a digest was compared. */
+  converged: boolean | undefined;
+  divergences = 0;
+  lastDigest = "";
+  private messages: ConsumerMessages | undefined;
+  private stopped = false;
+  private caughtUpWaiters: Array<() => void> = [];
+
+  constructor(
+    readonly replica: string,
+    private readonly replicas: ReplicaSet,
+    private readonly log: ReplicaLog,
+    private readonly events: FollowerEvents,
+    private readonly now: () => number,
+  ) {}
+
+  get pending(): number {
+    return Math.max(0, this.reportedSequence - this.appliedSequence);
+  }
+
+  get caughtUp(): boolean {
+    return this.pending === 0;
+  }
+
+  /** Starts following, retrying until it succeeds or the follower is stopped. */
+  async start(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        this.reportedSequence = Math.max(this.reportedSequence, await this.log.lastSequence(this.replica));
+        this.messages = await this.log.follow(this.replica, this.appliedSequence + 1, (m) => this.onMessage(m.seq, m.data, m.pending));
+        this.notifyIfCaughtUp();
+        return;
+      } catch (error) {
+        this.events.onError(error);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
+  /** Resolves when the follower has applied everything known, or after `timeoutMs`. */
+  async waitCaughtUp(timeoutMs: number): Promise<boolean> {
+    if (this.caughtUp && this.messages !== undefined) return true;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.caughtUpWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  /** A status broadcast from the writer: its newest sequence and digest. */
+  observeStatus(ownSequence: number, ownDigest: string): void {
+    this.lastHeardMs = this.now();
+    this.reportedSequence = Math.max(this.reportedSequence, ownSequence);
+    if (ownSequence === this.appliedSequence && ownDigest !== "") this.compareDigest(ownDigest);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.messages?.stop();
+    this.messages = undefined;
+  }
+
+  /** The digest of the replica's row as held here, provided by the owner. */
+  localDigest: () => string = () => "";
+
+  private onMessage(seq: number, data: Uint8Array, pending: number): void {
+    if (seq <= this.appliedSequence) return;
+    const delta = decodeDelta(this.replicas, data);
+    this.events.apply(delta);
+    this.appliedSequence = seq;
+    this.reportedSequence = Math.max(this.reportedSequence, seq + pending);
+    this.lastPublishedAtMs = delta.publishedAtMs;
+    this.lastHeardMs = this.now();
+    if (delta.rowDigest !== "") this.compareDigest(delta.rowDigest);
+    this.notifyIfCaughtUp();
+  }
+
+  private compareDigest(published: string): void {
+    const local = this.localDigest();
+    this.lastDigest = local;
+    const equal = local === published;
+    if (!equal) this.divergences++;
+    this.converged = equal;
+  }
+
+  private notifyIfCaughtUp(): void {
+    if (!this.caughtUp || this.caughtUpWaiters.length === 0) return;
+    const waiters = this.caughtUpWaiters;
+    this.caughtUpWaiters = [];
+    for (const w of waiters) w();
+  }
+}

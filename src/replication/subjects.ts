@@ -1,0 +1,19 @@
+// NATS names for one replica's stream and subjects, in one place.
+
+export function streamName(replica: string): string {
+  return `TALLY_${replica.toUpperCase().replace(/-/g, "_")}`;
+}
+
+export function deltaSubject(replica: string): string {
+  return `tally.delta.${replica}`;
+}
+
+export function statusSubject(replica: string): string {
+  return `tally.status.${replica}`;
+}
+
+export const STATUS_WILDCARD = "tally.status.*";
+
+export function rightsSubject(replica: string): string {
+  return `tally.rights.${replica}`;
+}

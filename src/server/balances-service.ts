@@ -1,0 +1,236 @@
+// gRPC handlers of tally.v1.Balances: validate at the edge, call the node,
+// map answers and errors. Insufficient credit is an ordinary OK answer.
+
+import { status, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
+import { validateAccountId, validateAmount, validateRequestId } from "../core/validation";
+import { InvalidArgumentError } from "../core/errors";
+import { INT64_MAX } from "../core/amounts";
+import type { BalancesServer, DebitRequest, DebitResponse, WatchBalanceRequest, WatchBalanceResponse } from "../generated/tally/v1/balances";
+import { toWireOutcome } from "../replication/delta-codec";
+import type { TallyNode, Decision } from "../node/tally-node";
+import { batchItems, debitItem, policyToWire, waitMs } from "./request-validation";
+import { DeadlineExpiredError, statusLabel, toStatus } from "./status-mapping";
+
+/** Last settled balance of an account, when settlement is configured. */
+export interface SettledBalanceSource {
+  settledBalance(accountId: string): Promise<{ balance: bigint; settlementId: bigint } | undefined>;
+}
+
+function debitResponse(decision: Decision): DebitResponse {
+  return {
+    outcome: toWireOutcome(decision.answer.outcome),
+    balance: decision.answer.balance,
+    localRights: decision.answer.localRights,
+    replayed: decision.replayed,
+  };
+}
+
+function fail<T>(callback: sendUnaryData<T>, error: unknown): void {
+  callback(toStatus(error), null);
+}
+
+/** A call whose deadline already passed (or that the client cancelled) must change nothing. */
+function expired(call: { getDeadline(): Date | number; cancelled: boolean }): DeadlineExpiredError | undefined {
+  const deadline = call.getDeadline();
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+  if (call.cancelled) return new DeadlineExpiredError("the call was cancelled before it was applied");
+  if (Number.isFinite(deadlineMs) && deadlineMs <= Date.now()) {
+    return new DeadlineExpiredError("the call's deadline passed before it was applied; nothing changed");
+  }
+  return undefined;
+}
+
+export function balancesService(node: TallyNode, settled?: SettledBalanceSource): BalancesServer {
+  const { metrics, config } = node;
+  return {
+    debit(call: ServerUnaryCall<DebitRequest, DebitResponse>, callback) {
+      const timer = metrics.debitDuration.startTimer({ rpc: "Debit" });
+      let item;
+      try {
+        item = debitItem(call.request);
+        const late = expired(call);
+        if (late !== undefined) throw late;
+      } catch (error) {
+        metrics.debits.inc({ result: statusLabel(error) });
+        fail(callback, error);
+        return;
+      }
+      const wait = waitMs(call.request.maxWaitMs, config.defaultRightsWaitMs, config.maxRightsWaitMs, call.getDeadline());
+      node.debit(item, wait).then(
+        (decision) => {
+          if (decision.replayed) metrics.debits.inc({ result: "replayed" });
+          timer();
+          callback(null, debitResponse(decision));
+        },
+        (error: unknown) => {
+          metrics.debits.inc({ result: statusLabel(error) });
+          fail(callback, error);
+        },
+      );
+    },
+
+    debitBatch(call, callback) {
+      const timer = metrics.debitDuration.startTimer({ rpc: "DebitBatch" });
+      let items;
+      try {
+        items = batchItems(call.request.debits);
+        const late = expired(call);
+        if (late !== undefined) throw late;
+      } catch (error) {
+        metrics.debits.inc({ result: statusLabel(error) });
+        fail(callback, error);
+        return;
+      }
+      metrics.batchSize.observe(items.length);
+      node.debitBatch(items).then(
+        (decisions) => {
+          let replayed = 0;
+          for (const d of decisions) if (d.replayed) replayed++;
+          if (replayed > 0) metrics.debits.inc({ result: "replayed" }, replayed);
+          timer();
+          callback(null, { results: decisions.map(debitResponse) });
+        },
+        (error: unknown) => {
+          metrics.debits.inc({ result: statusLabel(error) });
+          fail(callback, error);
+        },
+      );
+    },
+
+    grant(call, callback) {
+      let accountId: string;
+      let amount: bigint;
+      let requestId: string;
+      try {
+        accountId = validateAccountId(call.request.accountId);
+        amount = validateAmount(call.request.amount);
+        requestId = validateRequestId(call.request.requestId);
+        const late = expired(call);
+        if (late !== undefined) throw late;
+      } catch (error) {
+        metrics.grants.inc({ result: statusLabel(error) });
+        fail(callback, error);
+        return;
+      }
+      node.grant(accountId, amount, requestId).then(
+        (decision) => {
+          metrics.grants.inc({ result: decision.replayed ? "replayed" : "approved" });
+          callback(null, {
+            balance: decision.answer.balance,
+            localRights: decision.answer.localRights,
+            replayed: decision.replayed,
+          });
+        },
+        (error: unknown) => {
+          metrics.grants.inc({ result: statusLabel(error) });
+          fail(callback, error);
+        },
+      );
+    },
+
+    getBalance(call, callback) {
+      let accountId: string;
+      try {
+        accountId = validateAccountId(call.request.accountId);
+      } catch (error) {
+        fail(callback, error);
+        return;
+      }
+      const view = node.balanceView(accountId);
+      const answer = (settledBalance: bigint, settlementId: bigint): void =>
+        callback(null, {
+          accountId,
+          balance: view.balance,
+          localRights: view.localRights,
+          regions: view.regions.map((r) => ({
+            region: r.replica,
+            granted: r.granted,
+            debited: r.debited,
+            rights: r.rights,
+            appliedSequence: BigInt(r.appliedSequence),
+            stalenessMs: BigInt(r.stalenessMs),
+          })),
+          policy: policyToWire(view.policy),
+          settledBalance,
+          settlementId,
+        });
+      if (settled === undefined) {
+        answer(0n, 0n);
+        return;
+      }
+      settled.settledBalance(accountId).then(
+        (s) => answer(s?.balance ?? 0n, s?.settlementId ?? 0n),
+        // The local view is still worth answering when Postgres is down.
+        () => answer(0n, 0n),
+      );
+    },
+
+    watchBalance(call: ServerWritableStream<WatchBalanceRequest, WatchBalanceResponse>) {
+      let accountId: string;
+      try {
+        accountId = validateAccountId(call.request.accountId);
+        if (call.request.lowBalanceThreshold < 0n || call.request.lowBalanceThreshold > INT64_MAX) {
+          throw new InvalidArgumentError("low_balance_threshold", "must be between 0 and 9223372036854775807");
+        }
+      } catch (error) {
+        call.emit("error", toStatus(error));
+        return;
+      }
+      watchBalance(node, call, accountId, call.request.lowBalanceThreshold);
+    },
+  };
+}
+
+/**
+ * Streams balance changes with backpressure: while the client is not reading
+ * (write() returned false) changes are only counted, and one event with the
+ * latest value is written on 'drain'. Memory per watcher is constant.
+ */
+function watchBalance(
+  node: TallyNode,
+  call: ServerWritableStream<WatchBalanceRequest, WatchBalanceResponse>,
+  accountId: string,
+  callThreshold: bigint,
+): void {
+  let coalesced = 0;
+  let blocked = false;
+  let ended = false;
+  const send = (): void => {
+    if (ended) return;
+    const view = node.balanceView(accountId);
+    const threshold = callThreshold > 0n ? callThreshold : view.policy.lowWaterMark;
+    const event: WatchBalanceResponse = {
+      accountId,
+      balance: view.balance,
+      localRights: view.localRights,
+      lowBalance: threshold > 0n && view.balance <= threshold,
+      coalesced: Math.max(1, coalesced),
+    };
+    coalesced = 0;
+    blocked = !call.write(event);
+  };
+  const onChange = (): void => {
+    coalesced++;
+    if (!blocked) send();
+  };
+  const unwatch = node.watches.watch(accountId, onChange, () => {
+    if (ended) return;
+    end();
+    call.emit("error", { code: status.UNAVAILABLE, details: "node is shutting down" });
+  });
+  const end = (): void => {
+    if (ended) return;
+    ended = true;
+    unwatch();
+    node.metrics.watchers.set(node.watches.size);
+  };
+  call.on("drain", () => {
+    blocked = false;
+    if (coalesced > 0) send();
+  });
+  call.on("cancelled", end);
+  call.on("close", end);
+  call.on("error", end);
+  node.metrics.watchers.set(node.watches.size);
+  send();
+}

@@ -1,0 +1,61 @@
+// The one table from domain errors to gRPC statuses. Every status a client can
+// receive is listed in the proto comments; anything unexpected is INTERNAL.
+
+import { status, type ServiceError, Metadata } from "@grpc/grpc-js";
+import {
+  AmountOutOfRangeError,
+  InvalidArgumentError,
+  RequestConflictError,
+  TransferRefusedError,
+  UnknownReplicaError,
+} from "../core/errors";
+import { NodeUnavailableError } from "../node/tally-node";
+
+/** A request exceeds a size limit (batch items). */
+export class LimitExceededError extends Error {
+  override readonly name = "LimitExceededError";
+}
+
+/** The call's deadline passed before it was applied. */
+export class DeadlineExpiredError extends Error {
+  override readonly name = "DeadlineExpiredError";
+}
+
+/** A component this node was started without (e.g. settlement without Postgres). */
+export class NotConfiguredError extends Error {
+  override readonly name = "NotConfiguredError";
+}
+
+/** A named thing does not exist (region, settlement). */
+export class NotFoundError extends Error {
+  override readonly name = "NotFoundError";
+}
+
+/** A dependency is unreachable (Postgres). */
+export class DependencyUnavailableError extends Error {
+  override readonly name = "DependencyUnavailableError";
+}
+
+export function toStatus(error: unknown): Partial<ServiceError> {
+  const build = (code: status, details: string): Partial<ServiceError> => ({ code, details, metadata: new Metadata() });
+  if (error instanceof InvalidArgumentError) return build(status.INVALID_ARGUMENT, error.message);
+  if (error instanceof AmountOutOfRangeError) return build(status.INVALID_ARGUMENT, error.message);
+  if (error instanceof RequestConflictError) return build(status.ALREADY_EXISTS, error.message);
+  if (error instanceof LimitExceededError) return build(status.RESOURCE_EXHAUSTED, error.message);
+  if (error instanceof TransferRefusedError) return build(status.FAILED_PRECONDITION, error.message);
+  if (error instanceof UnknownReplicaError) return build(status.NOT_FOUND, error.message);
+  if (error instanceof NotFoundError) return build(status.NOT_FOUND, error.message);
+  if (error instanceof NodeUnavailableError) return build(status.UNAVAILABLE, error.message);
+  if (error instanceof DependencyUnavailableError) return build(status.UNAVAILABLE, error.message);
+  if (error instanceof DeadlineExpiredError) return build(status.DEADLINE_EXCEEDED, error.message);
+  if (error instanceof NotConfiguredError) return build(status.UNIMPLEMENTED, error.message);
+  return build(status.INTERNAL, `internal error: ${error instanceof Error ? error.message : String(error)}`);
+}
+
+export function statusLabel(error: unknown): "invalid" | "conflict" | "error" {
+  if (error instanceof InvalidArgumentError || error instanceof AmountOutOfRangeError || error instanceof LimitExceededError) {
+    return "invalid";
+  }
+  if (error instanceof RequestConflictError) return "conflict";
+  return "error";
+}
