@@ -123,8 +123,12 @@ export class ReplicaLog {
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: Math.max(1, fromSeq),
     });
+    // Short pull expiry and heartbeats: a cut link is noticed within ~2 s and the
+    // ordered consumer is recreated from the last sequence seen (default is 30 s).
     return consumer.consume({
       max_messages: 256,
+      expires: 2_000,
+      idle_heartbeat: 1_000,
       callback: (m) => onMessage({ seq: m.seq, data: m.data, pending: m.info.pending }),
     });
   }
