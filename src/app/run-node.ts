@@ -21,6 +21,8 @@ export interface RunNodeOptions {
   readonly grpcAddress: string;
   /** Port for /metrics; 0 picks a free one; undefined disables the endpoint. */
   readonly metricsPort?: number;
+  /** Host /metrics listens on; 0.0.0.0 in containers. */
+  readonly metricsHost?: string;
   readonly placeStreamsByRegion?: boolean;
   readonly defaultPolicy?: Policy;
   readonly postgresUrl?: string;
@@ -67,7 +69,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
       ...(settlement === undefined ? {} : { settlement: settlement.admin }),
     });
     if (options.metricsPort !== undefined) {
-      http = await startMetricsServer(metrics.registry, options.metricsPort);
+      http = await startMetricsServer(metrics.registry, options.metricsPort, options.metricsHost ?? "127.0.0.1");
     }
     gauges = setInterval(() => node.refreshGauges(), 1_000);
     gauges.unref();

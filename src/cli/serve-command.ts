@@ -13,6 +13,7 @@ export const SERVE_HELP = `tally serve - run one regional node
   --nats URL               NATS server of this region (TALLY_NATS_URL)         [nats://127.0.0.1:4222]
   --grpc HOST:PORT         gRPC listen address (TALLY_GRPC_ADDR)               [127.0.0.1:50051]
   --metrics-port PORT      /metrics port (TALLY_METRICS_PORT)                  [9464]
+  --metrics-host HOST      /metrics listen host (TALLY_METRICS_HOST)           [127.0.0.1]
   --postgres URL           enables settlement (TALLY_POSTGRES_URL)
   --settle-interval-ms N   periodic settlement (TALLY_SETTLE_INTERVAL_MS)      [0 = on demand]
   --place-by-region        place each region's stream in the NATS cluster of that name
@@ -31,6 +32,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       nats: { type: "string" },
       grpc: { type: "string" },
       "metrics-port": { type: "string" },
+      "metrics-host": { type: "string" },
       postgres: { type: "string" },
       "settle-interval-ms": { type: "string" },
       "place-by-region": { type: "boolean" },
@@ -58,6 +60,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     natsUrl: values.nats ?? env.TALLY_NATS_URL ?? "nats://127.0.0.1:4222",
     grpcAddress: values.grpc ?? env.TALLY_GRPC_ADDR ?? "127.0.0.1:50051",
     metricsPort: Number(values["metrics-port"] ?? env.TALLY_METRICS_PORT ?? "9464"),
+    metricsHost: values["metrics-host"] ?? env.TALLY_METRICS_HOST ?? "127.0.0.1",
     postgresUrl: values.postgres ?? env.TALLY_POSTGRES_URL,
     settleIntervalMs: Number(values["settle-interval-ms"] ?? env.TALLY_SETTLE_INTERVAL_MS ?? "0"),
     placeStreamsByRegion: values["place-by-region"] ?? env.TALLY_PLACE_BY_REGION === "1",

@@ -11,7 +11,20 @@ import { rightsSubject } from "../replication/subjects";
 import type { TallyMetrics } from "../metrics/tally-metrics";
 import type { Logger } from "./logger";
 import { donorGrant, DemandTracker, DonorRateLimiter, proactiveNeed } from "../core/rebalance";
-import type { TallyNode } from "./tally-node";
+import type { ReplicaSet } from "../core/replica-set";
+import type { ReplicaState, SlotChange } from "../core/replica-state";
+import type { BalanceWatchHub } from "./balance-watch";
+import type { NodeConfig } from "./node-config";
+
+/** What the broker needs from its node. */
+export interface RightsHost {
+  readonly config: NodeConfig;
+  readonly state: ReplicaState;
+  readonly replicas: ReplicaSet;
+  readonly watches: BalanceWatchHub;
+  readonly ready: boolean;
+  commitSlots(slots: SlotChange[]): Promise<void>;
+}
 
 interface Acquisition {
   readonly needed: bigint;
@@ -26,7 +39,7 @@ export class RightsBroker {
   private stopped = false;
 
   constructor(
-    private readonly node: TallyNode,
+    private readonly node: RightsHost,
     private readonly connection: NatsConnection,
     private readonly metrics: TallyMetrics,
     private readonly logger: Logger,

@@ -2,6 +2,7 @@
 // group commit, the followers of every other replica, the status exchange and
 // the rights broker, wired together. gRPC handlers call only this class.
 
+import { Events } from "nats";
 import { ReplicaSet } from "../core/replica-set";
 import {
   DebitOutcome,
@@ -214,8 +215,8 @@ export class TallyNode {
     this.metrics.natsConnected.set(1);
     void (async () => {
       for await (const s of this.log.connection.status()) {
-        if (s.type === "disconnect") this.metrics.natsConnected.set(0);
-        if (s.type === "reconnect") this.metrics.natsConnected.set(1);
+        if (s.type === Events.Disconnect) this.metrics.natsConnected.set(0);
+        if (s.type === Events.Reconnect) this.metrics.natsConnected.set(1);
       }
     })();
   }
@@ -233,7 +234,9 @@ export class TallyNode {
   /** Decides debits in order without waiting for rights; one durable commit for the batch. */
   async debitBatch(items: readonly DebitItem[]): Promise<Decision[]> {
     this.assertWritable();
-    const results: Array<Decision | Promise<Decision>> = [];
+    const results: Decision[] = [];
+    // Items answered by a call still being made durable elsewhere: index -> that decision.
+    const waiting: Array<[number, Promise<Answer>]> = [];
     const slots: SlotChange[] = [];
     const requests: RequestRecord[] = [];
     const nowMs = this.now();
@@ -242,7 +245,8 @@ export class TallyNode {
       const pending = this.inFlight.get(item.requestId);
       if (pending !== undefined) {
         if (pending.fingerprint !== fingerprint) throw new RequestConflictError(item.requestId);
-        results.push(pending.decision.then((answer) => ({ answer, replayed: true })));
+        waiting.push([results.length, pending.decision]);
+        results.push({ answer: { kind: "debit", outcome: DebitOutcome.InsufficientCredit, balance: 0n, localRights: 0n }, replayed: true });
         continue;
       }
       const recalled = this.state.recall(item.requestId, fingerprint);
@@ -256,18 +260,18 @@ export class TallyNode {
     }
     if (slots.length > 0 || requests.length > 0) {
       const durable = this.committer.commit({ slots, requests });
-      const byId = new Map<string, Answer>();
-      for (const r of requests) byId.set(r.requestId, r.answer);
-      for (const [requestId, answer] of byId) {
-        this.inFlight.set(requestId, { fingerprint: requests.find((r) => r.requestId === requestId)?.fingerprint ?? "", decision: durable.then(() => answer) });
+      for (const r of requests) {
+        const answer = r.answer;
+        this.inFlight.set(r.requestId, { fingerprint: r.fingerprint, decision: durable.then(() => answer) });
       }
       try {
         await durable;
       } finally {
-        for (const requestId of byId.keys()) this.inFlight.delete(requestId);
+        for (const r of requests) this.inFlight.delete(r.requestId);
       }
     }
-    return Promise.all(results);
+    for (const [index, decision] of waiting) results[index] = { answer: await decision, replayed: true };
+    return results;
   }
 
   async grant(accountId: string, amount: bigint, requestId: string): Promise<Decision> {
