@@ -44,10 +44,16 @@ export function validatePolicy(policy: Policy, field = "policy"): Policy {
 export function policyWriteWins(candidate: PolicyWrite, current: PolicyWrite | undefined): boolean {
   if (current === undefined) return true;
   if (candidate.writtenAtMs !== current.writtenAtMs) return candidate.writtenAtMs > current.writtenAtMs;
-  return candidate.replica > current.replica;
+  if (candidate.replica !== current.replica) return candidate.replica > current.replica;
+  // Same writer and millisecond: order by content so every replica picks the same one.
+  return policyKey(candidate) > policyKey(current);
 }
 
 /** How far below zero a replica's rights may go under this policy. */
 export function overdraftAllowance(policy: Policy): bigint {
   return policy.mode === Mode.Overdraft ? policy.overdraftLimit : 0n;
+}
+
+function policyKey(policy: Policy): string {
+  return `${policy.mode}|${policy.overdraftLimit.toString().padStart(20, "0")}|${policy.lowWaterMark.toString().padStart(20, "0")}`;
 }

@@ -5,7 +5,7 @@
 import { AccountTable } from "./account-table";
 import { INT64_MAX, UINT64_MAX } from "./amounts";
 import { balanceOf, debitColumn, debited, granted, rightsOf, type SlotView } from "./escrow-counter";
-import { AmountOutOfRangeError, TransferRefusedError } from "./errors";
+import { AmountOutOfRangeError, InvalidArgumentError, TransferRefusedError } from "./errors";
 import { overdraftAllowance, policyWriteWins, STRICT_DEFAULT, type Policy, type PolicyWrite } from "./policy";
 import { RequestLog, type RequestLogLimits } from "./request-log";
 import type { ReplicaSet } from "./replica-set";
@@ -144,9 +144,12 @@ export class ReplicaState {
    * −overdraft_limit.
    */
   debit(accountId: string, amount: bigint, allowOverdraft: boolean): DebitResult {
-    const base = this.table.baseOf(accountId);
+    requirePositive(amount);
+    let base = this.table.baseOf(accountId);
     const rights = base === undefined ? 0n : rightsOf(this.table.view(base), this.self);
     const floor = allowOverdraft ? -overdraftAllowance(this.policy(accountId)) : 0n;
+    // Overdraft may be used before any grant reached this replica.
+    if (base === undefined && amount <= -floor) base = this.table.ensure(accountId);
     if (base === undefined || rights - amount < floor) {
       const balance = base === undefined ? 0n : balanceOf(this.table.view(base));
       return {
@@ -170,6 +173,7 @@ export class ReplicaState {
 
   /** Adds credits granted at this replica; they become this replica's rights. */
   grant(accountId: string, amount: bigint): { answer: Answer; changes: SlotChange[] } {
+    requirePositive(amount);
     const existing = this.table.baseOf(accountId);
     const balance = existing === undefined ? 0n : balanceOf(this.table.view(existing));
     if (balance + amount > INT64_MAX) {
@@ -200,6 +204,7 @@ export class ReplicaState {
       throw new TransferRefusedError(accountId, `needs ${amount} spare rights, region has ${rights}`);
     }
     const next = this.table.read(base, this.self, to) + amount;
+    if (next > UINT64_MAX) throw new AmountOutOfRangeError("amount", "the region's transfer counter would exceed uint64");
     this.writeOwn(accountId, base, to, next);
     return [{ accountId, writer: this.self, column: to, value: next }];
   }
@@ -213,11 +218,39 @@ export class ReplicaState {
 
   // ---- merging -----------------------------------------------------------
 
+  /** The account's whole counter in slot layout (P row-major, then D); empty if unknown. */
+  exportAccount(accountId: string): bigint[] {
+    const base = this.table.baseOf(accountId);
+    if (base === undefined) return [];
+    const n = this.replicas.size;
+    const values: bigint[] = [];
+    for (let writer = 0; writer < n; writer++) for (let column = 0; column < n; column++) values.push(this.table.read(base, writer, column));
+    for (let writer = 0; writer < n; writer++) values.push(this.table.read(base, writer, n));
+    return values;
+  }
+
+  /** Merges a counter exported by exportAccount (pointwise max). Returns true if anything grew. */
+  mergeAccount(accountId: string, values: readonly bigint[]): boolean {
+    const n = this.replicas.size;
+    if (values.length !== n * n + n) return false;
+    let grew = false;
+    values.forEach((value, k) => {
+      const writer = k < n * n ? Math.floor(k / n) : k - n * n;
+      const column = k < n * n ? k % n : n;
+      if (this.merge(accountId, writer, column, value)) grew = true;
+    });
+    return grew;
+  }
+
   /**
    * Merges the absolute value of slot (writer, column) of an account: pointwise
    * max, so duplicates and reordering change nothing. Returns true if it grew.
    */
   merge(accountId: string, writer: number, column: number, value: bigint): boolean {
+    const n = this.replicas.size;
+    if (!Number.isInteger(writer) || writer < 0 || writer >= n) throw new InvalidArgumentError("writer", `must be in 0..${n - 1}; got ${writer}`);
+    if (!Number.isInteger(column) || column < 0 || column > n) throw new InvalidArgumentError("column", `must be in 0..${n}; got ${column}`);
+    if (value < 0n || value > UINT64_MAX) throw new InvalidArgumentError("value", "must fit in uint64");
     if (value === 0n) return false;
     const base = this.table.ensure(accountId);
     const current = this.table.read(base, writer, column);
@@ -233,4 +266,8 @@ export class ReplicaState {
     this.digests[this.self] =
       this.rowDigest(this.self) ^ slotHash(accountId, column, current) ^ slotHash(accountId, column, value);
   }
+}
+
+function requirePositive(amount: bigint): void {
+  if (amount <= 0n) throw new InvalidArgumentError("amount", `must be a positive integer of minor units; got ${amount}`);
 }

@@ -65,7 +65,7 @@ export class NodeProcess {
     child.stderr?.pipe(log);
     await new Promise<void>((resolveReady, reject) => {
       const timer = setTimeout(() => reject(new Error(`node ${o.region} not ready in ${timeoutMs} ms; see ${o.logDir}`)), timeoutMs);
-      const lines = createInterface({ input: child.stdout! });
+      const lines = createInterface({ input: child.stdout });
       lines.on("line", (line) => {
         log.write(`${line}\n`);
         if (line.includes('"event":"ready"')) {

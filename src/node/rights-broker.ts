@@ -62,7 +62,13 @@ export class RightsBroker {
           (donateError: unknown) => {
             this.logger.warn("rights donation failed", { error: String(donateError) });
             message.respond(
-              RightsReply.encode({ donor: this.node.config.region, granted: 0n, transferredTotal: 0n, donorRights: 0n }).finish(),
+              RightsReply.encode({
+                donor: this.node.config.region,
+                granted: 0n,
+                transferredTotal: 0n,
+                donorRights: 0n,
+                accountCounter: [],
+              }).finish(),
             );
           },
         );
@@ -146,6 +152,7 @@ export class RightsBroker {
             const reply = RightsReply.decode(message.data);
             if (reply.granted > 0n) {
               node.state.merge(accountId, node.replicas.indexOf(reply.donor), selfIndex, reply.transferredTotal);
+              node.state.mergeAccount(accountId, reply.accountCounter);
               node.watches.notify(accountId);
               this.metrics.rightsRequests.inc({ result: "granted" });
               this.metrics.rightsTransfers.inc({ direction: "in" });
@@ -167,7 +174,13 @@ export class RightsBroker {
   private async donate(request: RightsRequest): Promise<RightsReply> {
     const node = this.node;
     const region = node.config.region;
-    const empty = { donor: region, granted: 0n, transferredTotal: 0n, donorRights: node.state.rights(request.accountId) };
+    const empty: RightsReply = {
+      donor: region,
+      granted: 0n,
+      transferredTotal: 0n,
+      donorRights: node.state.rights(request.accountId),
+      accountCounter: [],
+    };
     if (this.stopped || !node.ready || !node.replicas.has(request.requester) || request.requester === region) return empty;
     const nowMs = this.now();
     const to = node.replicas.indexOf(request.requester);
@@ -187,6 +200,7 @@ export class RightsBroker {
       granted: give,
       transferredTotal: node.state.slot(request.accountId, node.state.self, to),
       donorRights: node.state.rights(request.accountId),
+      accountCounter: node.state.exportAccount(request.accountId),
     };
   }
 

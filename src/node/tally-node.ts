@@ -90,6 +90,7 @@ export class TallyNode {
   private ownSequence = 0;
   private ownPublishedDigest = "";
   private publishCounter = 0;
+  private lastPolicyWriteMs = 0;
   private readonly instanceId = `${process.pid.toString(36)}${Date.now().toString(36)}`;
   private closed = false;
   private fenced = false;
@@ -291,7 +292,10 @@ export class TallyNode {
 
   async setPolicy(accountId: string, policy: Policy): Promise<Policy> {
     this.assertWritable();
-    const write: PolicyWrite = { ...policy, writtenAtMs: this.now(), replica: this.config.region };
+    // Strictly increasing per writer, so two writes in one millisecond keep their order.
+    const writtenAtMs = Math.max(this.now(), this.lastPolicyWriteMs + 1);
+    this.lastPolicyWriteMs = writtenAtMs;
+    const write: PolicyWrite = { ...policy, writtenAtMs, replica: this.config.region };
     this.state.applyPolicy(accountId, write);
     await this.committer.commit({ slots: [], policy: { accountId, write } });
     this.watches.notify(accountId);

@@ -25,6 +25,7 @@ export class PeerFollower {
   converged: boolean | undefined;
   divergences = 0;
   lastDigest = "";
+  private suspectSequence = -1;
   private messages: ConsumerMessages | undefined;
   private stopped = false;
   private caughtUpWaiters: Array<() => void> = [];
@@ -76,7 +77,7 @@ export class PeerFollower {
   observeStatus(ownSequence: number, ownDigest: string): void {
     this.lastHeardMs = this.now();
     this.reportedSequence = Math.max(this.reportedSequence, ownSequence);
-    if (ownSequence === this.appliedSequence && ownDigest !== "") this.compareDigest(ownDigest);
+    if (ownSequence === this.appliedSequence && ownDigest !== "") this.compareDigest(ownSequence, ownDigest);
   }
 
   stop(): void {
@@ -90,22 +91,44 @@ export class PeerFollower {
 
   private onMessage(seq: number, data: Uint8Array, pending: number): void {
     if (seq <= this.appliedSequence) return;
-    const delta = decodeDelta(this.replicas, data);
-    this.events.apply(delta);
+    let delta: DecodedDelta;
+    try {
+      delta = decodeDelta(this.replicas, data);
+      this.events.apply(delta);
+    } catch (error) {
+      // A malformed message is a bug in a writer; report it and keep following.
+      this.events.onError(new Error(`message ${seq} of ${this.replica} rejected: ${String(error)}`));
+      this.appliedSequence = seq;
+      return;
+    }
     this.appliedSequence = seq;
     this.reportedSequence = Math.max(this.reportedSequence, seq + pending);
     this.lastPublishedAtMs = delta.publishedAtMs;
     this.lastHeardMs = this.now();
-    if (delta.rowDigest !== "") this.compareDigest(delta.rowDigest);
+    if (delta.rowDigest !== "") this.compareDigest(seq, delta.rowDigest);
     this.notifyIfCaughtUp();
   }
 
-  private compareDigest(published: string): void {
+  /**
+   * Compares this node's copy of the row with the writer's digest at the same
+   * sequence. A copy may briefly run ahead of the stream (rights replies carry
+   * newer values), so a mismatch counts as divergence only when it is seen
+   * twice at the same sequence (the writer repeats its status while idle).
+   */
+  private compareDigest(sequence: number, published: string): void {
     const local = this.localDigest();
     this.lastDigest = local;
-    const equal = local === published;
-    if (!equal) this.divergences++;
-    this.converged = equal;
+    if (local === published) {
+      this.converged = true;
+      this.suspectSequence = -1;
+      return;
+    }
+    if (this.suspectSequence === sequence) {
+      if (this.converged !== false) this.divergences++;
+      this.converged = false;
+      return;
+    }
+    this.suspectSequence = sequence;
   }
 
   private notifyIfCaughtUp(): void {

@@ -111,6 +111,12 @@ export interface RightsReply {
   transferredTotal: bigint;
   /** The donor's own rights after the grant. */
   donorRights: bigint;
+  /**
+   * The donor's whole view of the account's counter (slot layout: P row-major,
+   * then D), so the requester's state holds everything the rights depend on
+   * (grants and earlier transfers) and stays causally closed.
+   */
+  accountCounter: bigint[];
 }
 
 function createBaseReplicaDelta(): ReplicaDelta {
@@ -816,7 +822,7 @@ export const RightsRequest: MessageFns<RightsRequest> = {
 };
 
 function createBaseRightsReply(): RightsReply {
-  return { donor: "", granted: 0n, transferredTotal: 0n, donorRights: 0n };
+  return { donor: "", granted: 0n, transferredTotal: 0n, donorRights: 0n, accountCounter: [] };
 }
 
 export const RightsReply: MessageFns<RightsReply> = {
@@ -841,6 +847,16 @@ export const RightsReply: MessageFns<RightsReply> = {
         throw new globalThis.Error("value provided for field message.donorRights of type int64 too large");
       }
       writer.uint32(32).int64(message.donorRights);
+    }
+    if (message.accountCounter.length !== 0) {
+      writer.uint32(42).fork();
+      for (const v of message.accountCounter) {
+        if (BigInt.asUintN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field accountCounter of type uint64 is too large");
+        }
+        writer.uint64(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -890,6 +906,24 @@ export const RightsReply: MessageFns<RightsReply> = {
             message.donorRights = reader.int64() as bigint;
             continue;
           }
+          case 5: {
+            if (tag === 40) {
+              message.accountCounter.push(reader.uint64() as bigint);
+
+              continue;
+            }
+
+            if (tag === 42) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.accountCounter.push(reader.uint64() as bigint);
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -915,6 +949,7 @@ export const RightsReply: MessageFns<RightsReply> = {
     message.donorRights = (object.donorRights !== undefined && object.donorRights !== null)
       ? BigInt(object.donorRights)
       : 0n;
+    message.accountCounter = object.accountCounter?.map((e) => BigInt(e)) || [];
     return message;
   },
 };

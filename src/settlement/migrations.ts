@@ -1,0 +1,97 @@
+// The settlement schema as ordered, versioned migrations. Kept as TypeScript
+// constants (tsc does not copy .sql files to dist). Never edit an applied
+// migration: the runner checks checksums; add a new version instead.
+
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "settlement_schema",
+    sql: `
+-- One row per settlement, inserted last in the settlement's transaction, so a
+-- visible row always means a complete settlement (no "status" needed).
+CREATE TABLE settlements (
+  id                bigserial PRIMARY KEY,  -- drawn first, so the rows below can refer to it
+  started_at        timestamptz NOT NULL,
+  finished_at       timestamptz NOT NULL,
+  -- the causal cut: per replica, the replication sequence included
+  cut               jsonb NOT NULL CHECK (jsonb_typeof(cut) = 'object'),
+  accounts_changed  bigint NOT NULL CHECK (accounts_changed >= 0),
+  ledger_entries    bigint NOT NULL CHECK (ledger_entries >= 0),
+  overspend_total   numeric(30,0) NOT NULL CHECK (overspend_total >= 0),
+  strict_violations bigint NOT NULL CHECK (strict_violations >= 0),
+  CHECK (finished_at >= started_at)
+);
+CREATE INDEX settlements_finished_at ON settlements (finished_at);
+
+-- Every replica that ever appeared in a cut: its totals keep counting even if it
+-- is later absent from the input.
+CREATE TABLE settled_replicas (
+  replica             text COLLATE "C" PRIMARY KEY,
+  first_settlement_id bigint NOT NULL REFERENCES settlements (id)
+);
+
+-- Latest settled counters per account and replica (mutable; history is in ledger).
+-- No foreign key to settlements: millions of RI trigger calls per settlement
+-- would dominate its cost, and the only writer sets it in the same transaction.
+CREATE TABLE account_totals (
+  account_id    text COLLATE "C" NOT NULL,
+  replica       text COLLATE "C" NOT NULL,
+  granted       numeric(20,0) NOT NULL CHECK (granted >= 0),   -- uint64 P[i][i]
+  debited       numeric(20,0) NOT NULL CHECK (debited >= 0),   -- uint64 D[i]
+  settlement_id bigint NOT NULL,
+  PRIMARY KEY (account_id, replica)
+) WITH (fillfactor = 90);
+
+-- Append-only: what changed per account and replica in each settlement.
+CREATE TABLE ledger (
+  settlement_id bigint NOT NULL,
+  account_id    text COLLATE "C" NOT NULL,
+  replica       text COLLATE "C" NOT NULL,
+  granted_delta numeric(20,0) NOT NULL CHECK (granted_delta >= 0),
+  debited_delta numeric(20,0) NOT NULL CHECK (debited_delta >= 0),
+  balance_after numeric(30,0) NOT NULL,
+  -- one entry per (settlement, account, replica); account first so it also
+  -- serves an account's history, newest first
+  CONSTRAINT ledger_entry_once UNIQUE (account_id, settlement_id, replica)
+);
+
+-- Append-only: accounts whose debits exceeded their credits at a settlement.
+CREATE TABLE overspends (
+  settlement_id bigint NOT NULL REFERENCES settlements (id) DEFERRABLE INITIALLY DEFERRED,
+  account_id    text COLLATE "C" NOT NULL,
+  amount        numeric(30,0) NOT NULL CHECK (amount > 0),
+  replicas      text[] COLLATE "C" NOT NULL,
+  mode          text NOT NULL CHECK (mode IN ('STRICT', 'OVERDRAFT')),
+  CONSTRAINT overspend_once UNIQUE (settlement_id, account_id)
+);
+CREATE INDEX overspends_by_account ON overspends (account_id, settlement_id);
+`,
+  },
+  {
+    version: 2,
+    name: "append_only_history",
+    sql: `
+-- Settled history is never changed: a correction is a new settlement. Statement
+-- triggers also block TRUNCATE and cost nothing on INSERT.
+CREATE FUNCTION tally_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION '% is append-only: % is not allowed', TG_TABLE_NAME, TG_OP
+    USING ERRCODE = 'restrict_violation',
+          HINT = 'settled history is never changed; a correction is a new settlement';
+END
+$$;
+CREATE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON ledger
+  FOR EACH STATEMENT EXECUTE FUNCTION tally_append_only();
+CREATE TRIGGER overspends_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON overspends
+  FOR EACH STATEMENT EXECUTE FUNCTION tally_append_only();
+CREATE TRIGGER settlements_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON settlements
+  FOR EACH STATEMENT EXECUTE FUNCTION tally_append_only();
+`,
+  },
+];

@@ -1,0 +1,398 @@
+// docker-compose.yml cannot run here (no Docker engine), so it is checked
+// statically: every mounted file exists, the NATS services feed
+// deploy/nats/region.conf every variable it reads, and every host and port one
+// service names for another is one that service really listens on.
+
+import { expect } from "chai";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, posix, resolve } from "node:path";
+import { parse } from "yaml";
+
+function repoRoot(): string {
+  let dir = __dirname;
+  while (!existsSync(join(dir, "package.json"))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`no package.json above ${__dirname}`);
+    dir = parent;
+  }
+  return dir;
+}
+
+const ROOT = repoRoot();
+const REGION_CONF = "deploy/nats/region.conf";
+
+// ---- a typed view of the parts of a compose file checked here ---------------
+
+interface Mount {
+  readonly source: string;
+  readonly target: string;
+  readonly bind: boolean;
+}
+
+interface Service {
+  readonly name: string;
+  readonly image: string | undefined;
+  readonly build: { context: string; dockerfile: string } | undefined;
+  readonly command: readonly string[];
+  readonly env: ReadonlyMap<string, string>;
+  readonly mounts: readonly Mount[];
+  readonly publishedPorts: readonly number[];
+}
+
+interface Compose {
+  readonly services: ReadonlyMap<string, Service>;
+  readonly namedVolumes: ReadonlySet<string>;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function scalar(value: unknown): string {
+  if (typeof value === "string") return value;
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  throw new Error(`expected a scalar, got ${JSON.stringify(value)}`);
+}
+
+function list(value: unknown): unknown[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) throw new Error(`expected a list, got ${JSON.stringify(value)}`);
+  return value as unknown[];
+}
+
+function environment(value: unknown): Map<string, string> {
+  const env = new Map<string, string>();
+  if (Array.isArray(value)) {
+    for (const item of value) {
+      const text = scalar(item);
+      const eq = text.indexOf("=");
+      env.set(eq < 0 ? text : text.slice(0, eq), eq < 0 ? "" : text.slice(eq + 1));
+    }
+  } else if (isRecord(value)) {
+    for (const [key, v] of Object.entries(value)) env.set(key, v === null ? "" : scalar(v));
+  }
+  return env;
+}
+
+function mount(value: unknown): Mount {
+  if (isRecord(value)) {
+    return { source: scalar(value.source), target: scalar(value.target), bind: value.type === "bind" };
+  }
+  const [source = "", target = ""] = scalar(value).split(":");
+  return { source, target, bind: /^[./~]/.test(source) };
+}
+
+function publishedPort(value: unknown): number {
+  if (isRecord(value)) return Number(scalar(value.published));
+  const parts = scalar(value).split(":");
+  // "container", "host:container" or "ip:host:container"
+  return Number(parts.length === 1 ? parts[0] : parts[parts.length - 2]);
+}
+
+function loadCompose(text: string): Compose {
+  const doc: unknown = parse(text, { merge: true });
+  if (!isRecord(doc) || !isRecord(doc.services)) throw new Error("docker-compose.yml has no services");
+  const services = new Map<string, Service>();
+  for (const [name, raw] of Object.entries(doc.services)) {
+    if (!isRecord(raw)) throw new Error(`service ${name} is not a mapping`);
+    let build: Service["build"];
+    if (typeof raw.build === "string") build = { context: raw.build, dockerfile: "Dockerfile" };
+    else if (isRecord(raw.build)) {
+      build = { context: scalar(raw.build.context ?? "."), dockerfile: scalar(raw.build.dockerfile ?? "Dockerfile") };
+    }
+    services.set(name, {
+      name,
+      image: raw.image === undefined ? undefined : scalar(raw.image),
+      build,
+      command: typeof raw.command === "string" ? raw.command.split(/\s+/) : list(raw.command).map(scalar),
+      env: environment(raw.environment),
+      mounts: list(raw.volumes).map(mount),
+      publishedPorts: list(raw.ports).map(publishedPort),
+    });
+  }
+  const namedVolumes = new Set(isRecord(doc.volumes) ? Object.keys(doc.volumes) : []);
+  return { services, namedVolumes };
+}
+
+/** host:port (or scheme://host:port) split; the port is required. */
+function hostPort(address: string): { host: string; port: number } {
+  const match = /^(?:[a-z]+:\/\/)?([^:/]+):(\d+)\/?$/.exec(address);
+  if (match === null) throw new Error(`not host:port: ${address}`);
+  return { host: match[1] ?? "", port: Number(match[2]) };
+}
+
+/** `$VARS` a NATS config reads (comments ignored). */
+function confVariables(conf: string): Set<string> {
+  const vars = new Set<string>();
+  for (const line of conf.split("\n")) {
+    const code = line.replace(/#.*$/, "");
+    for (const m of code.matchAll(/\$([A-Za-z_][A-Za-z0-9_]*)/g)) vars.add(m[1] ?? "");
+  }
+  return vars;
+}
+
+/** The conf's gateway list: gateway (region) name -> the variable holding its URL. */
+function confGateways(conf: string): Map<string, string> {
+  const gateways = new Map<string, string>();
+  for (const m of conf.matchAll(/name:\s*"?([\w-]+)"?\s*,?\s*url:\s*\$([A-Za-z0-9_]+)/g)) gateways.set(m[1] ?? "", m[2] ?? "");
+  return gateways;
+}
+
+/** Host file behind a container path, through the service's bind mounts. */
+function hostPathOf(service: Service, containerPath: string): string | undefined {
+  for (const m of service.mounts) {
+    if (!m.bind) continue;
+    if (containerPath === m.target) return resolve(ROOT, m.source);
+    if (containerPath.startsWith(`${m.target}/`)) return resolve(ROOT, m.source, containerPath.slice(m.target.length + 1));
+  }
+  return undefined;
+}
+
+/** Files matching a path whose last segment may hold `*`. */
+function globFiles(path: string): string[] {
+  const dir = dirname(path);
+  const base = path.slice(dir.length + 1);
+  if (!base.includes("*")) return existsSync(path) ? [path] : [];
+  if (!existsSync(dir)) return [];
+  const pattern = new RegExp(`^${base.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*")}$`);
+  return readdirSync(dir)
+    .filter((f) => pattern.test(f))
+    .map((f) => join(dir, f));
+}
+
+// ---- the checks --------------------------------------------------------------
+
+describe("compose - docker-compose.yml describes the same topology as the tests", () => {
+  const compose = loadCompose(readFileSync(join(ROOT, "docker-compose.yml"), "utf8"));
+  const conf = readFileSync(join(ROOT, REGION_CONF), "utf8");
+  const services = [...compose.services.values()];
+  const natsServices = services.filter((s) => s.mounts.some((m) => m.bind && resolve(ROOT, m.source) === join(ROOT, REGION_CONF)));
+  const tallyNodes = services.filter((s) => s.env.has("TALLY_NATS_URL"));
+  const service = (name: string): Service => {
+    const found = compose.services.get(name);
+    if (found === undefined) throw new Error(`no service named ${name}`);
+    return found;
+  };
+  const env = (s: Service, key: string): string => {
+    const value = s.env.get(key);
+    if (value === undefined || value === "") throw new Error(`${s.name}: ${key} is not set`);
+    return value;
+  };
+  const natsOfRegion = (region: string): Service => {
+    const found = natsServices.filter((s) => s.env.get("TALLY_REGION") === region);
+    expect(found, `NATS services of region ${region}`).to.have.length(1);
+    return found[0] as Service;
+  };
+
+  it("compose - declares three NATS servers, three nodes, Postgres, Prometheus and Grafana", () => {
+    expect(natsServices.map((s) => s.name).sort()).to.deep.equal(["nats-central", "nats-east", "nats-west"]);
+    expect(tallyNodes.map((s) => s.name).sort()).to.deep.equal(["tally-central", "tally-east", "tally-west"]);
+    expect(service("postgres").image).to.match(/^postgres:15/);
+    expect(service("prometheus").image).to.match(/prometheus/);
+    expect(service("grafana").image).to.match(/grafana/);
+    for (const s of natsServices) expect(s.image, s.name).to.match(/^nats:2\.9/);
+  });
+
+  it("compose - every host path mounted in a volume exists in the repo", () => {
+    const missing: string[] = [];
+    for (const s of services) {
+      for (const m of s.mounts) {
+        if (m.bind) {
+          if (!existsSync(resolve(ROOT, m.source))) missing.push(`${s.name}: ${m.source}`);
+        } else if (!compose.namedVolumes.has(m.source)) {
+          missing.push(`${s.name}: named volume ${m.source} is not declared under volumes:`);
+        }
+      }
+    }
+    expect(missing, "mounted paths missing from the repo").to.deep.equal([]);
+  });
+
+  it("compose - every node is built from the repo's Dockerfile, whose sources exist", () => {
+    for (const s of tallyNodes) {
+      expect(s.build, `${s.name} build`).to.not.equal(undefined);
+      const dockerfile = resolve(ROOT, s.build?.context ?? ".", s.build?.dockerfile ?? "Dockerfile");
+      expect(existsSync(dockerfile), `${s.name}: ${dockerfile}`).to.equal(true);
+    }
+    const dockerfile = readFileSync(join(ROOT, "Dockerfile"), "utf8");
+    expect(dockerfile).to.match(/^FROM node:20-slim/m);
+    expect(dockerfile).to.match(/RUN npm ci\b/);
+    expect(dockerfile).to.match(/RUN npm run build\b/);
+    expect(dockerfile).to.match(/ENTRYPOINT \["node", "dist\/src\/cli\/main\.js"\]/);
+    for (const line of dockerfile.split("\n")) {
+      const copy = /^COPY (?!--from)(.+) \S+$/.exec(line.trim());
+      if (copy === null) continue;
+      for (const source of (copy[1] ?? "").split(/\s+/)) expect(existsSync(join(ROOT, source)), `Dockerfile COPY ${source}`).to.equal(true);
+    }
+    const ignored = readFileSync(join(ROOT, ".dockerignore"), "utf8").split("\n").map((l) => l.trim());
+    for (const needed of ["src", "proto", "package.json", "package-lock.json", "tsconfig.json"]) {
+      expect(ignored, `.dockerignore must not exclude ${needed}`).to.not.include(needed);
+    }
+  });
+
+  it("compose - NATS services run deploy/nats/region.conf and set every variable it reads", () => {
+    const variables = confVariables(conf);
+    expect(variables.size, "variables parsed from region.conf").to.be.greaterThan(10);
+    for (const s of natsServices) {
+      const target = s.mounts.find((m) => resolve(ROOT, m.source) === join(ROOT, REGION_CONF))?.target ?? "";
+      const configArg = s.command.findIndex((a) => a === "--config" || a === "-c");
+      expect(configArg, `${s.name} passes --config`).to.be.greaterThan(-1);
+      expect(s.command[configArg + 1], `${s.name} --config`).to.equal(target);
+      const unset = [...variables].filter((v) => (s.env.get(v) ?? "") === "");
+      expect(unset, `${s.name} leaves region.conf variables unset`).to.deep.equal([]);
+    }
+    const regions = natsServices.map((s) => env(s, "TALLY_REGION"));
+    expect(new Set(regions).size, "one NATS service per region").to.equal(regions.length);
+    const names = natsServices.map((s) => env(s, "NATS_SERVER_NAME"));
+    expect(new Set(names).size, "server names are unique").to.equal(names.length);
+  });
+
+  it("compose - gateway URLs name existing services on the gateway port they listen on", () => {
+    const gateways = confGateways(conf);
+    expect([...gateways.keys()].sort(), "gateways in region.conf").to.deep.equal(
+      natsServices.map((s) => env(s, "TALLY_REGION")).sort(),
+    );
+    for (const s of natsServices) {
+      for (const [region, variable] of gateways) {
+        const url = hostPort(env(s, variable));
+        const peer = service(url.host);
+        expect(peer.env.get("TALLY_REGION"), `${s.name} ${variable} -> ${url.host}`).to.equal(region);
+        expect(url.port, `${s.name} ${variable} port`).to.equal(hostPort(env(peer, "NATS_GATEWAY_LISTEN")).port);
+      }
+      const advertised = hostPort(env(s, "NATS_GATEWAY_ADVERTISE"));
+      expect(advertised.host, `${s.name} advertises itself`).to.equal(s.name);
+      expect(advertised.port).to.equal(hostPort(env(s, "NATS_GATEWAY_LISTEN")).port);
+      const route = hostPort(env(s, "NATS_CLUSTER_ROUTE"));
+      expect([s.name, "127.0.0.1", "localhost"], `${s.name} routes to its own cluster`).to.include(route.host);
+      expect(route.port).to.equal(hostPort(env(s, "NATS_CLUSTER_LISTEN")).port);
+      // Monitoring and listen addresses must be reachable from other containers.
+      expect(hostPort(env(s, "NATS_LISTEN")).host, `${s.name} NATS_LISTEN`).to.equal("0.0.0.0");
+    }
+  });
+
+  it("compose - each node talks to the NATS server of its own region on its client port", () => {
+    for (const node of tallyNodes) {
+      const region = env(node, "TALLY_REGION");
+      const nats = natsOfRegion(region);
+      const url = hostPort(env(node, "TALLY_NATS_URL"));
+      expect(url.host, `${node.name} TALLY_NATS_URL host`).to.equal(nats.name);
+      expect(url.port, `${node.name} TALLY_NATS_URL port`).to.equal(hostPort(env(nats, "NATS_LISTEN")).port);
+      expect(env(node, "TALLY_PLACE_BY_REGION"), `${node.name} places streams by region`).to.equal("1");
+    }
+  });
+
+  it("compose - every node lists the same regions, one node per region", () => {
+    const lists = tallyNodes.map((n) => env(n, "TALLY_REGIONS"));
+    expect(new Set(lists).size, `TALLY_REGIONS differ: ${lists.join(" | ")}`).to.equal(1);
+    const listed = (lists[0] ?? "").split(",").map((r) => r.trim());
+    expect([...listed].sort(), "TALLY_REGIONS names every node's region").to.deep.equal(tallyNodes.map((n) => env(n, "TALLY_REGION")).sort());
+    expect([...listed].sort(), "TALLY_REGIONS names every NATS region").to.deep.equal(natsServices.map((s) => env(s, "TALLY_REGION")).sort());
+  });
+
+  it("compose - nodes listen on all interfaces and reach Postgres with its own credentials", () => {
+    const pg = service("postgres");
+    for (const node of tallyNodes) {
+      expect(hostPort(env(node, "TALLY_GRPC_ADDR")).host, `${node.name} gRPC`).to.equal("0.0.0.0");
+      expect(env(node, "TALLY_METRICS_HOST"), `${node.name} metrics host`).to.equal("0.0.0.0");
+      expect(Number(env(node, "TALLY_METRICS_PORT")), `${node.name} metrics port`).to.be.greaterThan(0);
+      expect(Number(env(node, "TALLY_SETTLE_INTERVAL_MS")), `${node.name} settle interval`).to.be.greaterThan(0);
+      const url = new URL(env(node, "TALLY_POSTGRES_URL"));
+      expect(url.hostname, `${node.name} Postgres host`).to.equal(pg.name);
+      expect(url.port === "" ? 5432 : Number(url.port)).to.equal(Number(pg.env.get("PGPORT") ?? "5432"));
+      expect(decodeURIComponent(url.username)).to.equal(env(pg, "POSTGRES_USER"));
+      expect(decodeURIComponent(url.password)).to.equal(env(pg, "POSTGRES_PASSWORD"));
+      expect(url.pathname.slice(1)).to.equal(env(pg, "POSTGRES_DB"));
+    }
+  });
+
+  it("compose - published host ports do not collide", () => {
+    const seen = new Map<number, string>();
+    for (const s of services) {
+      for (const port of s.publishedPorts) {
+        expect(Number.isInteger(port) && port > 0, `${s.name} publishes ${port}`).to.equal(true);
+        expect(seen.get(port), `host port ${port} published by ${seen.get(port)} and ${s.name}`).to.equal(undefined);
+        seen.set(port, s.name);
+      }
+    }
+  });
+
+  it("compose - prometheus targets name existing nodes on their metrics port", function () {
+    const dir = join(ROOT, "deploy", "prometheus", "targets");
+    if (!existsSync(dir)) this.skip();
+    const files = readdirSync(dir).filter((f) => f.endsWith(".json"));
+    expect(files, "target files").to.not.deep.equal([]);
+    const scraped = new Set<string>();
+    for (const file of files) {
+      const groups: unknown = JSON.parse(readFileSync(join(dir, file), "utf8"));
+      for (const group of list(groups)) {
+        if (!isRecord(group)) throw new Error(`${file}: a target group is not an object`);
+        const labels = isRecord(group.labels) ? group.labels : {};
+        for (const target of list(group.targets).map(scalar)) {
+          const { host, port } = hostPort(target);
+          const node = service(host);
+          expect(tallyNodes, `${file}: ${target} is not a Tally node`).to.include(node);
+          expect(port, `${file}: ${target} port`).to.equal(Number(env(node, "TALLY_METRICS_PORT")));
+          if (labels.region !== undefined) expect(scalar(labels.region), `${file}: ${target} region label`).to.equal(env(node, "TALLY_REGION"));
+          scraped.add(host);
+        }
+      }
+    }
+    expect([...scraped].sort(), "every node is scraped").to.deep.equal(tallyNodes.map((n) => n.name).sort());
+  });
+
+  it("compose - files prometheus.yml names resolve inside the prometheus container", function () {
+    const prometheus = service("prometheus");
+    const configArg = prometheus.command.find((a) => a.startsWith("--config.file="));
+    const configPath = configArg?.slice("--config.file=".length) ?? "/etc/prometheus/prometheus.yml";
+    const hostConfig = hostPathOf(prometheus, configPath);
+    expect(hostConfig, `${configPath} is mounted`).to.not.equal(undefined);
+    if (hostConfig === undefined || !existsSync(hostConfig)) this.skip();
+    const config: unknown = parse(readFileSync(hostConfig, "utf8"));
+    if (!isRecord(config)) throw new Error("prometheus.yml is not a mapping");
+    const referenced = list(config.rule_files).map(scalar);
+    for (const job of list(config.scrape_configs)) {
+      if (!isRecord(job)) continue;
+      for (const sd of list(job.file_sd_configs)) if (isRecord(sd)) referenced.push(...list(sd.files).map(scalar));
+    }
+    expect(referenced, "rule and target files").to.not.deep.equal([]);
+    for (const file of referenced) {
+      const inContainer = posix.resolve(posix.dirname(configPath), file);
+      const onHost = hostPathOf(prometheus, inContainer);
+      expect(onHost, `${inContainer} is not mounted into prometheus`).to.not.equal(undefined);
+      expect(globFiles(onHost ?? ""), `${inContainer} -> ${onHost} matches no file`).to.not.deep.equal([]);
+    }
+  });
+
+  it("compose - grafana provisioning points at prometheus and the mounted dashboards", function () {
+    const grafana = service("grafana");
+    const provisioning = hostPathOf(grafana, "/etc/grafana/provisioning");
+    expect(provisioning, "/etc/grafana/provisioning is mounted").to.not.equal(undefined);
+    if (provisioning === undefined || !existsSync(provisioning) || !statSync(provisioning).isDirectory()) this.skip();
+    const yamlFiles = (sub: string): string[] => {
+      const dir = join(provisioning, sub);
+      return existsSync(dir) ? readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).map((f) => join(dir, f)) : [];
+    };
+    let checked = 0;
+    for (const file of yamlFiles("datasources")) {
+      const doc: unknown = parse(readFileSync(file, "utf8"));
+      for (const ds of list(isRecord(doc) ? doc.datasources : undefined)) {
+        if (!isRecord(ds) || ds.type !== "prometheus" || ds.url === undefined) continue;
+        const { host, port } = hostPort(scalar(ds.url).replace(/^https?:\/\//, ""));
+        expect(service(host), `${file}: datasource host ${host}`).to.equal(service("prometheus"));
+        expect(port, `${file}: datasource port`).to.equal(9090);
+        checked++;
+      }
+    }
+    for (const file of yamlFiles("dashboards")) {
+      const doc: unknown = parse(readFileSync(file, "utf8"));
+      for (const provider of list(isRecord(doc) ? doc.providers : undefined)) {
+        if (!isRecord(provider) || !isRecord(provider.options) || provider.options.path === undefined) continue;
+        const path = scalar(provider.options.path);
+        const onHost = hostPathOf(grafana, path);
+        expect(onHost, `${file}: dashboards path ${path} is not mounted into grafana`).to.not.equal(undefined);
+        expect(existsSync(onHost ?? ""), `${path} -> ${onHost}`).to.equal(true);
+        checked++;
+      }
+    }
+    if (checked === 0) this.skip();
+  });
+});
