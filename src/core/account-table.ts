@@ -7,6 +7,8 @@ import { slotCount, slotOffset, type SlotView } from "./escrow-counter";
 export class AccountTable {
   private pool: BigUint64Array;
   private readonly baseById = new Map<string, number>();
+  /** Ids in insertion order; the k-th account's base is k * width. */
+  private readonly ids: string[] = [];
   private used = 0;
   readonly width: number;
 
@@ -38,6 +40,7 @@ export class AccountTable {
     const base = this.used;
     this.used += this.width;
     this.baseById.set(accountId, base);
+    this.ids.push(accountId);
     return base;
   }
 
@@ -51,6 +54,11 @@ export class AccountTable {
 
   write(base: number, writer: number, column: number, value: bigint): void {
     this.pool[base + slotOffset(this.n, writer, column)] = value;
+  }
+
+  /** A consistent copy of every counter: ids in order and their slots (k-th id at k * width). */
+  copy(): { ids: string[]; slots: BigUint64Array } {
+    return { ids: this.ids.slice(), slots: this.pool.slice(0, this.used) };
   }
 
   /** Iterates (accountId, base) in insertion order. */

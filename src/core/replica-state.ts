@@ -7,7 +7,7 @@ import { INT64_MAX, UINT64_MAX } from "./amounts";
 import { balanceOf, debitColumn, debited, granted, rightsOf, type SlotView } from "./escrow-counter";
 import { AmountOutOfRangeError, InvalidArgumentError, TransferRefusedError } from "./errors";
 import { overdraftAllowance, policyWriteWins, STRICT_DEFAULT, type Policy, type PolicyWrite } from "./policy";
-import { RequestLog, type RequestLogLimits } from "./request-log";
+import { RequestLog, type RememberedAnswer, type RequestLogLimits } from "./request-log";
 import type { ReplicaSet } from "./replica-set";
 import { slotHash } from "./row-digest";
 
@@ -45,6 +45,16 @@ export interface Contribution {
   readonly granted: bigint;
   readonly debited: bigint;
   readonly rights: bigint;
+}
+
+export interface FrozenState {
+  readonly replicas: readonly string[];
+  /** Slots per account (n*n + n); account k's slots start at k * width. */
+  readonly width: number;
+  readonly ids: readonly string[];
+  readonly slots: BigUint64Array;
+  readonly requests: ReadonlyArray<readonly [string, RememberedAnswer<Answer>]>;
+  readonly policies: ReadonlyArray<readonly [string, PolicyWrite]>;
 }
 
 export interface ReplicaStateOptions {
@@ -123,6 +133,22 @@ export class ReplicaState {
   /** Iterates every account with a read-only view of its counter. */
   *accounts(): Generator<[string, SlotView]> {
     for (const [accountId, base] of this.table.accounts()) yield [accountId, this.table.view(base)];
+  }
+
+  /**
+   * A consistent copy of everything this replica holds, for a snapshot. Taken
+   * synchronously, so it reflects one instant.
+   */
+  freeze(): FrozenState {
+    const { ids, slots } = this.table.copy();
+    return {
+      replicas: this.replicas.names,
+      width: this.table.width,
+      ids,
+      slots,
+      requests: this.requests.entries(),
+      policies: [...this.policies.entries()],
+    };
   }
 
   // ---- idempotency -------------------------------------------------------

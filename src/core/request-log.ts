@@ -17,12 +17,12 @@ export interface RequestLogLimits {
 }
 
 export class RequestLog<A> {
-  private readonly entries = new Map<string, RememberedAnswer<A>>();
+  private readonly entries_ = new Map<string, RememberedAnswer<A>>();
 
   constructor(private readonly limits: RequestLogLimits) {}
 
   get size(): number {
-    return this.entries.size;
+    return this.entries_.size;
   }
 
   /**
@@ -30,7 +30,7 @@ export class RequestLog<A> {
    * RequestConflictError when the id was used with other parameters.
    */
   lookup(requestId: string, fingerprint: string): A | undefined {
-    const found = this.entries.get(requestId);
+    const found = this.entries_.get(requestId);
     if (found === undefined) return undefined;
     if (found.fingerprint !== fingerprint) throw new RequestConflictError(requestId);
     return found.answer;
@@ -38,16 +38,21 @@ export class RequestLog<A> {
 
   /** Remembers an answer; a later record of the same id keeps the first one. */
   remember(requestId: string, fingerprint: string, answer: A, nowMs: number): void {
-    if (this.entries.has(requestId)) return;
-    this.entries.set(requestId, { fingerprint, answer, answeredAtMs: nowMs });
+    if (this.entries_.has(requestId)) return;
+    this.entries_.set(requestId, { fingerprint, answer, answeredAtMs: nowMs });
     this.evict(nowMs);
+  }
+
+  /** Every remembered answer, oldest first. */
+  entries(): Array<[string, RememberedAnswer<A>]> {
+    return [...this.entries_.entries()];
   }
 
   private evict(nowMs: number): void {
     const oldestAllowed = nowMs - this.limits.retentionMs;
-    for (const [id, entry] of this.entries) {
-      if (this.entries.size <= this.limits.maxEntries && entry.answeredAtMs >= oldestAllowed) break;
-      this.entries.delete(id);
+    for (const [id, entry] of this.entries_) {
+      if (this.entries_.size <= this.limits.maxEntries && entry.answeredAtMs >= oldestAllowed) break;
+      this.entries_.delete(id);
     }
   }
 }

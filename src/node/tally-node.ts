@@ -241,6 +241,7 @@ export class TallyNode {
     const slots: SlotChange[] = [];
     const requests: RequestRecord[] = [];
     const nowMs = this.now();
+    this.assertNoConflicts(items);
     for (const item of items) {
       const fingerprint = debitFingerprint(item.accountId, item.amount);
       const pending = this.inFlight.get(item.requestId);
@@ -273,6 +274,20 @@ export class TallyNode {
     }
     for (const [index, decision] of waiting) results[index] = { answer: await decision, replayed: true };
     return results;
+  }
+
+  /** A batch is refused whole, before anything changes, if any id conflicts (ALREADY_EXISTS changes nothing). */
+  private assertNoConflicts(items: readonly DebitItem[]): void {
+    const seen = new Map<string, string>();
+    for (const item of items) {
+      const fingerprint = debitFingerprint(item.accountId, item.amount);
+      const inBatch = seen.get(item.requestId);
+      if (inBatch !== undefined && inBatch !== fingerprint) throw new RequestConflictError(item.requestId);
+      seen.set(item.requestId, fingerprint);
+      const pending = this.inFlight.get(item.requestId);
+      if (pending !== undefined && pending.fingerprint !== fingerprint) throw new RequestConflictError(item.requestId);
+      this.state.recall(item.requestId, fingerprint);
+    }
   }
 
   async grant(accountId: string, amount: bigint, requestId: string): Promise<Decision> {

@@ -2,7 +2,11 @@
 // (proto/tally/replication/v1). Request answers reuse the public DebitResponse
 // encoding so every language can read them.
 
-import { ReplicaDelta } from "../generated/tally/replication/v1/replication";
+import {
+  ReplicaDelta,
+  type PolicyValue,
+  type RequestRecord as WireRequestRecord,
+} from "../generated/tally/replication/v1/replication";
 import { DebitOutcome as WireOutcome, DebitResponse } from "../generated/tally/v1/balances";
 import { DebitOutcome, type Answer } from "../core/replica-state";
 import { Mode } from "../core/policy";
@@ -30,27 +34,8 @@ export function encodeDelta(
     replica: replicas.nameOf(writer),
     publishedAtMs: BigInt(publishedAtMs),
     slots: batch.slots.map((s) => ({ accountId: s.accountId, column: s.column, value: s.value })),
-    requests: batch.requests.map((r) => ({
-      requestId: r.requestId,
-      fingerprint: r.fingerprint,
-      answer: Buffer.from(
-        DebitResponse.encode({
-          outcome: toWireOutcome(r.answer.outcome),
-          balance: r.answer.balance,
-          localRights: r.answer.localRights,
-          replayed: false,
-        }).finish(),
-      ),
-      answeredAtMs: BigInt(r.answeredAtMs),
-    })),
-    policies: batch.policies.map((p) => ({
-      accountId: p.accountId,
-      mode: p.write.mode,
-      overdraftLimit: p.write.overdraftLimit,
-      lowWaterMark: p.write.lowWaterMark,
-      writtenAtMs: BigInt(p.write.writtenAtMs),
-      replica: p.write.replica,
-    })),
+    requests: batch.requests.map(requestToWire),
+    policies: batch.policies.map(policyToWire),
     rowDigest,
   }).finish();
 }
@@ -63,31 +48,59 @@ export function decodeDelta(replicas: ReplicaSet, bytes: Uint8Array): DecodedDel
     publishedAtMs: Number(delta.publishedAtMs),
     rowDigest: delta.rowDigest,
     slots: delta.slots.map((s) => ({ accountId: s.accountId, writer, column: s.column, value: s.value })),
-    requests: delta.requests.map((r) => {
-      const answer = DebitResponse.decode(r.answer);
-      const decoded: Answer = {
-        kind: r.fingerprint.startsWith("g|") ? "grant" : "debit",
-        outcome: fromWireOutcome(answer.outcome),
-        balance: answer.balance,
-        localRights: answer.localRights,
-      };
-      return {
-        requestId: r.requestId,
-        fingerprint: r.fingerprint,
-        answer: decoded,
-        answeredAtMs: Number(r.answeredAtMs),
-      };
-    }),
-    policies: delta.policies.map((p) => ({
-      accountId: p.accountId,
-      write: {
-        mode: p.mode === 2 ? Mode.Overdraft : Mode.Strict,
-        overdraftLimit: p.overdraftLimit,
-        lowWaterMark: p.lowWaterMark,
-        writtenAtMs: Number(p.writtenAtMs),
-        replica: p.replica,
-      },
-    })),
+    requests: delta.requests.map(requestFromWire),
+    policies: delta.policies.map(policyFromWire),
+  };
+}
+
+export function requestToWire(r: RequestRecord): WireRequestRecord {
+  return {
+    requestId: r.requestId,
+    fingerprint: r.fingerprint,
+    answer: Buffer.from(
+      DebitResponse.encode({
+        outcome: toWireOutcome(r.answer.outcome),
+        balance: r.answer.balance,
+        localRights: r.answer.localRights,
+        replayed: false,
+      }).finish(),
+    ),
+    answeredAtMs: BigInt(r.answeredAtMs),
+  };
+}
+
+export function requestFromWire(r: WireRequestRecord): RequestRecord {
+  const answer = DebitResponse.decode(r.answer);
+  const decoded: Answer = {
+    kind: r.fingerprint.startsWith("g|") ? "grant" : "debit",
+    outcome: fromWireOutcome(answer.outcome),
+    balance: answer.balance,
+    localRights: answer.localRights,
+  };
+  return { requestId: r.requestId, fingerprint: r.fingerprint, answer: decoded, answeredAtMs: Number(r.answeredAtMs) };
+}
+
+export function policyToWire(p: PolicyRecord): PolicyValue {
+  return {
+    accountId: p.accountId,
+    mode: p.write.mode,
+    overdraftLimit: p.write.overdraftLimit,
+    lowWaterMark: p.write.lowWaterMark,
+    writtenAtMs: BigInt(p.write.writtenAtMs),
+    replica: p.write.replica,
+  };
+}
+
+export function policyFromWire(p: PolicyValue): PolicyRecord {
+  return {
+    accountId: p.accountId,
+    write: {
+      mode: p.mode === 2 ? Mode.Overdraft : Mode.Strict,
+      overdraftLimit: p.overdraftLimit,
+      lowWaterMark: p.lowWaterMark,
+      writtenAtMs: Number(p.writtenAtMs),
+      replica: p.replica,
+    },
   };
 }
 

@@ -48,9 +48,9 @@ export class WriterFencedError extends Error {
 export class ReplicaLog {
   private constructor(
     readonly connection: NatsConnection,
-    private readonly js: JetStreamClient,
+    readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
-    private readonly options: ReplicaLogOptions,
+    readonly options: ReplicaLogOptions,
   ) {}
 
   static async open(options: ReplicaLogOptions): Promise<ReplicaLog> {
@@ -84,6 +84,18 @@ export class ReplicaLog {
       duplicate_window: 120_000_000_000,
       ...(this.options.placeByRegion ? { placement: { cluster: replica, tags: [] } } : {}),
     });
+  }
+
+  /** Removes `replica`'s messages below `keepFrom` (they are covered by a snapshot). */
+  async purgeBelow(replica: string, keepFrom: number): Promise<number> {
+    const result = await this.jsm.streams.purge(streamName(replica), { seq: keepFrom });
+    return result.purged;
+  }
+
+  /** First sequence still stored in `replica`'s stream (last + 1 when empty). */
+  async firstSequence(replica: string): Promise<number> {
+    const info = await this.jsm.streams.info(streamName(replica));
+    return info.state.first_seq;
   }
 
   async lastSequence(replica: string): Promise<number> {

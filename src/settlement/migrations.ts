@@ -29,24 +29,37 @@ CREATE TABLE settlements (
 );
 CREATE INDEX settlements_finished_at ON settlements (finished_at);
 
--- Every replica that ever appeared in a cut: its totals keep counting even if it
--- is later absent from the input.
+-- Every replica that ever appeared in a cut, with its fixed position in the
+-- per-account arrays below. A replica absent from a later input keeps counting.
 CREATE TABLE settled_replicas (
   replica             text COLLATE "C" PRIMARY KEY,
-  first_settlement_id bigint NOT NULL REFERENCES settlements (id)
+  position            smallint NOT NULL UNIQUE CHECK (position >= 1),
+  first_settlement_id bigint NOT NULL REFERENCES settlements (id) DEFERRABLE INITIALLY DEFERRED
 );
 
--- Latest settled counters per account and replica (mutable; history is in ledger).
--- No foreign key to settlements: millions of RI trigger calls per settlement
--- would dominate its cost, and the only writer sets it in the same transaction.
-CREATE TABLE account_totals (
-  account_id    text COLLATE "C" NOT NULL,
-  replica       text COLLATE "C" NOT NULL,
-  granted       numeric(20,0) NOT NULL CHECK (granted >= 0),   -- uint64 P[i][i]
-  debited       numeric(20,0) NOT NULL CHECK (debited >= 0),   -- uint64 D[i]
-  settlement_id bigint NOT NULL,
-  PRIMARY KEY (account_id, replica)
+-- Latest settled counters, one row per account; element p of each array is the
+-- replica at settled_replicas.position p (uint64 P[i][i] and D[i]). One row per
+-- account rather than per (account, replica): a settlement writes and probes a
+-- third of the rows. No foreign key to settlements: millions of RI trigger calls
+-- per settlement would dominate its cost, and the only writer sets it in the
+-- same transaction.
+CREATE TABLE settled_accounts (
+  account_id    text COLLATE "C" PRIMARY KEY,
+  granted       numeric(20,0)[] NOT NULL CHECK (0 <= ALL (granted)),
+  debited       numeric(20,0)[] NOT NULL CHECK (0 <= ALL (debited)),
+  -- the last settlement that changed this account
+  settlement_id bigint NOT NULL
 ) WITH (fillfactor = 90);
+
+-- The same totals per account and replica, for readers.
+CREATE VIEW account_totals AS
+SELECT a.account_id, r.replica,
+       a.granted[r.position] AS granted,
+       a.debited[r.position] AS debited,
+       a.settlement_id
+FROM settled_accounts a
+CROSS JOIN settled_replicas r
+WHERE a.granted[r.position] IS NOT NULL;
 
 -- Append-only: what changed per account and replica in each settlement.
 CREATE TABLE ledger (

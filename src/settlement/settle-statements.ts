@@ -1,114 +1,24 @@
 // The SQL of one settlement. Each batch of accounts (arrays bound as
 // parameters, expanded with unnest) is settled by ONE set-based statement:
-// diff against the settled totals, upsert the totals, append ledger entries,
-// record overspends. All batches and the final settlement row share one
-// transaction, so a crash at any point leaves nothing behind.
+// diff against the settled counters, write the changed accounts' new counters,
+// append ledger entries, record overspends. All batches and the final
+// settlement row share one transaction, so a crash leaves nothing behind.
 
-/**
- * The statement settling one batch. Parameters: $1 settlement id, $2 account
- * ids, $3 modes, $4/$5 per-account Σ granted / Σ debited over the input
- * replicas, then per replica i granted, debited, rights-below-zero arrays, then
- * the n replica names, then (with `extraReplicas`) the replicas settled before
- * but absent from this input, whose totals still count in balances.
- */
-export function settleBatchSql(n: number, extraReplicas: boolean): string {
-  const unnestArgs = ["$2::text[]", "$3::int2[]", "$4::numeric[]", "$5::numeric[]"];
-  const columns = ["a", "m", "sg", "sd"];
-  const perReplica: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const p = 6 + 3 * i;
-    unnestArgs.push(`$${p}::numeric[]`, `$${p + 1}::numeric[]`, `$${p + 2}::bool[]`);
-    columns.push(`g${i}`, `d${i}`, `b${i}`);
-    perReplica.push(`($${6 + 3 * n + i}::text, a.g${i}, a.d${i}, a.b${i})`);
-  }
-  const extraParam = `$${6 + 4 * n}::text[]`;
-  const accounts = extraReplicas
-    ? `SELECT u.*, u.sg + COALESCE(x.g, 0) AS total_granted, u.sd + COALESCE(x.d, 0) AS total_debited
-       FROM unnest(${unnestArgs.join(", ")}) AS u(${columns.join(", ")})
-       LEFT JOIN LATERAL (
-         SELECT sum(t.granted) AS g, sum(t.debited) AS d
-         FROM account_totals t WHERE t.account_id = u.a AND t.replica = ANY(${extraParam})
-       ) x ON true`
-    : `SELECT u.*, u.sg AS total_granted, u.sd AS total_debited
-       FROM unnest(${unnestArgs.join(", ")}) AS u(${columns.join(", ")})`;
-  return `
-WITH accounts AS (
-  ${accounts}
-),
-input AS (
-  SELECT a.a AS account_id, a.m AS mode, a.total_granted, a.total_debited,
-         v.r AS replica, v.g AS granted, v.d AS debited, v.b AS below_zero
-  FROM accounts a
-  CROSS JOIN LATERAL (VALUES ${perReplica.join(", ")}) AS v(r, g, d, b)
-),
--- The settled rows of the batch's accounts: one primary-key range probe per
--- account (OFFSET 0 keeps the planner from turning the probes into a hash join
--- that would scan every settled total once per batch).
-old AS MATERIALIZED (
-  SELECT t.account_id, t.replica, t.granted, t.debited
-  FROM accounts a
-  CROSS JOIN LATERAL (
-    SELECT t.account_id, t.replica, t.granted, t.debited FROM account_totals t
-    WHERE t.account_id = a.a
-    OFFSET 0
-  ) t
-),
-merged AS MATERIALIZED (
-  SELECT i.*, COALESCE(o.granted, 0) AS old_granted, COALESCE(o.debited, 0) AS old_debited,
-         o.account_id IS NOT NULL AS existed
-  FROM input i
-  LEFT JOIN old o ON o.account_id = i.account_id AND o.replica = i.replica
-),
--- Counters only grow; a lower value is a regression, reported (and refused) below.
-changed AS MATERIALIZED (
-  SELECT * FROM merged
-  WHERE (granted > old_granted OR debited > old_debited)
-    AND granted >= old_granted AND debited >= old_debited
-),
--- New rows are plain inserts; existing ones go through ON CONFLICT, which
--- finds them by primary key (and updates them in place: no indexed column changes).
-new_totals AS (
-  INSERT INTO account_totals (account_id, replica, granted, debited, settlement_id)
-  SELECT account_id, replica, granted, debited, $1::int8 FROM changed WHERE NOT existed
-),
-updated_totals AS (
-  INSERT INTO account_totals AS t (account_id, replica, granted, debited, settlement_id)
-  SELECT account_id, replica, granted, debited, $1::int8 FROM changed WHERE existed
-  ON CONFLICT (account_id, replica) DO UPDATE
-    SET granted = excluded.granted, debited = excluded.debited, settlement_id = excluded.settlement_id
-),
-entries AS (
-  INSERT INTO ledger (settlement_id, account_id, replica, granted_delta, debited_delta, balance_after)
-  SELECT $1::int8, account_id, replica, granted - old_granted, debited - old_debited, total_granted - total_debited
-  FROM changed
-),
--- Overspend wherever settled Σ debits > Σ credits, with the exact amount. Blamed
--- replicas: those whose rights went below zero, else those with debits.
-overspent AS (
-  INSERT INTO overspends (settlement_id, account_id, amount, replicas, mode)
-  SELECT $1::int8, m.account_id, m.total_debited - m.total_granted,
-         COALESCE(array_agg(m.replica ORDER BY m.replica) FILTER (WHERE m.below_zero),
-                  array_agg(m.replica ORDER BY m.replica) FILTER (WHERE m.debited > 0),
-                  '{}'),
-         CASE m.mode WHEN 1 THEN 'STRICT' ELSE 'OVERDRAFT' END
-  FROM merged m
-  WHERE m.total_debited > m.total_granted AND m.account_id IN (SELECT account_id FROM changed)
-  GROUP BY m.account_id, m.total_granted, m.total_debited, m.mode
-  RETURNING amount, mode
-),
-regressed AS (
-  SELECT account_id, replica FROM merged
-  WHERE granted < old_granted OR debited < old_debited
-  ORDER BY account_id, replica LIMIT 1
-)
-SELECT (SELECT account_id FROM regressed) AS regressed_account,
-       (SELECT replica FROM regressed) AS regressed_replica,
-       (SELECT count(DISTINCT account_id) FROM changed)::text AS accounts_changed,
-       (SELECT count(*) FROM changed)::text AS ledger_entries,
-       (SELECT COALESCE(sum(amount), 0) FROM overspent)::text AS overspend_total,
-       (SELECT count(*) FROM overspent WHERE mode = 'STRICT')::text AS strict_violations`;
+/** A replica and its 1-based position in the settled_accounts arrays. */
+export interface PlacedReplica {
+  readonly name: string;
+  readonly position: number;
 }
 
+/** Where each replica's counters live, for the statement generator. */
+export interface ReplicaLayout {
+  /** The input's replicas, in input order. */
+  readonly input: readonly PlacedReplica[];
+  /** Replicas settled before but absent from this input: their counters are kept and still count. */
+  readonly extra: readonly PlacedReplica[];
+}
+
+/** Columns returned by the batch statement. */
 export interface BatchOutcome {
   regressed_account: string | null;
   regressed_replica: string | null;
@@ -118,9 +28,138 @@ export interface BatchOutcome {
   strict_violations: string;
 }
 
-/** Replicas settled before but absent from this input. */
-export const EXTRA_REPLICAS = `
-SELECT replica FROM settled_replicas WHERE NOT (replica = ANY($1::text[])) ORDER BY replica`;
+/**
+ * The statement settling one batch. Parameters: $1 settlement id, $2 account
+ * ids, $3 modes, $4/$5 per-account Σ granted / Σ debited over the input
+ * replicas, then per input replica i its granted, debited and
+ * rights-below-zero arrays, then the input replica names, then the extra
+ * replica names. Positions are validated integers and are inlined.
+ */
+export function settleBatchSql(layout: ReplicaLayout): string {
+  const n = layout.input.length;
+  const name = (i: number): string => `$${6 + 3 * n + i}::text`;
+  const extraName = (j: number): string => `$${6 + 4 * n + j}::text`;
+  const unnestArgs = ["$2::text[]", "$3::int2[]", "$4::numeric[]", "$5::numeric[]"];
+  const columns = ["a", "m", "sg", "sd"];
+  const olds: string[] = [];
+  const grew: string[] = [];
+  const regressed: string[] = [];
+  const slotChanged: string[] = [];
+  const ledgerRows: string[] = [];
+  layout.input.forEach((replica, i) => {
+    const p = 6 + 3 * i;
+    unnestArgs.push(`$${p}::numeric[]`, `$${p + 1}::numeric[]`, `$${p + 2}::bool[]`);
+    columns.push(`g${i}`, `d${i}`, `b${i}`);
+    olds.push(`COALESCE(i.og[${replica.position}], 0) AS og${i}`, `COALESCE(i.od[${replica.position}], 0) AS od${i}`);
+    grew.push(`o.g${i} > o.og${i} OR o.d${i} > o.od${i}`);
+    regressed.push(`WHEN o.g${i} < o.og${i} OR o.d${i} < o.od${i} THEN ${name(i)}`);
+    slotChanged.push(`(o.g${i} <> o.og${i} OR o.d${i} <> o.od${i})::int`);
+    ledgerRows.push(`(${name(i)}, c.g${i}, c.og${i}, c.d${i}, c.od${i})`);
+  });
+  const extraGranted = layout.extra.map((r) => `COALESCE(i.og[${r.position}], 0)`).join(" + ") || "0";
+  const extraDebited = layout.extra.map((r) => `COALESCE(i.od[${r.position}], 0)`).join(" + ") || "0";
+
+  // New arrays: input replicas take the input value, the others keep theirs.
+  const width = Math.max(...layout.input.map((r) => r.position), ...layout.extra.map((r) => r.position));
+  const inputAt = new Map(layout.input.map((r, i) => [r.position, i]));
+  const newArray = (kind: "g" | "d"): string => {
+    const elements: string[] = [];
+    for (let p = 1; p <= width; p++) {
+      const i = inputAt.get(p);
+      elements.push(i !== undefined ? `c.${kind}${i}` : `COALESCE(c.o${kind}[${p}], 0)`);
+    }
+    return `ARRAY[${elements.join(", ")}]::numeric(20,0)[]`;
+  };
+
+  // Blamed replicas, by name: those whose rights went below zero, else those with debits.
+  const byName = [
+    ...layout.input.map((r, i) => ({ name: r.name, below: `c.b${i}`, debits: `c.d${i} > 0`, param: name(i) })),
+    ...layout.extra.map((r, j) => ({
+      name: r.name,
+      below: "false",
+      debits: `COALESCE(c.od[${r.position}], 0) > 0`,
+      param: extraName(j),
+    })),
+  ].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+  const blamedBelow = byName.map((r) => `CASE WHEN ${r.below} THEN ${r.param} END`).join(", ");
+  const blamedDebits = byName.map((r) => `CASE WHEN ${r.debits} THEN ${r.param} END`).join(", ");
+
+  return `
+WITH input AS (
+  SELECT u.*, t.granted AS og, t.debited AS od, t.account_id IS NOT NULL AS existed
+  FROM unnest(${unnestArgs.join(", ")}) AS u(${columns.join(", ")})
+  -- one primary-key probe per account; LIMIT 1 (the key is unique) keeps the
+  -- planner from turning the probes into a scan of every settled account
+  LEFT JOIN LATERAL (
+    SELECT t.account_id, t.granted, t.debited FROM settled_accounts t WHERE t.account_id = u.a LIMIT 1
+  ) t ON true
+),
+olds AS (
+  SELECT i.*, ${olds.join(", ")},
+         ${extraGranted} AS xg, ${extraDebited} AS xd
+  FROM input i
+),
+judged AS MATERIALIZED (
+  SELECT o.*,
+         (${grew.join(" OR ")}) AS grew,
+         -- counters only grow: a lower one means the source lost state; refused below
+         CASE ${regressed.join(" ")} END AS regressed,
+         ${slotChanged.join(" + ")} AS slots_changed
+  FROM olds o
+),
+changed AS MATERIALIZED (
+  SELECT * FROM judged WHERE grew AND regressed IS NULL
+),
+-- New accounts are plain inserts; existing ones are found again by key through
+-- ON CONFLICT and updated in place (no indexed column changes).
+new_accounts AS (
+  INSERT INTO settled_accounts (account_id, granted, debited, settlement_id)
+  SELECT c.a, ${newArray("g")}, ${newArray("d")}, $1::int8 FROM changed c WHERE NOT c.existed
+),
+updated_accounts AS (
+  INSERT INTO settled_accounts AS t (account_id, granted, debited, settlement_id)
+  SELECT c.a, ${newArray("g")}, ${newArray("d")}, $1::int8 FROM changed c WHERE c.existed
+  ON CONFLICT (account_id) DO UPDATE
+    SET granted = excluded.granted, debited = excluded.debited, settlement_id = excluded.settlement_id
+),
+entries AS (
+  INSERT INTO ledger (settlement_id, account_id, replica, granted_delta, debited_delta, balance_after)
+  SELECT $1::int8, c.a, v.r, v.g - v.og, v.d - v.od, (c.sg + c.xg) - (c.sd + c.xd)
+  FROM changed c
+  CROSS JOIN LATERAL (VALUES ${ledgerRows.join(", ")}) AS v(r, g, og, d, od)
+  WHERE v.g <> v.og OR v.d <> v.od
+),
+-- Overspend wherever settled Σ debits > Σ credits, with the exact amount.
+overspent AS (
+  INSERT INTO overspends (settlement_id, account_id, amount, replicas, mode)
+  SELECT $1::int8, c.a, (c.sd + c.xd) - (c.sg + c.xg),
+         COALESCE(NULLIF(array_remove(ARRAY[${blamedBelow}]::text[], NULL), '{}'),
+                  array_remove(ARRAY[${blamedDebits}]::text[], NULL)),
+         CASE c.m WHEN 1 THEN 'STRICT' ELSE 'OVERDRAFT' END
+  FROM changed c
+  WHERE c.sd + c.xd > c.sg + c.xg
+  RETURNING amount, mode
+),
+first_regressed AS (
+  SELECT a, regressed FROM judged WHERE regressed IS NOT NULL LIMIT 1
+)
+SELECT (SELECT a FROM first_regressed) AS regressed_account,
+       (SELECT regressed FROM first_regressed) AS regressed_replica,
+       (SELECT count(*) FROM changed)::text AS accounts_changed,
+       (SELECT COALESCE(sum(slots_changed), 0) FROM changed)::text AS ledger_entries,
+       (SELECT COALESCE(sum(amount), 0) FROM overspent)::text AS overspend_total,
+       (SELECT count(*) FROM overspent WHERE mode = 'STRICT')::text AS strict_violations`;
+}
+
+/** Every settled replica with its array position. */
+export const SETTLED_REPLICAS = `
+SELECT replica, position FROM settled_replicas ORDER BY position`;
+
+/** Gives replicas seen for the first time the next free positions, in input order. */
+export const PLACE_REPLICAS = `
+INSERT INTO settled_replicas (replica, position, first_settlement_id)
+SELECT r.replica, (SELECT COALESCE(max(position), 0) FROM settled_replicas) + r.ord, $2::int8
+FROM unnest($1::text[]) WITH ORDINALITY AS r(replica, ord)`;
 
 /** Inserted last, so a visible settlement row always means a complete settlement. */
 export const INSERT_SETTLEMENT = `
@@ -128,8 +167,3 @@ INSERT INTO settlements (id, started_at, finished_at, cut, accounts_changed, led
 VALUES ($1::int8, now(), clock_timestamp(), $2::jsonb, $3::int8, $4::int8, $5::numeric, $6::int8)
 RETURNING floor(extract(epoch FROM started_at) * 1000)::int8::text AS started_ms,
           floor(extract(epoch FROM finished_at) * 1000)::int8::text AS finished_ms`;
-
-export const RECORD_REPLICAS = `
-INSERT INTO settled_replicas (replica, first_settlement_id)
-SELECT unnest($2::text[]), $1::int8
-ON CONFLICT (replica) DO NOTHING`;

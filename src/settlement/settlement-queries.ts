@@ -250,8 +250,8 @@ export class SettlementQueries {
     const rows = await this.query<{ settlement_id: string | null; balance: string }>(
       "read settled balance",
       `SELECT (SELECT max(id) FROM settlements)::text AS settlement_id,
-              (COALESCE(sum(granted), 0) - COALESCE(sum(debited), 0))::text AS balance
-       FROM account_totals WHERE account_id = $1::text`,
+              COALESCE((SELECT (SELECT COALESCE(sum(g), 0) FROM unnest(a.granted) g) - (SELECT COALESCE(sum(d), 0) FROM unnest(a.debited) d)
+                        FROM settled_accounts a WHERE a.account_id = $1::text), 0)::text AS balance`,
       [accountId],
     );
     const row = rows[0];

@@ -232,9 +232,9 @@ export class Settler {
     cut: ReadonlyMap<string, bigint>,
   ): Promise<Settlement> {
     const id = (await one<{ id: string }>(client, "SELECT nextval(pg_get_serial_sequence('settlements', 'id'))::text AS id")).id;
-    const extra = (await client.query<{ replica: string }>(sql.EXTRA_REPLICAS, [replicas])).rows.map((r) => r.replica);
+    const layout = await placeReplicas(client, replicas, id);
     const totals = { accountsChanged: 0n, ledgerEntries: 0n, overspendTotal: 0n, strictViolations: 0n };
-    await this.settleBatches(client, accounts, replicas, extra, id, (outcome) => {
+    await this.settleBatches(client, accounts, layout, id, (outcome) => {
       if (outcome.regressed_account !== null) {
         throw new RegressedTotalsError(outcome.regressed_account, outcome.regressed_replica ?? "");
       }
@@ -251,7 +251,6 @@ export class Settler {
       totals.overspendTotal.toString(),
       totals.strictViolations.toString(),
     ]);
-    await client.query(sql.RECORD_REPLICAS, [id, replicas]);
     return {
       id: BigInt(id),
       startedAtMs: Number(times.started_ms),
@@ -269,14 +268,13 @@ export class Settler {
   private async settleBatches(
     client: PoolClient,
     accounts: SettlementInput["accounts"],
-    replicas: string[],
-    extra: string[],
+    layout: sql.ReplicaLayout,
     settlementId: string,
     onOutcome: (outcome: sql.BatchOutcome) => void,
   ): Promise<void> {
-    const batch = new SettlementBatch(replicas.length);
-    const text = sql.settleBatchSql(replicas.length, extra.length > 0);
-    const tail: unknown[] = extra.length > 0 ? [...replicas, extra] : [...replicas];
+    const batch = new SettlementBatch(layout.input.length);
+    const text = sql.settleBatchSql(layout);
+    const tail = [...layout.input.map((r) => r.name), ...layout.extra.map((r) => r.name)];
     let pending: Promise<void> = Promise.resolve();
     let failure: { error: unknown } | undefined;
     const flush = async (): Promise<void> => {
@@ -334,6 +332,30 @@ export class Settler {
       }
     }
   }
+}
+
+/** Gives new replicas array positions and returns where every replica lives. */
+async function placeReplicas(client: PoolClient, replicas: string[], settlementId: string): Promise<sql.ReplicaLayout> {
+  let positions = await settledPositions(client);
+  const fresh = replicas.filter((r) => !positions.has(r));
+  if (fresh.length > 0) {
+    await client.query(sql.PLACE_REPLICAS, [fresh, settlementId]);
+    positions = await settledPositions(client);
+  }
+  const input = replicas.map((name) => {
+    const position = positions.get(name);
+    if (position === undefined) throw new Error(`replica "${name}" has no position after placing it`);
+    return { name, position };
+  });
+  const extra = [...positions]
+    .filter(([name]) => !replicas.includes(name))
+    .map(([name, position]) => ({ name, position }));
+  return { input, extra };
+}
+
+async function settledPositions(client: PoolClient): Promise<Map<string, number>> {
+  const { rows } = await client.query<{ replica: string; position: number }>(sql.SETTLED_REPLICAS);
+  return new Map(rows.map((r) => [r.replica, r.position]));
 }
 
 async function one<R extends object>(client: PoolClient, text: string, params: unknown[] = []): Promise<R> {

@@ -174,6 +174,23 @@ describe("balances api - single node over real gRPC and JetStream", function () 
       expect(error.details).to.match(/debits\[1\]\.amount/);
     });
 
+    it("balances api - a batch with a conflicting request_id is refused whole and debits nothing", async () => {
+      const used = rid();
+      await debit({ accountId: "acct-bad", amount: 1n, requestId: used });
+      await grant("acct-bad", 1n);
+      const fresh = rid();
+      const debits = [
+        { accountId: "acct-bad", amount: 10n, requestId: fresh, maxWaitMs: 0 },
+        { accountId: "acct-bad", amount: 2n, requestId: used, maxWaitMs: 0 },
+      ];
+      const error = await failure(unary(c.balances, c.balances.debitBatch, { debits }));
+      expect(error.code).to.equal(status.ALREADY_EXISTS);
+      // The first item was not applied: its id is still free.
+      const retry = await debit({ accountId: "acct-bad", amount: 10n, requestId: fresh });
+      expect(retry.replayed).to.equal(false);
+      await grant("acct-bad", 10n);
+    });
+
     it("balances api - a batch over 10000 items is RESOURCE_EXHAUSTED", async () => {
       const debits = Array.from({ length: 10_001 }, (_, i) => ({ accountId: "acct-bad", amount: 1n, requestId: `over-${i}`, maxWaitMs: 0 }));
       const error = await failure(unary(c.balances, c.balances.debitBatch, { debits }));

@@ -1,12 +1,13 @@
-// docker-compose.yml cannot run here (no Docker engine), so it is checked
-// statically: every mounted file exists, the NATS services feed
-// deploy/nats/region.conf every variable it reads, and every host and port one
-// service names for another is one that service really listens on.
+// docker-compose.yml (and the deploy/k8s example) cannot run here (no Docker
+// engine, no cluster), so they are checked statically: every mounted file
+// exists, the NATS servers get every variable deploy/nats/region.conf reads,
+// and every host and port one service names for another is one that service
+// really listens on.
 
 import { expect } from "chai";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, posix, resolve } from "node:path";
-import { parse } from "yaml";
+import { parse, parseAllDocuments } from "yaml";
 
 function repoRoot(): string {
   let dir = __dirname;
@@ -394,5 +395,73 @@ describe("compose - docker-compose.yml describes the same topology as the tests"
       }
     }
     if (checked === 0) this.skip();
+  });
+});
+
+describe("compose - the deploy/k8s example agrees with region.conf and the node flags", () => {
+  const dir = join(ROOT, "deploy", "k8s");
+  const conf = readFileSync(join(ROOT, REGION_CONF), "utf8");
+  const objects: Record<string, unknown>[] = [];
+  for (const file of existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".yaml")) : []) {
+    for (const doc of parseAllDocuments(readFileSync(join(dir, file), "utf8"))) {
+      expect(doc.errors, `${file}`).to.deep.equal([]);
+      const value: unknown = doc.toJS();
+      if (isRecord(value)) objects.push(value);
+    }
+  }
+  const named = (kind: string, name: string): Record<string, unknown> => {
+    const found = objects.find((o) => o.kind === kind && isRecord(o.metadata) && o.metadata.name === name);
+    if (found === undefined) throw new Error(`no ${kind} ${name} in deploy/k8s`);
+    return found;
+  };
+  /** The first container's environment of a StatefulSet (plain values only). */
+  const containerEnv = (set: Record<string, unknown>): Map<string, string> => {
+    const spec = isRecord(set.spec) && isRecord(set.spec.template) && isRecord(set.spec.template.spec) ? set.spec.template.spec : {};
+    const container = list(spec.containers)[0];
+    const env = new Map<string, string>();
+    for (const item of list(isRecord(container) ? container.env : undefined)) {
+      if (isRecord(item)) env.set(scalar(item.name), item.value === undefined ? "<from>" : scalar(item.value));
+    }
+    return env;
+  };
+  const servicePort = (name: string, portName: string): number => {
+    const svc = named("Service", name);
+    const port = list(isRecord(svc.spec) ? svc.spec.ports : undefined).find((p) => isRecord(p) && p.name === portName);
+    if (!isRecord(port)) throw new Error(`Service ${name} has no port ${portName}`);
+    return Number(scalar(port.port));
+  };
+  const regions = ["east", "west", "central"];
+
+  it("compose - k8s NATS StatefulSets set every region.conf variable and reach each other's gateways", function () {
+    if (objects.length === 0) this.skip();
+    const variables = confVariables(conf);
+    for (const region of regions) {
+      const env = containerEnv(named("StatefulSet", `nats-${region}`));
+      expect([...variables].filter((v) => (env.get(v) ?? "") === ""), `nats-${region} unset variables`).to.deep.equal([]);
+      expect(env.get("TALLY_REGION")).to.equal(region);
+      for (const [gateway, variable] of confGateways(conf)) {
+        const url = hostPort(env.get(variable) ?? "");
+        expect(url.host, `nats-${region} ${variable}`).to.equal(`nats-${gateway}`);
+        expect(url.port).to.equal(servicePort(url.host, "gateway"));
+        expect(url.port).to.equal(hostPort(env.get("NATS_GATEWAY_LISTEN") ?? "").port);
+      }
+    }
+  });
+
+  it("compose - k8s nodes use their own region's NATS service and the same region list", function () {
+    if (objects.length === 0) this.skip();
+    for (const region of regions) {
+      const set = named("StatefulSet", `tally-${region}`);
+      expect(isRecord(set.spec) ? set.spec.replicas : undefined, `tally-${region} is a single writer`).to.equal(1);
+      const env = containerEnv(set);
+      expect(env.get("TALLY_REGION")).to.equal(region);
+      expect(env.get("TALLY_REGIONS")).to.equal(regions.join(","));
+      const url = hostPort(env.get("TALLY_NATS_URL") ?? "");
+      expect(url.host).to.equal(`nats-${region}`);
+      expect(url.port).to.equal(servicePort(url.host, "client"));
+      expect(hostPort(env.get("TALLY_GRPC_ADDR") ?? "").port).to.equal(servicePort(`tally-${region}`, "grpc"));
+      expect(Number(env.get("TALLY_METRICS_PORT"))).to.equal(servicePort(`tally-${region}`, "metrics"));
+      expect(env.get("TALLY_METRICS_HOST")).to.equal("0.0.0.0");
+    }
   });
 });

@@ -16,7 +16,7 @@ export const protobufFileName = "tally/v1/common.proto";
  * cannot cover a debit.
  */
 export enum PolicyMode {
-  /** POLICY_MODE_UNSPECIFIED - Not set. On write this means "keep the node's default"; it is never returned. */
+  /** POLICY_MODE_UNSPECIFIED - Not set. Rejected on write with INVALID_ARGUMENT; never returned. */
   POLICY_MODE_UNSPECIFIED = 0,
   /**
    * POLICY_MODE_STRICT - Never overspend: a debit that does not fit the local allowance waits briefly

@@ -119,6 +119,54 @@ export interface RightsReply {
   accountCounter: bigint[];
 }
 
+/** One account's whole counter in slot layout: P row-major, then D. */
+export interface AccountCounter {
+  /** Account id. */
+  accountId: string;
+  /** n*n + n values. */
+  values: bigint[];
+}
+
+/** Describes a full-state snapshot of one node; the first chunk carries it. */
+export interface SnapshotHeader {
+  /** Replica that took the snapshot. */
+  replica: string;
+  /** The replica set, in index order, the slot layout refers to. */
+  replicas: string[];
+  /**
+   * Replaying the replica's own stream from this sequence on, over the
+   * snapshot, rebuilds its state.
+   */
+  replayFrom: bigint;
+  /** Own stream sequence at which every value in the snapshot was durable. */
+  durableSequence: bigint;
+  /** Sequences of the other replicas' streams applied when the copy was taken. */
+  applied: { [key: string]: bigint };
+  /** When taken, milliseconds since the Unix epoch. */
+  takenAtMs: bigint;
+  /** Number of accounts in the snapshot. */
+  accounts: bigint;
+}
+
+export interface SnapshotHeader_AppliedEntry {
+  key: string;
+  value: bigint;
+}
+
+/** A piece of a snapshot. Chunks are stored length-prefixed (4-byte big endian). */
+export interface SnapshotChunk {
+  /** Set on the first chunk only. */
+  header:
+    | SnapshotHeader
+    | undefined;
+  /** Account counters. */
+  accounts: AccountCounter[];
+  /** Remembered requests. */
+  requests: RequestRecord[];
+  /** Explicit policies. */
+  policies: PolicyValue[];
+}
+
 function createBaseReplicaDelta(): ReplicaDelta {
   return { replica: "", publishedAtMs: 0n, slots: [], requests: [], policies: [], rowDigest: "" };
 }
@@ -950,6 +998,407 @@ export const RightsReply: MessageFns<RightsReply> = {
       ? BigInt(object.donorRights)
       : 0n;
     message.accountCounter = object.accountCounter?.map((e) => BigInt(e)) || [];
+    return message;
+  },
+};
+
+function createBaseAccountCounter(): AccountCounter {
+  return { accountId: "", values: [] };
+}
+
+export const AccountCounter: MessageFns<AccountCounter> = {
+  encode(message: AccountCounter, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.values.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.values) {
+        if (BigInt.asUintN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field values of type uint64 is too large");
+        }
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AccountCounter {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAccountCounter();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.values.push(reader.uint64() as bigint);
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.values.push(reader.uint64() as bigint);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<AccountCounter>): AccountCounter {
+    return AccountCounter.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AccountCounter>): AccountCounter {
+    const message = createBaseAccountCounter();
+    message.accountId = object.accountId ?? "";
+    message.values = object.values?.map((e) => BigInt(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSnapshotHeader(): SnapshotHeader {
+  return { replica: "", replicas: [], replayFrom: 0n, durableSequence: 0n, applied: {}, takenAtMs: 0n, accounts: 0n };
+}
+
+export const SnapshotHeader: MessageFns<SnapshotHeader> = {
+  encode(message: SnapshotHeader, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.replica !== "") {
+      writer.uint32(10).string(message.replica);
+    }
+    for (const v of message.replicas) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.replayFrom !== 0n) {
+      if (BigInt.asUintN(64, message.replayFrom) !== message.replayFrom) {
+        throw new globalThis.Error("value provided for field message.replayFrom of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.replayFrom);
+    }
+    if (message.durableSequence !== 0n) {
+      if (BigInt.asUintN(64, message.durableSequence) !== message.durableSequence) {
+        throw new globalThis.Error("value provided for field message.durableSequence of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.durableSequence);
+    }
+    globalThis.Object.entries(message.applied).forEach(([key, value]: [string, bigint]) => {
+      SnapshotHeader_AppliedEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
+    if (message.takenAtMs !== 0n) {
+      if (BigInt.asIntN(64, message.takenAtMs) !== message.takenAtMs) {
+        throw new globalThis.Error("value provided for field message.takenAtMs of type int64 too large");
+      }
+      writer.uint32(48).int64(message.takenAtMs);
+    }
+    if (message.accounts !== 0n) {
+      if (BigInt.asUintN(64, message.accounts) !== message.accounts) {
+        throw new globalThis.Error("value provided for field message.accounts of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.accounts);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnapshotHeader {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnapshotHeader();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.replica = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.replicas.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.replayFrom = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.durableSequence = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = SnapshotHeader_AppliedEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.applied[entry5.key] = entry5.value;
+            }
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.takenAtMs = reader.int64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.accounts = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SnapshotHeader>): SnapshotHeader {
+    return SnapshotHeader.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SnapshotHeader>): SnapshotHeader {
+    const message = createBaseSnapshotHeader();
+    message.replica = object.replica ?? "";
+    message.replicas = object.replicas?.map((e) => e) || [];
+    message.replayFrom = (object.replayFrom !== undefined && object.replayFrom !== null)
+      ? BigInt(object.replayFrom)
+      : 0n;
+    message.durableSequence = (object.durableSequence !== undefined && object.durableSequence !== null)
+      ? BigInt(object.durableSequence)
+      : 0n;
+    message.applied = (globalThis.Object.entries(object.applied ?? {}) as [string, bigint][]).reduce(
+      (acc: { [key: string]: bigint }, [key, value]: [string, bigint]) => {
+        if (value !== undefined) {
+          acc[key] = BigInt(value as string | number | bigint | boolean);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.takenAtMs = (object.takenAtMs !== undefined && object.takenAtMs !== null) ? BigInt(object.takenAtMs) : 0n;
+    message.accounts = (object.accounts !== undefined && object.accounts !== null) ? BigInt(object.accounts) : 0n;
+    return message;
+  },
+};
+
+function createBaseSnapshotHeader_AppliedEntry(): SnapshotHeader_AppliedEntry {
+  return { key: "", value: 0n };
+}
+
+export const SnapshotHeader_AppliedEntry: MessageFns<SnapshotHeader_AppliedEntry> = {
+  encode(message: SnapshotHeader_AppliedEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0n) {
+      if (BigInt.asUintN(64, message.value) !== message.value) {
+        throw new globalThis.Error("value provided for field message.value of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnapshotHeader_AppliedEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnapshotHeader_AppliedEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SnapshotHeader_AppliedEntry>): SnapshotHeader_AppliedEntry {
+    return SnapshotHeader_AppliedEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SnapshotHeader_AppliedEntry>): SnapshotHeader_AppliedEntry {
+    const message = createBaseSnapshotHeader_AppliedEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null) ? BigInt(object.value) : 0n;
+    return message;
+  },
+};
+
+function createBaseSnapshotChunk(): SnapshotChunk {
+  return { header: undefined, accounts: [], requests: [], policies: [] };
+}
+
+export const SnapshotChunk: MessageFns<SnapshotChunk> = {
+  encode(message: SnapshotChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.header !== undefined) {
+      SnapshotHeader.encode(message.header, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.accounts) {
+      AccountCounter.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.requests) {
+      RequestRecord.encode(v!, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.policies) {
+      PolicyValue.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnapshotChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnapshotChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.header = SnapshotHeader.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accounts.push(AccountCounter.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.requests.push(RequestRecord.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.policies.push(PolicyValue.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SnapshotChunk>): SnapshotChunk {
+    return SnapshotChunk.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SnapshotChunk>): SnapshotChunk {
+    const message = createBaseSnapshotChunk();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? SnapshotHeader.fromPartial(object.header)
+      : undefined;
+    message.accounts = object.accounts?.map((e) => AccountCounter.fromPartial(e)) || [];
+    message.requests = object.requests?.map((e) => RequestRecord.fromPartial(e)) || [];
+    message.policies = object.policies?.map((e) => PolicyValue.fromPartial(e)) || [];
     return message;
   },
 };
