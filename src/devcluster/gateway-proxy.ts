@@ -69,7 +69,8 @@ export class GatewayProxy {
     let sniffed = "";
     const forward = (from: Socket, to: Socket, sniff: boolean): void => {
       from.on("data", (chunk: Buffer) => {
-        if (sniff && link.from === undefined) {
+        // Only the first few KB can hold a gateway CONNECT; other protocols are never sniffed further.
+        if (sniff && link.from === undefined && sniffed.length < 4096) {
           sniffed += chunk.toString("latin1");
           const match = /"gateway":"([^"]+)"/.exec(sniffed);
           if (match?.[1] !== undefined) {

@@ -160,6 +160,17 @@ export class TallyMetrics {
     help: "Minor units of overspend recorded by settlements run by this node.",
     registers: [this.registry],
   });
+  readonly snapshots = new Counter({
+    name: "tally_snapshots_total",
+    help: "Full-state snapshots written by this node.",
+    registers: [this.registry],
+  });
+  readonly snapshotDuration = new Histogram({
+    name: "tally_snapshot_duration_seconds",
+    help: "Time to copy, make durable and write a snapshot.",
+    buckets: [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30],
+    registers: [this.registry],
+  });
   readonly natsConnected = new Gauge({
     name: "tally_nats_connected",
     help: "1 while the node's NATS connection is up.",
@@ -189,7 +200,14 @@ export class TallyMetrics {
 
   constructor(region: string, options: { processMetrics?: boolean } = {}) {
     this.registry.setDefaultLabels({ region });
-    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    if (options.processMetrics ?? true) {
+      collectDefaultMetrics({ register: this.registry });
+      // Gauges named *_total break Prometheus naming rules (promtool flags them);
+      // the same values are exported without the suffix (nodejs_active_handles, ...).
+      for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) {
+        this.registry.removeSingleMetric(name);
+      }
+    }
     this.info.set({ region }, 1);
   }
 }

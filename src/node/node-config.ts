@@ -22,6 +22,10 @@ export interface NodeConfig {
   /** How long start-up waits for peers' streams to be applied before serving. */
   readonly catchUpTimeoutMs: number;
   readonly statusIntervalMs: number;
+  /** How often a snapshot is written when the row changed; 0 disables periodic snapshots. */
+  readonly snapshotIntervalMs: number;
+  /** Own-stream messages kept for lagging peers beyond the snapshot before purging anyway. */
+  readonly maxRetainedMessages: number;
 }
 
 export const DEFAULT_NODE_CONFIG: Omit<NodeConfig, "region" | "regions" | "natsUrl" | "defaultPolicy"> = {
@@ -33,4 +37,6 @@ export const DEFAULT_NODE_CONFIG: Omit<NodeConfig, "region" | "regions" | "natsU
   maxCommitSlots: 2_000,
   catchUpTimeoutMs: 10_000,
   statusIntervalMs: 1_000,
+  snapshotIntervalMs: 60_000,
+  maxRetainedMessages: 200_000,
 };

@@ -20,6 +20,12 @@ import { GroupCommitter } from "../replication/group-commit";
 import { ReplicaLog, WriterFencedError } from "../replication/jetstream-log";
 import { PeerFollower } from "../replication/peer-follower";
 import { StatusExchange } from "../replication/status-exchange";
+import { SnapshotStore } from "../replication/snapshot-store";
+import { encodeSnapshot } from "../replication/snapshot-codec";
+import { policyFromWire, requestFromWire } from "../replication/delta-codec";
+import { SnapshotHeader, type SnapshotChunk } from "../generated/tally/replication/v1/replication";
+import { snapshotSubject } from "../replication/subjects";
+import type { Subscription } from "nats";
 import type { TallyMetrics } from "../metrics/tally-metrics";
 import { BalanceWatchHub } from "./balance-watch";
 import type { NodeConfig } from "./node-config";
@@ -87,10 +93,16 @@ export class TallyNode {
   private readonly followers = new Map<string, PeerFollower>();
   private readonly inFlight = new Map<string, InFlight>();
   private status: StatusExchange | undefined;
+  readonly snapshots: SnapshotStore;
+  private snapshotting: Promise<SnapshotHeader> | undefined;
+  private lastSnapshotSequence = 0;
+  private snapshotTimer: NodeJS.Timeout | undefined;
+  private snapshotRequests: Subscription | undefined;
   private ownSequence = 0;
   private ownPublishedDigest = "";
   private publishCounter = 0;
   private lastPolicyWriteMs = 0;
+  private readonly reportedDivergences = new Map<string, number>();
   private readonly instanceId = `${process.pid.toString(36)}${Date.now().toString(36)}`;
   private closed = false;
   private fenced = false;
@@ -119,6 +131,7 @@ export class TallyNode {
       },
     );
     this.rights = new RightsBroker(this, log.connection, metrics, logger, now);
+    this.snapshots = new SnapshotStore(log);
   }
 
   /** Connects, recovers this replica's own row from its stream, starts following peers, then serves. */
@@ -147,9 +160,25 @@ export class TallyNode {
     const self = this.config.region;
     await this.ensureStreams();
     const started = this.now();
-    this.ownSequence = await this.log.replay(self, 1, (m) => this.applyDelta(decodeDelta(this.replicas, m.data)));
+    const header = await this.snapshots.read(self, (chunk) => this.applySnapshotChunk(chunk));
+    const replayFrom = header === undefined ? 1 : Number(header.replayFrom);
+    const firstStored = await this.log.firstSequence(self);
+    if (firstStored > replayFrom && (await this.log.lastSequence(self)) >= firstStored) {
+      throw new Error(`stream of ${self} starts at ${firstStored} but the snapshot needs ${replayFrom}: refusing to serve a partial row`);
+    }
+    this.ownSequence = Math.max(
+      header === undefined ? 0 : Number(header.durableSequence),
+      await this.log.replay(self, replayFrom, (m) => this.applyDelta(decodeDelta(this.replicas, m.data))),
+    );
+    this.lastSnapshotSequence = header === undefined ? 0 : Number(header.durableSequence);
     this.ownPublishedDigest = digestHex(this.state.rowDigest(this.state.self));
-    this.logger.info("own row recovered", { sequence: this.ownSequence, ms: this.now() - started });
+    this.logger.info("own row recovered", {
+      sequence: this.ownSequence,
+      fromSnapshot: header !== undefined,
+      replayedFrom: replayFrom,
+      accounts: this.state.accountCount,
+      ms: this.now() - started,
+    });
     this.trackConnection();
     for (const peer of this.replicas.names) {
       if (peer === self) continue;
@@ -160,9 +189,16 @@ export class TallyNode {
         {
           apply: (delta) => this.applyDelta(delta),
           onError: (error) => this.logger.warn("follow failed, retrying", { peer, error: String(error) }),
+          catchUpFromSnapshot: async (replica) => {
+            const peerHeader = await this.snapshots.read(replica, (chunk) => this.applySnapshotChunk(chunk));
+            if (peerHeader === undefined) throw new Error(`no snapshot of ${replica} to cover purged messages`);
+            this.logger.info("caught up from a peer snapshot", { peer: replica, replayFrom: Number(peerHeader.replayFrom) });
+            return Number(peerHeader.replayFrom) - 1;
+          },
         },
         this.now,
       );
+      follower.appliedSequence = Number(header?.applied[peer] ?? 0n);
       const index = this.replicas.indexOf(peer);
       follower.localDigest = () => digestHex(this.state.rowDigest(index));
       this.followers.set(peer, follower);
@@ -176,12 +212,92 @@ export class TallyNode {
       this.log.connection,
       self,
       () => ({ ownSequence: this.ownSequence, ownDigest: this.ownPublishedDigest, applied: this.appliedVector() }),
-      (replica, status) => this.followers.get(replica)?.observeStatus(status.ownSequence, status.ownDigest),
+      (replica, status) =>
+        this.followers.get(replica)?.observeStatus(status.ownSequence, status.ownDigest, status.applied[self]),
       this.now,
     );
     this.status.start(this.config.statusIntervalMs);
     this.rights.start();
+    this.startSnapshots();
     this.ready = true;
+  }
+
+  // ---- snapshots -------------------------------------------------------------
+
+  private applySnapshotChunk(chunk: SnapshotChunk): void {
+    for (const account of chunk.accounts) this.state.mergeAccount(account.accountId, account.values);
+    for (const wire of chunk.requests) {
+      const r = requestFromWire(wire);
+      this.state.remember(r.requestId, r.fingerprint, r.answer, r.answeredAtMs);
+    }
+    for (const wire of chunk.policies) {
+      const p = policyFromWire(wire);
+      this.state.applyPolicy(p.accountId, p.write);
+    }
+  }
+
+  private startSnapshots(): void {
+    const interval = this.config.snapshotIntervalMs;
+    if (interval > 0) {
+      this.snapshotTimer = setInterval(() => {
+        if (this.ownSequence > this.lastSnapshotSequence) {
+          this.takeSnapshot().catch((error: unknown) => this.logger.warn("snapshot failed", { error: String(error) }));
+        }
+      }, interval);
+      this.snapshotTimer.unref();
+    }
+    // Settlement asks every region for a fresh snapshot before it joins them.
+    this.snapshotRequests = this.log.connection.subscribe(snapshotSubject(this.config.region), {
+      callback: (error, message) => {
+        if (error !== null) return;
+        this.takeSnapshot().then(
+          (header) => message.respond(SnapshotHeader.encode(header).finish()),
+          (snapshotError: unknown) => this.logger.warn("requested snapshot failed", { error: String(snapshotError) }),
+        );
+      },
+    });
+  }
+
+  /**
+   * Writes a full-state snapshot: a synchronous copy, then a barrier commit so
+   * every copied value is durable, then the chunked write. Afterwards the own
+   * stream is purged below what both the snapshot and every peer have covered
+   * (or below the snapshot alone when the stream grew too long; lagging peers
+   * then catch up from the snapshot).
+   */
+  takeSnapshot(): Promise<SnapshotHeader> {
+    this.snapshotting ??= this.writeSnapshot().finally(() => {
+      this.snapshotting = undefined;
+    });
+    return this.snapshotting;
+  }
+
+  private async writeSnapshot(): Promise<SnapshotHeader> {
+    const started = this.now();
+    const frozen = this.state.freeze();
+    const applied: Record<string, bigint> = {};
+    for (const [peer, follower] of this.followers) applied[peer] = BigInt(follower.appliedSequence);
+    const replayFrom = this.ownSequence + 1;
+    await this.committer.barrier();
+    const header: SnapshotHeader = {
+      replica: this.config.region,
+      replicas: [...this.replicas.names],
+      replayFrom: BigInt(replayFrom),
+      durableSequence: BigInt(this.ownSequence),
+      applied,
+      takenAtMs: BigInt(started),
+      accounts: BigInt(frozen.ids.length),
+    };
+    await this.snapshots.write(this.config.region, encodeSnapshot(frozen, header));
+    this.lastSnapshotSequence = this.ownSequence;
+    let keepFrom = replayFrom;
+    for (const follower of this.followers.values()) keepFrom = Math.min(keepFrom, (follower.appliedOfOurs ?? 0) + 1);
+    if (replayFrom - keepFrom > this.config.maxRetainedMessages) keepFrom = replayFrom;
+    const purged = keepFrom > 1 ? await this.log.purgeBelow(this.config.region, keepFrom) : 0;
+    this.metrics.snapshots.inc();
+    this.metrics.snapshotDuration.observe((this.now() - started) / 1000);
+    this.logger.info("snapshot written", { accounts: frozen.ids.length, replayFrom, purged, ms: this.now() - started });
+    return header;
   }
 
   /** Creates every replica's stream; this node's own must exist, the others are retried in the background. */
@@ -190,6 +306,7 @@ export class TallyNode {
     for (;;) {
       try {
         await this.log.ensureStream(this.config.region);
+        await this.snapshots.bucket(this.config.region);
         break;
       } catch (error) {
         if (this.now() > deadline) throw error;
@@ -203,6 +320,7 @@ export class TallyNode {
           for (let attempt = 0; attempt < 40; attempt++) {
             try {
               await this.log.ensureStream(replica);
+              await this.snapshots.bucket(replica);
               return;
             } catch {
               await new Promise((r) => setTimeout(r, 250));
@@ -527,6 +645,12 @@ export class TallyNode {
       this.metrics.appliedSequence.set({ peer: peer.region }, peer.appliedSequence);
       this.metrics.converged.set({ peer: peer.region }, peer.converged ? 1 : 0);
       this.metrics.peerLastHeard.set({ peer: peer.region }, peer.lastHeardMs / 1000);
+      const follower = this.followers.get(peer.region);
+      const reported = this.reportedDivergences.get(peer.region) ?? 0;
+      if (follower !== undefined && follower.divergences > reported) {
+        this.metrics.divergences.inc({ peer: peer.region }, follower.divergences - reported);
+        this.reportedDivergences.set(peer.region, follower.divergences);
+      }
     }
     this.metrics.appliedSequence.set({ peer: this.config.region }, this.ownSequence);
   }
@@ -543,6 +667,8 @@ export class TallyNode {
     this.rights.stop();
     this.status?.stop();
     this.watches.closeAll();
+    if (this.snapshotTimer !== undefined) clearInterval(this.snapshotTimer);
+    this.snapshotRequests?.unsubscribe();
     const deadline = this.now() + 5_000;
     while (this.committer.pendingSlots > 0 && this.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     for (const follower of this.followers.values()) follower.stop();

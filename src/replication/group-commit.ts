@@ -57,6 +57,12 @@ export class GroupCommitter {
     return done;
   }
 
+  /** Resolves when everything committed before this call is durable; publishes nothing extra when idle. */
+  barrier(): Promise<void> {
+    if (!this.publishing && !this.scheduled && this.slots.size === 0 && this.waiters.length === 0) return Promise.resolve();
+    return this.commit({ slots: [] });
+  }
+
   /** Stops publishing; pending callers never resolve (they were not acknowledged). */
   stop(): void {
     this.stopped = true;

@@ -11,6 +11,11 @@ import type { ConsumerMessages } from "nats";
 export interface FollowerEvents {
   /** Applies a decoded delta to the state. */
   apply(delta: DecodedDelta): void;
+  /**
+   * The writer purged messages this node never applied: merge the writer's
+   * snapshot and return the sequence to continue after.
+   */
+  catchUpFromSnapshot(replica: string): Promise<number>;
   /** Reports a follow failure (retried). */
   onError(error: unknown): void;
 }
@@ -26,6 +31,9 @@ export class PeerFollower {
   divergences = 0;
   lastDigest = "";
   private suspectSequence = -1;
+  private recovering = false;
+  /** The writer's own report of how far it applied this node's stream (from its status). */
+  appliedOfOurs: number | undefined;
   private messages: ConsumerMessages | undefined;
   private stopped = false;
   private caughtUpWaiters: Array<() => void> = [];
@@ -74,7 +82,8 @@ export class PeerFollower {
   }
 
   /** A status broadcast from the writer: its newest sequence and digest. */
-  observeStatus(ownSequence: number, ownDigest: string): void {
+  observeStatus(ownSequence: number, ownDigest: string, appliedOfOurs?: number): void {
+    if (appliedOfOurs !== undefined) this.appliedOfOurs = appliedOfOurs;
     this.lastHeardMs = this.now();
     this.reportedSequence = Math.max(this.reportedSequence, ownSequence);
     if (ownSequence === this.appliedSequence && ownDigest !== "") this.compareDigest(ownSequence, ownDigest);
@@ -90,7 +99,11 @@ export class PeerFollower {
   localDigest: () => string = () => "";
 
   private onMessage(seq: number, data: Uint8Array, pending: number): void {
-    if (seq <= this.appliedSequence) return;
+    if (seq <= this.appliedSequence || this.recovering) return;
+    if (seq > this.appliedSequence + 1) {
+      this.recoverGap(seq);
+      return;
+    }
     let delta: DecodedDelta;
     try {
       delta = decodeDelta(this.replicas, data);
@@ -115,6 +128,29 @@ export class PeerFollower {
    * newer values), so a mismatch counts as divergence only when it is seen
    * twice at the same sequence (the writer repeats its status while idle).
    */
+  /** Messages before `seq` were purged (covered by a snapshot): load it, then follow again. */
+  private recoverGap(seq: number): void {
+    this.recovering = true;
+    this.messages?.stop();
+    this.messages = undefined;
+    void (async () => {
+      for (;;) {
+        if (this.stopped) return;
+        try {
+          const coveredUpTo = await this.events.catchUpFromSnapshot(this.replica);
+          if (coveredUpTo + 1 < seq) throw new Error(`snapshot of ${this.replica} covers ${coveredUpTo}, stream starts at ${seq}`);
+          this.appliedSequence = Math.max(this.appliedSequence, coveredUpTo);
+          break;
+        } catch (error) {
+          this.events.onError(error);
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+      this.recovering = false;
+      await this.start();
+    })();
+  }
+
   private compareDigest(sequence: number, published: string): void {
     const local = this.localDigest();
     this.lastDigest = local;

@@ -59,7 +59,8 @@ export class SnapshotStore {
       onChunk(chunk);
     }
     const error = await result.error;
-    if (error !== null) throw error;
+    // Resolves to null or undefined on success, to an Error on a corrupt or cut read.
+    if (error instanceof Error) throw error;
     if (header === undefined) throw new Error(`snapshot of ${replica} has no header`);
     return header;
   }

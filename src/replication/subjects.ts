@@ -17,3 +17,8 @@ export const STATUS_WILDCARD = "tally.status.*";
 export function rightsSubject(replica: string): string {
   return `tally.rights.${replica}`;
 }
+
+/** Request subject asking a replica to write a fresh snapshot now (settlement). */
+export function snapshotSubject(replica: string): string {
+  return `tally.snapshot.${replica}`;
+}

@@ -86,7 +86,7 @@ export class TestCluster {
     for (;;) {
       const statuses = await Promise.all(this.regions.map((r) => this.status(r.name).catch(() => undefined)));
       if (statuses.every((s) => s !== undefined)) {
-        const views = statuses.map((s) => new Map(s!.peers.map((p) => [p.region, p])));
+        const views = statuses.map((s) => new Map(s.peers.map((p) => [p.region, p])));
         const agree = REGIONS.every((writer) => {
           const own = views.map((v) => v.get(writer));
           const first = own[0];
@@ -94,7 +94,7 @@ export class TestCluster {
             (p) => p !== undefined && first !== undefined && p.appliedSequence === first.appliedSequence && p.digest === first.digest && p.pending === 0n,
           );
         });
-        last = JSON.stringify(statuses.map((s) => s!.peers.map((p) => [p.region, String(p.appliedSequence), p.digest, String(p.pending)])));
+        last = JSON.stringify(statuses.map((s) => s.peers.map((p) => [p.region, String(p.appliedSequence), p.digest, String(p.pending)])));
         if (agree) break;
       }
       if (Date.now() > deadline) throw new Error(`cluster did not converge in ${timeoutMs} ms: ${last}`);
