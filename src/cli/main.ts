@@ -3,6 +3,7 @@
 
 import { serveCommand, SERVE_HELP } from "./serve-command";
 import { upCommand, UP_HELP } from "./up-command";
+import { statusCommand, STATUS_HELP } from "./status-command";
 
 const HELP = `tally - multi-region credit balances
 
@@ -11,10 +12,12 @@ usage: tally <command> [options]
 commands:
   up        start a local 3-region cluster (NATS supercluster, Postgres, 3 nodes)
   serve     run one regional node
+  status    every node's view of every region: lag, convergence, last settlement
   help      this text; "tally <command> --help" for a command's options
 
 ${UP_HELP}
-${SERVE_HELP}`;
+${SERVE_HELP}
+${STATUS_HELP}`;
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
@@ -23,6 +26,8 @@ async function main(argv: string[]): Promise<void> {
       return serveCommand(rest);
     case "up":
       return upCommand(rest);
+    case "status":
+      return statusCommand(rest);
     case undefined:
     case "help":
     case "--help":

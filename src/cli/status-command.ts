@@ -1,0 +1,97 @@
+// `tally status`: what an on-call engineer looks at first — every node's view
+// of every region (applied sequence, pending, lag, convergence) and the last
+// settlement, read from the nodes' Admin.ClusterStatus.
+
+import { parseArgs } from "node:util";
+import type { ClusterStatusResponse } from "../generated/tally/v1/admin";
+import { adminClient, call, nodeAddresses } from "./node-clients";
+
+export const STATUS_HELP = `tally status - convergence and settlement at a glance
+
+  --nodes A,B,C   node gRPC addresses (TALLY_NODES)  [127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053]
+  --json          print the raw status of each node as JSON
+`;
+
+function pad(cells: readonly string[], widths: readonly number[]): string {
+  return cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ");
+}
+
+export function renderStatus(statuses: ReadonlyArray<{ address: string; status?: ClusterStatusResponse; error?: string }>): string {
+  const headers = ["node", "region view", "applied", "pending", "lag s", "converged", "digest", "heard ms ago"];
+  const rows: string[][] = [];
+  const notes: string[] = [];
+  for (const { address, status, error } of statuses) {
+    if (status === undefined) {
+      rows.push([address, "UNREACHABLE", "", "", "", "", "", error ?? ""]);
+      continue;
+    }
+    for (const peer of status.peers) {
+      rows.push([
+        `${status.region} (${address})`,
+        peer.region,
+        String(peer.appliedSequence),
+        String(peer.pending),
+        peer.lagSeconds.toFixed(3),
+        peer.converged ? "yes" : "NO",
+        peer.digest,
+        peer.region === status.region ? "-" : String(peer.lastHeardMs),
+      ]);
+    }
+    const last = status.lastSettlement;
+    notes.push(
+      `${status.region}: ${status.accounts} accounts; last settlement ${
+        last === undefined ? "none" : `#${last.id} at ${new Date(Number(last.finishedAtMs)).toISOString()} (${last.accountsChanged} accounts changed)`
+      }`,
+    );
+  }
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const agree = statuses.every((s) => s.status !== undefined) && convergedEverywhere(statuses.map((s) => s.status!));
+  return [
+    pad(headers, widths),
+    ...rows.map((r) => pad(r, widths)),
+    "",
+    ...notes,
+    "",
+    agree ? "CONVERGED: every node holds every region's row at the same sequence and digest." : "NOT CONVERGED (yet): compare applied/digest columns per region view.",
+  ].join("\n");
+}
+
+function convergedEverywhere(statuses: readonly ClusterStatusResponse[]): boolean {
+  const first = statuses[0];
+  if (first === undefined) return false;
+  return first.peers.every((peer) =>
+    statuses.every((s) => {
+      const view = s.peers.find((p) => p.region === peer.region);
+      return view !== undefined && view.appliedSequence === peer.appliedSequence && view.digest === peer.digest && view.pending === 0n;
+    }),
+  );
+}
+
+export async function statusCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { nodes: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+  });
+  if (values.help === true) {
+    process.stdout.write(STATUS_HELP);
+    return;
+  }
+  const statuses = await Promise.all(
+    nodeAddresses(values.nodes).map(async (address) => {
+      const client = adminClient(address);
+      try {
+        return { address, status: await call(client, client.clusterStatus, {}) };
+      } catch (error) {
+        return { address, error: error instanceof Error ? error.message : String(error) };
+      } finally {
+        client.close();
+      }
+    }),
+  );
+  if (values.json === true) {
+    process.stdout.write(`${JSON.stringify(statuses, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v), 2)}\n`);
+    return;
+  }
+  process.stdout.write(`${renderStatus(statuses)}\n`);
+  if (statuses.some((s) => s.status === undefined)) process.exitCode = 1;
+}
