@@ -5,7 +5,8 @@
 /** Why: a donor keeps half of its spare so that its own clients rarely wait (AntidoteDB, PotionDB). */
 export function donorGrant(spareRights: bigint, requested: bigint, donorIdle = false): bigint {
   if (spareRights <= 0n || requested <= 0n) return 0n;
-  const half = spareRights / 2n;
+  // Rounded up, so the last unit of spare can still move (no credit stranded in the endgame).
+  const half = (spareRights + 1n) / 2n;
   // Why: an idle donor strands credit if it keeps any, so it gives what is asked and
   // at least half (fewer round trips); when its spare is below the request it gives all.
   if (donorIdle) return minBig(spareRights, maxBig(requested, half));

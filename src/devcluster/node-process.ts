@@ -18,6 +18,8 @@ export interface NodeProcessOptions {
   readonly postgresUrl?: string;
   readonly extraArgs?: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
+  /** Flags for the node runtime itself (e.g. --cpu-prof for profiling). */
+  readonly nodeFlags?: readonly string[];
 }
 
 export class NodeProcess {
@@ -41,6 +43,7 @@ export class NodeProcess {
     const o = this.options;
     mkdirSync(o.logDir, { recursive: true });
     const args = [
+      ...(o.nodeFlags ?? []),
       CLI_ENTRY,
       "serve",
       "--region",
