@@ -32,6 +32,9 @@ export class PeerFollower {
   lastDigest = "";
   private suspectSequence = -1;
   private recovering = false;
+  private watchdog: NodeJS.Timeout | undefined;
+  /** Times the consumer was recreated (stalls, closed consumers). */
+  restarts = 0;
   /** The writer's own report of how far it applied this node's stream (from its status). */
   appliedOfOurs: number | undefined;
   private messages: ConsumerMessages | undefined;
@@ -56,10 +59,16 @@ export class PeerFollower {
 
   /** Starts following, retrying until it succeeds or the follower is stopped. */
   async start(): Promise<void> {
+    this.startWatchdog();
     while (!this.stopped) {
       try {
         this.reportedSequence = Math.max(this.reportedSequence, await this.log.lastSequence(this.replica));
-        this.messages = await this.log.follow(this.replica, this.appliedSequence + 1, (m) => this.onMessage(m.seq, m.data, m.pending));
+        const messages = await this.log.follow(this.replica, this.appliedSequence + 1, (m) => this.onMessage(m.seq, m.data, m.pending));
+        this.messages = messages;
+        // A consumer that ends on its own (e.g. it gave up during a partition) is replaced.
+        void messages.closed().then(() => {
+          if (!this.stopped && !this.recovering && this.messages === messages) this.restart("consumer closed");
+        });
         this.notifyIfCaughtUp();
         return;
       } catch (error) {
@@ -67,6 +76,37 @@ export class PeerFollower {
         await new Promise((r) => setTimeout(r, 500));
       }
     }
+  }
+
+  /**
+   * Anti-entropy backstop: if the writer reports changes this node has not
+   * applied and nothing arrives for a while, the consumer is recreated from
+   * the last applied sequence.
+   */
+  private startWatchdog(): void {
+    if (this.watchdog !== undefined) return;
+    let lastApplied = this.appliedSequence;
+    let stalledChecks = 0;
+    this.watchdog = setInterval(() => {
+      if (this.stopped || this.recovering || this.messages === undefined) return;
+      if (this.pending > 0 && this.appliedSequence === lastApplied) stalledChecks++;
+      else stalledChecks = 0;
+      lastApplied = this.appliedSequence;
+      if (stalledChecks >= 2) {
+        stalledChecks = 0;
+        this.restart(`no progress with ${this.pending} pending`);
+      }
+    }, 1_500);
+    this.watchdog.unref();
+  }
+
+  private restart(reason: string): void {
+    this.events.onError(new Error(`following ${this.replica} again: ${reason}`));
+    this.restarts++;
+    const messages = this.messages;
+    this.messages = undefined;
+    messages?.stop();
+    void this.start();
   }
 
   /** Resolves when the follower has applied everything known, or after `timeoutMs`. */
@@ -91,6 +131,7 @@ export class PeerFollower {
 
   stop(): void {
     this.stopped = true;
+    if (this.watchdog !== undefined) clearInterval(this.watchdog);
     this.messages?.stop();
     this.messages = undefined;
   }
