@@ -1,0 +1,104 @@
+// Convergence latency across three real regions on loopback: from the moment
+// a debit is acknowledged at east to the moment west and central stream the
+// new balance (WatchBalance), for a paced series of debits.
+
+import { credentials } from "@grpc/grpc-js";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { freePorts } from "../src/devcluster/free-port";
+import { NatsSupercluster, REGIONS } from "../src/devcluster/nats-supercluster";
+import { NodeProcess } from "../src/devcluster/node-process";
+import { BalancesClient, type WatchBalanceResponse } from "../src/generated/tally/v1/balances";
+import { progress, summarize, type LatencySummary } from "./stats";
+
+export interface ConvergenceBenchResult {
+  readonly debits: number;
+  readonly toWest: LatencySummary;
+  readonly toCentral: LatencySummary;
+  readonly toBoth: LatencySummary;
+}
+
+export async function runConvergenceBench(options: { debits: number; spacingMs: number }): Promise<ConvergenceBenchResult> {
+  const dir = mkdtempSync(join(tmpdir(), "tally-conv-"));
+  const nats = await NatsSupercluster.start(dir);
+  const ports = await freePorts(6);
+  const nodes = REGIONS.map(
+    (region, i) =>
+      new NodeProcess({
+        region,
+        regions: REGIONS,
+        natsUrl: nats.region(region).nats.url,
+        grpcPort: ports[i * 2]!,
+        metricsPort: ports[i * 2 + 1]!,
+        logDir: dir,
+        extraArgs: ["--place-by-region"],
+        env: { TALLY_LOG: "warn" },
+      }),
+  );
+  const clients: BalancesClient[] = [];
+  try {
+    await Promise.all(nodes.map((n) => n.start()));
+    for (const n of nodes) clients.push(new BalancesClient(n.grpcAddress, credentials.createInsecure()));
+    const [east, west, central] = clients as [BalancesClient, BalancesClient, BalancesClient];
+    const account = "conv-bench";
+    await new Promise<void>((resolve, reject) =>
+      east.grant({ accountId: account, amount: 1n << 50n, requestId: "conv-grant" }, (e) => (e ? reject(e) : resolve())),
+    );
+    // balance -> time first seen, per watcher
+    const seen = [new Map<bigint, bigint>(), new Map<bigint, bigint>()];
+    const streams = [west, central].map((client, w) => {
+      const stream = client.watchBalance({ accountId: account, lowBalanceThreshold: 0n });
+      stream.on("data", (event: WatchBalanceResponse) => {
+        const map = seen[w]!;
+        if (!map.has(event.balance)) map.set(event.balance, process.hrtime.bigint());
+      });
+      stream.on("error", () => undefined);
+      return stream;
+    });
+    await new Promise((r) => setTimeout(r, 1_000));
+    progress(`convergence: ${options.debits} debits at east, watched at west and central`);
+    const acked: Array<{ balance: bigint; at: bigint }> = [];
+    for (let i = 0; i < options.debits; i++) {
+      const answer = await new Promise<{ balance: bigint }>((resolve, reject) =>
+        east.debit({ accountId: account, amount: 1n, requestId: `conv-${i}`, maxWaitMs: 0 }, (e, r) => (e ? reject(e) : resolve(r))),
+      );
+      acked.push({ balance: answer.balance, at: process.hrtime.bigint() });
+      await new Promise((r) => setTimeout(r, options.spacingMs));
+    }
+    await new Promise((r) => setTimeout(r, 1_000));
+    for (const s of streams) s.cancel();
+    const lag = (w: number): number[] =>
+      acked.map((a) => {
+        // Coalescing may skip a balance; the first later (lower) balance seen counts.
+        let first: bigint | undefined;
+        for (const [balance, at] of seen[w]!) if (balance <= a.balance && (first === undefined || at < first)) first = at;
+        return first === undefined ? Number.POSITIVE_INFINITY : Math.max(0, Number(first - a.at));
+      });
+    const westLag = lag(0);
+    const centralLag = lag(1);
+    const both = westLag.map((v, i) => Math.max(v, centralLag[i] ?? Number.POSITIVE_INFINITY));
+    const seconds = 1;
+    return {
+      debits: options.debits,
+      toWest: summarize(westLag, seconds),
+      toCentral: summarize(centralLag, seconds),
+      toBoth: summarize(both, seconds),
+    };
+  } finally {
+    for (const c of clients) c.close();
+    await Promise.all(nodes.map((n) => n.stop()));
+    await nats.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (require.main === module) {
+  runConvergenceBench({ debits: Number(process.argv[2] ?? "300"), spacingMs: 5 }).then(
+    (r) => process.stdout.write(`${JSON.stringify(r, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v))}\n`),
+    (e: unknown) => {
+      process.stderr.write(`${String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
