@@ -1,53 +1,183 @@
-// `npm run bench [-- --quick]`: runs every benchmark side by side in one run,
-// prints readable tables with progress, and writes bench/results.json and
-// docs/benchmarks.md.
+// `npm run bench [-- --quick]`: every benchmark side by side in one run, with
+// real servers on loopback. Prints readable tables with progress, checks the
+// bars against the measured figures, and writes bench/results.json and
+// docs/benchmarks.md (full mode only).
 
-import { writeFileSync, mkdirSync } from "node:fs";
-import { cpus } from "node:os";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
 import { resolve } from "node:path";
+import { runConvergenceBench } from "./convergence-bench";
+import type { MemoryBenchResult } from "./memory-bench";
+import { runPostgresLedgerBench } from "./postgres-ledger-bench";
+import { runRedisBench } from "./redis-bench";
+import { runSettlementBench } from "./settlement-bench";
+import { fmt, progress, table, type LatencySummary } from "./stats";
 import { runUnaryBench } from "./unary-bench";
-import { fmt, progress, table } from "./stats";
+import { runWanBench } from "./wan-bench";
+
+interface Bar {
+  readonly bar: string;
+  readonly measured: string;
+  readonly pass: boolean;
+}
+
+const ROOT = resolve(__dirname, "..", "..");
+
+function row(name: string, s: LatencySummary): string[] {
+  return [name, fmt(s.perSecond, 0), fmt(s.p50Ms, 3), fmt(s.p99Ms, 3)];
+}
+
+function memoryBench(accounts: number): MemoryBenchResult {
+  // A fresh process with --expose-gc, so the measurement sees only the state.
+  const out = execFileSync(process.execPath, ["--expose-gc", resolve(__dirname, "memory-bench.js"), String(accounts)], { encoding: "utf8" });
+  return JSON.parse(out) as MemoryBenchResult;
+}
 
 async function main(): Promise<void> {
   const quick = process.argv.includes("--quick");
-  const root = resolve(__dirname, "..", "..");
-  const sections: string[] = [];
-  const results: Record<string, unknown> = {};
   const command = `npm run bench${quick ? " -- --quick" : ""}`;
+  const size = quick
+    ? { calls: 3_000, rounds: 1, accounts: 1_000, batchSize: 500, batches: 20, pgCalls: 2_000, wanCalls: 300, convDebits: 100, memAccounts: 100_000, settleAccounts: 50_000 }
+    : { calls: 20_000, rounds: 3, accounts: 10_000, batchSize: 1_000, batches: 100, pgCalls: 10_000, wanCalls: 2_000, convDebits: 500, memAccounts: 1_000_000, settleAccounts: 1_000_000 };
+  const concurrency = 32;
+  const sections: string[] = [];
+  const results: Record<string, unknown> = { command, date: new Date().toISOString(), cpus: cpus().length, loadAverageAtStart: loadavg()[0] };
+  const bars: Bar[] = [];
+  const print = (title: string, text: string): void => {
+    process.stdout.write(`\n${title}\n${text}\n`);
+    sections.push(`## ${title}\n\n${text}\n`);
+  };
 
-  progress("unary: Debit vs no-op on one node (durable)");
-  const unary = await runUnaryBench(
-    quick
-      ? { calls: 3000, concurrency: 32, rounds: 1, accounts: 1000, batchSize: 500, batches: 20 }
-      : { calls: 20000, concurrency: 64, rounds: 3, accounts: 10000, batchSize: 1000, batches: 100 },
-  );
+  progress("1/7 single node: Debit and DebitBatch vs the no-op RPC (same server, same client)");
+  const unary = await runUnaryBench({ calls: size.calls, concurrency, rounds: size.rounds, accounts: size.accounts, batchSize: size.batchSize, batches: size.batches });
   results.unary = unary;
-  const row = (name: string, s: typeof unary.noop, base?: typeof unary.noop): string[] => [
-    name,
-    fmt(s.perSecond, 0),
-    fmt(s.p50Ms, 3),
-    fmt(s.p99Ms, 3),
-    base === undefined ? "1.00" : fmt(s.perSecond / base.perSecond, 2),
-    base === undefined ? "1.00" : fmt(s.p99Ms / base.p99Ms, 2),
-  ];
-  const unaryTable = table(
-    ["single node, one client", "ops/s", "p50 ms", "p99 ms", "throughput vs no-op", "p99 vs no-op"],
-    [
-      row("no-op unary RPC", unary.noop),
-      row("Debit, 10k accounts (durable)", unary.debit, unary.noop),
-      row("Debit, one hot account (durable)", unary.debitHot, unary.noop),
-      row(`no-op batch RPC (${unary.batchSize}/call)`, unary.noopBatch),
-      row(`DebitBatch (${unary.batchSize}/call, durable)`, unary.debitBatch, unary.noopBatch),
-    ],
+  const ratio = (s: LatencySummary, base: LatencySummary): string[] => [fmt(s.perSecond / base.perSecond, 2), fmt(s.p99Ms / base.p99Ms, 2)];
+  print(
+    `Single node, durable: Debit vs no-op (concurrency ${concurrency}, ${size.rounds} interleaved round(s))`,
+    table(
+      ["call", "ops/s", "p50 ms", "p99 ms", "throughput vs no-op", "p99 vs no-op"],
+      [
+        [...row("no-op unary RPC", unary.noop), "1.00", "1.00"],
+        [...row(`Debit, ${size.accounts} accounts`, unary.debit), ...ratio(unary.debit, unary.noop)],
+        [...row("Debit, one hot account", unary.debitHot), ...ratio(unary.debitHot, unary.noop)],
+        [...row(`no-op batch RPC (${unary.batchSize}/call; ops = items)`, unary.noopBatch), "1.00", "1.00"],
+        [...row(`DebitBatch (${unary.batchSize}/call; ops = debits)`, unary.debitBatch), ...ratio(unary.debitBatch, unary.noopBatch)],
+      ],
+    ),
   );
-  process.stdout.write(`\n${unaryTable}\n\n`);
-  sections.push(`## Single node: Debit vs a no-op RPC\n\nSame node process, same client channel, interleaved rounds; ops/s of batches count debits.\n\n${unaryTable}\n`);
+  bars.push({
+    bar: "Unary Debit throughput >= 0.9x no-op",
+    measured: `${fmt(unary.debit.perSecond / unary.noop.perSecond, 2)}x`,
+    pass: unary.debit.perSecond >= 0.9 * unary.noop.perSecond,
+  });
+  bars.push({
+    bar: "Unary Debit p99 <= 1.5x no-op p99",
+    measured: `${fmt(unary.debit.p99Ms / unary.noop.p99Ms, 2)}x`,
+    pass: unary.debit.p99Ms <= 1.5 * unary.noop.p99Ms,
+  });
+  bars.push({ bar: "Bulk path >= 50,000 durable debits/s", measured: `${fmt(unary.debitBatch.perSecond, 0)}/s`, pass: unary.debitBatch.perSecond >= 50_000 });
 
-  const header = `# Benchmarks\n\nProduced by \`${command}\` on ${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model ?? "unknown CPU"}), Node ${process.version}. Every figure below comes from that one run; the servers are real (nats-server ${"2.9"}, JetStream file storage) on loopback.\n\n`;
-  mkdirSync(resolve(root, "docs"), { recursive: true });
-  writeFileSync(resolve(root, quick ? "bench/results-quick.json" : "bench/results.json"), JSON.stringify(results, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v), 2));
-  if (!quick) writeFileSync(resolve(root, "docs/benchmarks.md"), header + sections.join("\n"));
-  progress(quick ? "quick mode: docs/benchmarks.md left unchanged" : "wrote docs/benchmarks.md and bench/results.json");
+  progress("2/7 alternatives: Postgres ledger (durable) and Redis (Lua check-and-decrement)");
+  const pg = await runPostgresLedgerBench({ calls: size.pgCalls, concurrency, accounts: size.accounts });
+  const redis = await runRedisBench({ calls: size.pgCalls * 2, concurrency, accounts: size.accounts });
+  results.postgresLedger = pg;
+  results.redis = redis;
+  print(
+    `What users would pick instead, same machine, concurrency ${concurrency}`,
+    table(
+      ["debit via", "ops/s", "p50 ms", "p99 ms"],
+      [
+        row("Tally Debit (unary, durable JetStream ack)", unary.debit),
+        row("Tally Debit, one hot account", unary.debitHot),
+        row(`Tally DebitBatch (${unary.batchSize}/call)`, unary.debitBatch),
+        row("Postgres UPDATE ... WHERE balance >= $1, spread (fsync on)", pg.spread),
+        row("Postgres UPDATE, one hot row (fsync on)", pg.hot),
+        row("Redis EVALSHA check-and-decrement, spread (appendfsync everysec)", redis.spread),
+        row("Redis EVALSHA, hot key (appendfsync everysec)", redis.hot),
+        row("Redis EVALSHA, hot key (appendfsync always)", redis.hotFsyncAlways),
+      ],
+    ),
+  );
+  bars.push({
+    bar: "Bulk path >= 3x Postgres spread-row baseline",
+    measured: `${fmt(unary.debitBatch.perSecond / pg.spread.perSecond, 1)}x`,
+    pass: unary.debitBatch.perSecond >= 3 * pg.spread.perSecond,
+  });
+
+  progress("3/7 multi-region: simulated WAN (50 ms one way) — local debit vs a central Postgres ledger across it");
+  const wan = await runWanBench({ calls: size.wanCalls, concurrency: 8, delayMs: 50 });
+  results.wan = wan;
+  print(
+    "Simulated WAN, 50 ms one way between regions (concurrency 8)",
+    table(
+      ["debit", "ops/s", "p50 ms", "p99 ms"],
+      [row("Tally Debit at the local region", wan.tallyLocal), row("central Postgres ledger across the WAN", wan.centralLedger)],
+    ),
+  );
+  bars.push({ bar: "WAN: Tally local debit p99 < 5 ms", measured: `${fmt(wan.tallyLocal.p99Ms, 2)} ms`, pass: wan.tallyLocal.p99Ms < 5 });
+  bars.push({
+    bar: "WAN: >= 20x better p99 than the central ledger",
+    measured: `${fmt(wan.centralLedger.p99Ms / wan.tallyLocal.p99Ms, 1)}x`,
+    pass: wan.centralLedger.p99Ms >= 20 * wan.tallyLocal.p99Ms,
+  });
+
+  progress("4/7 convergence across three regions on loopback");
+  const conv = await runConvergenceBench({ debits: size.convDebits, spacingMs: 5 });
+  results.convergence = conv;
+  print(
+    `Convergence: debit acknowledged at east -> visible at west/central (${conv.debits} debits, WatchBalance)`,
+    table(
+      ["to", "p50 ms", "p99 ms", "max ms"],
+      [
+        ["west", fmt(conv.toWest.p50Ms, 3), fmt(conv.toWest.p99Ms, 3), fmt(conv.toWest.maxMs, 3)],
+        ["central", fmt(conv.toCentral.p50Ms, 3), fmt(conv.toCentral.p99Ms, 3), fmt(conv.toCentral.maxMs, 3)],
+        ["both", fmt(conv.toBoth.p50Ms, 3), fmt(conv.toBoth.p99Ms, 3), fmt(conv.toBoth.maxMs, 3)],
+      ],
+    ),
+  );
+  bars.push({ bar: "Convergence p99 < 100 ms on loopback", measured: `${fmt(conv.toBoth.p99Ms, 2)} ms`, pass: conv.toBoth.p99Ms < 100 });
+
+  progress(`5/7 memory per account (${size.memAccounts} accounts, 3 replicas, every slot set)`);
+  const memory = memoryBench(size.memAccounts);
+  results.memory = memory;
+  print(
+    "Node memory per account (3 replicas)",
+    table(
+      ["accounts", "bytes/account", "heap", "array buffers"],
+      [[String(memory.accounts), fmt(memory.bytesPerAccount, 1), fmt(memory.heapBytesPerAccount, 1), fmt(memory.arrayBufferBytesPerAccount, 1)]],
+    ),
+  );
+  bars.push({ bar: "<= 300 bytes per account (3 replicas)", measured: `${fmt(memory.bytesPerAccount, 1)} B`, pass: memory.bytesPerAccount <= 300 });
+
+  progress(`6/7 settlement: ${size.settleAccounts} accounts x 3 replicas into Postgres`);
+  const settlement = await runSettlementBench({ accounts: size.settleAccounts });
+  results.settlement = settlement;
+  print(
+    `Settlement of ${settlement.accounts} accounts x ${settlement.replicas} replicas (Postgres fsync ${settlement.durable ? "on" : "off"})`,
+    table(
+      ["phase", "rows offered", "accounts changed", "ledger entries", "seconds", "rows/s"],
+      settlement.phases.map((p) => [p.name, String(p.rowsOffered), String(p.accountsChanged), String(p.ledgerEntries), fmt(p.seconds, 2), fmt(p.rowsPerSecond, 0)]),
+    ) + `\n\nPeak RSS of the settler: ${fmt(settlement.peakRssMb, 0)} MB.`,
+  );
+  if (!quick) bars.push({ bar: "Settlement 1M accounts x 3 replicas <= 30 s", measured: `${fmt(settlement.seconds, 1)} s`, pass: settlement.seconds <= 30 });
+
+  progress("7/7 bars");
+  const barTable = table(["bar", "measured", "result"], bars.map((b) => [b.bar, b.measured, b.pass ? "PASS" : "FAIL"]));
+  print("Bars (DESIGN.md section 8), from the figures above", barTable);
+  results.bars = bars;
+
+  const header = `# Benchmarks\n\nEvery figure below comes from one run of \`${command}\` on ${new Date().toISOString().slice(0, 10)}: ${cpus().length} cores (${cpus()[0]?.model ?? "unknown CPU"}), Node ${process.version}, 1-minute load average ${fmt(loadavg()[0] ?? 0, 2)} at the end. Servers are real and local: nats-server 2.9 (JetStream, file storage), PostgreSQL 15, Redis; clients and servers share the 2 cores, so absolute numbers are modest — the side-by-side ratios are the point. Raw numbers: \`bench/results.json\`.\n\n`;
+  const json = JSON.stringify(results, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v), 2);
+  if (quick) {
+    writeFileSync(resolve(ROOT, "bench/results-quick.json"), json);
+    progress("quick mode: docs/benchmarks.md and bench/results.json left unchanged");
+  } else {
+    mkdirSync(resolve(ROOT, "docs"), { recursive: true });
+    writeFileSync(resolve(ROOT, "bench/results.json"), json);
+    writeFileSync(resolve(ROOT, "docs/benchmarks.md"), header + sections.join("\n"));
+    progress("wrote docs/benchmarks.md and bench/results.json");
+  }
 }
 
 main().catch((error: unknown) => {

@@ -10,6 +10,12 @@ import {
   UnknownReplicaError,
 } from "../core/errors";
 import { NodeUnavailableError } from "../node/tally-node";
+import {
+  RegressedTotalsError,
+  SettlementConflictError,
+  SettlementUnavailableError,
+  StaleCutError,
+} from "../settlement/errors";
 
 /** A request exceeds a size limit (batch items). */
 export class LimitExceededError extends Error {
@@ -48,6 +54,9 @@ export function toStatus(error: unknown): Partial<ServiceError> {
   if (error instanceof NodeUnavailableError) return build(status.UNAVAILABLE, error.message);
   if (error instanceof DependencyUnavailableError) return build(status.UNAVAILABLE, error.message);
   if (error instanceof DeadlineExpiredError) return build(status.DEADLINE_EXCEEDED, error.message);
+  if (error instanceof SettlementUnavailableError) return build(status.UNAVAILABLE, error.message);
+  if (error instanceof SettlementConflictError) return build(status.UNAVAILABLE, `${error.message}; retry`);
+  if (error instanceof StaleCutError || error instanceof RegressedTotalsError) return build(status.FAILED_PRECONDITION, error.message);
   if (error instanceof NotConfiguredError) return build(status.UNIMPLEMENTED, error.message);
   return build(status.INTERNAL, `internal error: ${error instanceof Error ? error.message : String(error)}`);
 }

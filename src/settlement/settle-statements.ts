@@ -42,20 +42,22 @@ export function settleBatchSql(layout: ReplicaLayout): string {
   const unnestArgs = ["$2::text[]", "$3::int2[]", "$4::numeric[]", "$5::numeric[]"];
   const columns = ["a", "m", "sg", "sd"];
   const olds: string[] = [];
-  const grew: string[] = [];
+  const differs: string[] = [];
   const regressed: string[] = [];
   const slotChanged: string[] = [];
-  const ledgerRows: string[] = [];
+  // The value of slot k.i of a changed account, for the ledger's one-row-per-replica expansion.
+  const pick = (column: (i: number) => string): string =>
+    `CASE k.i ${layout.input.map((_, i) => `WHEN ${i} THEN ${column(i)}`).join(" ")} END`;
   layout.input.forEach((replica, i) => {
     const p = 6 + 3 * i;
     unnestArgs.push(`$${p}::numeric[]`, `$${p + 1}::numeric[]`, `$${p + 2}::bool[]`);
     columns.push(`g${i}`, `d${i}`, `b${i}`);
     olds.push(`COALESCE(i.og[${replica.position}], 0) AS og${i}`, `COALESCE(i.od[${replica.position}], 0) AS od${i}`);
-    grew.push(`o.g${i} > o.og${i} OR o.d${i} > o.od${i}`);
+    differs.push(`o.g${i} <> o.og${i} OR o.d${i} <> o.od${i}`);
     regressed.push(`WHEN o.g${i} < o.og${i} OR o.d${i} < o.od${i} THEN ${name(i)}`);
     slotChanged.push(`(o.g${i} <> o.og${i} OR o.d${i} <> o.od${i})::int`);
-    ledgerRows.push(`(${name(i)}, c.g${i}, c.og${i}, c.d${i}, c.od${i})`);
   });
+  const slots = layout.input.map((_, i) => `(${i})`).join(", ");
   const extraGranted = layout.extra.map((r) => `COALESCE(i.og[${r.position}], 0)`).join(" + ") || "0";
   const extraDebited = layout.extra.map((r) => `COALESCE(i.od[${r.position}], 0)`).join(" + ") || "0";
 
@@ -68,7 +70,7 @@ export function settleBatchSql(layout: ReplicaLayout): string {
       const i = inputAt.get(p);
       elements.push(i !== undefined ? `c.${kind}${i}` : `COALESCE(c.o${kind}[${p}], 0)`);
     }
-    return `ARRAY[${elements.join(", ")}]::numeric(20,0)[]`;
+    return `ARRAY[${elements.join(", ")}]::numeric[]`;
   };
 
   // Blamed replicas, by name: those whose rights went below zero, else those with debits.
@@ -99,49 +101,55 @@ olds AS (
          ${extraGranted} AS xg, ${extraDebited} AS xd
   FROM input i
 ),
-judged AS MATERIALIZED (
-  SELECT o.*,
-         (${grew.join(" OR ")}) AS grew,
-         -- counters only grow: a lower one means the source lost state; refused below
-         CASE ${regressed.join(" ")} END AS regressed,
-         ${slotChanged.join(" + ")} AS slots_changed
-  FROM olds o
-),
+-- Only accounts where some counter differs go on (all of them the first time,
+-- few afterwards). Counters only grow: a lower one means the source lost state;
+-- such an account is reported and the whole settlement refused.
 changed AS MATERIALIZED (
-  SELECT * FROM judged WHERE grew AND regressed IS NULL
+  SELECT o.*,
+         CASE ${regressed.join(" ")} END AS regressed,
+         ${slotChanged.join(" + ")} AS slots_changed,
+         (o.sg + o.xg) - (o.sd + o.xd) AS balance
+  FROM olds o
+  WHERE ${differs.join(" OR ")}
 ),
 -- New accounts are plain inserts; existing ones are found again by key through
 -- ON CONFLICT and updated in place (no indexed column changes).
 new_accounts AS (
   INSERT INTO settled_accounts (account_id, granted, debited, settlement_id)
-  SELECT c.a, ${newArray("g")}, ${newArray("d")}, $1::int8 FROM changed c WHERE NOT c.existed
+  SELECT c.a, ${newArray("g")}, ${newArray("d")}, $1::int8 FROM changed c WHERE c.regressed IS NULL AND NOT c.existed
 ),
 updated_accounts AS (
   INSERT INTO settled_accounts AS t (account_id, granted, debited, settlement_id)
-  SELECT c.a, ${newArray("g")}, ${newArray("d")}, $1::int8 FROM changed c WHERE c.existed
+  SELECT c.a, ${newArray("g")}, ${newArray("d")}, $1::int8 FROM changed c WHERE c.regressed IS NULL AND c.existed
   ON CONFLICT (account_id) DO UPDATE
     SET granted = excluded.granted, debited = excluded.debited, settlement_id = excluded.settlement_id
 ),
+-- One ledger row per changed (account, replica); a constant slot list crossed
+-- with the accounts (a lateral VALUES would rebuild its expressions per account).
 entries AS (
   INSERT INTO ledger (settlement_id, account_id, replica, granted_delta, debited_delta, balance_after)
-  SELECT $1::int8, c.a, v.r, v.g - v.og, v.d - v.od, (c.sg + c.xg) - (c.sd + c.xd)
-  FROM changed c
-  CROSS JOIN LATERAL (VALUES ${ledgerRows.join(", ")}) AS v(r, g, og, d, od)
+  SELECT $1::int8, v.a, v.r, v.g - v.og, v.d - v.od, v.balance
+  FROM (
+    SELECT c.a, c.balance, ${pick(name)} AS r, ${pick((i) => `c.g${i}`)} AS g, ${pick((i) => `c.og${i}`)} AS og,
+           ${pick((i) => `c.d${i}`)} AS d, ${pick((i) => `c.od${i}`)} AS od
+    FROM changed c CROSS JOIN (VALUES ${slots}) AS k(i)
+    WHERE c.regressed IS NULL
+  ) v
   WHERE v.g <> v.og OR v.d <> v.od
 ),
 -- Overspend wherever settled Σ debits > Σ credits, with the exact amount.
 overspent AS (
   INSERT INTO overspends (settlement_id, account_id, amount, replicas, mode)
-  SELECT $1::int8, c.a, (c.sd + c.xd) - (c.sg + c.xg),
+  SELECT $1::int8, c.a, -c.balance,
          COALESCE(NULLIF(array_remove(ARRAY[${blamedBelow}]::text[], NULL), '{}'),
                   array_remove(ARRAY[${blamedDebits}]::text[], NULL)),
          CASE c.m WHEN 1 THEN 'STRICT' ELSE 'OVERDRAFT' END
   FROM changed c
-  WHERE c.sd + c.xd > c.sg + c.xg
+  WHERE c.regressed IS NULL AND c.balance < 0
   RETURNING amount, mode
 ),
 first_regressed AS (
-  SELECT a, regressed FROM judged WHERE regressed IS NOT NULL LIMIT 1
+  SELECT a, regressed FROM changed WHERE regressed IS NOT NULL LIMIT 1
 )
 SELECT (SELECT a FROM first_regressed) AS regressed_account,
        (SELECT regressed FROM first_regressed) AS regressed_replica,

@@ -39,6 +39,7 @@ export interface SettlerOptions {
   readonly batchAccounts?: number;
   /** work_mem of the settling session (default 64MB): a batch's intermediate rows stay in memory. */
   readonly workMem?: string;
+  /** Advisory lock key (default SETTLEMENT_LOCK_KEY); every settler of one database must share it. */
   readonly lockKey?: bigint;
 }
 
@@ -99,8 +100,9 @@ export class Settler {
 
   /**
    * Settles every `intervalMs` with the input `source` gives (runs never
-   * overlap). Errors go to `onError` (default: options.onError). The returned
-   * function stops the job and waits for a run in progress.
+   * overlap). Errors go to `onError` (default: options.onError). The timer
+   * does not keep the process alive. The returned function stops the job and
+   * waits for a run in progress.
    */
   startPeriodic(
     intervalMs: number,
@@ -207,11 +209,14 @@ export class Settler {
         }
       }
       const settlement = await this.write(client, input.accounts, replicas, cut);
+      // If the connection dies during COMMIT the outcome is unknown; re-running
+      // the same cut is safe either way (it is `unchanged` if it committed).
       await client.query("COMMIT");
       open = false;
       return { skipped: false, unchanged: false, settlement };
     } catch (err) {
       if (open) await client.query("ROLLBACK").catch(() => undefined);
+      if (err instanceof SourceFailure) throw err.error; // the caller's own error, unchanged
       const mapped = toSettlementError(err, "settle");
       if (mapped instanceof SettlementDuplicateError) {
         // The only unique keys a settlement can hit twice are per account: the input repeats one.
@@ -219,8 +224,8 @@ export class Settler {
       }
       throw mapped;
     } finally {
-      // Always a fresh session next time: its temp buffers are freed and no
-      // state (locks, temp tables) can leak into the pool.
+      // Discard the session: its planner settings above must not leak into
+      // the pool's other users.
       client.release(true);
     }
   }
@@ -296,12 +301,13 @@ export class Settler {
     };
     try {
       if (isAsyncIterable(accounts)) {
-        for await (const account of accounts) {
+        for await (const account of sourced(accounts)) {
           batch.add(account);
           if (batch.size >= this.batchAccounts) await flush();
         }
       } else {
-        for (const account of accounts) {
+        // Synchronous sources are read without an await per account.
+        for (const account of sourcedSync(accounts)) {
           batch.add(account);
           if (batch.size >= this.batchAccounts) await flush();
         }
@@ -329,6 +335,68 @@ export class Settler {
         onError(err instanceof Error ? err : new Error(String(err)));
       } catch {
         // an error callback that throws must not stop the job
+      }
+    }
+  }
+}
+
+/** An error thrown by the caller's account source: passed through as is, not as a store error. */
+class SourceFailure extends Error {
+  override readonly name = "SourceFailure";
+  constructor(readonly error: unknown) {
+    super("the account source failed", { cause: error });
+  }
+}
+
+/** The source's items; a failure of the source itself becomes a SourceFailure. */
+async function* sourced<T>(source: AsyncIterable<T>): AsyncGenerator<T> {
+  const iterator = source[Symbol.asyncIterator]();
+  let done = false;
+  try {
+    for (;;) {
+      let next: IteratorResult<T>;
+      try {
+        next = await iterator.next();
+      } catch (error) {
+        done = true;
+        throw new SourceFailure(error);
+      }
+      if (next.done === true) {
+        done = true;
+        return;
+      }
+      yield next.value;
+    }
+  } finally {
+    // The consumer stopped early: let the source clean up.
+    if (!done) await Promise.resolve(iterator.return?.()).catch(() => undefined);
+  }
+}
+
+function* sourcedSync<T>(source: Iterable<T>): Generator<T> {
+  const iterator = source[Symbol.iterator]();
+  let done = false;
+  try {
+    for (;;) {
+      let next: IteratorResult<T>;
+      try {
+        next = iterator.next();
+      } catch (error) {
+        done = true;
+        throw new SourceFailure(error);
+      }
+      if (next.done === true) {
+        done = true;
+        return;
+      }
+      yield next.value;
+    }
+  } finally {
+    if (!done) {
+      try {
+        iterator.return?.(); // the consumer stopped early: let the source clean up
+      } catch {
+        // the original error matters more
       }
     }
   }

@@ -291,7 +291,7 @@ describe("settlement", function () {
       expect((err as Error).message).to.match(/is append-only/);
       expect(toSettlementError(err, statement)).to.be.instanceOf(AppendOnlyViolationError);
     }
-    expect(await counts(pool)).to.deep.include({ settlements: 1, ledger: 2, overspends: 1 });
+    expect(await counts(pool)).to.deep.include({ settlements: 1, ledger: 1, overspends: 1 });
   });
 
   it("settlement - two concurrent settlers produce exactly one settlement", async () => {
@@ -384,11 +384,17 @@ describe("settlement", function () {
       });
       child.once("exit", (code) => reject(new Error(`settler child exited early with ${code}`)));
     });
-    // Its batches are inside the open transaction, invisible to everyone else.
-    const { rows } = await pool.query<{ n: string }>(
-      "SELECT count(*) AS n FROM pg_stat_activity WHERE state = 'idle in transaction'",
-    );
-    expect(Number(rows[0]?.n)).to.equal(1);
+    // Its batches are inside its open transaction, invisible to everyone else.
+    let waiting = 0;
+    for (let tries = 0; waiting === 0 && tries < 200; tries++) {
+      const { rows } = await pool.query<{ n: string }>(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE state = 'idle in transaction'",
+      );
+      waiting = Number(rows[0]?.n);
+      if (waiting === 0) await sleep(25);
+    }
+    expect(waiting).to.equal(1);
+    expect(await counts(pool)).to.deep.equal({ settlements: 0, ledger: 0, accounts: 0, overspends: 0, replicas: 0 });
     child.kill("SIGKILL");
     await exited;
 
@@ -432,6 +438,14 @@ describe("settlement", function () {
     const regressed = await rejection(settler.settle(input(6n, [acct("a", [10n, 9n, 10n], [1n, 1n, 1n])])));
     expect(regressed).to.be.instanceOf(RegressedTotalsError);
     expect(regressed).to.deep.include({ accountId: "a", replica: "eu" });
+
+    // The source's own failure comes back as it was thrown, with nothing written.
+    const broken = new Error("source broke");
+    function* failing(): Generator<SettlementAccount> {
+      yield* many(3_000);
+      throw broken;
+    }
+    expect(await rejection(settler.settle(input(6n, failing())))).to.equal(broken);
 
     expect(await counts(pool)).to.deep.equal(before);
   });
@@ -513,7 +527,7 @@ describe("settlement", function () {
     ]);
     const second = await settler.accountHistory("z", { pageSize: 2, pageToken: first.nextPageToken });
     expect(second.entries.map((e) => e.settlementId)).to.deep.equal([3n, 2n]);
-    const windowed = await settler.accountHistory("z", { untilMs: finished[1] });
+    const windowed = await settler.accountHistory("z", { untilMs: finished[2] });
     expect(windowed.entries.map((e) => e.settlementId)).to.deep.equal([2n, 1n]);
 
     // Tokens are opaque and bound to their query.

@@ -102,9 +102,17 @@ interface ServerUser {
 const live = new Set<EphemeralPostgres>();
 
 // Last-resort cleanup if the test process exits without after() hooks running.
+// The server is in its own process group, so a terminal's Ctrl-C never reaches
+// it: kill it here, then let the signal take its usual course.
 process.on("exit", () => {
   for (const server of live) server.destroySync();
 });
+for (const name of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.once(name, () => {
+    for (const server of live) server.destroySync();
+    if (process.listenerCount(name) === 0) process.kill(process.pid, name);
+  });
+}
 
 class EphemeralPostgres implements PostgresServer {
   port = 0;

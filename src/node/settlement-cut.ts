@@ -1,0 +1,67 @@
+// The causally consistent cut a settlement consumes: every region is asked
+// for a fresh full-state snapshot (a region that does not answer contributes
+// its latest stored one), and the snapshots are joined (pointwise max). Each
+// snapshot holds everything its own operations depended on, so the join is
+// causally closed; the cut records, per region, the stream sequence it covers.
+
+import { SnapshotHeader } from "../generated/tally/replication/v1/replication";
+import { rightsOf } from "../core/escrow-counter";
+import { Mode } from "../core/policy";
+import { ReplicaState } from "../core/replica-state";
+import { policyFromWire } from "../replication/delta-codec";
+import { snapshotSubject } from "../replication/subjects";
+import type { SettlementAccount, SettlementInput } from "../settlement/settlement-input";
+import type { Logger } from "./logger";
+import type { TallyNode } from "./tally-node";
+
+export async function collectCut(node: TallyNode, logger: Logger, timeoutMs = 30_000): Promise<SettlementInput> {
+  const regions = node.replicas.names;
+  await Promise.all(
+    regions.map(async (region) => {
+      if (region === node.config.region) {
+        await node.takeSnapshot();
+        return;
+      }
+      try {
+        const reply = await node.log.connection.request(snapshotSubject(region), new Uint8Array(0), { timeout: timeoutMs });
+        SnapshotHeader.decode(reply.data);
+      } catch (error) {
+        logger.warn("region did not snapshot for settlement; using its latest stored snapshot", { region, error: String(error) });
+      }
+    }),
+  );
+  const joined = new ReplicaState({ replicas: node.replicas, self: node.config.region, defaultPolicy: node.state.defaultPolicy });
+  const cut: Record<string, bigint> = {};
+  for (const region of regions) cut[region] = 0n;
+  const raise = (region: string, sequence: bigint): void => {
+    if (region in cut && sequence > (cut[region] ?? 0n)) cut[region] = sequence;
+  };
+  for (const region of regions) {
+    const header = await node.snapshots.read(region, (chunk) => {
+      for (const account of chunk.accounts) joined.mergeAccount(account.accountId, account.values);
+      for (const wire of chunk.policies) {
+        const policy = policyFromWire(wire);
+        joined.applyPolicy(policy.accountId, policy.write);
+      }
+    });
+    if (header === undefined) continue;
+    raise(region, header.durableSequence);
+    for (const [peer, sequence] of Object.entries(header.applied)) raise(peer, sequence);
+  }
+  const n = regions.length;
+  function* accounts(): Generator<SettlementAccount> {
+    for (const [accountId, view] of joined.accounts()) {
+      const granted: bigint[] = [];
+      const debited: bigint[] = [];
+      const rightsBelowZero: boolean[] = [];
+      for (let i = 0; i < n; i++) {
+        granted.push(view.slots[view.base + i * n + i] ?? 0n);
+        debited.push(view.slots[view.base + n * n + i] ?? 0n);
+        rightsBelowZero.push(rightsOf(view, i) < 0n);
+      }
+      const mode = joined.policy(accountId).mode === Mode.Overdraft ? 2 : 1;
+      yield { accountId, granted, debited, mode, rightsBelowZero };
+    }
+  }
+  return { replicas: regions, cut, accounts: accounts() };
+}
