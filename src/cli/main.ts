@@ -4,6 +4,7 @@
 import { serveCommand, SERVE_HELP } from "./serve-command";
 import { upCommand, UP_HELP } from "./up-command";
 import { statusCommand, STATUS_HELP } from "./status-command";
+import { settlementCommand, SETTLEMENT_HELP } from "./settlement-commands";
 
 const HELP = `tally - multi-region credit balances
 
@@ -13,11 +14,13 @@ commands:
   up        start a local 3-region cluster (NATS supercluster, Postgres, 3 nodes)
   serve     run one regional node
   status    every node's view of every region: lag, convergence, last settlement
+  settle    run a settlement now; settlements, overspends, history read the ledger
   help      this text; "tally <command> --help" for a command's options
 
 ${UP_HELP}
 ${SERVE_HELP}
-${STATUS_HELP}`;
+${STATUS_HELP}
+${SETTLEMENT_HELP}`;
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
@@ -28,6 +31,11 @@ async function main(argv: string[]): Promise<void> {
       return upCommand(rest);
     case "status":
       return statusCommand(rest);
+    case "settle":
+    case "settlements":
+    case "overspends":
+    case "history":
+      return settlementCommand(command, rest);
     case undefined:
     case "help":
     case "--help":

@@ -12,18 +12,13 @@ export function nodeAddresses(value: string | undefined): string[] {
     .filter((a) => a !== "");
 }
 
-type UnaryMethod<Req, Res> = (
-  request: Req,
-  metadata: Metadata,
-  options: Partial<CallOptions>,
-  callback: (error: ServiceError | null, response: Res) => void,
-) => unknown;
-
-export function call<Req, Res>(client: object, method: UnaryMethod<Req, Res>, request: Req, timeoutMs = 5_000): Promise<Res> {
+/** Runs one unary call with a deadline: `call((md, opts, cb) => client.clusterStatus({}, md, opts, cb))`. */
+export function call<Res>(
+  invoke: (metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: Res) => void) => unknown,
+  timeoutMs = 5_000,
+): Promise<Res> {
   return new Promise((resolve, reject) => {
-    method.call(client, request, new Metadata(), { deadline: Date.now() + timeoutMs }, (error, response) =>
-      error ? reject(error) : resolve(response),
-    );
+    invoke(new Metadata(), { deadline: Date.now() + timeoutMs }, (error, response) => (error ? reject(error) : resolve(response)));
   });
 }
 

@@ -80,7 +80,7 @@ export async function statusCommand(argv: string[]): Promise<void> {
     nodeAddresses(values.nodes).map(async (address) => {
       const client = adminClient(address);
       try {
-        return { address, status: await call(client, client.clusterStatus, {}) };
+        return { address, status: await call<ClusterStatusResponse>((md, opts, cb) => client.clusterStatus({}, md, opts, cb)) };
       } catch (error) {
         return { address, error: error instanceof Error ? error.message : String(error) };
       } finally {
