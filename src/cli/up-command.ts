@@ -7,6 +7,7 @@ import { mkdirSync } from "node:fs";
 import { resolve } from "node:path";
 import { NatsSupercluster, REGIONS } from "../devcluster/nats-supercluster";
 import { NodeProcess } from "../devcluster/node-process";
+import { startLocalPostgres, type LocalPostgres } from "../devcluster/postgres-process";
 
 export const UP_HELP = `tally up - local 3-region cluster (east, west, central)
 
@@ -39,7 +40,7 @@ export async function upCommand(argv: string[]): Promise<void> {
 
   say(`starting NATS supercluster (${REGIONS.join(", ")}) in ${dataDir} ...`);
   const nats = await NatsSupercluster.start(dataDir);
-  let postgres: { url: string; stop(): Promise<void> } | undefined;
+  let postgres: LocalPostgres | undefined;
   const nodes: NodeProcess[] = [];
   const stopAll = async (): Promise<void> => {
     await Promise.all(nodes.map((n) => n.stop()));
@@ -47,6 +48,10 @@ export async function upCommand(argv: string[]): Promise<void> {
     await nats.stop();
   };
   try {
+    if (values["no-postgres"] !== true) {
+      say("starting Postgres ...");
+      postgres = await startLocalPostgres(resolve(dataDir, "postgres"));
+    }
     REGIONS.forEach((region, i) => {
       nodes.push(
         new NodeProcess({

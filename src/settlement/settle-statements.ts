@@ -48,6 +48,10 @@ export function settleBatchSql(layout: ReplicaLayout): string {
   // The value of slot k.i of a changed account, for the ledger's one-row-per-replica expansion.
   const pick = (column: (i: number) => string): string =>
     `CASE k.i ${layout.input.map((_, i) => `WHEN ${i} THEN ${column(i)}`).join(" ")} END`;
+  // Slots in replica-name order, so an account's ledger rows arrive in index key order.
+  const slotOrder = layout.input
+    .map((r, i) => ({ name: r.name, i }))
+    .sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
   layout.input.forEach((replica, i) => {
     const p = 6 + 3 * i;
     unnestArgs.push(`$${p}::numeric[]`, `$${p + 1}::numeric[]`, `$${p + 2}::bool[]`);
@@ -57,7 +61,15 @@ export function settleBatchSql(layout: ReplicaLayout): string {
     regressed.push(`WHEN o.g${i} < o.og${i} OR o.d${i} < o.od${i} THEN ${name(i)}`);
     slotChanged.push(`(o.g${i} <> o.og${i} OR o.d${i} <> o.od${i})::int`);
   });
-  const slots = layout.input.map((_, i) => `(${i})`).join(", ");
+  const slots = () => slotOrder.map(({ i }) => `(${i})`).join(", ");
+  // Columns carried past the diff (only what the writers read: rows are copied).
+  const kept = [
+    "o.a",
+    "o.m",
+    "o.existed",
+    ...layout.input.flatMap((_, i) => [`o.g${i}`, `o.d${i}`, `o.b${i}`, `o.og${i}`, `o.od${i}`]),
+    ...(layout.extra.length > 0 ? ["o.og", "o.od"] : []),
+  ].join(", ");
   const extraGranted = layout.extra.map((r) => `COALESCE(i.og[${r.position}], 0)`).join(" + ") || "0";
   const extraDebited = layout.extra.map((r) => `COALESCE(i.od[${r.position}], 0)`).join(" + ") || "0";
 
@@ -105,7 +117,7 @@ olds AS (
 -- few afterwards). Counters only grow: a lower one means the source lost state;
 -- such an account is reported and the whole settlement refused.
 changed AS MATERIALIZED (
-  SELECT o.*,
+  SELECT ${kept},
          CASE ${regressed.join(" ")} END AS regressed,
          ${slotChanged.join(" + ")} AS slots_changed,
          (o.sg + o.xg) - (o.sd + o.xd) AS balance
@@ -132,7 +144,7 @@ entries AS (
   FROM (
     SELECT c.a, c.balance, ${pick(name)} AS r, ${pick((i) => `c.g${i}`)} AS g, ${pick((i) => `c.og${i}`)} AS og,
            ${pick((i) => `c.d${i}`)} AS d, ${pick((i) => `c.od${i}`)} AS od
-    FROM changed c CROSS JOIN (VALUES ${slots}) AS k(i)
+    FROM changed c CROSS JOIN (VALUES ${slots()}) AS k(i)
     WHERE c.regressed IS NULL
   ) v
   WHERE v.g <> v.og OR v.d <> v.od
