@@ -20,6 +20,7 @@ export const SERVE_HELP = `tally serve - run one regional node
   --default-mode M         strict | overdraft (TALLY_DEFAULT_MODE)             [strict]
   --default-overdraft N    default overdraft limit (TALLY_DEFAULT_OVERDRAFT)   [0]
   --rights-wait-ms N       default wait for rights (TALLY_RIGHTS_WAIT_MS)      [50]
+  --spread-grants          spread each grant's rights evenly over all regions (TALLY_SPREAD_GRANTS=1)
   --noop-service           also serve the no-op baseline RPC used by benchmarks
 `;
 
@@ -40,6 +41,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       "default-overdraft": { type: "string" },
       "rights-wait-ms": { type: "string" },
       "noop-service": { type: "boolean" },
+      "spread-grants": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -66,7 +68,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     placeStreamsByRegion: values["place-by-region"] ?? env.TALLY_PLACE_BY_REGION === "1",
     defaultPolicy: { mode, overdraftLimit: mode === Mode.Overdraft ? overdraft : 0n, lowWaterMark: 0n },
     logLevel: levelFromEnv(env.TALLY_LOG),
-    config: { defaultRightsWaitMs: rightsWait },
+    config: { defaultRightsWaitMs: rightsWait, spreadGrants: values["spread-grants"] ?? env.TALLY_SPREAD_GRANTS === "1" },
     noopService: values["noop-service"] ?? false,
   });
   process.stdout.write(

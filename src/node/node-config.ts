@@ -26,6 +26,11 @@ export interface NodeConfig {
   readonly snapshotIntervalMs: number;
   /** Own-stream messages kept for lagging peers beyond the snapshot before purging anyway. */
   readonly maxRetainedMessages: number;
+  /**
+   * Spread each grant's rights evenly over all regions in the same durable
+   * commit, instead of leaving them where the grant landed (then demand moves them).
+   */
+  readonly spreadGrants: boolean;
 }
 
 export const DEFAULT_NODE_CONFIG: Omit<NodeConfig, "region" | "regions" | "natsUrl" | "defaultPolicy"> = {
@@ -39,4 +44,5 @@ export const DEFAULT_NODE_CONFIG: Omit<NodeConfig, "region" | "regions" | "natsU
   statusIntervalMs: 1_000,
   snapshotIntervalMs: 60_000,
   maxRetainedMessages: 200_000,
+  spreadGrants: false,
 };

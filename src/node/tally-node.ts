@@ -112,7 +112,7 @@ export class TallyNode {
     readonly config: NodeConfig,
     readonly log: ReplicaLog,
     readonly metrics: TallyMetrics,
-    private readonly logger: Logger,
+    readonly logger: Logger,
     private readonly now: () => number,
   ) {
     this.replicas = new ReplicaSet(config.regions);
@@ -413,7 +413,18 @@ export class TallyNode {
     const earlier = await this.earlierDecision(requestId, fingerprint);
     if (earlier !== undefined) return earlier;
     this.assertWritable();
-    const { answer, changes } = this.state.grant(accountId, amount);
+    const granted = this.state.grant(accountId, amount);
+    const changes = granted.changes;
+    let answer = granted.answer;
+    if (this.config.spreadGrants && this.replicas.size > 1) {
+      const share = amount / BigInt(this.replicas.size);
+      if (share > 0n) {
+        for (let peer = 0; peer < this.replicas.size; peer++) {
+          if (peer !== this.state.self) changes.push(...this.state.transfer(accountId, peer, share));
+        }
+        answer = { ...answer, localRights: this.state.rights(accountId) };
+      }
+    }
     const nowMs = this.now();
     this.state.remember(requestId, fingerprint, answer, nowMs);
     this.watches.notify(accountId);

@@ -29,6 +29,14 @@ function fail<T>(callback: sendUnaryData<T>, error: unknown): void {
   callback(toStatus(error), null);
 }
 
+/** Failures are logged with the request id: warn for the node's own errors, debug for client mistakes. */
+function logFailure(node: TallyNode, rpc: string, requestId: string, error: unknown): void {
+  const label = statusLabel(error);
+  const fields = { rpc, request_id: requestId, code: toStatus(error).code, error: error instanceof Error ? error.message : String(error) };
+  if (label === "error") node.logger.warn("call failed", fields);
+  else node.logger.debug("call refused", fields);
+}
+
 /** A call whose deadline already passed (or that the client cancelled) must change nothing. */
 function expired(call: { getDeadline(): Date | number; cancelled: boolean }): DeadlineExpiredError | undefined {
   const deadline = call.getDeadline();
@@ -52,6 +60,7 @@ export function balancesService(node: TallyNode, settled?: SettledBalanceSource)
         if (late !== undefined) throw late;
       } catch (error) {
         metrics.debits.inc({ result: statusLabel(error) });
+        logFailure(node, "Debit", call.request.requestId, error);
         fail(callback, error);
         return;
       }
@@ -64,6 +73,7 @@ export function balancesService(node: TallyNode, settled?: SettledBalanceSource)
         },
         (error: unknown) => {
           metrics.debits.inc({ result: statusLabel(error) });
+          logFailure(node, "Debit", item.requestId, error);
           fail(callback, error);
         },
       );
@@ -123,6 +133,7 @@ export function balancesService(node: TallyNode, settled?: SettledBalanceSource)
         },
         (error: unknown) => {
           metrics.grants.inc({ result: statusLabel(error) });
+          logFailure(node, "Grant", requestId, error);
           fail(callback, error);
         },
       );
