@@ -116,7 +116,7 @@ export class TallyMetrics {
   readonly rightsWait = new Histogram({
     name: "tally_rights_wait_seconds",
     help: "Time debits waited for rights from other regions.",
-    buckets: [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2],
     registers: [this.registry],
   });
   readonly falseRejections = new Counter({

@@ -92,7 +92,7 @@ export class RightsBroker {
       this.demand.share(accountId, state.self),
     );
     if (want > 0n && !this.acquiring.has(accountId)) {
-      void this.acquire(accountId, want, nowMs + this.node.config.maxRightsWaitMs);
+      void this.startAsk(accountId, want, nowMs + this.node.config.maxRightsWaitMs);
     }
   }
 
@@ -105,7 +105,7 @@ export class RightsBroker {
   onShortfall(accountId: string, amount: bigint): void {
     if (this.acquiring.has(accountId)) return;
     const deficit = amount - this.node.state.rights(accountId);
-    if (deficit > 0n) void this.acquire(accountId, deficit, this.now() + this.node.config.maxRightsWaitMs);
+    if (deficit > 0n) void this.startAsk(accountId, deficit, this.now() + this.node.config.maxRightsWaitMs);
   }
 
   /**
@@ -113,19 +113,44 @@ export class RightsBroker {
    * by it, every asked peer answered, or the deadline passed.
    */
   async acquire(accountId: string, deficit: bigint, deadlineMs: number): Promise<void> {
-    const existing = this.acquiring.get(accountId);
-    if (existing !== undefined && existing.needed >= deficit) {
-      await this.raceDeadline(existing.done, deadlineMs);
-      return;
+    const state = this.node.state;
+    const target = state.rights(accountId) + deficit;
+    // A waiting debit resolves as soon as its own need is covered (any merge
+    // that raises this region's rights notifies the account's watchers), not
+    // when the whole batched request finishes.
+    let wake: () => void = () => undefined;
+    const covered = new Promise<void>((resolve) => (wake = resolve));
+    const unwatch = this.node.watches.watch(
+      accountId,
+      () => {
+        if (state.rights(accountId) >= target) wake();
+      },
+      () => wake(),
+    );
+    try {
+      while (!this.stopped && this.now() < deadlineMs && state.rights(accountId) < target) {
+        const missing = target - state.rights(accountId);
+        const existing = this.acquiring.get(accountId);
+        const asking = existing !== undefined && existing.needed >= missing ? existing.done : this.startAsk(accountId, missing, deadlineMs);
+        const before = state.rights(accountId);
+        await this.raceDeadline(Promise.race([asking, covered]), deadlineMs);
+        // Peers had nothing more to give: stop asking; the caller decides (reject or overdraft).
+        if (state.rights(accountId) <= before && this.acquiring.get(accountId) === undefined) break;
+      }
+    } finally {
+      unwatch();
     }
+  }
+
+  /** One batched request to the peers for an account; concurrent shortfalls join it. */
+  private startAsk(accountId: string, deficit: bigint, deadlineMs: number): Promise<void> {
     const done = this.ask(accountId, deficit, deadlineMs);
     const entry = { needed: deficit, done };
     this.acquiring.set(accountId, entry);
-    try {
-      await done;
-    } finally {
+    void done.finally(() => {
       if (this.acquiring.get(accountId) === entry) this.acquiring.delete(accountId);
-    }
+    });
+    return done;
   }
 
   private async ask(accountId: string, deficit: bigint, deadlineMs: number): Promise<void> {
