@@ -7,6 +7,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { resolve } from "node:path";
+import { runAllowanceBench } from "./allowance-bench";
 import { runConvergenceBench } from "./convergence-bench";
 import type { MemoryBenchResult } from "./memory-bench";
 import { runPostgresLedgerBench } from "./postgres-ledger-bench";
@@ -137,6 +138,35 @@ async function main(): Promise<void> {
     ),
   );
   bars.push({ bar: "Convergence p99 < 100 ms on loopback", measured: `${fmt(conv.toBoth.p99Ms, 2)} ms`, pass: conv.toBoth.p99Ms < 100 });
+
+  progress("4b/7 allowances: skewed steady load and the low-balance endgame");
+  const allowance = await runAllowanceBench({ calls: quick ? 3_000 : 20_000, accounts: 100 });
+  results.allowances = allowance;
+  print(
+    "Rights follow demand: grants land in east, 80% of debits in west, 15% central, 5% east (after a warm-up)",
+    table(
+      ["debits", "approved", "false rejections", "rights waits", "p99 rights wait (bucket bound)", "transfers", "west p50 / p99 ms"],
+      [
+        [
+          String(allowance.debits),
+          String(allowance.approved),
+          `${allowance.falseRejections} (${fmt(allowance.falseRejectionRate * 100, 3)}%)`,
+          String(allowance.rightsWaits),
+          `<= ${fmt(allowance.rightsWaitP99Ms, 0)} ms`,
+          String(allowance.rightsTransfers),
+          `${fmt(allowance.latencyByRegion.west?.p50Ms ?? 0, 2)} / ${fmt(allowance.latencyByRegion.west?.p99Ms ?? 0, 2)}`,
+        ],
+      ],
+    ) +
+      `\n\nEndgame: ${allowance.endgame.granted} credits, all three regions spending 1 at a time (STRICT): spent ${allowance.endgame.spent}, final balance ${allowance.endgame.finalBalance}, in ${fmt(allowance.endgame.seconds, 2)} s.`,
+  );
+  bars.push({ bar: "Skewed load: false rejections < 0.1% of debits", measured: `${fmt(allowance.falseRejectionRate * 100, 3)}%`, pass: allowance.falseRejectionRate < 0.001 });
+  bars.push({ bar: "Skewed load: p99 rights wait < 50 ms", measured: `<= ${fmt(allowance.rightsWaitP99Ms, 0)} ms`, pass: allowance.rightsWaitP99Ms < 50 });
+  bars.push({
+    bar: "Endgame: STRICT balance reaches exactly 0",
+    measured: `final ${allowance.endgame.finalBalance}, spent ${allowance.endgame.spent}/${allowance.endgame.granted}`,
+    pass: allowance.endgame.finalBalance === "0" && allowance.endgame.spent === allowance.endgame.granted,
+  });
 
   progress(`5/7 memory per account (${size.memAccounts} accounts, 3 replicas, every slot set)`);
   const memory = memoryBench(size.memAccounts);
