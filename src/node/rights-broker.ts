@@ -82,15 +82,11 @@ export class RightsBroker {
   }
 
   /** Local debit seen: feeds demand tracking and proactive rebalancing. */
-  observeDebit(accountId: string, amount: bigint, nowMs: number): void {
+  observeDebit(accountId: string, amount: bigint, nowMs: number, rightsAfter: bigint, balanceAfter: bigint): void {
     const state = this.node.state;
+    if (state.replicas.size === 1) return;
     this.demand.record(accountId, state.self, amount, nowMs);
-    const want = proactiveNeed(
-      state.rights(accountId),
-      state.balance(accountId),
-      state.replicas.size,
-      this.demand.share(accountId, state.self),
-    );
+    const want = proactiveNeed(rightsAfter, balanceAfter, state.replicas.size, this.demand.share(accountId, state.self));
     if (want > 0n && !this.acquiring.has(accountId)) {
       void this.startAsk(accountId, want, nowMs + this.node.config.maxRightsWaitMs);
     }
@@ -131,7 +127,11 @@ export class RightsBroker {
       while (!this.stopped && this.now() < deadlineMs && state.rights(accountId) < target) {
         const missing = target - state.rights(accountId);
         const existing = this.acquiring.get(accountId);
-        const asking = existing !== undefined && existing.needed >= missing ? existing.done : this.startAsk(accountId, missing, deadlineMs);
+        // Ask for what demand says this region should hold, not just this debit's gap,
+        // so the next debits do not wait (AntidoteDB batches requests the same way).
+        const wanted = proactiveNeed(state.rights(accountId), state.balance(accountId), state.replicas.size, this.demand.share(accountId, state.self));
+        const amount = wanted > missing ? wanted : missing;
+        const asking = existing !== undefined && existing.needed >= missing ? existing.done : this.startAsk(accountId, amount, deadlineMs);
         const before = state.rights(accountId);
         await this.raceDeadline(Promise.race([asking, covered]), deadlineMs);
         // Peers had nothing more to give: stop asking; the caller decides (reject or overdraft).

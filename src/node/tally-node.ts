@@ -66,6 +66,12 @@ export interface PeerView {
   readonly lastHeardMs: number;
 }
 
+interface OutcomeCounts {
+  approved: number;
+  overdraft: number;
+  insufficient: number;
+}
+
 interface InFlight {
   readonly fingerprint: string;
   readonly decision: Promise<Answer>;
@@ -353,31 +359,51 @@ export class TallyNode {
   /** Decides debits in order without waiting for rights; one durable commit for the batch. */
   async debitBatch(items: readonly DebitItem[]): Promise<Decision[]> {
     this.assertWritable();
-    const results: Decision[] = [];
-    // Items answered by a call still being made durable elsewhere: index -> that decision.
-    const waiting: Array<[number, Promise<Answer>]> = [];
-    const slots: SlotChange[] = [];
-    const requests: RequestRecord[] = [];
-    const nowMs = this.now();
-    this.assertNoConflicts(items);
-    for (const item of items) {
+    // First pass: every id is checked before anything changes (ALREADY_EXISTS changes nothing).
+    const earlier: Array<Answer | Promise<Answer> | undefined> = new Array<Answer | Promise<Answer> | undefined>(items.length);
+    const fingerprints: string[] = new Array<string>(items.length);
+    const seen = new Map<string, string>();
+    items.forEach((item, index) => {
       const fingerprint = debitFingerprint(item.accountId, item.amount);
+      fingerprints[index] = fingerprint;
+      const inBatch = seen.get(item.requestId);
+      if (inBatch !== undefined && inBatch !== fingerprint) throw new RequestConflictError(item.requestId);
+      seen.set(item.requestId, fingerprint);
       const pending = this.inFlight.get(item.requestId);
       if (pending !== undefined) {
         if (pending.fingerprint !== fingerprint) throw new RequestConflictError(item.requestId);
-        waiting.push([results.length, pending.decision]);
-        results.push({ answer: { kind: "debit", outcome: DebitOutcome.InsufficientCredit, balance: 0n, localRights: 0n }, replayed: true });
-        continue;
+        earlier[index] = pending.decision;
+      } else {
+        earlier[index] = this.state.recall(item.requestId, fingerprint);
       }
-      const recalled = this.state.recall(item.requestId, fingerprint);
+    });
+    const results: Decision[] = new Array<Decision>(items.length);
+    const waiting: Array<[number, Promise<Answer>]> = [];
+    const slots: SlotChange[] = [];
+    const requests: RequestRecord[] = [];
+    const counts: OutcomeCounts = { approved: 0, overdraft: 0, insufficient: 0 };
+    const nowMs = this.now();
+    const decided = new Set<string>();
+    items.forEach((item, index) => {
+      const known = earlier[index];
+      if (known instanceof Promise) {
+        waiting.push([index, known]);
+        return;
+      }
+      // A duplicate id later in the same batch is answered by the first one.
+      const recalled = known ?? (decided.has(item.requestId) ? this.state.recall(item.requestId, fingerprints[index]!) : undefined);
       if (recalled !== undefined) {
-        results.push({ answer: recalled, replayed: true });
-        continue;
+        results[index] = { answer: recalled, replayed: true };
+        return;
       }
-      const answer = this.debitNow(item, fingerprint, nowMs, false, slots, requests);
+      const answer = this.debitNow(item, fingerprints[index]!, nowMs, false, slots, requests, false, counts);
+      decided.add(item.requestId);
       if (answer.outcome === DebitOutcome.InsufficientCredit) this.rights.onShortfall(item.accountId, item.amount);
-      results.push({ answer, replayed: false });
-    }
+      results[index] = { answer, replayed: false };
+    });
+    if (counts.approved > 0) this.metrics.debits.inc({ result: "approved" }, counts.approved);
+    if (counts.overdraft > 0) this.metrics.debits.inc({ result: "overdraft" }, counts.overdraft);
+    if (counts.insufficient > 0) this.metrics.debits.inc({ result: "insufficient" }, counts.insufficient);
     if (slots.length > 0 || requests.length > 0) {
       const durable = this.committer.commit({ slots, requests });
       for (const r of requests) {
@@ -392,20 +418,6 @@ export class TallyNode {
     }
     for (const [index, decision] of waiting) results[index] = { answer: await decision, replayed: true };
     return results;
-  }
-
-  /** A batch is refused whole, before anything changes, if any id conflicts (ALREADY_EXISTS changes nothing). */
-  private assertNoConflicts(items: readonly DebitItem[]): void {
-    const seen = new Map<string, string>();
-    for (const item of items) {
-      const fingerprint = debitFingerprint(item.accountId, item.amount);
-      const inBatch = seen.get(item.requestId);
-      if (inBatch !== undefined && inBatch !== fingerprint) throw new RequestConflictError(item.requestId);
-      seen.set(item.requestId, fingerprint);
-      const pending = this.inFlight.get(item.requestId);
-      if (pending !== undefined && pending.fingerprint !== fingerprint) throw new RequestConflictError(item.requestId);
-      this.state.recall(item.requestId, fingerprint);
-    }
   }
 
   async grant(accountId: string, amount: bigint, requestId: string): Promise<Decision> {
@@ -486,11 +498,19 @@ export class TallyNode {
     let answer = this.debitNow(item, fingerprint, this.now(), false, slots, requests, maxWaitMs > 0);
     if (answer.outcome === DebitOutcome.InsufficientCredit && maxWaitMs > 0) {
       const waitStarted = this.now();
-      const deficit = item.amount - this.state.rights(item.accountId);
-      await this.rights.acquire(item.accountId, deficit, waitStarted + maxWaitMs);
+      const deadline = waitStarted + maxWaitMs;
+      // Concurrent debits may take the rights that arrived first: keep asking
+      // until this one fits or its deadline passes.
+      for (;;) {
+        const deficit = item.amount - this.state.rights(item.accountId);
+        const before = this.state.rights(item.accountId);
+        await this.rights.acquire(item.accountId, deficit, deadline);
+        this.assertWritable();
+        const lastChance = this.now() >= deadline || this.state.rights(item.accountId) <= before;
+        answer = this.debitNow(item, fingerprint, this.now(), lastChance, slots, requests, !lastChance);
+        if (answer.outcome !== DebitOutcome.InsufficientCredit || lastChance) break;
+      }
       this.metrics.rightsWait.observe((this.now() - waitStarted) / 1000);
-      this.assertWritable();
-      answer = this.debitNow(item, fingerprint, this.now(), true, slots, requests);
     }
     if (slots.length === 0 && requests.length === 0) return answer;
     await this.committer.commit({ slots, requests });
@@ -509,13 +529,15 @@ export class TallyNode {
     slots: SlotChange[],
     requests: RequestRecord[],
     willWait = false,
+    counts?: OutcomeCounts,
   ): Answer {
     const allowOverdraft = afterWait || !willWait;
     const result = this.state.debit(item.accountId, item.amount, allowOverdraft);
     const { answer } = result;
     if (answer.outcome === DebitOutcome.InsufficientCredit) {
       if (willWait) return answer;
-      this.metrics.debits.inc({ result: "insufficient" });
+      if (counts !== undefined) counts.insufficient++;
+      else this.metrics.debits.inc({ result: "insufficient" });
       if (result.globallyCoverable) this.metrics.falseRejections.inc();
       // A refusal changes nothing, so it is remembered locally only.
       this.state.remember(item.requestId, fingerprint, answer, nowMs);
@@ -526,13 +548,16 @@ export class TallyNode {
       const before = answer.localRights + item.amount;
       const used = before >= 0n ? item.amount - before : item.amount;
       this.metrics.overdraftUsed.inc(Number(used));
-      this.metrics.debits.inc({ result: "overdraft" });
+      if (counts !== undefined) counts.overdraft++;
+      else this.metrics.debits.inc({ result: "overdraft" });
+    } else if (counts !== undefined) {
+      counts.approved++;
     } else {
       this.metrics.debits.inc({ result: "approved" });
     }
     this.state.remember(item.requestId, fingerprint, answer, nowMs);
     requests.push({ requestId: item.requestId, fingerprint, answer, answeredAtMs: nowMs });
-    this.rights.observeDebit(item.accountId, item.amount, nowMs);
+    this.rights.observeDebit(item.accountId, item.amount, nowMs, answer.localRights, answer.balance);
     this.watches.notify(item.accountId);
     return answer;
   }

@@ -7,7 +7,7 @@ import {
   type PolicyValue,
   type RequestRecord as WireRequestRecord,
 } from "../generated/tally/replication/v1/replication";
-import { DebitOutcome as WireOutcome, DebitResponse } from "../generated/tally/v1/balances";
+import { DebitOutcome as WireOutcome } from "../generated/tally/v1/balances";
 import { DebitOutcome, type Answer } from "../core/replica-state";
 import { Mode } from "../core/policy";
 import type { ReplicaSet } from "../core/replica-set";
@@ -57,27 +57,21 @@ export function requestToWire(r: RequestRecord): WireRequestRecord {
   return {
     requestId: r.requestId,
     fingerprint: r.fingerprint,
-    answer: Buffer.from(
-      DebitResponse.encode({
-        outcome: toWireOutcome(r.answer.outcome),
-        balance: r.answer.balance,
-        localRights: r.answer.localRights,
-        replayed: false,
-      }).finish(),
-    ),
     answeredAtMs: BigInt(r.answeredAtMs),
+    outcome: r.answer.outcome,
+    balance: r.answer.balance,
+    localRights: r.answer.localRights,
   };
 }
 
 export function requestFromWire(r: WireRequestRecord): RequestRecord {
-  const answer = DebitResponse.decode(r.answer);
-  const decoded: Answer = {
+  const answer: Answer = {
     kind: r.fingerprint.startsWith("g|") ? "grant" : "debit",
-    outcome: fromWireOutcome(answer.outcome),
-    balance: answer.balance,
-    localRights: answer.localRights,
+    outcome: fromWireOutcome(r.outcome),
+    balance: r.balance,
+    localRights: r.localRights,
   };
-  return { requestId: r.requestId, fingerprint: r.fingerprint, answer: decoded, answeredAtMs: Number(r.answeredAtMs) };
+  return { requestId: r.requestId, fingerprint: r.fingerprint, answer, answeredAtMs: Number(r.answeredAtMs) };
 }
 
 export function policyToWire(p: PolicyRecord): PolicyValue {
@@ -115,11 +109,11 @@ export function toWireOutcome(outcome: DebitOutcome): WireOutcome {
   }
 }
 
-function fromWireOutcome(outcome: WireOutcome): DebitOutcome {
+function fromWireOutcome(outcome: number): DebitOutcome {
   switch (outcome) {
-    case WireOutcome.DEBIT_OUTCOME_INSUFFICIENT_CREDIT:
+    case 2:
       return DebitOutcome.InsufficientCredit;
-    case WireOutcome.DEBIT_OUTCOME_APPROVED_WITH_OVERDRAFT:
+    case 3:
       return DebitOutcome.ApprovedWithOverdraft;
     default:
       return DebitOutcome.Approved;

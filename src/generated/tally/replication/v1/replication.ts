@@ -45,12 +45,16 @@ export interface SlotValue {
 export interface RequestRecord {
   /** Client request id. */
   requestId: string;
-  /** Hash of the request parameters. */
+  /** The request's parameters ("d|account|amount" or "g|account|amount"). */
   fingerprint: string;
-  /** Encoded answer. */
-  answer: Buffer;
   /** When answered, milliseconds since the Unix epoch. */
   answeredAtMs: bigint;
+  /** The answer: DebitOutcome value (1 approved, 2 insufficient, 3 overdraft). */
+  outcome: number;
+  /** The answer: balance after the decision. */
+  balance: bigint;
+  /** The answer: the region's rights after the decision. */
+  localRights: bigint;
 }
 
 /** A last-writer-wins policy value. */
@@ -370,7 +374,7 @@ export const SlotValue: MessageFns<SlotValue> = {
 };
 
 function createBaseRequestRecord(): RequestRecord {
-  return { requestId: "", fingerprint: "", answer: Buffer.alloc(0), answeredAtMs: 0n };
+  return { requestId: "", fingerprint: "", answeredAtMs: 0n, outcome: 0, balance: 0n, localRights: 0n };
 }
 
 export const RequestRecord: MessageFns<RequestRecord> = {
@@ -381,14 +385,26 @@ export const RequestRecord: MessageFns<RequestRecord> = {
     if (message.fingerprint !== "") {
       writer.uint32(18).string(message.fingerprint);
     }
-    if (message.answer.length !== 0) {
-      writer.uint32(26).bytes(message.answer);
-    }
     if (message.answeredAtMs !== 0n) {
       if (BigInt.asIntN(64, message.answeredAtMs) !== message.answeredAtMs) {
         throw new globalThis.Error("value provided for field message.answeredAtMs of type int64 too large");
       }
       writer.uint32(32).int64(message.answeredAtMs);
+    }
+    if (message.outcome !== 0) {
+      writer.uint32(40).uint32(message.outcome);
+    }
+    if (message.balance !== 0n) {
+      if (BigInt.asIntN(64, message.balance) !== message.balance) {
+        throw new globalThis.Error("value provided for field message.balance of type int64 too large");
+      }
+      writer.uint32(48).int64(message.balance);
+    }
+    if (message.localRights !== 0n) {
+      if (BigInt.asIntN(64, message.localRights) !== message.localRights) {
+        throw new globalThis.Error("value provided for field message.localRights of type int64 too large");
+      }
+      writer.uint32(56).int64(message.localRights);
     }
     return writer;
   },
@@ -422,20 +438,36 @@ export const RequestRecord: MessageFns<RequestRecord> = {
             message.fingerprint = reader.string();
             continue;
           }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.answer = Buffer.from(reader.bytes());
-            continue;
-          }
           case 4: {
             if (tag !== 32) {
               break;
             }
 
             message.answeredAtMs = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.outcome = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.balance = reader.int64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.localRights = reader.int64() as bigint;
             continue;
           }
         }
@@ -457,9 +489,13 @@ export const RequestRecord: MessageFns<RequestRecord> = {
     const message = createBaseRequestRecord();
     message.requestId = object.requestId ?? "";
     message.fingerprint = object.fingerprint ?? "";
-    message.answer = object.answer ?? Buffer.alloc(0);
     message.answeredAtMs = (object.answeredAtMs !== undefined && object.answeredAtMs !== null)
       ? BigInt(object.answeredAtMs)
+      : 0n;
+    message.outcome = object.outcome ?? 0;
+    message.balance = (object.balance !== undefined && object.balance !== null) ? BigInt(object.balance) : 0n;
+    message.localRights = (object.localRights !== undefined && object.localRights !== null)
+      ? BigInt(object.localRights)
       : 0n;
     return message;
   },
