@@ -6,9 +6,7 @@ import { credentials } from "@grpc/grpc-js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePorts } from "../src/devcluster/free-port";
-import { NatsSupercluster, REGIONS } from "../src/devcluster/nats-supercluster";
-import { NodeProcess } from "../src/devcluster/node-process";
+import { LocalCluster } from "../src/devcluster/local-cluster";
 import { BalancesClient, type WatchBalanceResponse } from "../src/generated/tally/v1/balances";
 import { progress, summarize, type LatencySummary } from "./stats";
 
@@ -21,24 +19,10 @@ export interface ConvergenceBenchResult {
 
 export async function runConvergenceBench(options: { debits: number; spacingMs: number }): Promise<ConvergenceBenchResult> {
   const dir = mkdtempSync(join(tmpdir(), "tally-conv-"));
-  const nats = await NatsSupercluster.start(dir);
-  const ports = await freePorts(6);
-  const nodes = REGIONS.map(
-    (region, i) =>
-      new NodeProcess({
-        region,
-        regions: REGIONS,
-        natsUrl: nats.region(region).nats.url,
-        grpcPort: ports[i * 2]!,
-        metricsPort: ports[i * 2 + 1]!,
-        logDir: dir,
-        extraArgs: ["--place-by-region"],
-        env: { TALLY_LOG: "warn" },
-      }),
-  );
+  const cluster = await LocalCluster.start({ dir });
+  const nodes = cluster.nodes;
   const clients: BalancesClient[] = [];
   try {
-    await Promise.all(nodes.map((n) => n.start()));
     for (const n of nodes) clients.push(new BalancesClient(n.grpcAddress, credentials.createInsecure()));
     const [east, west, central] = clients as [BalancesClient, BalancesClient, BalancesClient];
     const account = "conv-bench";
@@ -87,8 +71,7 @@ export async function runConvergenceBench(options: { debits: number; spacingMs: 
     };
   } finally {
     for (const c of clients) c.close();
-    await Promise.all(nodes.map((n) => n.stop()));
-    await nats.stop();
+    await cluster.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -15,9 +15,7 @@ import { credentials, type ServiceError } from "@grpc/grpc-js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePorts } from "../src/devcluster/free-port";
-import { NatsSupercluster, REGIONS } from "../src/devcluster/nats-supercluster";
-import { NodeProcess } from "../src/devcluster/node-process";
+import { LocalCluster } from "../src/devcluster/local-cluster";
 import {
   BalancesClient,
   DebitOutcome,
@@ -78,31 +76,12 @@ export async function runWanBench(options: WanBenchOptions): Promise<WanBenchRes
 
 async function measureTallyLocal(calls: number, concurrency: number, delayMs: number, accounts: number): Promise<LatencySummary> {
   const dir = mkdtempSync(join(tmpdir(), "tally-wan-bench-"));
-  let cluster: NatsSupercluster | undefined;
-  const nodes: NodeProcess[] = [];
+  let cluster: LocalCluster | undefined;
   let balances: BalancesClient | undefined;
   try {
     progress(`wan: starting a 3-region cluster, ${delayMs} ms one way between regions`);
-    cluster = await NatsSupercluster.start(dir);
-    cluster.setWanDelay(delayMs);
-    const ports = await freePorts(REGIONS.length * 2);
-    const nats = cluster;
-    for (const [i, region] of REGIONS.entries()) {
-      nodes.push(
-        new NodeProcess({
-          region,
-          regions: REGIONS,
-          natsUrl: nats.region(region).nats.url,
-          grpcPort: ports[i * 2]!,
-          metricsPort: ports[i * 2 + 1]!,
-          logDir: dir,
-          extraArgs: ["--place-by-region"],
-          env: { TALLY_LOG: "warn" },
-        }),
-      );
-    }
-    await Promise.all(nodes.map((node) => node.start(120_000)));
-    const east = nodes[REGIONS.indexOf("east")]!;
+    cluster = await LocalCluster.start({ dir, wanDelayMs: delayMs });
+    const east = cluster.node("east");
     const client = new BalancesClient(east.grpcAddress, credentials.createInsecure());
     balances = client;
 
@@ -135,7 +114,6 @@ async function measureTallyLocal(calls: number, concurrency: number, delayMs: nu
     return summarize(run.latenciesNs, run.seconds);
   } finally {
     balances?.close();
-    await Promise.all(nodes.map((node) => node.stop()));
     await cluster?.stop();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -5,8 +5,8 @@
 import { parseArgs } from "node:util";
 import { mkdirSync } from "node:fs";
 import { resolve } from "node:path";
-import { NatsSupercluster, REGIONS } from "../devcluster/nats-supercluster";
-import { NodeProcess } from "../devcluster/node-process";
+import { LocalCluster } from "../devcluster/local-cluster";
+import { REGIONS } from "../devcluster/nats-supercluster";
 import { startLocalPostgres, type LocalPostgres } from "../devcluster/postgres-process";
 
 export const UP_HELP = `tally up - local 3-region cluster (east, west, central)
@@ -38,40 +38,30 @@ export async function upCommand(argv: string[]): Promise<void> {
   const metricsBase = Number(values["metrics-base"] ?? "9464");
   const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
-  say(`starting NATS supercluster (${REGIONS.join(", ")}) in ${dataDir} ...`);
-  const nats = await NatsSupercluster.start(dataDir);
   let postgres: LocalPostgres | undefined;
-  const nodes: NodeProcess[] = [];
-  const stopAll = async (): Promise<void> => {
-    await Promise.all(nodes.map((n) => n.stop()));
-    await postgres?.stop();
-    await nats.stop();
-  };
+  if (values["no-postgres"] !== true) {
+    say("starting Postgres ...");
+    postgres = await startLocalPostgres(resolve(dataDir, "postgres"));
+  }
+  say(`starting the NATS supercluster (${REGIONS.join(", ")}) and one node per region in ${dataDir} ...`);
+  let cluster: LocalCluster;
   try {
-    if (values["no-postgres"] !== true) {
-      say("starting Postgres ...");
-      postgres = await startLocalPostgres(resolve(dataDir, "postgres"));
-    }
-    REGIONS.forEach((region, i) => {
-      nodes.push(
-        new NodeProcess({
-          region,
-          regions: REGIONS,
-          natsUrl: nats.region(region).nats.url,
-          grpcPort: grpcBase + i,
-          metricsPort: metricsBase + i,
-          logDir: dataDir,
-          extraArgs: ["--place-by-region", ...(postgres !== undefined ? ["--settle-interval-ms", "60000"] : [])],
-          ...(postgres !== undefined ? { postgresUrl: postgres.url } : {}),
-        }),
-      );
+    cluster = await LocalCluster.start({
+      dir: dataDir,
+      grpcPorts: REGIONS.map((_, i) => grpcBase + i),
+      metricsPorts: REGIONS.map((_, i) => metricsBase + i),
+      env: { TALLY_LOG: "info" },
+      ...(postgres !== undefined ? { postgresUrl: postgres.url, extraArgs: ["--settle-interval-ms", "60000"] } : {}),
     });
-    say("starting nodes ...");
-    await Promise.all(nodes.map((n) => n.start()));
   } catch (error) {
-    await stopAll();
+    await postgres?.stop();
     throw error;
   }
+  const nodes = cluster.nodes;
+  const stopAll = async (): Promise<void> => {
+    await cluster.stop();
+    await postgres?.stop();
+  };
   say("");
   say("Tally is up. Endpoints:");
   for (const n of nodes) {

@@ -4,7 +4,7 @@
 
 import { join } from "node:path";
 import { freePorts } from "./free-port";
-import { GatewayProxy } from "./gateway-proxy";
+import { ProxyHost } from "./gateway-proxy-host";
 import { NatsProcess } from "./nats-process";
 
 export const REGIONS = ["east", "west", "central"] as const;
@@ -13,10 +13,14 @@ export type RegionName = (typeof REGIONS)[number];
 export interface SuperclusterRegion {
   readonly name: RegionName;
   readonly nats: NatsProcess;
-  readonly proxy: GatewayProxy;
+  /** Port of the proxy in front of this region's gateway (what other regions dial). */
+  readonly proxyPort: number;
+  readonly gatewayPort: number;
 }
 
 export class NatsSupercluster {
+  private readonly proxies = new ProxyHost();
+
   private constructor(readonly regions: readonly SuperclusterRegion[]) {}
 
   static async start(baseDir: string): Promise<NatsSupercluster> {
@@ -38,7 +42,8 @@ export class NatsSupercluster {
     for (const p of plan) gatewayUrls[`NATS_GATEWAY_${p.name.toUpperCase()}`] = `nats://127.0.0.1:${p.proxy}`;
     const regions = plan.map((p) => ({
       name: p.name,
-      proxy: new GatewayProxy(p.proxy, p.gateway),
+      proxyPort: p.proxy,
+      gatewayPort: p.gateway,
       nats: new NatsProcess({
         config: "region.conf",
         serverName: `${p.name}-1`,
@@ -57,7 +62,7 @@ export class NatsSupercluster {
     }));
     const cluster = new NatsSupercluster(regions);
     try {
-      for (const region of regions) await region.proxy.start();
+      await cluster.proxies.start(regions.map((r) => ({ name: r.name, listenPort: r.proxyPort, targetPort: r.gatewayPort })));
       await Promise.all(regions.map((region) => region.nats.start()));
       await cluster.waitForMetaLeader();
     } catch (error) {
@@ -74,20 +79,17 @@ export class NatsSupercluster {
   }
 
   /** Cuts every gateway link to and from `name`. */
-  partition(name: string): void {
-    for (const region of this.regions) {
-      if (region.name === name) region.proxy.blockAll();
-      else region.proxy.blockSource(name);
-    }
+  partition(name: string): Promise<void> {
+    return this.proxies.partition(name);
   }
 
-  heal(): void {
-    for (const region of this.regions) region.proxy.heal();
+  heal(): Promise<void> {
+    return this.proxies.heal();
   }
 
   /** One-way delay on every gateway link. */
-  setWanDelay(ms: number): void {
-    for (const region of this.regions) region.proxy.delayMs = ms;
+  setWanDelay(ms: number): Promise<void> {
+    return this.proxies.setDelay(ms);
   }
 
   /** Waits until every server reports the same JetStream meta leader. */
@@ -114,6 +116,6 @@ export class NatsSupercluster {
 
   async stop(): Promise<void> {
     await Promise.all(this.regions.map((r) => r.nats.stop()));
-    await Promise.all(this.regions.map((r) => r.proxy.stop()));
+    await this.proxies.stop();
   }
 }

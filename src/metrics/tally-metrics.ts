@@ -198,7 +198,14 @@ export class TallyMetrics {
     registers: [this.registry],
   });
 
+  /** Pre-bound children for the hot path: no label hashing per call. */
+  readonly debitResult: Readonly<Record<DebitResultLabel, { inc(value?: number): void }>>;
+  readonly debitLatency: { readonly unary: { startTimer(): () => void }; readonly batch: { startTimer(): () => void } };
+
   constructor(region: string, options: { processMetrics?: boolean } = {}) {
+    const results: DebitResultLabel[] = ["approved", "overdraft", "insufficient", "replayed", "invalid", "conflict", "error"];
+    this.debitResult = Object.fromEntries(results.map((r) => [r, this.debits.labels(r)])) as Record<DebitResultLabel, { inc(value?: number): void }>;
+    this.debitLatency = { unary: this.debitDuration.labels("Debit"), batch: this.debitDuration.labels("DebitBatch") };
     this.registry.setDefaultLabels({ region });
     if (options.processMetrics ?? true) {
       collectDefaultMetrics({ register: this.registry });

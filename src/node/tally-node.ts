@@ -401,9 +401,9 @@ export class TallyNode {
       if (answer.outcome === DebitOutcome.InsufficientCredit) this.rights.onShortfall(item.accountId, item.amount);
       results[index] = { answer, replayed: false };
     });
-    if (counts.approved > 0) this.metrics.debits.inc({ result: "approved" }, counts.approved);
-    if (counts.overdraft > 0) this.metrics.debits.inc({ result: "overdraft" }, counts.overdraft);
-    if (counts.insufficient > 0) this.metrics.debits.inc({ result: "insufficient" }, counts.insufficient);
+    if (counts.approved > 0) this.metrics.debitResult.approved.inc(counts.approved);
+    if (counts.overdraft > 0) this.metrics.debitResult.overdraft.inc(counts.overdraft);
+    if (counts.insufficient > 0) this.metrics.debitResult.insufficient.inc(counts.insufficient);
     if (slots.length > 0 || requests.length > 0) {
       const durable = this.committer.commit({ slots, requests });
       for (const r of requests) {
@@ -537,7 +537,7 @@ export class TallyNode {
     if (answer.outcome === DebitOutcome.InsufficientCredit) {
       if (willWait) return answer;
       if (counts !== undefined) counts.insufficient++;
-      else this.metrics.debits.inc({ result: "insufficient" });
+      else this.metrics.debitResult.insufficient.inc();
       if (result.globallyCoverable) this.metrics.falseRejections.inc();
       // A refusal changes nothing, so it is remembered locally only.
       this.state.remember(item.requestId, fingerprint, answer, nowMs);
@@ -549,11 +549,11 @@ export class TallyNode {
       const used = before >= 0n ? item.amount - before : item.amount;
       this.metrics.overdraftUsed.inc(Number(used));
       if (counts !== undefined) counts.overdraft++;
-      else this.metrics.debits.inc({ result: "overdraft" });
+      else this.metrics.debitResult.overdraft.inc();
     } else if (counts !== undefined) {
       counts.approved++;
     } else {
-      this.metrics.debits.inc({ result: "approved" });
+      this.metrics.debitResult.approved.inc();
     }
     this.state.remember(item.requestId, fingerprint, answer, nowMs);
     requests.push({ requestId: item.requestId, fingerprint, answer, answeredAtMs: nowMs });

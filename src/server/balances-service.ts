@@ -52,14 +52,14 @@ export function balancesService(node: TallyNode, settled?: SettledBalanceSource)
   const { metrics, config } = node;
   return {
     debit(call: ServerUnaryCall<DebitRequest, DebitResponse>, callback) {
-      const timer = metrics.debitDuration.startTimer({ rpc: "Debit" });
+      const timer = metrics.debitLatency.unary.startTimer();
       let item;
       try {
         item = debitItem(call.request);
         const late = expired(call);
         if (late !== undefined) throw late;
       } catch (error) {
-        metrics.debits.inc({ result: statusLabel(error) });
+        metrics.debitResult[statusLabel(error)].inc();
         logFailure(node, "Debit", call.request.requestId, error);
         fail(callback, error);
         return;
@@ -67,12 +67,12 @@ export function balancesService(node: TallyNode, settled?: SettledBalanceSource)
       const wait = waitMs(call.request.maxWaitMs, config.defaultRightsWaitMs, config.maxRightsWaitMs, call.getDeadline());
       node.debit(item, wait).then(
         (decision) => {
-          if (decision.replayed) metrics.debits.inc({ result: "replayed" });
+          if (decision.replayed) metrics.debitResult.replayed.inc();
           timer();
           callback(null, debitResponse(decision));
         },
         (error: unknown) => {
-          metrics.debits.inc({ result: statusLabel(error) });
+          metrics.debitResult[statusLabel(error)].inc();
           logFailure(node, "Debit", item.requestId, error);
           fail(callback, error);
         },
@@ -80,14 +80,14 @@ export function balancesService(node: TallyNode, settled?: SettledBalanceSource)
     },
 
     debitBatch(call, callback) {
-      const timer = metrics.debitDuration.startTimer({ rpc: "DebitBatch" });
+      const timer = metrics.debitLatency.batch.startTimer();
       let items;
       try {
         items = batchItems(call.request.debits);
         const late = expired(call);
         if (late !== undefined) throw late;
       } catch (error) {
-        metrics.debits.inc({ result: statusLabel(error) });
+        metrics.debitResult[statusLabel(error)].inc();
         fail(callback, error);
         return;
       }
@@ -96,12 +96,12 @@ export function balancesService(node: TallyNode, settled?: SettledBalanceSource)
         (decisions) => {
           let replayed = 0;
           for (const d of decisions) if (d.replayed) replayed++;
-          if (replayed > 0) metrics.debits.inc({ result: "replayed" }, replayed);
+          if (replayed > 0) metrics.debitResult.replayed.inc(replayed);
           timer();
           callback(null, { results: decisions.map(debitResponse) });
         },
         (error: unknown) => {
-          metrics.debits.inc({ result: statusLabel(error) });
+          metrics.debitResult[statusLabel(error)].inc();
           fail(callback, error);
         },
       );

@@ -54,9 +54,9 @@ describe("allowances - escrow rights across three regions", function () {
     let stop = false;
     const loads = REGIONS.map((r) => load(r, accounts, `strict-${r}`, () => stop));
     await sleep(400);
-    cluster.nats.partition("central");
+    await cluster.nats.partition("central");
     await sleep(1_200);
-    cluster.nats.heal();
+    await cluster.nats.heal();
     await sleep(800);
     stop = true;
     const attempts = (await Promise.all(loads)).flat();
@@ -84,14 +84,14 @@ describe("allowances - escrow rights across three regions", function () {
       const policy = await unary(cluster.region(region).clients.admin, cluster.region(region).clients.admin.getAccountPolicy, { accountId: account });
       expect(policy.policy?.mode, `policy replicated to ${region}`).to.equal(PolicyMode.POLICY_MODE_OVERDRAFT);
     }
-    cluster.nats.partition("central");
+    await cluster.nats.partition("central");
     await sleep(300);
     let stop = false;
     const loads = REGIONS.map((r) => load(r, [account], `od-${r}`, () => stop, 50));
     await sleep(1_500);
     stop = true;
     const attempts = (await Promise.all(loads)).flat();
-    cluster.nats.heal();
+    await cluster.nats.heal();
     await cluster.waitConverged([account], 60_000);
     const view = await cluster.balance("east", account);
     const spent = sum(approved(attempts));

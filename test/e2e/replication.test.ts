@@ -108,7 +108,7 @@ describe("replication - three regions over a NATS supercluster", function () {
       await grant("central", a, 10_000n, `part-gc-${a}`);
     }
     await cluster.waitConverged(accounts);
-    cluster.nats.partition("central");
+    await cluster.nats.partition("central");
     await sleep(500);
     let stop = false;
     const loads = ["east", "central"].map((region) =>
@@ -126,7 +126,7 @@ describe("replication - three regions over a NATS supercluster", function () {
     stop = true;
     const [eastAttempts, centralAttempts] = await Promise.all(loads);
     expect(approved(centralAttempts!).length, "the cut-off region kept approving from its own rights").to.be.greaterThan(0);
-    cluster.nats.heal();
+    await cluster.nats.heal();
     await cluster.waitConverged(accounts, 60_000);
     const approvedAll = [...approved(eastAttempts!), ...approved(centralAttempts!)];
     let total = 0n;

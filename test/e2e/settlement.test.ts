@@ -80,7 +80,7 @@ describe("settlement - three regions settled into Postgres", function () {
     await unary(c("east").balances, c("east").balances.grant, { accountId: od, amount: 100n, requestId: "set-od-g" });
     await unary(c("east").balances, c("east").balances.grant, { accountId: strict, amount: 100n, requestId: "set-strict-g" });
     await cluster.waitConverged([od, strict]);
-    cluster.nats.partition("central");
+    await cluster.nats.partition("central");
     await sleep(300);
     const outcomes: DebitOutcome[] = [];
     for (const region of ["east", "central"]) {
@@ -96,7 +96,7 @@ describe("settlement - three regions settled into Postgres", function () {
         }
       }
     }
-    cluster.nats.heal();
+    await cluster.nats.heal();
     await cluster.waitConverged([od, strict], 60_000);
     expect(outcomes).to.include(DebitOutcome.DEBIT_OUTCOME_APPROVED_WITH_OVERDRAFT);
     const odBalance = (await cluster.balance("west", od)).balance;

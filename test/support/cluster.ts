@@ -3,9 +3,9 @@
 
 import { rmSync } from "node:fs";
 import { expect } from "chai";
-import { freePorts } from "../../src/devcluster/free-port";
-import { NatsSupercluster, REGIONS } from "../../src/devcluster/nats-supercluster";
-import { NodeProcess } from "../../src/devcluster/node-process";
+import { LocalCluster } from "../../src/devcluster/local-cluster";
+import { REGIONS, type NatsSupercluster } from "../../src/devcluster/nats-supercluster";
+import type { NodeProcess } from "../../src/devcluster/node-process";
 import type { ClusterStatusResponse } from "../../src/generated/tally/v1/admin";
 import type { GetBalanceResponse } from "../../src/generated/tally/v1/balances";
 import { clients, unary, type Clients } from "./grpc-clients";
@@ -19,37 +19,24 @@ export interface RegionHandle {
 
 export class TestCluster {
   private constructor(
-    readonly nats: NatsSupercluster,
+    private readonly local: LocalCluster,
     readonly regions: RegionHandle[],
     readonly dir: string,
   ) {}
 
+  get nats(): NatsSupercluster {
+    return this.local.nats;
+  }
+
   static async start(options: { extraArgs?: string[]; postgresUrl?: string } = {}): Promise<TestCluster> {
     const dir = tempDir("e2e");
-    const nats = await NatsSupercluster.start(dir);
-    const ports = await freePorts(REGIONS.length * 2);
-    const regions = REGIONS.map((name, i) => {
-      const node = new NodeProcess({
-        region: name,
-        regions: REGIONS,
-        natsUrl: nats.region(name).nats.url,
-        grpcPort: ports[i * 2]!,
-        metricsPort: ports[i * 2 + 1]!,
-        logDir: dir,
-        extraArgs: ["--place-by-region", ...(options.extraArgs ?? [])],
-        ...(options.postgresUrl !== undefined ? { postgresUrl: options.postgresUrl } : {}),
-        env: { TALLY_LOG: "warn" },
-      });
-      return { name, node, clients: clients(node.grpcAddress) };
+    const local = await LocalCluster.start({
+      dir,
+      ...(options.extraArgs !== undefined ? { extraArgs: options.extraArgs } : {}),
+      ...(options.postgresUrl !== undefined ? { postgresUrl: options.postgresUrl } : {}),
     });
-    const cluster = new TestCluster(nats, regions, dir);
-    try {
-      await Promise.all(regions.map((r) => r.node.start()));
-    } catch (error) {
-      await cluster.stop();
-      throw error;
-    }
-    return cluster;
+    const regions = local.nodes.map((node) => ({ name: node.options.region, node, clients: clients(node.grpcAddress) }));
+    return new TestCluster(local, regions, dir);
   }
 
   region(name: string): RegionHandle {
@@ -109,8 +96,7 @@ export class TestCluster {
 
   async stop(): Promise<void> {
     for (const r of this.regions) r.clients.close();
-    await Promise.all(this.regions.map((r) => r.node.stop()));
-    await this.nats.stop();
+    await this.local.stop();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

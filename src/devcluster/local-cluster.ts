@@ -1,0 +1,66 @@
+// A whole local cluster: the NATS supercluster (one server per region, gateways
+// behind proxies) and one node process per region. Shared by `tally up`, the
+// e2e tests and the multi-region benchmarks.
+
+import { freePorts } from "./free-port";
+import { NatsSupercluster, REGIONS } from "./nats-supercluster";
+import { NodeProcess } from "./node-process";
+
+export interface LocalClusterOptions {
+  /** Data and log directory. */
+  readonly dir: string;
+  /** gRPC and metrics ports per region, in REGIONS order; free ports when omitted. */
+  readonly grpcPorts?: readonly number[];
+  readonly metricsPorts?: readonly number[];
+  /** One-way delay on every gateway link (a simulated WAN), set before the nodes start. */
+  readonly wanDelayMs?: number;
+  readonly postgresUrl?: string;
+  readonly extraArgs?: readonly string[];
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+export class LocalCluster {
+  private constructor(
+    readonly nats: NatsSupercluster,
+    readonly nodes: readonly NodeProcess[],
+  ) {}
+
+  static async start(options: LocalClusterOptions): Promise<LocalCluster> {
+    const nats = await NatsSupercluster.start(options.dir);
+    if (options.wanDelayMs !== undefined) await nats.setWanDelay(options.wanDelayMs);
+    const spare = await freePorts(REGIONS.length * 2);
+    const nodes = REGIONS.map(
+      (region, i) =>
+        new NodeProcess({
+          region,
+          regions: REGIONS,
+          natsUrl: nats.region(region).nats.url,
+          grpcPort: options.grpcPorts?.[i] ?? spare[i * 2]!,
+          metricsPort: options.metricsPorts?.[i] ?? spare[i * 2 + 1]!,
+          logDir: options.dir,
+          extraArgs: ["--place-by-region", ...(options.extraArgs ?? [])],
+          env: { TALLY_LOG: "warn", ...options.env },
+          ...(options.postgresUrl !== undefined ? { postgresUrl: options.postgresUrl } : {}),
+        }),
+    );
+    const cluster = new LocalCluster(nats, nodes);
+    try {
+      await Promise.all(nodes.map((n) => n.start()));
+    } catch (error) {
+      await cluster.stop();
+      throw error;
+    }
+    return cluster;
+  }
+
+  node(region: string): NodeProcess {
+    const found = this.nodes.find((n) => n.options.region === region);
+    if (found === undefined) throw new Error(`no region ${region}`);
+    return found;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.stop()));
+    await this.nats.stop();
+  }
+}
