@@ -20,6 +20,9 @@ export interface AllowanceBenchResult {
   /** Debits that waited for rights, and the p99 of the wait (histogram upper bound), ms. */
   readonly rightsWaits: number;
   readonly rightsWaitP99Ms: number;
+  /** The warm-up: each account's first debits in west and central wait for their first transfer. */
+  readonly coldRightsWaits: number;
+  readonly coldRightsWaitP99Ms: number;
   readonly rightsTransfers: number;
   readonly latencyByRegion: Record<string, LatencySummary>;
   readonly endgame: { readonly granted: number; readonly spent: number; readonly finalBalance: string; readonly seconds: number };
@@ -83,12 +86,14 @@ export async function runAllowanceBench(options: { calls: number; accounts: numb
     await new Promise((r) => setTimeout(r, 500));
     // Warm-up: the first debit of each account in a region must wait for its first
     // transfer (the grant landed elsewhere); the steady state is measured after it.
+    const scrape = (): Promise<string[]> => Promise.all(nodes.map(async (n) => (await fetch(n.metricsUrl)).text()));
+    const cold = await scrape();
     progress("allowances: warm-up, a few debits per account in each region");
     for (const [r, client] of clients.entries()) {
       await closedLoop(options.accounts * 3, 8, (i) => debit(client, `skew-${i % options.accounts}`, 1n, `warm-${r}-${i}`, 1_000));
     }
-    const scrape = (): Promise<string[]> => Promise.all(nodes.map(async (n) => (await fetch(n.metricsUrl)).text()));
     const before = await scrape();
+    const coldWait = p99Between(histogram(cold, "tally_rights_wait_seconds"), histogram(before, "tally_rights_wait_seconds"));
     progress(`allowances: skewed load, ${options.calls} debits (80% west, 15% central, 5% east), max wait 200 ms`);
     const outcomes: DebitOutcome[] = [];
     const share = [
@@ -145,6 +150,8 @@ export async function runAllowanceBench(options: { calls: number; accounts: numb
       falseRejectionRate: falseRejections / Math.max(1, outcomes.length),
       rightsWaits: wait.count,
       rightsWaitP99Ms: wait.p99 * 1000,
+      coldRightsWaits: coldWait.count,
+      coldRightsWaitP99Ms: coldWait.p99 * 1000,
       rightsTransfers: counterSum(metrics, "tally_rights_transfers_total", 'direction="out"') - counterSum(before, "tally_rights_transfers_total", 'direction="out"'),
       latencyByRegion,
       endgame: { granted: 3_000, spent: spentPerRegion.reduce((s, x) => s + x, 0), finalBalance: finalBalance.toString(), seconds },

@@ -113,10 +113,19 @@ async function main(): Promise<void> {
     "Simulated WAN, 50 ms one way between regions (concurrency 8)",
     table(
       ["debit", "ops/s", "p50 ms", "p99 ms"],
-      [row("Tally Debit at the local region", wan.tallyLocal), row("central Postgres ledger across the WAN", wan.centralLedger)],
-    ),
+      [
+        row("Tally Debit at the local region (concurrency 8)", wan.tallyLocal),
+        row("Tally Debit at the local region, one at a time", wan.tallyLocalSerial),
+        row("central Postgres ledger across the WAN (concurrency 8)", wan.centralLedger),
+      ],
+    ) +
+      `\n\nThe local debit's floor is its durable group commit: east's JetStream publish-to-ack time in this run was p50 <= ${fmt(wan.commitP50Ms, 2)} ms, p99 <= ${fmt(wan.commitP99Ms, 2)} ms (histogram bucket bounds), plus a gRPC round trip; nothing crosses the WAN. Seven processes (three nats-servers, three nodes, the proxy host) and the client share the 2 cores, so the tail at concurrency 8 is CPU queueing.`,
   );
-  bars.push({ bar: "WAN: Tally local debit p99 < 5 ms", measured: `${fmt(wan.tallyLocal.p99Ms, 2)} ms`, pass: wan.tallyLocal.p99Ms < 5 });
+  bars.push({
+    bar: "WAN: Tally local debit p99 < 5 ms",
+    measured: `${fmt(wan.tallyLocal.p99Ms, 2)} ms (c=8), ${fmt(wan.tallyLocalSerial.p99Ms, 2)} ms (c=1)`,
+    pass: wan.tallyLocal.p99Ms < 5,
+  });
   bars.push({
     bar: "WAN: >= 20x better p99 than the central ledger",
     measured: `${fmt(wan.centralLedger.p99Ms / wan.tallyLocal.p99Ms, 1)}x`,
@@ -158,10 +167,15 @@ async function main(): Promise<void> {
         ],
       ],
     ) +
+      `\n\nWarm-up (cold: each account's first debits away from east wait for their first transfer): ${allowance.coldRightsWaits} waits, p99 <= ${fmt(allowance.coldRightsWaitP99Ms, 0)} ms (histogram bucket bound).` +
       `\n\nEndgame: ${allowance.endgame.granted} credits, all three regions spending 1 at a time (STRICT): spent ${allowance.endgame.spent}, final balance ${allowance.endgame.finalBalance}, in ${fmt(allowance.endgame.seconds, 2)} s.`,
   );
   bars.push({ bar: "Skewed load: false rejections < 0.1% of debits", measured: `${fmt(allowance.falseRejectionRate * 100, 3)}%`, pass: allowance.falseRejectionRate < 0.001 });
-  bars.push({ bar: "Skewed load: p99 rights wait < 50 ms", measured: `<= ${fmt(allowance.rightsWaitP99Ms, 0)} ms`, pass: allowance.rightsWaitP99Ms < 50 });
+  bars.push({
+    bar: "Skewed load: p99 rights wait < 50 ms",
+    measured: `steady: ${allowance.rightsWaits} waits (p99 <= ${fmt(allowance.rightsWaitP99Ms, 0)} ms); cold start: ${allowance.coldRightsWaits} waits, p99 <= ${fmt(allowance.coldRightsWaitP99Ms, 0)} ms`,
+    pass: allowance.rightsWaitP99Ms < 50 && allowance.coldRightsWaitP99Ms < 50,
+  });
   bars.push({
     bar: "Endgame: STRICT balance reaches exactly 0",
     measured: `final ${allowance.endgame.finalBalance}, spent ${allowance.endgame.spent}/${allowance.endgame.granted}`,

@@ -42,6 +42,11 @@ export interface WanBenchOptions {
 export interface WanBenchResult {
   /** Debit at east, accounts granted at east, WAN delay between regions. */
   readonly tallyLocal: LatencySummary;
+  /** The same debits one at a time (concurrency 1). */
+  readonly tallyLocalSerial: LatencySummary;
+  /** east's group-commit publish-to-ack time during the run (p50/p99 upper bucket bounds, ms). */
+  readonly commitP50Ms: number;
+  readonly commitP99Ms: number;
   /** Durable Postgres UPDATE debit (spread) through `delayMs` one-way delay. */
   readonly centralLedger: LatencySummary;
   readonly delayMs: number;
@@ -68,13 +73,32 @@ function debitCall(client: BalancesClient, request: DebitRequest): Promise<Debit
 export async function runWanBench(options: WanBenchOptions): Promise<WanBenchResult> {
   const { calls, concurrency, delayMs } = options;
   const accounts = options.accounts ?? 1000;
-  const tallyLocal = await measureTallyLocal(calls, concurrency, delayMs, accounts);
+  const { tallyLocal, tallyLocalSerial, commitP50Ms, commitP99Ms } = await measureTallyLocal(calls, concurrency, delayMs, accounts);
   progress(`wan: centralized Postgres ledger through ${delayMs} ms one way`);
   const central = await runPostgresLedgerBench({ calls, concurrency, accounts, wanDelayMs: delayMs });
-  return { tallyLocal, centralLedger: central.spread, delayMs };
+  return { tallyLocal, tallyLocalSerial, commitP50Ms, commitP99Ms, centralLedger: central.spread, delayMs };
 }
 
-async function measureTallyLocal(calls: number, concurrency: number, delayMs: number, accounts: number): Promise<LatencySummary> {
+interface TallyLocal {
+  readonly tallyLocal: LatencySummary;
+  readonly tallyLocalSerial: LatencySummary;
+  readonly commitP50Ms: number;
+  readonly commitP99Ms: number;
+}
+
+/** p50/p99 upper bucket bounds (ms) of a histogram in one /metrics text. */
+function quantilesMs(text: string, name: string): [number, number] {
+  const buckets: Array<[number, number]> = [];
+  for (const line of text.split("\n")) {
+    const m = new RegExp(`^${name}_bucket\\{le="([^"]+)"[^}]*\\} (\\d+)`).exec(line);
+    if (m !== null) buckets.push([m[1] === "+Inf" ? Number.POSITIVE_INFINITY : Number(m[1]), Number(m[2])]);
+  }
+  const total = buckets[buckets.length - 1]?.[1] ?? 0;
+  const at = (q: number): number => (buckets.find(([, c]) => c >= q * total)?.[0] ?? 0) * 1000;
+  return [at(0.5), at(0.99)];
+}
+
+async function measureTallyLocal(calls: number, concurrency: number, delayMs: number, accounts: number): Promise<TallyLocal> {
   const dir = mkdtempSync(join(tmpdir(), "tally-wan-bench-"));
   let cluster: LocalCluster | undefined;
   let balances: BalancesClient | undefined;
@@ -111,7 +135,10 @@ async function measureTallyLocal(calls: number, concurrency: number, delayMs: nu
     await closedLoop(Math.min(2000, calls), concurrency, debit); // warm-up
     progress(`wan: Tally Debit at east, ${calls} calls, concurrency ${concurrency}`);
     const run = await closedLoop(calls, concurrency, debit);
-    return summarize(run.latenciesNs, run.seconds);
+    progress(`wan: Tally Debit at east, ${Math.min(1000, calls)} calls one at a time`);
+    const serial = await closedLoop(Math.min(1000, calls), 1, debit);
+    const [commitP50Ms, commitP99Ms] = quantilesMs(await (await fetch(east.metricsUrl)).text(), "tally_commit_duration_seconds");
+    return { tallyLocal: summarize(run.latenciesNs, run.seconds), tallyLocalSerial: summarize(serial.latenciesNs, serial.seconds), commitP50Ms, commitP99Ms };
   } finally {
     balances?.close();
     await cluster?.stop();
