@@ -6,14 +6,20 @@ export type ChangeListener = () => void;
 export class BalanceWatchHub {
   private readonly listeners = new Map<string, Set<ChangeListener>>();
   private readonly closers = new Set<() => void>();
+  /** Client watches (WatchBalance streams). */
   private count = 0;
+  /** Every listener, internal ones included. */
+  private listening = 0;
 
   get size(): number {
     return this.count;
   }
 
-  /** `onClose` runs if the hub closes (node shutdown) while the watch is open. */
-  watch(accountId: string, listener: ChangeListener, onClose: () => void): () => void {
+  /**
+   * `onClose` runs if the hub closes (node shutdown) while the watch is open.
+   * Internal watches (the rights broker waiting for rights) are not counted in `size`.
+   */
+  watch(accountId: string, listener: ChangeListener, onClose: () => void, internal = false): () => void {
     let set = this.listeners.get(accountId);
     if (set === undefined) {
       set = new Set();
@@ -21,12 +27,14 @@ export class BalanceWatchHub {
     }
     set.add(listener);
     this.closers.add(onClose);
-    this.count++;
+    this.listening++;
+    if (!internal) this.count++;
     let active = true;
     return () => {
       if (!active) return;
       active = false;
-      this.count--;
+      this.listening--;
+      if (!internal) this.count--;
       this.closers.delete(onClose);
       const current = this.listeners.get(accountId);
       current?.delete(listener);
@@ -40,7 +48,7 @@ export class BalanceWatchHub {
   }
 
   notify(accountId: string): void {
-    if (this.count === 0) return;
+    if (this.listening === 0) return;
     const set = this.listeners.get(accountId);
     if (set === undefined) return;
     for (const listener of set) listener();

@@ -122,6 +122,7 @@ export class RightsBroker {
         if (state.rights(accountId) >= target) wake();
       },
       () => wake(),
+      true,
     );
     try {
       while (!this.stopped && this.now() < deadlineMs && state.rights(accountId) < target) {
