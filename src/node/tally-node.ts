@@ -506,9 +506,15 @@ export class TallyNode {
         const before = this.state.rights(item.accountId);
         await this.rights.acquire(item.accountId, deficit, deadline);
         this.assertWritable();
-        const lastChance = this.now() >= deadline || this.state.rights(item.accountId) <= before;
+        const stalled = this.state.rights(item.accountId) <= before;
+        // Nothing came and the balance known here cannot cover it: refuse now
+        // rather than wait out the deadline. Otherwise (a donor was rate-limited
+        // or busy) try again shortly, until the deadline.
+        const hopeless = stalled && this.state.balance(item.accountId) < item.amount;
+        const lastChance = this.now() >= deadline || hopeless;
         answer = this.debitNow(item, fingerprint, this.now(), lastChance, slots, requests, !lastChance);
         if (answer.outcome !== DebitOutcome.InsufficientCredit || lastChance) break;
+        if (stalled) await new Promise((r) => setTimeout(r, Math.max(0, Math.min(5, deadline - this.now()))));
       }
       this.metrics.rightsWait.observe((this.now() - waitStarted) / 1000);
     }
