@@ -13,7 +13,6 @@ import type { Settlement as WireSettlement } from "../generated/tally/v1/admin";
 import { PolicyMode } from "../generated/tally/v1/common";
 import type { SettlementAdmin } from "../server/admin-service";
 import type { SettledBalanceSource } from "../server/balances-service";
-import { DependencyUnavailableError } from "../server/status-mapping";
 
 export interface RunningSettlement {
   readonly admin: SettlementAdmin & SettledBalanceSource;
@@ -29,23 +28,6 @@ function toWire(s: StoredSettlement): WireSettlement {
     accountsChanged: s.accountsChanged,
     overspendTotal: s.overspendTotal,
   };
-}
-
-/** Postgres being unreachable is UNAVAILABLE to clients, not INTERNAL. */
-async function guarded<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    const message = error instanceof Error ? error.message : String(error);
-    if (typeof code === "string" && (code.startsWith("08") || code === "57P01" || code === "ECONNREFUSED")) {
-      throw new DependencyUnavailableError(`settlement database unavailable: ${message}`);
-    }
-    if (/ECONNREFUSED|Connection terminated|timeout/i.test(message)) {
-      throw new DependencyUnavailableError(`settlement database unavailable: ${message}`);
-    }
-    throw error;
-  }
 }
 
 export async function startSettlement(node: TallyNode, postgresUrl: string, intervalMs: number, logger: Logger): Promise<RunningSettlement> {
@@ -72,61 +54,56 @@ export async function startSettlement(node: TallyNode, postgresUrl: string, inte
   const stopPeriodic = intervalMs > 0 ? settler.startPeriodic(intervalMs, source) : undefined;
   const q = settler.queries;
   const admin: SettlementAdmin & SettledBalanceSource = {
-    settle: () =>
-      guarded(async () => {
-        const result = await settler.settle(await source());
-        return {
-          settlement: result.skipped || result.settlement === undefined ? undefined : toWire(result.settlement),
-          skipped: result.skipped,
-          unchanged: result.unchanged,
-        };
-      }),
-    listSettlements: (pageSize, pageToken) =>
-      guarded(async () => {
-        const page = await q.listSettlements({ pageSize, pageToken });
-        return { settlements: page.settlements.map(toWire), nextPageToken: page.nextPageToken };
-      }),
-    listOverspends: (filter) =>
-      guarded(async () => {
-        const page = await q.listOverspends({
-          accountId: filter.accountId,
-          sinceMs: filter.sinceMs,
-          untilMs: filter.untilMs,
-          pageSize: filter.pageSize,
-          pageToken: filter.pageToken,
-        });
-        return {
-          overspends: page.overspends.map((o) => ({
-            accountId: o.accountId,
-            amount: o.amount,
-            regions: o.replicas,
-            mode: o.mode === 2 ? PolicyMode.POLICY_MODE_OVERDRAFT : PolicyMode.POLICY_MODE_STRICT,
-            settlementId: o.settlementId,
-            recordedAtMs: BigInt(o.recordedAtMs),
-          })),
-          nextPageToken: page.nextPageToken,
-        };
-      }),
-    accountHistory: (accountId, pageSize, pageToken) =>
-      guarded(async () => {
-        const page = await q.accountHistory(accountId, { pageSize, pageToken });
-        return {
-          entries: page.entries.map((e) => ({
-            settlementId: e.settlementId,
-            region: e.replica,
-            grantedDelta: e.grantedDelta,
-            debitedDelta: e.debitedDelta,
-            balanceAfter: e.balanceAfter,
-            recordedAtMs: BigInt(e.recordedAtMs),
-          })),
-          nextPageToken: page.nextPageToken,
-        };
-      }),
-    lastSettlement: () =>
-      guarded(async () => {
-        const last = await q.lastSettlement();
-        return last === undefined ? undefined : toWire(last);
-      }),
+    settle: async () => {
+      const result = await settler.settle(await source());
+      return {
+        settlement: result.skipped || result.settlement === undefined ? undefined : toWire(result.settlement),
+        skipped: result.skipped,
+        unchanged: result.unchanged,
+      };
+    },
+    listSettlements: async (pageSize, pageToken) => {
+      const page = await q.listSettlements({ pageSize, pageToken });
+      return { settlements: page.settlements.map(toWire), nextPageToken: page.nextPageToken };
+    },
+    listOverspends: async (filter) => {
+      const page = await q.listOverspends({
+        accountId: filter.accountId,
+        sinceMs: filter.sinceMs,
+        untilMs: filter.untilMs,
+        pageSize: filter.pageSize,
+        pageToken: filter.pageToken,
+      });
+      return {
+        overspends: page.overspends.map((o) => ({
+          accountId: o.accountId,
+          amount: o.amount,
+          regions: o.replicas,
+          mode: o.mode === 2 ? PolicyMode.POLICY_MODE_OVERDRAFT : PolicyMode.POLICY_MODE_STRICT,
+          settlementId: o.settlementId,
+          recordedAtMs: BigInt(o.recordedAtMs),
+        })),
+        nextPageToken: page.nextPageToken,
+      };
+    },
+    accountHistory: async (accountId, pageSize, pageToken) => {
+      const page = await q.accountHistory(accountId, { pageSize, pageToken });
+      return {
+        entries: page.entries.map((e) => ({
+          settlementId: e.settlementId,
+          region: e.replica,
+          grantedDelta: e.grantedDelta,
+          debitedDelta: e.debitedDelta,
+          balanceAfter: e.balanceAfter,
+          recordedAtMs: BigInt(e.recordedAtMs),
+        })),
+        nextPageToken: page.nextPageToken,
+      };
+    },
+    lastSettlement: async () => {
+      const last = await q.lastSettlement();
+      return last === undefined ? undefined : toWire(last);
+    },
     settledBalance: async (accountId) => {
       const settled = await q.settledBalance(accountId);
       return settled.settlementId === undefined ? undefined : { balance: settled.balance, settlementId: settled.settlementId };

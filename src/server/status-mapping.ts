@@ -32,16 +32,6 @@ export class NotConfiguredError extends Error {
   override readonly name = "NotConfiguredError";
 }
 
-/** A named thing does not exist (region, settlement). */
-export class NotFoundError extends Error {
-  override readonly name = "NotFoundError";
-}
-
-/** A dependency is unreachable (Postgres). */
-export class DependencyUnavailableError extends Error {
-  override readonly name = "DependencyUnavailableError";
-}
-
 export function toStatus(error: unknown): Partial<ServiceError> {
   const build = (code: status, details: string): Partial<ServiceError> => ({ code, details, metadata: new Metadata() });
   if (error instanceof InvalidArgumentError) return build(status.INVALID_ARGUMENT, error.message);
@@ -50,9 +40,7 @@ export function toStatus(error: unknown): Partial<ServiceError> {
   if (error instanceof LimitExceededError) return build(status.RESOURCE_EXHAUSTED, error.message);
   if (error instanceof TransferRefusedError) return build(status.FAILED_PRECONDITION, error.message);
   if (error instanceof UnknownReplicaError) return build(status.NOT_FOUND, error.message);
-  if (error instanceof NotFoundError) return build(status.NOT_FOUND, error.message);
   if (error instanceof NodeUnavailableError) return build(status.UNAVAILABLE, error.message);
-  if (error instanceof DependencyUnavailableError) return build(status.UNAVAILABLE, error.message);
   if (error instanceof DeadlineExpiredError) return build(status.DEADLINE_EXCEEDED, error.message);
   if (error instanceof SettlementUnavailableError) return build(status.UNAVAILABLE, error.message);
   if (error instanceof SettlementConflictError) return build(status.UNAVAILABLE, `${error.message}; retry`);
