@@ -32,6 +32,8 @@ export class ProxyHost {
   async start(proxies: readonly ProxySpec[]): Promise<void> {
     const child = fork(__filename, ["--proxy-host"], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
     this.child = child;
+    // A closed channel (the host already exited, e.g. on Ctrl-C) is handled by stop().
+    child.on("error", () => undefined);
     child.on("message", (message: Reply) => {
       const waiter = this.pending.get(message.id);
       this.pending.delete(message.id);
@@ -61,9 +63,10 @@ export class ProxyHost {
   async stop(): Promise<void> {
     const child = this.child;
     this.child = undefined;
-    if (child === undefined || child.exitCode !== null) return;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    child.send({ id: this.nextId++, command: { op: "stop" } });
+    if (child.connected) child.send({ id: this.nextId++, command: { op: "stop" } });
+    else child.kill("SIGTERM");
     const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
     await exited;
     clearTimeout(timer);
@@ -117,6 +120,8 @@ function serve(): void {
   });
   // The parent is gone: nothing left to serve.
   process.on("disconnect", () => process.exit(0));
+  // Ctrl-C reaches the whole process group; the parent decides when proxies stop.
+  process.on("SIGINT", () => undefined);
 }
 
 if (require.main === module && process.argv.includes("--proxy-host")) serve();
