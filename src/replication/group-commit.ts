@@ -29,9 +29,6 @@ export class GroupCommitter {
   private publishing = false;
   private scheduled = false;
   private stopped = false;
-  /** Number of publishes and slots, for metrics. */
-  publishes = 0;
-  lastBatchSlots = 0;
 
   constructor(
     private readonly publish: BatchPublisher,
@@ -113,8 +110,6 @@ export class GroupCommitter {
             await new Promise((r) => setTimeout(r, this.options.retryDelayMs));
           }
         }
-        this.publishes++;
-        this.lastBatchSlots = batch.slots.length;
         for (const waiter of waiters) waiter.resolve();
       }
     } finally {

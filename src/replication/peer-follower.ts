@@ -29,12 +29,9 @@ export class PeerFollower {
   /** undefined until a digest was compared. */
   converged: boolean | undefined;
   divergences = 0;
-  lastDigest = "";
   private suspectSequence = -1;
   private recovering = false;
   private watchdog: NodeJS.Timeout | undefined;
-  /** Times the consumer was recreated (stalls, closed consumers). */
-  restarts = 0;
   /** The writer's own report of how far it applied this node's stream (from its status). */
   appliedOfOurs: number | undefined;
   private messages: ConsumerMessages | undefined;
@@ -102,7 +99,6 @@ export class PeerFollower {
 
   private restart(reason: string): void {
     this.events.onError(new Error(`following ${this.replica} again: ${reason}`));
-    this.restarts++;
     const messages = this.messages;
     this.messages = undefined;
     messages?.stop();
@@ -194,7 +190,6 @@ export class PeerFollower {
 
   private compareDigest(sequence: number, published: string): void {
     const local = this.localDigest();
-    this.lastDigest = local;
     if (local === published) {
       this.converged = true;
       this.suspectSequence = -1;
