@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, createWriteStream } from "node:fs";
 import { join, resolve } from "node:path";
 import { natsServerBinary } from "./binaries";
+import { stopChild } from "./stop-child";
 import { waitForPort } from "./wait-for-port";
 
 export const DEPLOY_NATS_DIR = resolve(__dirname, "..", "..", "..", "deploy", "nats");
@@ -83,14 +84,7 @@ export class NatsProcess {
   private async signal(signal: NodeJS.Signals): Promise<void> {
     const child = this.child;
     this.child = undefined;
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    await new Promise<void>((resolveExit) => {
-      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-      child.once("exit", () => {
-        clearTimeout(timer);
-        resolveExit();
-      });
-      child.kill(signal);
-    });
+    await stopChild(child, signal, 10_000);
   }
+
 }

@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
+import { stopChild } from "./stop-child";
 
 export const CLI_ENTRY = resolve(__dirname, "..", "cli", "main.js");
 
@@ -96,14 +97,7 @@ export class NodeProcess {
   private async signal(signal: NodeJS.Signals): Promise<void> {
     const child = this.child;
     this.child = undefined;
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    await new Promise<void>((resolveExit) => {
-      const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
-      child.once("exit", () => {
-        clearTimeout(timer);
-        resolveExit();
-      });
-      child.kill(signal);
-    });
+    await stopChild(child, signal, 15_000);
   }
+
 }

@@ -5,10 +5,11 @@
 import { expect } from "chai";
 import { execFile } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { runNode, type RunningNode } from "../../src/app/run-node";
 import { jsonLogger } from "../../src/node/logger";
 import { tempDir, useStandaloneNats } from "../support/nats";
+import { repoRoot } from "../support/repo-root";
 
 /** Debian's interpreter: python3-grpcio and python3-grpc-tools install for it, not for a pyenv one. */
 const PYTHON = process.env.TALLY_TEST_PYTHON ?? "/usr/bin/python3";
@@ -49,16 +50,6 @@ interface Summary {
     readonly batch_outcomes: readonly string[];
     readonly watch_balances: readonly string[];
   };
-}
-
-function repoRoot(): string {
-  let dir = __dirname;
-  while (!existsSync(join(dir, "package.json"))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error(`no package.json above ${__dirname}`);
-    dir = parent;
-  }
-  return dir;
 }
 
 /** Runs a process to completion; never rejects on a non-zero exit (the caller asserts). */

@@ -8,16 +8,7 @@ import { expect } from "chai";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, posix, resolve } from "node:path";
 import { parse, parseAllDocuments } from "yaml";
-
-function repoRoot(): string {
-  let dir = __dirname;
-  while (!existsSync(join(dir, "package.json"))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error(`no package.json above ${__dirname}`);
-    dir = parent;
-  }
-  return dir;
-}
+import { repoRoot } from "../support/repo-root";
 
 const ROOT = repoRoot();
 const REGION_CONF = "deploy/nats/region.conf";
