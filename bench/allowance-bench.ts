@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { LocalCluster } from "../src/devcluster/local-cluster";
 import { BalancesClient, DebitOutcome, type DebitResponse } from "../src/generated/tally/v1/balances";
 import { closedLoop } from "./load";
-import { progress, summarize, type LatencySummary } from "./stats";
+import { histogramBuckets, progress, quantileBetween, summarize, type LatencySummary } from "./stats";
 
 export interface AllowanceBenchResult {
   readonly debits: number;
@@ -32,28 +32,6 @@ const debit = (client: BalancesClient, accountId: string, amount: bigint, reques
   new Promise((resolve, reject) =>
     client.debit({ accountId, amount, requestId, maxWaitMs }, (e, r) => (e ? reject(e) : resolve(r))),
   );
-
-/** Cumulative bucket counts of a histogram summed over every node's /metrics. */
-function histogram(texts: readonly string[], name: string): Map<number, number> {
-  const buckets = new Map<number, number>();
-  for (const text of texts) {
-    for (const line of text.split("\n")) {
-      const bucket = new RegExp(`^${name}_bucket\\{.*le="([^"]+)".*\\} (\\d+)`).exec(line);
-      if (bucket === null) continue;
-      const le = bucket[1] === "+Inf" ? Number.POSITIVE_INFINITY : Number(bucket[1]);
-      buckets.set(le, (buckets.get(le) ?? 0) + Number(bucket[2]));
-    }
-  }
-  return buckets;
-}
-
-/** Count and p99 (upper bound of the bucket holding it, seconds) of what was observed between two scrapes. */
-function p99Between(before: Map<number, number>, after: Map<number, number>): { count: number; p99: number } {
-  const ordered = [...after.entries()].map(([le, c]) => [le, c - (before.get(le) ?? 0)] as const).sort((a, b) => a[0] - b[0]);
-  const count = ordered[ordered.length - 1]?.[1] ?? 0;
-  const hit = ordered.find(([, cumulative]) => cumulative >= 0.99 * count);
-  return { count, p99: count === 0 ? 0 : (hit?.[0] ?? Number.POSITIVE_INFINITY) };
-}
 
 function counterSum(texts: readonly string[], name: string, labelFilter = ""): number {
   let sum = 0;
@@ -93,7 +71,7 @@ export async function runAllowanceBench(options: { calls: number; accounts: numb
       await closedLoop(options.accounts * 3, 8, (i) => debit(client, `skew-${i % options.accounts}`, 1n, `warm-${r}-${i}`, 1_000));
     }
     const before = await scrape();
-    const coldWait = p99Between(histogram(cold, "tally_rights_wait_seconds"), histogram(before, "tally_rights_wait_seconds"));
+    const coldWait = quantileBetween(histogramBuckets(cold, "tally_rights_wait_seconds"), histogramBuckets(before, "tally_rights_wait_seconds"), 0.99);
     progress(`allowances: skewed load, ${options.calls} debits (80% west, 15% central, 5% east), max wait 200 ms`);
     const outcomes: DebitOutcome[] = [];
     const share = [
@@ -112,7 +90,7 @@ export async function runAllowanceBench(options: { calls: number; accounts: numb
     const latencyByRegion: Record<string, LatencySummary> = {};
     share.forEach((s, i) => (latencyByRegion[s.region] = summarize(runs[i]!.latenciesNs, runs[i]!.seconds)));
     const metrics = await scrape();
-    const wait = p99Between(histogram(before, "tally_rights_wait_seconds"), histogram(metrics, "tally_rights_wait_seconds"));
+    const wait = quantileBetween(histogramBuckets(before, "tally_rights_wait_seconds"), histogramBuckets(metrics, "tally_rights_wait_seconds"), 0.99);
     const falseRejections = outcomes.filter((o) => o === DebitOutcome.DEBIT_OUTCOME_INSUFFICIENT_CREDIT).length;
 
     progress("allowances: low-balance endgame, 3,000 credits, every region spending 1 at a time");
@@ -149,9 +127,9 @@ export async function runAllowanceBench(options: { calls: number; accounts: numb
       falseRejections,
       falseRejectionRate: falseRejections / Math.max(1, outcomes.length),
       rightsWaits: wait.count,
-      rightsWaitP99Ms: wait.p99 * 1000,
+      rightsWaitP99Ms: wait.upperBoundSeconds * 1000,
       coldRightsWaits: coldWait.count,
-      coldRightsWaitP99Ms: coldWait.p99 * 1000,
+      coldRightsWaitP99Ms: coldWait.upperBoundSeconds * 1000,
       rightsTransfers: counterSum(metrics, "tally_rights_transfers_total", 'direction="out"') - counterSum(before, "tally_rights_transfers_total", 'direction="out"'),
       latencyByRegion,
       endgame: { granted: 3_000, spent: spentPerRegion.reduce((s, x) => s + x, 0), finalBalance: finalBalance.toString(), seconds },

@@ -36,3 +36,29 @@ export function fmt(value: number, digits = 2): string {
 export function progress(message: string): void {
   process.stderr.write(`[bench] ${message}\n`);
 }
+
+/** Cumulative bucket counts (le -> count) of a Prometheus histogram, summed over several /metrics texts. */
+export function histogramBuckets(texts: readonly string[], name: string): Map<number, number> {
+  const pattern = new RegExp(`^${name}_bucket\\{(?:.*,)?le="([^"]+)".*\\} (\\d+)`);
+  const buckets = new Map<number, number>();
+  for (const text of texts) {
+    for (const line of text.split("\n")) {
+      const bucket = pattern.exec(line);
+      if (bucket === null) continue;
+      const le = bucket[1] === "+Inf" ? Number.POSITIVE_INFINITY : Number(bucket[1]);
+      buckets.set(le, (buckets.get(le) ?? 0) + Number(bucket[2]));
+    }
+  }
+  return buckets;
+}
+
+/**
+ * Count observed between two scrapes and the upper bound (seconds) of the
+ * bucket holding quantile `q` of them; 0 when nothing was observed.
+ */
+export function quantileBetween(before: Map<number, number>, after: Map<number, number>, q: number): { count: number; upperBoundSeconds: number } {
+  const ordered = [...after.entries()].map(([le, c]) => [le, c - (before.get(le) ?? 0)] as const).sort((a, b) => a[0] - b[0]);
+  const count = ordered[ordered.length - 1]?.[1] ?? 0;
+  const hit = ordered.find(([, cumulative]) => cumulative >= q * count);
+  return { count, upperBoundSeconds: count === 0 ? 0 : (hit?.[0] ?? Number.POSITIVE_INFINITY) };
+}

@@ -28,7 +28,7 @@ import {
 } from "../src/generated/tally/v1/balances";
 import { closedLoop } from "./load";
 import { runPostgresLedgerBench } from "./postgres-ledger-bench";
-import { fmt, progress, summarize, table, type LatencySummary } from "./stats";
+import { fmt, histogramBuckets, progress, quantileBetween, summarize, table, type LatencySummary } from "./stats";
 
 export interface WanBenchOptions {
   readonly calls: number;
@@ -86,18 +86,6 @@ interface TallyLocal {
   readonly commitP99Ms: number;
 }
 
-/** p50/p99 upper bucket bounds (ms) of a histogram in one /metrics text. */
-function quantilesMs(text: string, name: string): [number, number] {
-  const buckets: Array<[number, number]> = [];
-  for (const line of text.split("\n")) {
-    const m = new RegExp(`^${name}_bucket\\{le="([^"]+)"[^}]*\\} (\\d+)`).exec(line);
-    if (m !== null) buckets.push([m[1] === "+Inf" ? Number.POSITIVE_INFINITY : Number(m[1]), Number(m[2])]);
-  }
-  const total = buckets[buckets.length - 1]?.[1] ?? 0;
-  const at = (q: number): number => (buckets.find(([, c]) => c >= q * total)?.[0] ?? 0) * 1000;
-  return [at(0.5), at(0.99)];
-}
-
 async function measureTallyLocal(calls: number, concurrency: number, delayMs: number, accounts: number): Promise<TallyLocal> {
   const dir = mkdtempSync(join(tmpdir(), "tally-wan-bench-"));
   let cluster: LocalCluster | undefined;
@@ -137,7 +125,10 @@ async function measureTallyLocal(calls: number, concurrency: number, delayMs: nu
     const run = await closedLoop(calls, concurrency, debit);
     progress(`wan: Tally Debit at east, ${Math.min(1000, calls)} calls one at a time`);
     const serial = await closedLoop(Math.min(1000, calls), 1, debit);
-    const [commitP50Ms, commitP99Ms] = quantilesMs(await (await fetch(east.metricsUrl)).text(), "tally_commit_duration_seconds");
+    const commits = histogramBuckets([await (await fetch(east.metricsUrl)).text()], "tally_commit_duration_seconds");
+    const none = new Map<number, number>();
+    const commitP50Ms = quantileBetween(none, commits, 0.5).upperBoundSeconds * 1000;
+    const commitP99Ms = quantileBetween(none, commits, 0.99).upperBoundSeconds * 1000;
     return { tallyLocal: summarize(run.latenciesNs, run.seconds), tallyLocalSerial: summarize(serial.latenciesNs, serial.seconds), commitP50Ms, commitP99Ms };
   } finally {
     balances?.close();

@@ -4,6 +4,7 @@
 
 import { parseArgs } from "node:util";
 import type { ClusterStatusResponse } from "../generated/tally/v1/admin";
+import { convergedEverywhere } from "./convergence";
 import { adminClient, call, nodeAddresses } from "./node-clients";
 
 export const STATUS_HELP = `tally status - convergence and settlement at a glance
@@ -54,17 +55,6 @@ export function renderStatus(statuses: ReadonlyArray<{ address: string; status?:
     "",
     agree ? "CONVERGED: every node holds every region's row at the same sequence and digest." : "NOT CONVERGED (yet): compare applied/digest columns per region view.",
   ].join("\n");
-}
-
-function convergedEverywhere(statuses: readonly ClusterStatusResponse[]): boolean {
-  const first = statuses[0];
-  if (first === undefined) return false;
-  return first.peers.every((peer) =>
-    statuses.every((s) => {
-      const view = s.peers.find((p) => p.region === peer.region);
-      return view !== undefined && view.appliedSequence === peer.appliedSequence && view.digest === peer.digest && view.pending === 0n;
-    }),
-  );
 }
 
 export async function statusCommand(argv: string[]): Promise<void> {

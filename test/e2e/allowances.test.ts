@@ -24,10 +24,7 @@ describe("allowances - escrow rights across three regions", function () {
     await cluster?.stop();
   });
 
-  const grant = (region: string, accountId: string, amount: bigint, requestId: string) => {
-    const c = cluster.region(region).clients;
-    return unary(c.balances, c.balances.grant, { accountId, amount, requestId });
-  };
+  const grant = (region: string, accountId: string, amount: bigint, requestId: string) => cluster.grant(region, accountId, amount, requestId);
   const setPolicy = (region: string, accountId: string, mode: PolicyMode, overdraftLimit: bigint) => {
     const c = cluster.region(region).clients;
     return unary(c.admin, c.admin.setAccountPolicy, { accountId, policy: { mode, overdraftLimit, lowWaterMark: 0n } });

@@ -21,10 +21,7 @@ describe("replication - three regions over a NATS supercluster", function () {
     await cluster?.stop();
   });
 
-  const grant = (region: string, accountId: string, amount: bigint, requestId: string) => {
-    const c = cluster.region(region).clients;
-    return unary(c.balances, c.balances.grant, { accountId, amount, requestId });
-  };
+  const grant = (region: string, accountId: string, amount: bigint, requestId: string) => cluster.grant(region, accountId, amount, requestId);
 
   /** Debited totals per region for an account, read at `region`. */
   const debitedAt = async (region: string, accountId: string): Promise<Map<string, bigint>> => {

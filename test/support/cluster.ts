@@ -7,7 +7,8 @@ import { LocalCluster } from "../../src/devcluster/local-cluster";
 import { REGIONS, type NatsSupercluster } from "../../src/devcluster/nats-supercluster";
 import type { NodeProcess } from "../../src/devcluster/node-process";
 import type { ClusterStatusResponse } from "../../src/generated/tally/v1/admin";
-import type { GetBalanceResponse } from "../../src/generated/tally/v1/balances";
+import type { GetBalanceResponse, GrantResponse } from "../../src/generated/tally/v1/balances";
+import { convergedEverywhere } from "../../src/cli/convergence";
 import { clients, unary, type Clients } from "./grpc-clients";
 import { tempDir } from "./nats";
 
@@ -52,6 +53,11 @@ export class TestCluster {
     region.clients = clients(region.node.grpcAddress);
   }
 
+  grant(name: string, accountId: string, amount: bigint, requestId: string): Promise<GrantResponse> {
+    const c = this.region(name).clients;
+    return unary(c.balances, c.balances.grant, { accountId, amount, requestId });
+  }
+
   balance(name: string, accountId: string): Promise<GetBalanceResponse> {
     const c = this.region(name).clients;
     return unary(c.balances, c.balances.getBalance, { accountId });
@@ -73,14 +79,8 @@ export class TestCluster {
     for (;;) {
       const statuses = await Promise.all(this.regions.map((r) => this.status(r.name).catch(() => undefined)));
       if (statuses.every((s) => s !== undefined)) {
-        const views = statuses.map((s) => new Map(s.peers.map((p) => [p.region, p])));
-        const agree = REGIONS.every((writer) => {
-          const own = views.map((v) => v.get(writer));
-          const first = own[0];
-          return own.every(
-            (p) => p !== undefined && first !== undefined && p.appliedSequence === first.appliedSequence && p.digest === first.digest && p.pending === 0n,
-          );
-        });
+        const all = statuses.filter((s): s is ClusterStatusResponse => s !== undefined);
+        const agree = all.every((s) => s.peers.length === REGIONS.length) && convergedEverywhere(all);
         last = JSON.stringify(statuses.map((s) => s.peers.map((p) => [p.region, String(p.appliedSequence), p.digest, String(p.pending)])));
         if (agree) break;
       }
