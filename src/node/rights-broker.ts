@@ -108,9 +108,15 @@ export class RightsBroker {
    * Asks peers for `deficit` rights; resolves when this region's rights grew
    * by it, every asked peer answered, or the deadline passed.
    */
+  /**
+   * One round of asking: joins the account's request in flight or starts one,
+   * and resolves when this caller's `deficit` is covered, the request ends, or
+   * the deadline passes. The debit path decides whether to ask again.
+   */
   async acquire(accountId: string, deficit: bigint, deadlineMs: number): Promise<void> {
     const state = this.node.state;
     const target = state.rights(accountId) + deficit;
+    if (this.stopped || deficit <= 0n || this.now() >= deadlineMs) return;
     // A waiting debit resolves as soon as its own need is covered (any merge
     // that raises this region's rights notifies the account's watchers), not
     // when the whole batched request finishes.
@@ -125,19 +131,15 @@ export class RightsBroker {
       true,
     );
     try {
-      while (!this.stopped && this.now() < deadlineMs && state.rights(accountId) < target) {
-        const missing = target - state.rights(accountId);
-        const existing = this.acquiring.get(accountId);
-        // Ask for what demand says this region should hold, not just this debit's gap,
-        // so the next debits do not wait (AntidoteDB batches requests the same way).
-        const wanted = proactiveNeed(state.rights(accountId), state.balance(accountId), state.replicas.size, this.demand.share(accountId, state.self));
-        const amount = wanted > missing ? wanted : missing;
-        const asking = existing !== undefined && existing.needed >= missing ? existing.done : this.startAsk(accountId, amount, deadlineMs);
-        const before = state.rights(accountId);
-        await this.raceDeadline(Promise.race([asking, covered]), deadlineMs);
-        // Peers had nothing more to give: stop asking; the caller decides (reject or overdraft).
-        if (state.rights(accountId) <= before && this.acquiring.get(accountId) === undefined) break;
-      }
+      const existing = this.acquiring.get(accountId);
+      // Ask for what demand says this region should hold, not just this debit's gap,
+      // so the next debits do not wait (AntidoteDB batches requests the same way).
+      const wanted = proactiveNeed(state.rights(accountId), state.balance(accountId), state.replicas.size, this.demand.share(accountId, state.self));
+      const asking =
+        existing !== undefined && existing.needed >= deficit
+          ? existing.done
+          : this.startAsk(accountId, wanted > deficit ? wanted : deficit, deadlineMs);
+      await this.raceDeadline(Promise.race([asking, covered]), deadlineMs);
     } finally {
       unwatch();
     }
