@@ -109,4 +109,56 @@ CREATE TRIGGER settlements_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON se
   FOR EACH STATEMENT EXECUTE FUNCTION tally_append_only();
 `,
   },
+  {
+    version: 3,
+    name: "ledger_row_per_account",
+    sql: `
+-- The ledger as one row per (settlement, account) with per-replica delta arrays,
+-- laid out like settled_accounts: a settlement appends a third of the rows and
+-- index entries it did with one row per (account, replica), which was half of
+-- a full settlement's cost. The per-replica entries stay readable as the view
+-- "ledger", with the same columns as before.
+CREATE TABLE account_ledger (
+  settlement_id bigint NOT NULL,
+  account_id    text COLLATE "C" NOT NULL,
+  -- element p is the replica at settled_replicas.position p; 0 = unchanged
+  granted_delta numeric[] NOT NULL CHECK (0 <= ALL (granted_delta)),
+  debited_delta numeric[] NOT NULL CHECK (0 <= ALL (debited_delta)),
+  balance_after numeric(30,0) NOT NULL,
+  -- one row per (settlement, account); account first so it also serves an
+  -- account's history, newest first
+  CONSTRAINT account_ledger_once UNIQUE (account_id, settlement_id)
+);
+CREATE TRIGGER account_ledger_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON account_ledger
+  FOR EACH STATEMENT EXECUTE FUNCTION tally_append_only();
+
+-- Carry the existing entries over (positions are dense: 1..count of replicas).
+INSERT INTO account_ledger (settlement_id, account_id, granted_delta, debited_delta, balance_after)
+SELECT k.settlement_id, k.account_id,
+       ARRAY(SELECT COALESCE(l.granted_delta, 0) FROM settled_replicas r
+             LEFT JOIN ledger l ON (l.settlement_id, l.account_id, l.replica) = (k.settlement_id, k.account_id, r.replica)
+             ORDER BY r.position)::numeric[],
+       ARRAY(SELECT COALESCE(l.debited_delta, 0) FROM settled_replicas r
+             LEFT JOIN ledger l ON (l.settlement_id, l.account_id, l.replica) = (k.settlement_id, k.account_id, r.replica)
+             ORDER BY r.position)::numeric[],
+       k.balance_after
+FROM (SELECT DISTINCT settlement_id, account_id, balance_after FROM ledger) k;
+
+DROP TABLE ledger;
+
+-- What changed per account and replica in each settlement (replicas that did not change are left out).
+CREATE VIEW ledger AS
+SELECT l.settlement_id, l.account_id, r.replica,
+       l.granted_delta[r.position] AS granted_delta,
+       l.debited_delta[r.position] AS debited_delta,
+       l.balance_after
+FROM account_ledger l
+CROSS JOIN settled_replicas r
+WHERE l.granted_delta[r.position] <> 0 OR l.debited_delta[r.position] <> 0;
+
+-- The view refuses changes with the same error as the tables.
+CREATE TRIGGER ledger_append_only INSTEAD OF UPDATE OR DELETE ON ledger
+  FOR EACH ROW EXECUTE FUNCTION tally_append_only();
+`,
+  },
 ];

@@ -1,7 +1,7 @@
 // The SQL of one settlement. Each batch of accounts (arrays bound as
 // parameters, expanded with unnest) is settled by ONE set-based statement:
 // diff against the settled counters, write the changed accounts' new counters,
-// append ledger entries, record overspends. All batches and the final
+// append ledger rows, record overspends. All batches and the final
 // settlement row share one transaction, so a crash leaves nothing behind.
 
 /** A replica and its 1-based position in the settled_accounts arrays. */
@@ -45,13 +45,6 @@ export function settleBatchSql(layout: ReplicaLayout): string {
   const differs: string[] = [];
   const regressed: string[] = [];
   const slotChanged: string[] = [];
-  // The value of slot k.i of a changed account, for the ledger's one-row-per-replica expansion.
-  const pick = (column: (i: number) => string): string =>
-    `CASE k.i ${layout.input.map((_, i) => `WHEN ${i} THEN ${column(i)}`).join(" ")} END`;
-  // Slots in replica-name order, so an account's ledger rows arrive in index key order.
-  const slotOrder = layout.input
-    .map((r, i) => ({ name: r.name, i }))
-    .sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
   layout.input.forEach((replica, i) => {
     const p = 6 + 3 * i;
     unnestArgs.push(`$${p}::numeric[]`, `$${p + 1}::numeric[]`, `$${p + 2}::bool[]`);
@@ -61,7 +54,6 @@ export function settleBatchSql(layout: ReplicaLayout): string {
     regressed.push(`WHEN o.g${i} < o.og${i} OR o.d${i} < o.od${i} THEN ${name(i)}`);
     slotChanged.push(`(o.g${i} <> o.og${i} OR o.d${i} <> o.od${i})::int`);
   });
-  const slots = () => slotOrder.map(({ i }) => `(${i})`).join(", ");
   // Columns carried past the diff (only what the writers read: rows are copied).
   const kept = [
     "o.a",
@@ -76,14 +68,15 @@ export function settleBatchSql(layout: ReplicaLayout): string {
   // New arrays: input replicas take the input value, the others keep theirs.
   const width = Math.max(...layout.input.map((r) => r.position), ...layout.extra.map((r) => r.position));
   const inputAt = new Map(layout.input.map((r, i) => [r.position, i]));
-  const newArray = (kind: "g" | "d"): string => {
+  const byPosition = (element: (position: number, input: number | undefined) => string): string => {
     const elements: string[] = [];
-    for (let p = 1; p <= width; p++) {
-      const i = inputAt.get(p);
-      elements.push(i !== undefined ? `c.${kind}${i}` : `COALESCE(c.o${kind}[${p}], 0)`);
-    }
+    for (let p = 1; p <= width; p++) elements.push(element(p, inputAt.get(p)));
     return `ARRAY[${elements.join(", ")}]::numeric[]`;
   };
+  const newArray = (kind: "g" | "d"): string =>
+    byPosition((p, i) => (i !== undefined ? `c.${kind}${i}` : `COALESCE(c.o${kind}[${p}], 0)`));
+  // Ledger deltas: replicas absent from the input did not change.
+  const deltaArray = (kind: "g" | "d"): string => byPosition((_, i) => (i !== undefined ? `c.${kind}${i} - c.o${kind}${i}` : "0"));
 
   // Blamed replicas, by name: those whose rights went below zero, else those with debits.
   const byName = [
@@ -136,18 +129,12 @@ updated_accounts AS (
   ON CONFLICT (account_id) DO UPDATE
     SET granted = excluded.granted, debited = excluded.debited, settlement_id = excluded.settlement_id
 ),
--- One ledger row per changed (account, replica); a constant slot list crossed
--- with the accounts (a lateral VALUES would rebuild its expressions per account).
+-- One ledger row per changed account, its per-replica deltas in position order.
 entries AS (
-  INSERT INTO ledger (settlement_id, account_id, replica, granted_delta, debited_delta, balance_after)
-  SELECT $1::int8, v.a, v.r, v.g - v.og, v.d - v.od, v.balance
-  FROM (
-    SELECT c.a, c.balance, ${pick(name)} AS r, ${pick((i) => `c.g${i}`)} AS g, ${pick((i) => `c.og${i}`)} AS og,
-           ${pick((i) => `c.d${i}`)} AS d, ${pick((i) => `c.od${i}`)} AS od
-    FROM changed c CROSS JOIN (VALUES ${slots()}) AS k(i)
-    WHERE c.regressed IS NULL
-  ) v
-  WHERE v.g <> v.og OR v.d <> v.od
+  INSERT INTO account_ledger (settlement_id, account_id, granted_delta, debited_delta, balance_after)
+  SELECT $1::int8, c.a, ${deltaArray("g")}, ${deltaArray("d")}, c.balance
+  FROM changed c
+  WHERE c.regressed IS NULL
 ),
 -- Overspend wherever settled Σ debits > Σ credits, with the exact amount.
 overspent AS (

@@ -88,4 +88,32 @@ describe("settlement migrations", function () {
     const ahead = await migrate(pool, []);
     expect(ahead).to.deep.equal({ applied: [], unknown: [1] });
   });
+
+  it("settlement migrations - ledger entries written before version 3 read the same afterwards", async () => {
+    const pool = await freshPool();
+    await migrate(pool, MIGRATIONS.filter((m) => m.version < 3));
+    await pool.query(`
+      INSERT INTO settlements (id, started_at, finished_at, cut, accounts_changed, ledger_entries, overspend_total, strict_violations)
+      VALUES (1, now(), now(), '{"ap": 1, "eu": 1, "us": 1}', 2, 3, 0, 0),
+             (2, now(), now(), '{"ap": 2, "eu": 2, "us": 2}', 1, 1, 0, 0);
+      INSERT INTO settled_replicas (replica, position, first_settlement_id) VALUES ('us', 1, 1), ('eu', 2, 1), ('ap', 3, 1);
+      INSERT INTO ledger (settlement_id, account_id, replica, granted_delta, debited_delta, balance_after) VALUES
+        (1, 'a', 'us', 18446744073709551615, 0, 18446744073709551610),
+        (1, 'a', 'ap', 0, 5, 18446744073709551610),
+        (1, 'b', 'eu', 7, 0, 7),
+        (2, 'a', 'eu', 0, 3, 18446744073709551607);`);
+    const read = async (): Promise<string[]> =>
+      (
+        await pool.query<{ entry: string }>(
+          `SELECT concat_ws(' ', settlement_id, account_id, replica, granted_delta, debited_delta, balance_after) AS entry
+           FROM ledger ORDER BY settlement_id, account_id, replica`,
+        )
+      ).rows.map((r) => r.entry);
+    const before = await read();
+    expect(before).to.have.length(4);
+    expect((await migrate(pool)).applied).to.deep.equal(MIGRATIONS.filter((m) => m.version >= 3).map((m) => m.version));
+    expect(await read()).to.deep.equal(before);
+    const { rows } = await pool.query<{ rows: string }>("SELECT count(*)::text AS rows FROM account_ledger");
+    expect(rows[0]?.rows).to.equal("3"); // one row per (settlement, account)
+  });
 });

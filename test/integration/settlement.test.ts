@@ -279,7 +279,9 @@ describe("settlement", function () {
     const attempts = [
       "UPDATE ledger SET granted_delta = 0",
       "DELETE FROM ledger",
-      "TRUNCATE ledger",
+      "UPDATE account_ledger SET balance_after = 0",
+      "DELETE FROM account_ledger",
+      "TRUNCATE account_ledger",
       "UPDATE overspends SET amount = 1000",
       "DELETE FROM overspends",
       "DELETE FROM settlements",
