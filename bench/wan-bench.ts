@@ -11,7 +11,7 @@
 // share the machine.
 // Run: node dist/bench/wan-bench.js [calls] [concurrency] [delayMs]
 
-import { credentials, type ServiceError } from "@grpc/grpc-js";
+import { credentials, makeGenericClientConstructor, type Client, type ServiceError } from "@grpc/grpc-js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,6 +26,7 @@ import {
   type GrantRequest,
   type GrantResponse,
 } from "../src/generated/tally/v1/balances";
+import { NoopService } from "../src/server/noop-service";
 import { closedLoop } from "./load";
 import { runPostgresLedgerBench } from "./postgres-ledger-bench";
 import { fmt, histogramBuckets, progress, quantileBetween, summarize, table, type LatencySummary } from "./stats";
@@ -44,6 +45,9 @@ export interface WanBenchResult {
   readonly tallyLocal: LatencySummary;
   /** The same debits one at a time (concurrency 1). */
   readonly tallyLocalSerial: LatencySummary;
+  /** The no-op RPC on east's node, same client and concurrency: the gRPC floor under the same load. */
+  readonly noopLocal: LatencySummary;
+  readonly noopLocalSerial: LatencySummary;
   /** east's group-commit publish-to-ack time during the run (p50/p99 upper bucket bounds, ms). */
   readonly commitP50Ms: number;
   readonly commitP99Ms: number;
@@ -73,18 +77,17 @@ function debitCall(client: BalancesClient, request: DebitRequest): Promise<Debit
 export async function runWanBench(options: WanBenchOptions): Promise<WanBenchResult> {
   const { calls, concurrency, delayMs } = options;
   const accounts = options.accounts ?? 1000;
-  const { tallyLocal, tallyLocalSerial, commitP50Ms, commitP99Ms } = await measureTallyLocal(calls, concurrency, delayMs, accounts);
+  const local = await measureTallyLocal(calls, concurrency, delayMs, accounts);
   progress(`wan: centralized Postgres ledger through ${delayMs} ms one way`);
   const central = await runPostgresLedgerBench({ calls, concurrency, accounts, wanDelayMs: delayMs });
-  return { tallyLocal, tallyLocalSerial, commitP50Ms, commitP99Ms, centralLedger: central.spread, delayMs };
+  return { ...local, centralLedger: central.spread, delayMs };
 }
 
-interface TallyLocal {
-  readonly tallyLocal: LatencySummary;
-  readonly tallyLocalSerial: LatencySummary;
-  readonly commitP50Ms: number;
-  readonly commitP99Ms: number;
-}
+type TallyLocal = Omit<WanBenchResult, "centralLedger" | "delayMs">;
+
+type NoopClient = Client & {
+  debit(request: DebitRequest, callback: (error: ServiceError | null, response: DebitResponse) => void): void;
+};
 
 async function measureTallyLocal(calls: number, concurrency: number, delayMs: number, accounts: number): Promise<TallyLocal> {
   const dir = mkdtempSync(join(tmpdir(), "tally-wan-bench-"));
@@ -92,10 +95,13 @@ async function measureTallyLocal(calls: number, concurrency: number, delayMs: nu
   let balances: BalancesClient | undefined;
   try {
     progress(`wan: starting a 3-region cluster, ${delayMs} ms one way between regions`);
-    cluster = await LocalCluster.start({ dir, wanDelayMs: delayMs });
+    cluster = await LocalCluster.start({ dir, wanDelayMs: delayMs, extraArgs: ["--noop-service"] });
     const east = cluster.node("east");
     const client = new BalancesClient(east.grpcAddress, credentials.createInsecure());
     balances = client;
+    const Noop = makeGenericClientConstructor(NoopService, "Noop");
+    // Same channel as the debits, so both see the same connection.
+    const noopClient = new Noop(east.grpcAddress, credentials.createInsecure(), { channelOverride: client.getChannel() }) as unknown as NoopClient;
 
     progress(`wan: granting ${accounts} accounts at east`);
     const ids = Array.from({ length: accounts }, (_, k) => `wan-${k}`);
@@ -120,16 +126,30 @@ async function measureTallyLocal(calls: number, concurrency: number, delayMs: nu
       const response = await debitCall(client, request);
       if (response.outcome !== DebitOutcome.DEBIT_OUTCOME_APPROVED) throw new Error(`debit ${n} at east: outcome ${response.outcome}`);
     };
+    const noopRequest: DebitRequest = { accountId: "wan-0", amount: 1n, requestId: "noop", maxWaitMs: 0 };
+    const noop = (): Promise<void> =>
+      new Promise((resolve, reject) => noopClient.debit(noopRequest, (error) => (error ? reject(error) : resolve())));
     await closedLoop(Math.min(2000, calls), concurrency, debit); // warm-up
-    progress(`wan: Tally Debit at east, ${calls} calls, concurrency ${concurrency}`);
+    await closedLoop(Math.min(2000, calls), concurrency, noop);
+    progress(`wan: no-op RPC and Tally Debit at east, ${calls} calls each, concurrency ${concurrency}`);
+    const noopRun = await closedLoop(calls, concurrency, noop);
     const run = await closedLoop(calls, concurrency, debit);
-    progress(`wan: Tally Debit at east, ${Math.min(1000, calls)} calls one at a time`);
-    const serial = await closedLoop(Math.min(1000, calls), 1, debit);
+    const serialCalls = Math.min(1000, calls);
+    progress(`wan: no-op RPC and Tally Debit at east, ${serialCalls} calls each, one at a time`);
+    const noopSerial = await closedLoop(serialCalls, 1, noop);
+    const serial = await closedLoop(serialCalls, 1, debit);
     const commits = histogramBuckets([await (await fetch(east.metricsUrl)).text()], "tally_commit_duration_seconds");
     const none = new Map<number, number>();
     const commitP50Ms = quantileBetween(none, commits, 0.5).upperBoundSeconds * 1000;
     const commitP99Ms = quantileBetween(none, commits, 0.99).upperBoundSeconds * 1000;
-    return { tallyLocal: summarize(run.latenciesNs, run.seconds), tallyLocalSerial: summarize(serial.latenciesNs, serial.seconds), commitP50Ms, commitP99Ms };
+    return {
+      tallyLocal: summarize(run.latenciesNs, run.seconds),
+      tallyLocalSerial: summarize(serial.latenciesNs, serial.seconds),
+      noopLocal: summarize(noopRun.latenciesNs, noopRun.seconds),
+      noopLocalSerial: summarize(noopSerial.latenciesNs, noopSerial.seconds),
+      commitP50Ms,
+      commitP99Ms,
+    };
   } finally {
     balances?.close();
     await cluster?.stop();
@@ -143,7 +163,13 @@ export function wanTable(result: WanBenchResult): string {
   return [
     table(
       [`debit, ${result.delayMs} ms one way between regions`, "calls", "ops/s", "p50 ms", "p99 ms", "max ms"],
-      [row("Tally Debit at east (local rights)", result.tallyLocal), row("central Postgres ledger (spread) over WAN", result.centralLedger)],
+      [
+        row("no-op RPC at east (the gRPC floor)", result.noopLocal),
+        row("Tally Debit at east (local rights)", result.tallyLocal),
+        row("no-op RPC at east, one at a time", result.noopLocalSerial),
+        row("Tally Debit at east, one at a time", result.tallyLocalSerial),
+        row("central Postgres ledger (spread) over WAN", result.centralLedger),
+      ],
     ),
     `p99 ratio (central / Tally): ${fmt(ratio, 1)}x`,
   ].join("\n");
