@@ -3,7 +3,6 @@
 // Run: node dist/bench/settlement-bench.js [accounts] [--fast]
 // (--fast turns fsync and synchronous_commit off; the default is durable.)
 
-import * as fs from "node:fs";
 import * as os from "node:os";
 import { performance } from "node:perf_hooks";
 import { Pool } from "pg";
@@ -11,6 +10,7 @@ import { migrate } from "../src/settlement/migrate";
 import { Settler } from "../src/settlement/settler";
 import type { SettlementAccount, SettlementInput } from "../src/settlement/settlement-input";
 import { startPostgres } from "../test/support/postgres";
+import { processTreeCpuSeconds } from "./cpu";
 
 export interface SettlementBenchOptions {
   readonly accounts: number;
@@ -73,13 +73,13 @@ export async function runSettlementBench(opts: SettlementBenchOptions): Promise<
     const settler = new Settler({ pool });
     const phases: SettlementBenchPhase[] = [];
     const run = async (name: string, input: SettlementInput): Promise<void> => {
-      const pgCpuBefore = postgresCpuSeconds(server.pid);
+      const pgCpuBefore = processTreeCpuSeconds(server.pid);
       const cpuBefore = process.cpuUsage();
       const started = performance.now();
       const result = await settler.settle(input);
       const seconds = (performance.now() - started) / 1000;
       const cpu = process.cpuUsage(cpuBefore);
-      const pgCpu = postgresCpuSeconds(server.pid) - pgCpuBefore;
+      const pgCpu = processTreeCpuSeconds(server.pid) - pgCpuBefore;
       const settlement = result.settlement;
       if (result.skipped || result.unchanged || settlement === undefined) throw new Error(`${name}: nothing settled`);
       const rowsOffered = accounts * REPLICAS.length;
@@ -145,32 +145,6 @@ function* generate(count: number, changed: number): Generator<SettlementAccount>
       rightsBelowZero: below,
     };
   }
-}
-
-/**
- * CPU seconds used by the server so far: the postmaster's own and reaped
- * children's time (exited backends) plus its live children's, from /proc.
- */
-function postgresCpuSeconds(postmaster: number | undefined): number {
-  if (postmaster === undefined) return 0;
-  const ticks = 100; // USER_HZ on Linux
-  const fields = (pid: number): number[] => {
-    try {
-      const text = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-      return text.slice(text.lastIndexOf(")") + 2).split(" ").map(Number);
-    } catch {
-      return [];
-    }
-  };
-  // After "pid (comm) ": [0] state, [1] ppid, ... [11] utime, [12] stime, [13] cutime, [14] cstime.
-  const own = fields(postmaster);
-  let total = (own[11] ?? 0) + (own[12] ?? 0) + (own[13] ?? 0) + (own[14] ?? 0);
-  for (const entry of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    const f = fields(Number(entry));
-    if (f[1] === postmaster) total += (f[11] ?? 0) + (f[12] ?? 0) + (f[13] ?? 0) + (f[14] ?? 0);
-  }
-  return total / ticks;
 }
 
 function printTable(result: SettlementBenchResult): void {

@@ -10,6 +10,7 @@ import { NatsProcess } from "../src/devcluster/nats-process";
 import { NodeProcess } from "../src/devcluster/node-process";
 import { BalancesClient, type DebitBatchRequest, type DebitBatchResponse, type DebitRequest, type DebitResponse } from "../src/generated/tally/v1/balances";
 import { NoopService } from "../src/server/noop-service";
+import { cpuShares } from "./cpu";
 import { closedLoop } from "./load";
 import { progress, summarize, type LatencySummary } from "./stats";
 
@@ -29,6 +30,10 @@ export interface UnaryBenchResult {
   readonly noopBatch: LatencySummary;
   readonly debitBatch: LatencySummary;
   readonly batchSize: number;
+  /** Busy share of one core (%) of the client (this process), the node and nats-server, per unary call kind. */
+  readonly cpu: Readonly<Record<"noop" | "debit" | "hot", Readonly<Record<string, number>>>>;
+  /** Group commits during the unary Debit runs: publishes, debits they carried, mean publish-to-ack. */
+  readonly commits: { readonly publishes: number; readonly debits: number; readonly meanAckMs: number };
 }
 
 type NoopClient = Client & {
@@ -78,19 +83,39 @@ export async function runUnaryBench(options: UnaryBenchOptions): Promise<UnaryBe
     const request = (i: number, account: string): DebitRequest => ({ accountId: account, amount: 1n, requestId: `r-${i}`, maxWaitMs: 0 });
     const parts = { noop: [] as Array<{ latenciesNs: number[]; seconds: number }>, debit: [] as Array<{ latenciesNs: number[]; seconds: number }>, hot: [] as Array<{ latenciesNs: number[]; seconds: number }>, noopBatch: [] as Array<{ latenciesNs: number[]; seconds: number }>, debitBatch: [] as Array<{ latenciesNs: number[]; seconds: number }> };
     let id = 0;
+    const pids = { node: node.pid, "nats-server": nats.pid };
+    const cpu = { noop: new CpuAverage(), debit: new CpuAverage(), hot: new CpuAverage() };
+    const commits = { publishes: 0, debits: 0, ackSeconds: 0 };
+    const measure = async (
+      kind: keyof typeof cpu,
+      run: () => Promise<{ latenciesNs: number[]; seconds: number }>,
+    ): Promise<{ latenciesNs: number[]; seconds: number }> => {
+      const before = kind === "noop" ? undefined : await commitTotals(node.metricsUrl);
+      const { result, percent, seconds } = await cpuShares(pids, run);
+      cpu[kind].add(percent, seconds);
+      if (before !== undefined) {
+        const after = await commitTotals(node.metricsUrl);
+        commits.publishes += after.count - before.count;
+        commits.ackSeconds += after.sumSeconds - before.sumSeconds;
+        commits.debits += result.latenciesNs.length;
+      }
+      return result;
+    };
     // Warm-up: JIT and connection.
     await closedLoop(2000, options.concurrency, (i) => unary(noop.debit.bind(noop), request(i, "warm")));
     await closedLoop(2000, options.concurrency, () => unary(balances.debit.bind(balances), request(id++, "hot")));
     for (let round = 0; round < options.rounds; round++) {
       progress(`round ${round + 1}/${options.rounds}: unary no-op / Debit (spread) / Debit (hot), ${options.calls} calls each`);
-      parts.noop.push(await closedLoop(options.calls, options.concurrency, (i) => unary(noop.debit.bind(noop), request(i, "noop"))));
+      parts.noop.push(await measure("noop", () => closedLoop(options.calls, options.concurrency, (i) => unary(noop.debit.bind(noop), request(i, "noop")))));
       parts.debit.push(
-        await closedLoop(options.calls, options.concurrency, () => {
-          const n = id++;
-          return unary(balances.debit.bind(balances), request(n, `acct-${n % options.accounts}`));
-        }),
+        await measure("debit", () =>
+          closedLoop(options.calls, options.concurrency, () => {
+            const n = id++;
+            return unary(balances.debit.bind(balances), request(n, `acct-${n % options.accounts}`));
+          }),
+        ),
       );
-      parts.hot.push(await closedLoop(options.calls, options.concurrency, () => unary(balances.debit.bind(balances), request(id++, "hot"))));
+      parts.hot.push(await measure("hot", () => closedLoop(options.calls, options.concurrency, () => unary(balances.debit.bind(balances), request(id++, "hot")))));
       progress(`round ${round + 1}/${options.rounds}: batch no-op / DebitBatch, ${options.batches} batches of ${options.batchSize}`);
       const batch = (): DebitBatchRequest => ({
         debits: Array.from({ length: options.batchSize }, () => {
@@ -108,6 +133,12 @@ export async function runUnaryBench(options: UnaryBenchOptions): Promise<UnaryBe
       noopBatch: merge(parts.noopBatch, options.batchSize),
       debitBatch: merge(parts.debitBatch, options.batchSize),
       batchSize: options.batchSize,
+      cpu: { noop: cpu.noop.percent(), debit: cpu.debit.percent(), hot: cpu.hot.percent() },
+      commits: {
+        publishes: commits.publishes,
+        debits: commits.debits,
+        meanAckMs: commits.publishes > 0 ? (commits.ackSeconds / commits.publishes) * 1000 : 0,
+      },
     };
   } finally {
     balances.close();
@@ -115,4 +146,26 @@ export async function runUnaryBench(options: UnaryBenchOptions): Promise<UnaryBe
     await nats.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Time-weighted mean of per-run CPU shares. */
+class CpuAverage {
+  private readonly weighted = new Map<string, number>();
+  private seconds = 0;
+
+  add(percent: Readonly<Record<string, number>>, seconds: number): void {
+    for (const [name, value] of Object.entries(percent)) this.weighted.set(name, (this.weighted.get(name) ?? 0) + value * seconds);
+    this.seconds += seconds;
+  }
+
+  percent(): Record<string, number> {
+    return Object.fromEntries([...this.weighted].map(([name, total]) => [name, this.seconds > 0 ? total / this.seconds : 0]));
+  }
+}
+
+/** The node's group-commit histogram totals (count of publishes, sum of publish-to-ack seconds). */
+async function commitTotals(metricsUrl: string): Promise<{ count: number; sumSeconds: number }> {
+  const text = await (await fetch(metricsUrl)).text();
+  const value = (name: string): number => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "m").exec(text)?.[1] ?? "0");
+  return { count: value("tally_commit_duration_seconds_count"), sumSeconds: value("tally_commit_duration_seconds_sum") };
 }

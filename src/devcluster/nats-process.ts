@@ -34,6 +34,10 @@ export class NatsProcess {
     return `http://127.0.0.1:${this.options.monitorPort}`;
   }
 
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   get running(): boolean {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }
