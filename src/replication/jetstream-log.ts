@@ -172,9 +172,20 @@ export class ReplicaLog {
     return last;
   }
 
-  async close(): Promise<void> {
+  /**
+   * Drains the connection (pending publishes are flushed), or closes it after
+   * `drainTimeoutMs`: a drain waits for a server, and with none reachable a
+   * stopping node must not hang.
+   */
+  async close(drainTimeoutMs = 3_000): Promise<void> {
     if (this.connection.isClosed()) return;
-    await this.connection.drain().catch(() => this.connection.close());
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, drainTimeoutMs);
+    });
+    await Promise.race([this.connection.drain().catch(() => undefined), expired]);
+    clearTimeout(timer);
+    if (!this.connection.isClosed()) await this.connection.close();
   }
 }
 
