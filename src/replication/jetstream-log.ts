@@ -54,17 +54,23 @@ export class ReplicaLog {
   ) {}
 
   static async open(options: ReplicaLogOptions): Promise<ReplicaLog> {
-    const connection = await connect({
-      servers: options.url,
-      name: options.name,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 250,
-      pingInterval: 5_000,
-      // Every publish is a request; capturing a stack trace for each one was the
-      // largest single cost of the NATS client on the debit path. Errors still
-      // carry their message and code.
-      noAsyncTraces: true,
-    });
+    let connection: NatsConnection;
+    try {
+      connection = await connect({
+        servers: options.url,
+        name: options.name,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
+        pingInterval: 5_000,
+        // Every publish is a request; capturing a stack trace for each one was the
+        // largest single cost of the NATS client on the debit path. Errors still
+        // carry their message and code.
+        noAsyncTraces: true,
+      });
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new Error(`cannot connect to NATS at ${options.url}: ${reason}`, { cause: error });
+    }
     const jsm = await connection.jetstreamManager({ timeout: 10_000 });
     return new ReplicaLog(connection, connection.jetstream({ timeout: 10_000 }), jsm, options);
   }

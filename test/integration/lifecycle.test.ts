@@ -1,11 +1,13 @@
-// A node stops on SIGTERM even when its nats-server is gone: draining the NATS
-// connection waits for a server, so a stop during an outage must not hang
-// (an orchestrator would otherwise have to kill it).
+// Starting and stopping around NATS outages: a node that cannot reach NATS at
+// start says where it tried; a node stops on SIGTERM even when its nats-server
+// is gone (draining the connection waits for a server, so a stop during an
+// outage must not hang and leave the orchestrator to kill it).
 
 import { expect } from "chai";
 import { rmSync } from "node:fs";
 import { freePorts } from "../../src/devcluster/free-port";
 import { NodeProcess } from "../../src/devcluster/node-process";
+import { ReplicaLog } from "../../src/replication/jetstream-log";
 import { startStandaloneNats, tempDir } from "../support/nats";
 
 /** Resolves with the ms until `pid` exited, or undefined if it still runs after `limitMs`. */
@@ -22,10 +24,23 @@ async function exitWithin(pid: number, limitMs: number): Promise<number | undefi
   return undefined;
 }
 
-describe("shutdown", function () {
+describe("lifecycle", function () {
   this.timeout(60_000);
 
-  it("shutdown - a node whose nats-server was killed still stops on SIGTERM", async () => {
+  it("lifecycle - no NATS at start: the error names the address tried", async () => {
+    const [unused] = await freePorts(1);
+    const url = `nats://127.0.0.1:${unused!}`;
+    let error: unknown;
+    try {
+      await ReplicaLog.open({ url, name: "lifecycle-test", placeByRegion: false });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).to.be.instanceOf(Error);
+    expect((error as Error).message).to.include(`cannot connect to NATS at ${url}`);
+  });
+
+  it("lifecycle - a node whose nats-server was killed still stops on SIGTERM", async () => {
     const dir = tempDir("shutdown");
     const nats = await startStandaloneNats(dir);
     const [grpcPort, metricsPort] = await freePorts(2);
