@@ -1,9 +1,11 @@
 // Node memory per account: the replica state of a 3-region node holding N
 // accounts with every row populated, measured as heap + array-buffer growth
-// after forced GC. Run with --expose-gc (bench/run.ts spawns it so).
+// after forced GC; then the same for N remembered request ids (idempotency),
+// with the time of one full GC while they are held. Run with --expose-gc
+// (bench/run.ts spawns it so).
 
 import { ReplicaSet } from "../src/core/replica-set";
-import { ReplicaState } from "../src/core/replica-state";
+import { DebitOutcome, ReplicaState } from "../src/core/replica-state";
 
 export interface MemoryBenchResult {
   readonly accounts: number;
@@ -11,6 +13,11 @@ export interface MemoryBenchResult {
   readonly heapBytesPerAccount: number;
   readonly arrayBufferBytesPerAccount: number;
   readonly seconds: number;
+  /** Remembered request ids added after the accounts (as many as accounts). */
+  readonly requestIds: number;
+  readonly bytesPerRequestId: number;
+  /** One forced full GC with the accounts and request ids held, ms. */
+  readonly fullGcMs: number;
 }
 
 function settle(): NodeJS.MemoryUsage {
@@ -38,7 +45,28 @@ export function runMemoryBench(accounts: number): MemoryBenchResult {
   const heap = after.heapUsed - before.heapUsed;
   const buffers = after.arrayBuffers - before.arrayBuffers;
   if (state.accountCount !== accounts) throw new Error("account count mismatch");
+
+  // Request ids and account ids arrive decoded from the wire (flat strings).
+  const decoder = new TextDecoder();
+  const encoder = new TextEncoder();
+  const wire = (text: string): string => decoder.decode(encoder.encode(text));
+  const now = Date.now();
+  for (let k = 0; k < accounts; k++) {
+    const accountId = wire(`acct-${(k % 10_000).toString(36).padStart(8, "0")}`);
+    const answer = { kind: "debit", outcome: DebitOutcome.Approved, balance: BigInt(1_000_000 + k), localRights: BigInt(500_000 + k) } as const;
+    state.remember(wire(`req-${k.toString(36)}-7f3a9c2e41d0b5e8`), `d|${accountId}|${1 + (k % 5)}`, answer, now);
+  }
+  const afterRequests = settle();
+  if (state.rememberedRequests !== accounts) throw new Error("remembered request count mismatch");
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const gcStarted = process.hrtime.bigint();
+  gc?.();
+  const fullGcMs = Number(process.hrtime.bigint() - gcStarted) / 1e6;
+  const requestBytes = afterRequests.heapUsed - after.heapUsed + (afterRequests.arrayBuffers - after.arrayBuffers);
   return {
+    requestIds: accounts,
+    bytesPerRequestId: requestBytes / accounts,
+    fullGcMs,
     accounts,
     bytesPerAccount: (heap + buffers) / accounts,
     heapBytesPerAccount: heap / accounts,

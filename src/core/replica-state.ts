@@ -3,6 +3,7 @@
 // and remembered request answers. Pure: no I/O, time is passed in.
 
 import { AccountTable } from "./account-table";
+import { DebitOutcome, type Answer } from "./answer";
 import { INT64_MAX, UINT64_MAX } from "./amounts";
 import { balanceOf, debitColumn, debited, granted, rightsOf, type SlotView } from "./escrow-counter";
 import { AmountOutOfRangeError, InvalidArgumentError, TransferRefusedError } from "./errors";
@@ -11,11 +12,7 @@ import { RequestLog, type RememberedAnswer, type RequestLogLimits } from "./requ
 import type { ReplicaSet } from "./replica-set";
 import { slotHash } from "./row-digest";
 
-export enum DebitOutcome {
-  Approved = 1,
-  InsufficientCredit = 2,
-  ApprovedWithOverdraft = 3,
-}
+export { DebitOutcome, type Answer } from "./answer";
 
 /** The absolute new value of one slot in the row of `writer`. */
 export interface SlotChange {
@@ -23,13 +20,6 @@ export interface SlotChange {
   readonly writer: number;
   readonly column: number;
   readonly value: bigint;
-}
-
-export interface Answer {
-  readonly kind: "debit" | "grant";
-  readonly outcome: DebitOutcome;
-  readonly balance: bigint;
-  readonly localRights: bigint;
 }
 
 export interface DebitResult {
@@ -53,7 +43,7 @@ export interface FrozenState {
   readonly width: number;
   readonly ids: readonly string[];
   readonly slots: BigUint64Array;
-  readonly requests: ReadonlyArray<readonly [string, RememberedAnswer<Answer>]>;
+  readonly requests: ReadonlyArray<readonly [string, RememberedAnswer]>;
   readonly policies: ReadonlyArray<readonly [string, PolicyWrite]>;
 }
 
@@ -71,7 +61,7 @@ export class ReplicaState {
   readonly defaultPolicy: Policy;
   private readonly table: AccountTable;
   private readonly policies = new Map<string, PolicyWrite>();
-  private readonly requests: RequestLog<Answer>;
+  private readonly requests: RequestLog;
   private readonly digests: bigint[];
 
   constructor(options: ReplicaStateOptions) {
