@@ -1,17 +1,17 @@
 // Debit and DebitBatch against the no-op baseline on the same node process and
 // the same client, interleaved in rounds so drift hits both alike.
 
-import { credentials, makeGenericClientConstructor, type Client, type ServiceError } from "@grpc/grpc-js";
+import { credentials, type ServiceError } from "@grpc/grpc-js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePorts } from "../src/devcluster/free-port";
 import { NatsProcess } from "../src/devcluster/nats-process";
 import { NodeProcess } from "../src/devcluster/node-process";
-import { BalancesClient, type DebitBatchRequest, type DebitBatchResponse, type DebitRequest, type DebitResponse } from "../src/generated/tally/v1/balances";
-import { NoopService } from "../src/server/noop-service";
+import { BalancesClient, type DebitBatchRequest, type DebitRequest } from "../src/generated/tally/v1/balances";
 import { cpuShares } from "./cpu";
 import { closedLoop } from "./load";
+import { noopClientBeside } from "./noop-client";
 import { progress, summarize, type LatencySummary } from "./stats";
 
 export interface UnaryBenchOptions {
@@ -36,10 +36,6 @@ export interface UnaryBenchResult {
   readonly commits: { readonly publishes: number; readonly debits: number; readonly meanAckMs: number };
 }
 
-type NoopClient = Client & {
-  debit(request: DebitRequest, callback: (error: ServiceError | null, response: DebitResponse) => void): void;
-  debitBatch(request: DebitBatchRequest, callback: (error: ServiceError | null, response: DebitBatchResponse) => void): void;
-};
 
 function unary<Req, Res>(fn: (request: Req, callback: (error: ServiceError | null, response: Res) => void) => unknown, request: Req): Promise<Res> {
   return new Promise((resolve, reject) => fn(request, (error, response) => (error ? reject(error) : resolve(response))));
@@ -67,9 +63,8 @@ export async function runUnaryBench(options: UnaryBenchOptions): Promise<UnaryBe
   });
   await node.start();
   const balances = new BalancesClient(node.grpcAddress, credentials.createInsecure());
-  const Noop = makeGenericClientConstructor(NoopService, "Noop");
   // Same channel for both, so connection effects are shared.
-  const noop = new Noop(node.grpcAddress, credentials.createInsecure(), { channelOverride: balances.getChannel() }) as unknown as NoopClient;
+  const noop = noopClientBeside(node.grpcAddress, balances);
   try {
     progress(`granting ${options.accounts} accounts`);
     for (let start = 0; start < options.accounts; start += 1000) {

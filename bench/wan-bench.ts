@@ -11,7 +11,7 @@
 // share the machine.
 // Run: node dist/bench/wan-bench.js [calls] [concurrency] [delayMs]
 
-import { credentials, makeGenericClientConstructor, type Client, type ServiceError } from "@grpc/grpc-js";
+import { credentials, type ServiceError } from "@grpc/grpc-js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,8 +26,8 @@ import {
   type GrantRequest,
   type GrantResponse,
 } from "../src/generated/tally/v1/balances";
-import { NoopService } from "../src/server/noop-service";
 import { closedLoop } from "./load";
+import { noopClientBeside } from "./noop-client";
 import { runPostgresLedgerBench } from "./postgres-ledger-bench";
 import { fmt, histogramBuckets, progress, quantileBetween, summarize, table, type LatencySummary } from "./stats";
 
@@ -85,9 +85,6 @@ export async function runWanBench(options: WanBenchOptions): Promise<WanBenchRes
 
 type TallyLocal = Omit<WanBenchResult, "centralLedger" | "delayMs">;
 
-type NoopClient = Client & {
-  debit(request: DebitRequest, callback: (error: ServiceError | null, response: DebitResponse) => void): void;
-};
 
 async function measureTallyLocal(calls: number, concurrency: number, delayMs: number, accounts: number): Promise<TallyLocal> {
   const dir = mkdtempSync(join(tmpdir(), "tally-wan-bench-"));
@@ -99,9 +96,8 @@ async function measureTallyLocal(calls: number, concurrency: number, delayMs: nu
     const east = cluster.node("east");
     const client = new BalancesClient(east.grpcAddress, credentials.createInsecure());
     balances = client;
-    const Noop = makeGenericClientConstructor(NoopService, "Noop");
     // Same channel as the debits, so both see the same connection.
-    const noopClient = new Noop(east.grpcAddress, credentials.createInsecure(), { channelOverride: client.getChannel() }) as unknown as NoopClient;
+    const noopClient = noopClientBeside(east.grpcAddress, client);
 
     progress(`wan: granting ${accounts} accounts at east`);
     const ids = Array.from({ length: accounts }, (_, k) => `wan-${k}`);
