@@ -1,16 +1,23 @@
-// Composition root of one regional node: metrics, the Tally node (state,
-// JetStream log, followers, rights broker), the gRPC server and, when a
-// Postgres URL is given, settlement. Everything is wired here and only here.
+// Composition root of one regional node, and the only place that opens
+// connections: NATS (the replica log, snapshots, rights and status traffic),
+// Postgres (settlement, when configured) and the gRPC and /metrics listeners.
 
 import type { Server as HttpServer } from "node:http";
+import { connect, Events, type NatsConnection } from "nats";
 import type { Policy } from "../core/policy";
 import { STRICT_DEFAULT } from "../core/policy";
 import { TallyMetrics } from "../metrics/tally-metrics";
 import { startMetricsServer } from "../metrics/metrics-server";
 import { jsonLogger, type Level, type Logger } from "../node/logger";
 import { DEFAULT_NODE_CONFIG, type NodeConfig } from "../node/node-config";
-import { TallyNode } from "../node/tally-node";
+import { TallyNode, type NodeTransports } from "../node/tally-node";
+import { ReplicaLog } from "../replication/jetstream-log";
+import { NatsRightsTransport } from "../replication/nats-rights-transport";
+import { SnapshotStore } from "../replication/snapshot-store";
+import { serveSnapshotRequests } from "../replication/snapshot-requests";
+import { StatusExchange } from "../replication/status-exchange";
 import { startGrpcServer, type RunningServer } from "../server/grpc-server";
+import { DEFAULT_POSTGRES, type PostgresSettings } from "./config";
 import { startSettlement, type RunningSettlement } from "./settlement-wiring";
 
 export interface RunNodeOptions {
@@ -25,7 +32,9 @@ export interface RunNodeOptions {
   readonly metricsHost?: string;
   readonly placeStreamsByRegion?: boolean;
   readonly defaultPolicy?: Policy;
+  /** Enables settlement with default pool settings (tests); `postgres` gives all of them. */
   readonly postgresUrl?: string;
+  readonly postgres?: PostgresSettings;
   /** Periodic settlement interval; 0 or undefined runs settlement only on demand. */
   readonly settleIntervalMs?: number;
   readonly logLevel?: Level;
@@ -43,6 +52,53 @@ export interface RunningNode {
   stop(): Promise<void>;
 }
 
+async function openNats(url: string, name: string): Promise<NatsConnection> {
+  try {
+    return await connect({
+      servers: url,
+      name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      pingInterval: 5_000,
+      // Every publish is a request; capturing a stack trace for each one was the
+      // largest single cost of the NATS client on the debit path.
+      noAsyncTraces: true,
+    });
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`cannot connect to NATS at ${url}: ${reason}`, { cause: error });
+  }
+}
+
+function natsTransports(connection: NatsConnection, log: ReplicaLog, config: NodeConfig, metrics: TallyMetrics, logger: Logger): NodeTransports {
+  const badMessage = (source: string, subject: string, reason: string): void => {
+    metrics.badMessages.inc({ source });
+    logger.warn("bad message dropped", { source, subject, reason });
+  };
+  return {
+    log,
+    snapshots: new SnapshotStore(log),
+    rights: new NatsRightsTransport(connection, config.region, badMessage),
+    startStatus: (own, onPeer) => {
+      const exchange = new StatusExchange(connection, config.region, own, onPeer, Date.now, badMessage);
+      exchange.start(config.statusIntervalMs);
+      return () => exchange.stop();
+    },
+    serveSnapshotRequests: (take) =>
+      serveSnapshotRequests(connection, config.region, take, (error) => logger.warn("requested snapshot failed", { error: String(error) })),
+  };
+}
+
+function trackConnection(connection: NatsConnection, metrics: TallyMetrics): void {
+  metrics.natsConnected.set(1);
+  void (async () => {
+    for await (const s of connection.status()) {
+      if (s.type === Events.Disconnect) metrics.natsConnected.set(0);
+      if (s.type === Events.Reconnect) metrics.natsConnected.set(1);
+    }
+  })();
+}
+
 export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
   const logger = options.logger ?? jsonLogger(options.region, options.logLevel ?? "info");
   const metrics = new TallyMetrics(options.region);
@@ -55,47 +111,61 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     placeStreamsByRegion: options.placeStreamsByRegion ?? false,
     ...options.config,
   };
-  const node = await TallyNode.start(config, metrics, logger);
+  const postgres =
+    options.postgres ?? (options.postgresUrl === undefined || options.postgresUrl === "" ? undefined : { url: options.postgresUrl, ...DEFAULT_POSTGRES });
+  const connection = await openNats(config.natsUrl, `tally-${config.region}`);
+  const log = await ReplicaLog.over(connection, { placeByRegion: config.placeStreamsByRegion });
+  let node: TallyNode | undefined;
   let settlement: RunningSettlement | undefined;
   let grpc: RunningServer | undefined;
   let http: HttpServer | undefined;
   let gauges: NodeJS.Timeout | undefined;
   try {
-    if (options.postgresUrl !== undefined && options.postgresUrl !== "") {
-      settlement = await startSettlement(node, options.postgresUrl, options.settleIntervalMs ?? 0, logger);
-    }
-    grpc = await startGrpcServer(node, options.grpcAddress, {
+    trackConnection(connection, metrics);
+    const started = await TallyNode.start(config, natsTransports(connection, log, config, metrics, logger), metrics, logger);
+    node = started;
+    if (postgres !== undefined) settlement = await startSettlement(started, postgres, options.settleIntervalMs ?? 0, logger);
+    grpc = await startGrpcServer(started, options.grpcAddress, {
       noopService: options.noopService ?? false,
       ...(settlement === undefined ? {} : { settlement: settlement.admin }),
     });
     if (options.metricsPort !== undefined) {
       http = await startMetricsServer(metrics.registry, options.metricsPort, options.metricsHost ?? "127.0.0.1");
     }
-    gauges = setInterval(() => node.refreshGauges(), 1_000);
+    const health = grpc.health;
+    const refresh = (): void => {
+      started.views.refreshGauges();
+      // Reads still work when writes do not; health says which.
+      health.setStatus("tally.v1.Balances", started.unavailableReason === undefined ? "SERVING" : "NOT_SERVING");
+    };
+    gauges = setInterval(refresh, 1_000);
     gauges.unref();
-    node.refreshGauges();
+    refresh();
   } catch (error) {
+    clearInterval(gauges);
     await grpc?.stop();
     await settlement?.stop();
-    await node.close();
+    await node?.close();
+    await log.close();
     throw error;
   }
   const address = http?.address();
   const metricsPort = typeof address === "object" && address !== null ? address.port : undefined;
-  const grpcServer = grpc;
-  const httpServer = http;
+  const running = { node, grpc, http };
   let stopping: Promise<void> | undefined;
   return {
-    node,
-    grpcPort: grpcServer.port,
+    node: running.node,
+    grpcPort: running.grpc.port,
     metricsPort,
     metrics,
     stop: () => {
       stopping ??= (async () => {
         clearInterval(gauges);
-        await grpcServer.stop();
+        await running.grpc.stop();
         await settlement?.stop();
-        await node.close();
+        await running.node.close();
+        await log.close();
+        const httpServer = running.http;
         if (httpServer !== undefined) await new Promise<void>((r) => httpServer.close(() => r()));
       })();
       return stopping;

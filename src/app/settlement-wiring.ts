@@ -5,12 +5,12 @@
 import { Pool } from "pg";
 import type { Logger } from "../node/logger";
 import type { TallyNode } from "../node/tally-node";
-import { collectCut } from "../node/settlement-cut";
+import { collectCut, type CutSources } from "../node/settlement-cut";
+import { requestSnapshot } from "../replication/snapshot-requests";
+import type { PostgresSettings } from "./config";
 import { migrate } from "../settlement/migrate";
 import { Settler } from "../settlement/settler";
-import type { Settlement as StoredSettlement } from "../settlement/settlement-queries";
-import type { Settlement as WireSettlement } from "../generated/tally/v1/admin";
-import { PolicyMode } from "../generated/tally/v1/common";
+import { ledgerEntryToWire, overspendToWire, settlementToWire } from "../server/wire";
 import type { SettlementAdmin } from "../server/admin-service";
 import type { SettledBalanceSource } from "../server/balances-service";
 
@@ -19,19 +19,17 @@ export interface RunningSettlement {
   stop(): Promise<void>;
 }
 
-function toWire(s: StoredSettlement): WireSettlement {
-  return {
-    id: s.id,
-    startedAtMs: BigInt(s.startedAtMs),
-    finishedAtMs: BigInt(s.finishedAtMs),
-    cut: { ...s.cut },
-    accountsChanged: s.accountsChanged,
-    overspendTotal: s.overspendTotal,
-  };
-}
-
-export async function startSettlement(node: TallyNode, postgresUrl: string, intervalMs: number, logger: Logger): Promise<RunningSettlement> {
-  const pool = new Pool({ connectionString: postgresUrl, max: 4 });
+export async function startSettlement(node: TallyNode, postgres: PostgresSettings, intervalMs: number, logger: Logger): Promise<RunningSettlement> {
+  // Every connection has a connect and a statement timeout: a slow or gone
+  // Postgres fails a settlement, it never stalls the node.
+  const pool = new Pool({
+    connectionString: postgres.url,
+    max: postgres.poolSize,
+    connectionTimeoutMillis: postgres.connectTimeoutMs,
+    statement_timeout: postgres.statementTimeoutMs,
+    query_timeout: postgres.statementTimeoutMs + 1_000,
+    idle_in_transaction_session_timeout: postgres.statementTimeoutMs,
+  });
   pool.on("error", (error) => logger.warn("settlement pool error", { error: error.message }));
   const report = await migrate(pool);
   logger.info("settlement migrations applied", { applied: report.applied.length });
@@ -50,21 +48,30 @@ export async function startSettlement(node: TallyNode, postgresUrl: string, inte
     },
     onError: (error) => logger.warn("settlement failed", { error: error.message }),
   });
-  const source = () => collectCut(node, logger);
+  const connection = node.transports.log.connection;
+  const cutSources: CutSources = {
+    region: node.region,
+    replicas: node.state.replicas,
+    defaultPolicy: node.state.defaultPolicy,
+    takeOwnSnapshot: () => node.takeSnapshot(),
+    requestSnapshot: (region, timeoutMs) => requestSnapshot(connection, region, timeoutMs),
+    readSnapshot: (region, onChunk) => node.transports.snapshots.read(region, onChunk),
+  };
+  const source = () => collectCut(cutSources, logger);
   const stopPeriodic = intervalMs > 0 ? settler.startPeriodic(intervalMs, source) : undefined;
   const q = settler.queries;
   const admin: SettlementAdmin & SettledBalanceSource = {
     settle: async () => {
       const result = await settler.settle(await source());
       return {
-        settlement: result.skipped || result.settlement === undefined ? undefined : toWire(result.settlement),
+        settlement: result.skipped || result.settlement === undefined ? undefined : settlementToWire(result.settlement),
         skipped: result.skipped,
         unchanged: result.unchanged,
       };
     },
     listSettlements: async (pageSize, pageToken) => {
       const page = await q.listSettlements({ pageSize, pageToken });
-      return { settlements: page.settlements.map(toWire), nextPageToken: page.nextPageToken };
+      return { settlements: page.settlements.map(settlementToWire), nextPageToken: page.nextPageToken };
     },
     listOverspends: async (filter) => {
       const page = await q.listOverspends({
@@ -75,34 +82,20 @@ export async function startSettlement(node: TallyNode, postgresUrl: string, inte
         pageToken: filter.pageToken,
       });
       return {
-        overspends: page.overspends.map((o) => ({
-          accountId: o.accountId,
-          amount: o.amount,
-          regions: o.replicas,
-          mode: o.mode === 2 ? PolicyMode.POLICY_MODE_OVERDRAFT : PolicyMode.POLICY_MODE_STRICT,
-          settlementId: o.settlementId,
-          recordedAtMs: BigInt(o.recordedAtMs),
-        })),
+        overspends: page.overspends.map(overspendToWire),
         nextPageToken: page.nextPageToken,
       };
     },
     accountHistory: async (accountId, pageSize, pageToken) => {
       const page = await q.accountHistory(accountId, { pageSize, pageToken });
       return {
-        entries: page.entries.map((e) => ({
-          settlementId: e.settlementId,
-          region: e.replica,
-          grantedDelta: e.grantedDelta,
-          debitedDelta: e.debitedDelta,
-          balanceAfter: e.balanceAfter,
-          recordedAtMs: BigInt(e.recordedAtMs),
-        })),
+        entries: page.entries.map(ledgerEntryToWire),
         nextPageToken: page.nextPageToken,
       };
     },
     lastSettlement: async () => {
       const last = await q.lastSettlement();
-      return last === undefined ? undefined : toWire(last);
+      return last === undefined ? undefined : settlementToWire(last);
     },
     settledBalance: async (accountId) => {
       const settled = await q.settledBalance(accountId);

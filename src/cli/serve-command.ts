@@ -1,9 +1,20 @@
 // `tally serve`: runs one regional node until SIGINT/SIGTERM. Prints one JSON
 // line {"event":"ready",...} on stdout when it serves, for scripts and tests.
+// Every option is validated (src/app/config.ts) before any connection opens.
 
 import { parseArgs } from "node:util";
-import { Mode } from "../core/policy";
 import { runNode } from "../app/run-node";
+import {
+  addressOption,
+  booleanOption,
+  defaultPolicyOption,
+  integerOption,
+  nodeTunables,
+  optionSource,
+  postgresOption,
+  regionsOption,
+  urlOption,
+} from "../app/config";
 import { levelFromEnv } from "../node/logger";
 
 export const SERVE_HELP = `tally serve - run one regional node
@@ -20,26 +31,47 @@ export const SERVE_HELP = `tally serve - run one regional node
   --default-mode M         strict | overdraft (TALLY_DEFAULT_MODE)             [strict]
   --default-overdraft N    default overdraft limit (TALLY_DEFAULT_OVERDRAFT)   [0]
   --rights-wait-ms N       default wait for rights (TALLY_RIGHTS_WAIT_MS)      [50]
+  --max-rights-wait-ms N   longest wait a caller may ask for (TALLY_MAX_RIGHTS_WAIT_MS) [2000]
   --spread-grants          spread each grant's rights evenly over all regions (TALLY_SPREAD_GRANTS=1)
+  --snapshot-interval-ms N snapshot when changed, every N ms (TALLY_SNAPSHOT_INTERVAL_MS) [60000]
+  --max-remembered-requests N  idempotency capacity (TALLY_MAX_REMEMBERED_REQUESTS) [2000000]
+  --request-retention-ms N     idempotency window (TALLY_REQUEST_RETENTION_MS) [900000]
+  --pg-pool-size N, --pg-connect-timeout-ms N, --pg-statement-timeout-ms N   settlement pool
   --noop-service           also serve the no-op baseline RPC used by benchmarks
 `;
+
+const STRING_FLAGS = [
+  "region",
+  "regions",
+  "nats",
+  "grpc",
+  "metrics-port",
+  "metrics-host",
+  "postgres",
+  "settle-interval-ms",
+  "default-mode",
+  "default-overdraft",
+  "rights-wait-ms",
+  "max-rights-wait-ms",
+  "snapshot-interval-ms",
+  "max-remembered-requests",
+  "request-retention-ms",
+  "max-commit-slots",
+  "commit-retry-ms",
+  "catch-up-timeout-ms",
+  "status-interval-ms",
+  "max-retained-messages",
+  "pg-pool-size",
+  "pg-connect-timeout-ms",
+  "pg-statement-timeout-ms",
+] as const;
 
 export async function serveCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      region: { type: "string" },
-      regions: { type: "string" },
-      nats: { type: "string" },
-      grpc: { type: "string" },
-      "metrics-port": { type: "string" },
-      "metrics-host": { type: "string" },
-      postgres: { type: "string" },
-      "settle-interval-ms": { type: "string" },
+      ...Object.fromEntries(STRING_FLAGS.map((flag) => [flag, { type: "string" as const }])),
       "place-by-region": { type: "boolean" },
-      "default-mode": { type: "string" },
-      "default-overdraft": { type: "string" },
-      "rights-wait-ms": { type: "string" },
       "noop-service": { type: "boolean" },
       "spread-grants": { type: "boolean" },
       help: { type: "boolean", short: "h" },
@@ -50,25 +82,22 @@ export async function serveCommand(argv: string[]): Promise<void> {
     return;
   }
   const env = process.env;
-  const region = values.region ?? env.TALLY_REGION;
-  if (region === undefined || region === "") throw new Error("--region is required\n" + SERVE_HELP);
-  const regions = (values.regions ?? env.TALLY_REGIONS ?? region).split(",").map((r) => r.trim()).filter((r) => r !== "");
-  const mode = (values["default-mode"] ?? env.TALLY_DEFAULT_MODE ?? "strict") === "overdraft" ? Mode.Overdraft : Mode.Strict;
-  const overdraft = BigInt(values["default-overdraft"] ?? env.TALLY_DEFAULT_OVERDRAFT ?? "0");
-  const rightsWait = Number(values["rights-wait-ms"] ?? env.TALLY_RIGHTS_WAIT_MS ?? "50");
+  const read = optionSource(values, env);
+  const { region, regions } = regionsOption(read({ flag: "region", env: "TALLY_REGION" }), read({ flag: "regions", env: "TALLY_REGIONS" }));
+  const postgres = postgresOption(read);
   const running = await runNode({
     region,
     regions,
-    natsUrl: values.nats ?? env.TALLY_NATS_URL ?? "nats://127.0.0.1:4222",
-    grpcAddress: values.grpc ?? env.TALLY_GRPC_ADDR ?? "127.0.0.1:50051",
-    metricsPort: Number(values["metrics-port"] ?? env.TALLY_METRICS_PORT ?? "9464"),
-    metricsHost: values["metrics-host"] ?? env.TALLY_METRICS_HOST ?? "127.0.0.1",
-    postgresUrl: values.postgres ?? env.TALLY_POSTGRES_URL,
-    settleIntervalMs: Number(values["settle-interval-ms"] ?? env.TALLY_SETTLE_INTERVAL_MS ?? "0"),
-    placeStreamsByRegion: values["place-by-region"] ?? env.TALLY_PLACE_BY_REGION === "1",
-    defaultPolicy: { mode, overdraftLimit: mode === Mode.Overdraft ? overdraft : 0n, lowWaterMark: 0n },
+    natsUrl: urlOption(read, { flag: "nats", env: "TALLY_NATS_URL" }, "nats://127.0.0.1:4222", ["nats", "tls"]) ?? "",
+    grpcAddress: addressOption(read, { flag: "grpc", env: "TALLY_GRPC_ADDR" }, "127.0.0.1:50051"),
+    metricsPort: integerOption(read, { flag: "metrics-port", env: "TALLY_METRICS_PORT" }, 9464, 0, 65_535),
+    metricsHost: read({ flag: "metrics-host", env: "TALLY_METRICS_HOST" }) ?? "127.0.0.1",
+    ...(postgres === undefined ? {} : { postgres }),
+    settleIntervalMs: integerOption(read, { flag: "settle-interval-ms", env: "TALLY_SETTLE_INTERVAL_MS" }, 0, 0, 7 * 24 * 3_600_000),
+    placeStreamsByRegion: booleanOption(read, { flag: "place-by-region", env: "TALLY_PLACE_BY_REGION" }),
+    defaultPolicy: defaultPolicyOption(read),
     logLevel: levelFromEnv(env.TALLY_LOG),
-    config: { defaultRightsWaitMs: rightsWait, spreadGrants: values["spread-grants"] ?? env.TALLY_SPREAD_GRANTS === "1" },
+    config: nodeTunables(read),
     noopService: values["noop-service"] ?? false,
   });
   process.stdout.write(

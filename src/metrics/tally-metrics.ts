@@ -171,6 +171,37 @@ export class TallyMetrics {
     buckets: [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30],
     registers: [this.registry],
   });
+  readonly snapshotBytes = new Gauge({
+    name: "tally_snapshot_bytes",
+    help: "Size of the last snapshot written by this node.",
+    registers: [this.registry],
+  });
+  readonly commitFailing = new Gauge({
+    name: "tally_commit_failing",
+    help: "1 while this node's group commits keep failing (writes are not being acknowledged), else 0.",
+    registers: [this.registry],
+  });
+  readonly writable = new Gauge({
+    name: "tally_node_writable",
+    help: "1 while this node accepts writes; 0 when fenced by another writer, stopping, or its commits fail.",
+    registers: [this.registry],
+  });
+  readonly badMessages = new Counter({
+    name: "tally_bad_messages_total",
+    help: "Messages from NATS that failed to decode or validate and were dropped, by source.",
+    labelNames: ["source"] as const,
+    registers: [this.registry],
+  });
+  readonly poisonWrites = new Counter({
+    name: "tally_poison_writes_total",
+    help: "Writes that could never be published (refused alone; other writes unaffected).",
+    registers: [this.registry],
+  });
+  readonly rightsAsksInFlight = new Gauge({
+    name: "tally_rights_asks_in_flight",
+    help: "Accounts this node is asking peers rights for right now.",
+    registers: [this.registry],
+  });
   readonly natsConnected = new Gauge({
     name: "tally_nats_connected",
     help: "1 while the node's NATS connection is up.",

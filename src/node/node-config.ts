@@ -19,6 +19,8 @@ export interface NodeConfig {
   readonly maxRememberedRequests: number;
   /** Most slot changes in one replication message. */
   readonly maxCommitSlots: number;
+  /** Pause before a failed group commit is published again. */
+  readonly commitRetryDelayMs: number;
   /** How long start-up waits for peers' streams to be applied before serving. */
   readonly catchUpTimeoutMs: number;
   readonly statusIntervalMs: number;
@@ -40,6 +42,7 @@ export const DEFAULT_NODE_CONFIG: Omit<NodeConfig, "region" | "regions" | "natsU
   requestRetentionMs: 15 * 60_000,
   maxRememberedRequests: 2_000_000,
   maxCommitSlots: 2_000,
+  commitRetryDelayMs: 100,
   catchUpTimeoutMs: 10_000,
   statusIntervalMs: 1_000,
   snapshotIntervalMs: 60_000,

@@ -1,30 +1,47 @@
 // Moves escrow rights between regions on demand. A debit short of rights asks
-// the peers (richest first, in parallel, one request per account at a time so
-// concurrent shortfalls are batched); a donor gives from its own rights only,
-// as a durable write to its own row, before it replies. Shares follow demand:
-// busy regions ask, idle donors give more than asked, and a region that falls
-// below half of its fair share asks ahead of need.
+// every peer (richest first, one request per account at a time so concurrent
+// shortfalls join it); a donor gives from its own rights only, as a durable
+// write to its own row, before it replies. Every decision (how much to ask,
+// how much to give, when to ask ahead) is the pure RightsPolicy's; this class
+// does the asking and waiting over a RightsTransport.
 
-import type { NatsConnection, Subscription } from "nats";
-import { RightsReply, RightsRequest } from "../generated/tally/replication/v1/replication";
-import { rightsSubject } from "../replication/subjects";
-import type { TallyMetrics } from "../metrics/tally-metrics";
-import type { Logger } from "./logger";
-import { donorGrant, DemandTracker, DonorRateLimiter, proactiveNeed } from "../core/rebalance";
-import type { ReplicaSet } from "../core/replica-set";
-import type { ReplicaState, SlotChange } from "../core/replica-state";
+import type { DurableWrite } from "../core/durable-write";
+import type { ReplicaState } from "../core/replica-state";
+import type { RightsAsk, RightsGift, RightsTransport } from "../core/rights-messages";
+import { RightsPolicy } from "../core/rights-policy";
 import type { BalanceWatchHub } from "./balance-watch";
-import type { NodeConfig } from "./node-config";
 
 /** What the broker needs from its node. */
 export interface RightsHost {
-  readonly config: NodeConfig;
+  readonly region: string;
   readonly state: ReplicaState;
-  readonly replicas: ReplicaSet;
   readonly watches: BalanceWatchHub;
-  readonly ready: boolean;
-  commitSlots(slots: SlotChange[]): Promise<void>;
+  /** False while recovering, fenced or stopping: a donor gives nothing then. */
+  readonly writable: boolean;
+  /** Makes a write to this region's own row durable. */
+  commit(write: DurableWrite): Promise<unknown>;
 }
+
+export interface RightsEvents {
+  asked(result: "granted" | "refused" | "expired"): void;
+  transferred(direction: "in" | "out", amount: bigint): void;
+  donationFailed(error: unknown): void;
+}
+
+/** Time for the broker: the clock and a cancellable wait (real timers, or the simulation's). */
+export interface BrokerClock {
+  now(): number;
+  wait(ms: number): { readonly done: Promise<void>; cancel(): void };
+}
+
+export const REAL_CLOCK: BrokerClock = {
+  now: Date.now,
+  wait: (ms) => {
+    let timer: NodeJS.Timeout | undefined;
+    const done = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+    return { done, cancel: () => clearTimeout(timer) };
+  },
+};
 
 interface Acquisition {
   readonly needed: bigint;
@@ -32,97 +49,66 @@ interface Acquisition {
 }
 
 export class RightsBroker {
-  private subscription: Subscription | undefined;
+  readonly policy: RightsPolicy;
   private readonly acquiring = new Map<string, Acquisition>();
-  private readonly demand: DemandTracker;
-  private readonly limiter = new DonorRateLimiter({ windowMs: 2, maxEntries: 100_000 });
+  private stopServing: (() => void) | undefined;
   private stopped = false;
 
   constructor(
-    private readonly node: RightsHost,
-    private readonly connection: NatsConnection,
-    private readonly metrics: TallyMetrics,
-    private readonly logger: Logger,
-    private readonly now: () => number,
+    private readonly host: RightsHost,
+    private readonly transport: RightsTransport,
+    private readonly events: RightsEvents,
+    private readonly clock: BrokerClock,
+    /** How long a background ask (ahead of need, or after a bulk refusal) may take. */
+    private readonly backgroundAskMs: number,
   ) {
-    this.demand = new DemandTracker({
-      replicaCount: node.replicas.size,
-      halfLifeMs: 2_000,
-      maxAccounts: 100_000,
-      idleMs: 60_000,
-    });
+    this.policy = new RightsPolicy(host.state);
+  }
+
+  get asksInFlight(): number {
+    return this.acquiring.size;
   }
 
   start(): void {
-    this.subscription = this.connection.subscribe(rightsSubject(this.node.config.region), {
-      callback: (error, message) => {
-        if (error !== null) return;
-        this.donate(RightsRequest.decode(message.data)).then(
-          (reply) => message.respond(RightsReply.encode(reply).finish()),
-          (donateError: unknown) => {
-            this.logger.warn("rights donation failed", { error: String(donateError) });
-            message.respond(
-              RightsReply.encode({
-                donor: this.node.config.region,
-                granted: 0n,
-                transferredTotal: 0n,
-                donorRights: 0n,
-                accountCounter: [],
-              }).finish(),
-            );
-          },
-        );
-      },
-    });
+    this.stopServing = this.transport.serve((ask) => this.donate(ask));
   }
 
   stop(): void {
     this.stopped = true;
-    this.subscription?.unsubscribe();
+    this.stopServing?.();
   }
 
-  /** Local debit seen: feeds demand tracking and proactive rebalancing. */
-  observeDebit(accountId: string, amount: bigint, nowMs: number, rightsAfter: bigint, balanceAfter: bigint): void {
-    const state = this.node.state;
-    if (state.replicas.size === 1) return;
-    this.demand.record(accountId, state.self, amount, nowMs);
-    const want = proactiveNeed(rightsAfter, balanceAfter, state.replicas.size, this.demand.share(accountId, state.self));
-    if (want > 0n && !this.acquiring.has(accountId)) {
-      void this.startAsk(accountId, want, nowMs + this.node.config.maxRightsWaitMs);
-    }
+  /** A local debit was approved: feeds demand, and asks ahead when this region falls below its share. */
+  afterLocalDebit(accountId: string, amount: bigint, nowMs: number): void {
+    const want = this.policy.afterLocalDebit(accountId, amount, nowMs);
+    if (want > 0n && !this.acquiring.has(accountId)) void this.startAsk(accountId, want, nowMs + this.backgroundAskMs);
   }
 
-  /** Debits merged from a peer's row: demand there, so its fair share grows. */
-  observePeerDebit(accountId: string, replica: number, amount: bigint, nowMs: number): void {
-    this.demand.record(accountId, replica, amount, nowMs);
+  afterPeerDebit(accountId: string, replica: number, amount: bigint, nowMs: number): void {
+    this.policy.afterPeerDebit(accountId, replica, amount, nowMs);
   }
 
   /** A debit was refused without waiting (bulk path): ask in the background for the next one. */
-  onShortfall(accountId: string, amount: bigint): void {
+  afterShortfall(accountId: string, amount: bigint): void {
     if (this.acquiring.has(accountId)) return;
-    const deficit = amount - this.node.state.rights(accountId);
-    if (deficit > 0n) void this.startAsk(accountId, deficit, this.now() + this.node.config.maxRightsWaitMs);
+    const deficit = amount - this.host.state.rights(accountId);
+    if (deficit > 0n) void this.startAsk(accountId, deficit, this.clock.now() + this.backgroundAskMs);
   }
 
-  /**
-   * Asks peers for `deficit` rights; resolves when this region's rights grew
-   * by it, every asked peer answered, or the deadline passed.
-   */
   /**
    * One round of asking: joins the account's request in flight or starts one,
    * and resolves when this caller's `deficit` is covered, the request ends, or
    * the deadline passes. The debit path decides whether to ask again.
    */
   async acquire(accountId: string, deficit: bigint, deadlineMs: number): Promise<void> {
-    const state = this.node.state;
+    const { state, watches } = this.host;
+    if (this.stopped || deficit <= 0n || this.clock.now() >= deadlineMs) return;
     const target = state.rights(accountId) + deficit;
-    if (this.stopped || deficit <= 0n || this.now() >= deadlineMs) return;
     // A waiting debit resolves as soon as its own need is covered (any merge
-    // that raises this region's rights notifies the account's watchers), not
-    // when the whole batched request finishes.
+    // that raises this region's rights notifies the account's watchers).
     let wake: () => void = () => undefined;
     const covered = new Promise<void>((resolve) => (wake = resolve));
-    const unwatch = this.node.watches.watch(
+    const unwatch = watches.watch(
       accountId,
       () => {
         if (state.rights(accountId) >= target) wake();
@@ -130,24 +116,23 @@ export class RightsBroker {
       () => wake(),
       true,
     );
+    const timeout = this.clock.wait(Math.max(0, deadlineMs - this.clock.now()));
     try {
       const existing = this.acquiring.get(accountId);
-      // Ask for what demand says this region should hold, not just this debit's gap,
-      // so the next debits do not wait (AntidoteDB batches requests the same way).
-      const wanted = proactiveNeed(state.rights(accountId), state.balance(accountId), state.replicas.size, this.demand.share(accountId, state.self));
       const asking =
         existing !== undefined && existing.needed >= deficit
           ? existing.done
-          : this.startAsk(accountId, wanted > deficit ? wanted : deficit, deadlineMs);
-      await this.raceDeadline(Promise.race([asking, covered]), deadlineMs);
+          : this.startAsk(accountId, this.policy.askSize(accountId, deficit), deadlineMs);
+      await Promise.race([asking, covered, timeout.done]);
     } finally {
+      timeout.cancel();
       unwatch();
     }
   }
 
-  /** One batched request to the peers for an account; concurrent shortfalls join it. */
+  /** One request to the peers for an account; concurrent shortfalls join it. */
   private startAsk(accountId: string, deficit: bigint, deadlineMs: number): Promise<void> {
-    const done = this.ask(accountId, deficit, deadlineMs);
+    const done = this.askPeers(accountId, deficit, deadlineMs);
     const entry = { needed: deficit, done };
     this.acquiring.set(accountId, entry);
     void done.finally(() => {
@@ -156,42 +141,28 @@ export class RightsBroker {
     return done;
   }
 
-  private async ask(accountId: string, deficit: bigint, deadlineMs: number): Promise<void> {
-    const node = this.node;
-    const self = node.config.region;
-    const selfIndex = node.state.self;
-    const peers = node.replicas.names
-      .filter((r) => r !== self)
-      .map((r) => ({ region: r, rights: node.state.rights(accountId, node.replicas.indexOf(r)) }))
-      .sort((a, b) => (b.rights > a.rights ? 1 : b.rights < a.rights ? -1 : 0));
-    const timeout = Math.max(1, deadlineMs - this.now());
-    const payload = RightsRequest.encode({ accountId, requester: self, deficit }).finish();
-    const target = node.state.rights(accountId) + deficit;
+  /** Resolves when every asked peer answered or gave up, or this region's rights reached the target. */
+  private async askPeers(accountId: string, deficit: bigint, deadlineMs: number): Promise<void> {
+    const { state, region } = this.host;
+    const donors = this.policy.donors(accountId);
+    const timeoutMs = Math.max(1, deadlineMs - this.clock.now());
+    const target = state.rights(accountId) + deficit;
+    const ask: RightsAsk = { accountId, requester: region, deficit };
     await new Promise<void>((resolve) => {
-      let outstanding = peers.length;
+      let outstanding = donors.length;
       if (outstanding === 0) resolve();
       const settle = (): void => {
         outstanding--;
-        if (outstanding === 0 || node.state.rights(accountId) >= target) resolve();
+        if (outstanding === 0 || state.rights(accountId) >= target) resolve();
       };
-      for (const peer of peers) {
-        this.connection.request(rightsSubject(peer.region), payload, { timeout }).then(
-          (message) => {
-            const reply = RightsReply.decode(message.data);
-            if (reply.granted > 0n) {
-              node.state.merge(accountId, node.replicas.indexOf(reply.donor), selfIndex, reply.transferredTotal);
-              node.state.mergeAccount(accountId, reply.accountCounter);
-              node.watches.notify(accountId);
-              this.metrics.rightsRequests.inc({ result: "granted" });
-              this.metrics.rightsTransfers.inc({ direction: "in" });
-              this.metrics.rightsTransferred.inc({ direction: "in" }, Number(reply.granted));
-            } else {
-              this.metrics.rightsRequests.inc({ result: "refused" });
-            }
+      for (const donor of donors) {
+        this.transport.ask(donor, ask, timeoutMs).then(
+          (gift) => {
+            this.receive(accountId, donor, gift);
             settle();
           },
           () => {
-            this.metrics.rightsRequests.inc({ result: "expired" });
+            this.events.asked("expired");
             settle();
           },
         );
@@ -199,43 +170,45 @@ export class RightsBroker {
     });
   }
 
-  private async donate(request: RightsRequest): Promise<RightsReply> {
-    const node = this.node;
-    const region = node.config.region;
-    const empty: RightsReply = {
-      donor: region,
-      granted: 0n,
-      transferredTotal: 0n,
-      donorRights: node.state.rights(request.accountId),
-      accountCounter: [],
-    };
-    if (this.stopped || !node.ready || !node.replicas.has(request.requester) || request.requester === region) return empty;
-    const nowMs = this.now();
-    const to = node.replicas.indexOf(request.requester);
-    if (!this.limiter.allows(request.accountId, to, nowMs)) return empty;
-    const spare = node.state.rights(request.accountId);
-    const idle = this.demand.isIdle(request.accountId, node.state.self, nowMs);
-    const give = donorGrant(spare, request.deficit, idle);
-    if (give <= 0n) return empty;
-    this.limiter.tryAcquire(request.accountId, to, nowMs);
-    const changes = node.state.transfer(request.accountId, to, give);
-    await node.commitSlots(changes);
-    node.watches.notify(request.accountId);
-    this.metrics.rightsTransfers.inc({ direction: "out" });
-    this.metrics.rightsTransferred.inc({ direction: "out" }, Number(give));
+  private receive(accountId: string, donor: string, gift: RightsGift | undefined): void {
+    if (gift === undefined) {
+      this.events.asked("expired");
+      return;
+    }
+    if (gift.granted <= 0n || gift.donor !== donor) {
+      this.events.asked("refused");
+      return;
+    }
+    const { state, watches } = this.host;
+    // The whole counter first, so the view never holds the gift without what it depended on.
+    state.mergeAccount(accountId, gift.accountCounter);
+    state.merge(accountId, state.replicas.indexOf(donor), state.self, gift.transferredTotal);
+    watches.notify(accountId);
+    this.events.asked("granted");
+    this.events.transferred("in", gift.granted);
+  }
+
+  private async donate(ask: RightsAsk): Promise<RightsGift> {
+    const { state, region, watches } = this.host;
+    const nothing: RightsGift = { donor: region, granted: 0n, transferredTotal: 0n, donorRights: state.rights(ask.accountId), accountCounter: [] };
+    if (this.stopped || !this.host.writable || !state.replicas.has(ask.requester) || ask.requester === region) return nothing;
+    const to = state.replicas.indexOf(ask.requester);
+    const give = this.policy.donation(ask.accountId, to, ask.deficit, this.clock.now());
+    if (give <= 0n) return nothing;
+    try {
+      await this.host.commit({ slots: state.transfer(ask.accountId, to, give) });
+    } catch (error) {
+      this.events.donationFailed(error);
+      return nothing;
+    }
+    watches.notify(ask.accountId);
+    this.events.transferred("out", give);
     return {
       donor: region,
       granted: give,
-      transferredTotal: node.state.slot(request.accountId, node.state.self, to),
-      donorRights: node.state.rights(request.accountId),
-      accountCounter: node.state.exportAccount(request.accountId),
+      transferredTotal: state.slot(ask.accountId, state.self, to),
+      donorRights: state.rights(ask.accountId),
+      accountCounter: state.exportAccount(ask.accountId),
     };
-  }
-
-  private async raceDeadline(done: Promise<void>, deadlineMs: number): Promise<void> {
-    const wait = Math.max(0, deadlineMs - this.now());
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([done, new Promise<void>((r) => (timer = setTimeout(r, wait)))]);
-    if (timer !== undefined) clearTimeout(timer);
   }
 }

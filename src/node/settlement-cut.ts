@@ -4,40 +4,49 @@
 // snapshot holds everything its own operations depended on, so the join is
 // causally closed; the cut records, per region, the stream sequence it covers.
 
-import { SnapshotHeader } from "../generated/tally/replication/v1/replication";
+import type { SnapshotChunk, SnapshotHeader } from "../generated/tally/replication/v1/replication";
 import { rightsOf } from "../core/escrow-counter";
-import { Mode } from "../core/policy";
 import { ReplicaState } from "../core/replica-state";
 import { policyFromWire } from "../replication/delta-codec";
-import { snapshotSubject } from "../replication/subjects";
+import type { ReplicaSet } from "../core/replica-set";
+import type { Policy } from "../core/policy";
 import type { SettlementAccount, SettlementInput } from "../settlement/settlement-input";
 import type { Logger } from "./logger";
-import type { TallyNode } from "./tally-node";
 
-export async function collectCut(node: TallyNode, logger: Logger, timeoutMs = 30_000): Promise<SettlementInput> {
+/** Where a cut's snapshots come from: this node, the other regions, the snapshot store. */
+export interface CutSources {
+  readonly region: string;
+  readonly replicas: ReplicaSet;
+  readonly defaultPolicy: Policy;
+  takeOwnSnapshot(): Promise<unknown>;
+  /** Asks another region for a fresh snapshot; rejects when it does not answer in time. */
+  requestSnapshot(region: string, timeoutMs: number): Promise<void>;
+  readSnapshot(region: string, onChunk: (chunk: SnapshotChunk) => void): Promise<SnapshotHeader | undefined>;
+}
+
+export async function collectCut(node: CutSources, logger: Logger, timeoutMs = 30_000): Promise<SettlementInput> {
   const regions = node.replicas.names;
   await Promise.all(
     regions.map(async (region) => {
-      if (region === node.config.region) {
-        await node.takeSnapshot();
+      if (region === node.region) {
+        await node.takeOwnSnapshot();
         return;
       }
       try {
-        const reply = await node.log.connection.request(snapshotSubject(region), new Uint8Array(0), { timeout: timeoutMs });
-        SnapshotHeader.decode(reply.data);
+        await node.requestSnapshot(region, timeoutMs);
       } catch (error) {
         logger.warn("region did not snapshot for settlement; using its latest stored snapshot", { region, error: String(error) });
       }
     }),
   );
-  const joined = new ReplicaState({ replicas: node.replicas, self: node.config.region, defaultPolicy: node.state.defaultPolicy });
+  const joined = new ReplicaState({ replicas: node.replicas, self: node.region, defaultPolicy: node.defaultPolicy });
   const cut: Record<string, bigint> = {};
   for (const region of regions) cut[region] = 0n;
   const raise = (region: string, sequence: bigint): void => {
     if (region in cut && sequence > (cut[region] ?? 0n)) cut[region] = sequence;
   };
   for (const region of regions) {
-    const header = await node.snapshots.read(region, (chunk) => {
+    const header = await node.readSnapshot(region, (chunk) => {
       for (const account of chunk.accounts) joined.mergeAccount(account.accountId, account.values);
       for (const wire of chunk.policies) {
         const policy = policyFromWire(wire);
@@ -59,8 +68,7 @@ export async function collectCut(node: TallyNode, logger: Logger, timeoutMs = 30
         debited.push(view.slots[view.base + n * n + i] ?? 0n);
         rightsBelowZero.push(rightsOf(view, i) < 0n);
       }
-      const mode = joined.policy(accountId).mode === Mode.Overdraft ? 2 : 1;
-      yield { accountId, granted, debited, mode, rightsBelowZero };
+      yield { accountId, granted, debited, mode: joined.policy(accountId).mode, rightsBelowZero };
     }
   }
   return { replicas: regions, cut, accounts: accounts() };

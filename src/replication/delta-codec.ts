@@ -11,7 +11,7 @@ import { DebitOutcome as WireOutcome } from "../generated/tally/v1/balances";
 import { DebitOutcome, type Answer } from "../core/replica-state";
 import { Mode } from "../core/policy";
 import type { ReplicaSet } from "../core/replica-set";
-import type { CommitBatch, PolicyRecord, RequestRecord } from "./durable-write";
+import type { CommitBatch, PolicyRecord, RequestRecord } from "../core/durable-write";
 import type { SlotChange } from "../core/replica-state";
 
 export interface DecodedDelta {

@@ -5,7 +5,6 @@
 // which resumes from the last sequence it saw after a disconnect or partition.
 
 import {
-  connect,
   DeliverPolicy,
   DiscardPolicy,
   headers,
@@ -16,12 +15,14 @@ import {
   type JetStreamManager,
   type NatsConnection,
 } from "nats";
+import { WriterFencedError, type StreamAppender } from "./replica-writer";
 import { deltaSubject, streamName } from "./subjects";
 
+/** JetStream API error codes (nats-server errors.json) this module acts on. */
+const JS_STREAM_NOT_FOUND = 10059;
+const JS_WRONG_LAST_SEQUENCE = 10071;
+
 export interface ReplicaLogOptions {
-  readonly url: string;
-  /** Connection name shown in NATS monitoring. */
-  readonly name: string;
   /** Place each replica's stream in the NATS cluster named after the replica (supercluster). */
   readonly placeByRegion: boolean;
   readonly publishTimeoutMs?: number;
@@ -34,18 +35,7 @@ export interface LoggedMessage {
   readonly pending: number;
 }
 
-/** A second writer appended to this replica's stream. */
-export class WriterFencedError extends Error {
-  override readonly name = "WriterFencedError";
-  constructor(
-    readonly stream: string,
-    options?: { cause?: unknown },
-  ) {
-    super(`another writer appended to ${stream}; this node must stop writing`, options);
-  }
-}
-
-export class ReplicaLog {
+export class ReplicaLog implements StreamAppender {
   private constructor(
     readonly connection: NatsConnection,
     readonly js: JetStreamClient,
@@ -53,24 +43,12 @@ export class ReplicaLog {
     readonly options: ReplicaLogOptions,
   ) {}
 
-  static async open(options: ReplicaLogOptions): Promise<ReplicaLog> {
-    let connection: NatsConnection;
-    try {
-      connection = await connect({
-        servers: options.url,
-        name: options.name,
-        maxReconnectAttempts: -1,
-        reconnectTimeWait: 250,
-        pingInterval: 5_000,
-        // Every publish is a request; capturing a stack trace for each one was the
-        // largest single cost of the NATS client on the debit path. Errors still
-        // carry their message and code.
-        noAsyncTraces: true,
-      });
-    } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      throw new Error(`cannot connect to NATS at ${options.url}: ${reason}`, { cause: error });
-    }
+  get maxPayload(): number {
+    return this.connection.info?.max_payload ?? 1024 * 1024;
+  }
+
+  /** The log over an open connection (the composition root owns the connection). */
+  static async over(connection: NatsConnection, options: ReplicaLogOptions): Promise<ReplicaLog> {
     const jsm = await connection.jetstreamManager({ timeout: 10_000 });
     return new ReplicaLog(connection, connection.jetstream({ timeout: 10_000 }), jsm, options);
   }
@@ -108,6 +86,12 @@ export class ReplicaLog {
     return info.state.first_seq;
   }
 
+  /** First and last sequence stored in `replica`'s stream (first = last + 1 when empty). */
+  async bounds(replica: string): Promise<{ first: number; last: number }> {
+    const info = await this.jsm.streams.info(streamName(replica));
+    return { first: info.state.first_seq, last: info.state.last_seq };
+  }
+
   async lastSequence(replica: string): Promise<number> {
     const info = await this.jsm.streams.info(streamName(replica));
     return info.state.last_seq;
@@ -129,7 +113,7 @@ export class ReplicaLog {
       });
       return ack.seq;
     } catch (error) {
-      if (error instanceof Error && /wrong last sequence/i.test(error.message)) {
+      if (jetStreamErrorCode(error) === JS_WRONG_LAST_SEQUENCE) {
         throw new WriterFencedError(streamName(replica), { cause: error });
       }
       throw error;
@@ -195,6 +179,14 @@ export class ReplicaLog {
   }
 }
 
+/** The JetStream API error code carried by a nats.js error, if any. */
+export function jetStreamErrorCode(error: unknown): number | undefined {
+  if (typeof error !== "object" || error === null || !("api_error" in error)) return undefined;
+  const api: unknown = error.api_error;
+  if (typeof api !== "object" || api === null || !("err_code" in api)) return undefined;
+  return typeof api.err_code === "number" ? api.err_code : undefined;
+}
+
 function isNotFound(error: unknown): boolean {
-  return error instanceof Error && /not found/i.test(error.message);
+  return jetStreamErrorCode(error) === JS_STREAM_NOT_FOUND;
 }

@@ -59,7 +59,14 @@ export class PeerFollower {
     this.startWatchdog();
     while (!this.stopped) {
       try {
-        this.reportedSequence = Math.max(this.reportedSequence, await this.log.lastSequence(this.replica));
+        const bounds = await this.log.bounds(this.replica);
+        this.reportedSequence = Math.max(this.reportedSequence, bounds.last);
+        // The writer purged messages this node never applied: a consumer would
+        // wait for a new message to notice, so catch up from its snapshot now.
+        if (bounds.first > this.appliedSequence + 1 && bounds.last > this.appliedSequence) {
+          this.recoverGap(bounds.first);
+          return;
+        }
         const messages = await this.log.follow(this.replica, this.appliedSequence + 1, (m) => this.onMessage(m.seq, m.data, m.pending));
         this.messages = messages;
         // A consumer that ends on its own (e.g. it gave up during a partition) is replaced.

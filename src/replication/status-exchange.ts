@@ -23,21 +23,23 @@ export class StatusExchange {
     private readonly snapshot: () => StatusSnapshot,
     private readonly onPeerStatus: (replica: string, status: StatusSnapshot) => void,
     private readonly now: () => number,
+    private readonly badMessage: (source: string, subject: string, reason: string) => void,
   ) {}
 
   start(intervalMs: number): void {
     this.subscription = this.connection.subscribe(STATUS_WILDCARD, {
       callback: (error, message) => {
         if (error !== null) return;
-        const status = NodeStatus.decode(message.data);
-        if (status.replica === this.self) return;
-        const applied: Record<string, number> = {};
-        for (const [replica, seq] of Object.entries(status.applied)) applied[replica] = Number(seq);
-        this.onPeerStatus(status.replica, {
-          ownSequence: Number(status.ownSequence),
-          ownDigest: status.ownDigest,
-          applied,
-        });
+        // A throw here would stop the NATS client's reader: every failure is caught and counted.
+        try {
+          const status = NodeStatus.decode(message.data);
+          if (status.replica === this.self) return;
+          const applied: Record<string, number> = {};
+          for (const [replica, seq] of Object.entries(status.applied)) applied[replica] = safeSequence(seq);
+          this.onPeerStatus(status.replica, { ownSequence: safeSequence(status.ownSequence), ownDigest: status.ownDigest, applied });
+        } catch (decodeError) {
+          this.badMessage("status", message.subject, String(decodeError));
+        }
       },
     });
     this.timer = setInterval(() => this.publish(), intervalMs);
@@ -66,4 +68,10 @@ export class StatusExchange {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.subscription?.unsubscribe();
   }
+}
+
+/** A stream sequence from a peer: a safe integer, or the message is rejected. */
+function safeSequence(value: bigint): number {
+  if (value < 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError(`sequence ${value} is out of range`);
+  return Number(value);
 }

@@ -13,7 +13,7 @@ import type {
   SettleResponse,
 } from "../generated/tally/v1/admin";
 import type { TallyNode } from "../node/tally-node";
-import { policyFromWire, policyToWire } from "./request-validation";
+import { accountPolicyFromWire, accountPolicyToWire, peerToWire } from "./wire";
 import { NotConfiguredError, toStatus } from "./status-mapping";
 
 /** What the Admin settlement RPCs need; provided when the node has a Postgres URL. */
@@ -61,7 +61,7 @@ export function adminService(node: TallyNode, settlement?: SettlementAdmin): Adm
       answer(callback, () => {
         const accountId = validateAccountId(call.request.accountId);
         return Promise.resolve({
-          policy: policyToWire(node.state.policy(accountId)),
+          policy: accountPolicyToWire(node.state.policy(accountId)),
           isDefault: node.state.policyWrite(accountId) === undefined,
         });
       });
@@ -70,8 +70,8 @@ export function adminService(node: TallyNode, settlement?: SettlementAdmin): Adm
     setAccountPolicy(call, callback) {
       answer(callback, async () => {
         const accountId = validateAccountId(call.request.accountId);
-        const policy = policyFromWire(call.request.policy);
-        return { policy: policyToWire(await node.setPolicy(accountId, policy)) };
+        const policy = accountPolicyFromWire(call.request.policy);
+        return { policy: accountPolicyToWire(await node.setPolicy(accountId, policy)) };
       });
     },
 
@@ -81,7 +81,7 @@ export function adminService(node: TallyNode, settlement?: SettlementAdmin): Adm
         const amount = validateAmount(call.request.amount);
         const to = call.request.toRegion;
         if (to === "") throw new InvalidArgumentError("to_region", "is required");
-        if (to === node.config.region) throw new InvalidArgumentError("to_region", "must differ from this node's region");
+        if (to === node.region) throw new InvalidArgumentError("to_region", "must differ from this node's region");
         return { localRights: await node.transfer(accountId, to, amount) };
       });
     },
@@ -121,18 +121,9 @@ export function adminService(node: TallyNode, settlement?: SettlementAdmin): Adm
       answer(callback, async () => {
         const lastSettlement = settlement === undefined ? undefined : await settlement.lastSettlement().catch(() => undefined);
         return {
-          region: node.config.region,
+          region: node.region,
           accounts: BigInt(node.state.accountCount),
-          peers: node.peerViews().map((p) => ({
-            region: p.region,
-            appliedSequence: BigInt(p.appliedSequence),
-            reportedSequence: BigInt(p.reportedSequence),
-            pending: BigInt(p.pending),
-            lagSeconds: p.lagSeconds,
-            converged: p.converged,
-            digest: p.digest,
-            lastHeardMs: BigInt(p.lastHeardMs),
-          })),
+          peers: node.views.peerViews().map(peerToWire),
           lastSettlement,
         };
       });

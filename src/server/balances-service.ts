@@ -6,10 +6,10 @@ import { validateAccountId, validateAmount, validateRequestId } from "../core/va
 import { InvalidArgumentError } from "../core/errors";
 import { INT64_MAX } from "../core/amounts";
 import type { BalancesServer, DebitRequest, DebitResponse, WatchBalanceRequest, WatchBalanceResponse } from "../generated/tally/v1/balances";
-import { toWireOutcome } from "../replication/delta-codec";
 import type { TallyNode, Decision } from "../node/tally-node";
-import { batchItems, debitItem, policyToWire, waitMs } from "./request-validation";
+import { batchItems, debitItem, waitMs } from "./request-validation";
 import { DeadlineExpiredError, statusLabel, toStatus } from "./status-mapping";
+import { balanceToWire, debitResponse as answerToWire } from "./wire";
 
 /** Last settled balance of an account, when settlement is configured. */
 export interface SettledBalanceSource {
@@ -17,12 +17,7 @@ export interface SettledBalanceSource {
 }
 
 function debitResponse(decision: Decision): DebitResponse {
-  return {
-    outcome: toWireOutcome(decision.answer.outcome),
-    balance: decision.answer.balance,
-    localRights: decision.answer.localRights,
-    replayed: decision.replayed,
-  };
+  return answerToWire(decision.answer, decision.replayed);
 }
 
 function fail<T>(callback: sendUnaryData<T>, error: unknown): void {
@@ -147,32 +142,15 @@ export function balancesService(node: TallyNode, settled?: SettledBalanceSource)
         fail(callback, error);
         return;
       }
-      const view = node.balanceView(accountId);
-      const answer = (settledBalance: bigint, settlementId: bigint): void =>
-        callback(null, {
-          accountId,
-          balance: view.balance,
-          localRights: view.localRights,
-          regions: view.regions.map((r) => ({
-            region: r.replica,
-            granted: r.granted,
-            debited: r.debited,
-            rights: r.rights,
-            appliedSequence: BigInt(r.appliedSequence),
-            stalenessMs: BigInt(r.stalenessMs),
-          })),
-          policy: policyToWire(view.policy),
-          settledBalance,
-          settlementId,
-        });
+      const view = node.views.balanceView(accountId);
       if (settled === undefined) {
-        answer(0n, 0n);
+        callback(null, balanceToWire(accountId, view, { balance: 0n, settlementId: 0n }));
         return;
       }
       settled.settledBalance(accountId).then(
-        (s) => answer(s?.balance ?? 0n, s?.settlementId ?? 0n),
+        (s) => callback(null, balanceToWire(accountId, view, { balance: s?.balance ?? 0n, settlementId: s?.settlementId ?? 0n })),
         // The local view is still worth answering when Postgres is down.
-        () => answer(0n, 0n),
+        () => callback(null, balanceToWire(accountId, view, { balance: 0n, settlementId: 0n })),
       );
     },
 
@@ -208,7 +186,7 @@ function watchBalance(
   let ended = false;
   const send = (): void => {
     if (ended) return;
-    const view = node.balanceView(accountId);
+    const view = node.views.balanceView(accountId);
     const threshold = callThreshold > 0n ? callThreshold : view.policy.lowWaterMark;
     const event: WatchBalanceResponse = {
       accountId,

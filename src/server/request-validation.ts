@@ -2,11 +2,9 @@
 // field as the client sees it. Nothing here touches state.
 
 import { InvalidArgumentError } from "../core/errors";
-import { Mode, validatePolicy, type Policy } from "../core/policy";
 import { validateAccountId, validateAmount, validateRequestId } from "../core/validation";
-import type { DebitItem } from "../node/tally-node";
+import type { DebitItem } from "../core/write-path";
 import type { DebitRequest } from "../generated/tally/v1/balances";
-import { PolicyMode, type AccountPolicy } from "../generated/tally/v1/common";
 import { LimitExceededError } from "./status-mapping";
 
 export const MAX_BATCH_ITEMS = 10_000;
@@ -33,28 +31,4 @@ export function waitMs(requested: number, defaultMs: number, maxMs: number, dead
   if (!Number.isFinite(deadlineMs)) return wanted;
   // Leave room to answer before the client's deadline.
   return Math.max(0, Math.min(wanted, deadlineMs - Date.now() - 5));
-}
-
-export function policyFromWire(policy: AccountPolicy | undefined, field = "policy"): Policy {
-  if (policy === undefined) throw new InvalidArgumentError(field, "is required");
-  let mode: Mode;
-  switch (policy.mode) {
-    case PolicyMode.POLICY_MODE_STRICT:
-      mode = Mode.Strict;
-      break;
-    case PolicyMode.POLICY_MODE_OVERDRAFT:
-      mode = Mode.Overdraft;
-      break;
-    default:
-      throw new InvalidArgumentError(`${field}.mode`, `must be POLICY_MODE_STRICT or POLICY_MODE_OVERDRAFT; got ${policy.mode}`);
-  }
-  return validatePolicy({ mode, overdraftLimit: policy.overdraftLimit, lowWaterMark: policy.lowWaterMark }, field);
-}
-
-export function policyToWire(policy: Policy): AccountPolicy {
-  return {
-    mode: policy.mode === Mode.Overdraft ? PolicyMode.POLICY_MODE_OVERDRAFT : PolicyMode.POLICY_MODE_STRICT,
-    overdraftLimit: policy.overdraftLimit,
-    lowWaterMark: policy.lowWaterMark,
-  };
 }

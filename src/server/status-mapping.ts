@@ -9,7 +9,7 @@ import {
   TransferRefusedError,
   UnknownReplicaError,
 } from "../core/errors";
-import { NodeUnavailableError } from "../node/tally-node";
+import { NodeUnavailableError } from "../node/node-errors";
 import {
   RegressedTotalsError,
   SettlementConflictError,

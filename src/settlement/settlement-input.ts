@@ -1,13 +1,14 @@
 // What a settlement consumes — the joined state of every replica at a cut — and
 // its validation and encoding into Postgres array literals for bulk staging.
 
+import { Mode } from "../core/policy";
 import { UINT64_MAX } from "../core/amounts";
 import { InvalidArgumentError } from "../core/errors";
 import { ReplicaSet } from "../core/replica-set";
 import { validateAccountId } from "../core/validation";
 
-export const MODE_STRICT = 1;
-export const MODE_OVERDRAFT = 2;
+export const MODE_STRICT = Mode.Strict;
+export const MODE_OVERDRAFT = Mode.Overdraft;
 
 /** One account's settled counters; every array is indexed by replica index. */
 export interface SettlementAccount {
@@ -17,7 +18,7 @@ export interface SettlementAccount {
   /** D[i]: debits at replica i (uint64). */
   readonly debited: readonly bigint[];
   /** 1 = STRICT, 2 = OVERDRAFT. */
-  readonly mode: 1 | 2;
+  readonly mode: Mode;
   /** Replicas whose rights are below zero, i.e. that used overdraft. */
   readonly rightsBelowZero: readonly boolean[];
 }

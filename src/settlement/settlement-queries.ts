@@ -2,6 +2,7 @@
 // ledger history (keyset-paged, newest first) and its last settled balance.
 // Amounts cross the driver as text and become bigint here; never a JS number.
 
+import { Mode } from "../core/policy";
 import type { Pool } from "pg";
 import { InvalidArgumentError } from "../core/errors";
 import { validateAccountId } from "../core/validation";
@@ -24,7 +25,7 @@ export interface OverspendRecord {
   readonly accountId: string;
   readonly amount: bigint;
   readonly replicas: string[];
-  readonly mode: 1 | 2;
+  readonly mode: Mode;
   /** Commit time of the settlement that recorded it. */
   readonly recordedAtMs: number;
 }
@@ -190,7 +191,7 @@ export class SettlementQueries {
       accountId: row.account_id,
       amount: BigInt(row.amount),
       replicas: row.replicas,
-      mode: row.mode === "STRICT" ? 1 : 2,
+      mode: row.mode === "STRICT" ? Mode.Strict : Mode.Overdraft,
       recordedAtMs: Number(row.recorded_ms),
     }));
     const last = page[page.length - 1];

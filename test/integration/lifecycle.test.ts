@@ -7,7 +7,8 @@ import { expect } from "chai";
 import { rmSync } from "node:fs";
 import { freePorts } from "../../src/devcluster/free-port";
 import { NodeProcess } from "../../src/devcluster/node-process";
-import { ReplicaLog } from "../../src/replication/jetstream-log";
+import { runNode } from "../../src/app/run-node";
+import { jsonLogger } from "../../src/node/logger";
 import { startStandaloneNats, tempDir } from "../support/nats";
 
 /** Resolves with the ms until `pid` exited, or undefined if it still runs after `limitMs`. */
@@ -32,7 +33,7 @@ describe("lifecycle", function () {
     const url = `nats://127.0.0.1:${unused!}`;
     let error: unknown;
     try {
-      await ReplicaLog.open({ url, name: "lifecycle-test", placeByRegion: false });
+      await runNode({ region: "east", regions: ["east"], natsUrl: url, grpcAddress: "127.0.0.1:0", logger: jsonLogger("east", "error") });
     } catch (err) {
       error = err;
     }

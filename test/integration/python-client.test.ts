@@ -140,7 +140,7 @@ describe("python client - stubs generated from proto drive a live node", functio
     expect(BigInt(summary().values.big_balance)).to.equal(2n ** 53n - 1n);
     expect(summary().values.region).to.equal("east");
     // What Python wrote is what the node holds.
-    expect(running?.node.balanceView(`${prefix}-big`).balance).to.equal(2n ** 53n - 1n);
+    expect(running?.node.views.balanceView(`${prefix}-big`).balance).to.equal(2n ** 53n - 1n);
   });
 
   it("python client - a retry with the same request_id is replayed and changes nothing", () => {
@@ -167,6 +167,6 @@ describe("python client - stubs generated from proto drive a live node", functio
       "DEBIT_OUTCOME_INSUFFICIENT_CREDIT",
     ]);
     expect(summary().values.watch_balances).to.deep.equal(["2", "1"]);
-    expect(running?.node.balanceView(`${prefix}-poor`).balance).to.equal(1n);
+    expect(running?.node.views.balanceView(`${prefix}-poor`).balance).to.equal(1n);
   });
 });

@@ -3,6 +3,7 @@
 // real stream written by a real node.
 
 import { expect } from "chai";
+import { connect } from "nats";
 import { runNode } from "../../src/app/run-node";
 import { ReplicaSet } from "../../src/core/replica-set";
 import { ReplicaState } from "../../src/core/replica-state";
@@ -35,7 +36,7 @@ describe("replay - duplicates and reordering change nothing", function () {
       for (let i = 0; i < 40; i++) await running.node.grant(`r-${i % 7}`, BigInt(100 + i), `rg-${i}`);
       await Promise.all(Array.from({ length: 60 }, (_, i) => running.node.debit({ accountId: `r-${i % 7}`, amount: 3n, requestId: `rd-${i}` }, 0)));
       await running.node.transfer("r-1", "west", 10n);
-      const log = await ReplicaLog.open({ url: nats().url, name: "replay-test", placeByRegion: false });
+      const log = await ReplicaLog.over(await connect({ servers: nats().url }), { placeByRegion: false });
       const deltas: DecodedDelta[] = [];
       await log.replay("east", 1, (m) => deltas.push(decodeDelta(replicas, m.data)));
       await log.close();

@@ -31,7 +31,7 @@ function acct(
   accountId: string,
   granted: bigint[],
   debited: bigint[],
-  options: { mode?: 1 | 2; below?: boolean[] } = {},
+  options: { mode?: typeof MODE_STRICT | typeof MODE_OVERDRAFT; below?: boolean[] } = {},
 ): SettlementAccount {
   return {
     accountId,

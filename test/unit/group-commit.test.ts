@@ -4,8 +4,8 @@
 
 import { expect } from "chai";
 import type { SlotChange } from "../../src/core/replica-state";
-import type { CommitBatch } from "../../src/replication/durable-write";
-import { GroupCommitter } from "../../src/replication/group-commit";
+import type { CommitBatch } from "../../src/core/durable-write";
+import { GroupCommitter, PoisonWriteError } from "../../src/replication/group-commit";
 
 const slot = (accountId: string, value: bigint, column = 0): SlotChange => ({ accountId, writer: 0, column, value });
 
@@ -16,20 +16,21 @@ interface Recorder {
 }
 
 /** A publisher whose publishes complete only when released (or fail `failNext` times). */
-function recorder(): { publish: (b: CommitBatch) => Promise<void>; rec: Recorder } {
+function recorder(): { publish: (b: CommitBatch) => Promise<number>; rec: Recorder } {
   const gates: Array<() => void> = [];
   const rec: Recorder = {
     batches: [],
     failNext: 0,
     release: () => gates.shift()?.(),
   };
-  const publish = (batch: CommitBatch): Promise<void> => {
+  const publish = (batch: CommitBatch): Promise<number> => {
     if (rec.failNext > 0) {
       rec.failNext--;
       return Promise.reject(new Error("publish failed"));
     }
     rec.batches.push(batch);
-    return new Promise((resolve) => gates.push(resolve));
+    const sequence = rec.batches.length;
+    return new Promise((resolve) => gates.push(() => resolve(sequence)));
   };
   return { publish, rec };
 }
@@ -103,21 +104,66 @@ describe("group commit - batching, ordering and retries", () => {
     expect(done).to.equal(true);
   });
 
-  it("group commit - an oversized window is split; parts are marked partial and waiters resolve after the last", async () => {
+  it("group commit - a write is never split: its slots and records share one message, even above the slot budget", async () => {
     const { publish, rec } = recorder();
     const committer = new GroupCommitter(publish, { maxBatchSlots: 2, retryDelayMs: 1 }, () => undefined);
-    let done = false;
-    const pending = committer
-      .commit({ slots: [slot("a", 1n), slot("b", 1n), slot("c", 1n), slot("d", 1n), slot("e", 1n)] })
-      .then(() => (done = true));
+    const record = { requestId: "r1", fingerprint: "d|a|1", answer: { kind: "debit" as const, outcome: 1, balance: 0n, localRights: 0n }, answeredAtMs: 1 };
+    const big = committer.commit({ slots: [slot("a", 1n), slot("b", 1n), slot("c", 1n)], requests: [record] });
+    const small = committer.commit({ slots: [slot("d", 1n)] });
+    await tick();
+    rec.release();
+    await big;
+    await tick();
+    rec.release();
+    await small;
+    expect(rec.batches.map((b) => b.slots.length)).to.deep.equal([3, 1]);
+    expect(rec.batches[0]?.requests.map((r) => r.requestId)).to.deep.equal(["r1"]);
+  });
+
+  it("group commit - whole writes fill a message up to the slot budget; the rest go in the next", async () => {
+    const { publish, rec } = recorder();
+    const committer = new GroupCommitter(publish, { maxBatchSlots: 5, retryDelayMs: 1 }, () => undefined);
+    const writes = ["a", "b", "c", "d", "e"].map((id) => committer.commit({ slots: [slot(id, 1n), slot(id, 2n, 1)] }));
     for (let i = 0; i < 3; i++) {
       await tick();
-      expect(done).to.equal(false);
       rec.release();
     }
-    await pending;
-    expect(rec.batches.map((b) => b.slots.length)).to.deep.equal([2, 2, 1]);
-    expect(rec.batches.map((b) => b.partial === true)).to.deep.equal([true, true, false]);
+    await Promise.all(writes);
+    expect(rec.batches.map((b) => b.slots.length)).to.deep.equal([4, 4, 2]);
+    expect(rec.batches.flatMap((b) => b.slots.filter((s) => s.column === 0).map((s) => s.accountId))).to.deep.equal(["a", "b", "c", "d", "e"]);
+  });
+
+  it("group commit - stop ends every waiter at once, including those of the message in flight", async () => {
+    const { publish, rec } = recorder();
+    const committer = new GroupCommitter(publish, { maxBatchSlots: 100, retryDelayMs: 1 }, () => undefined);
+    const inFlight = committer.commit({ slots: [slot("a", 1n)] });
+    await tick();
+    expect(rec.batches).to.have.length(1);
+    const queued = committer.commit({ slots: [slot("b", 1n)] });
+    committer.stop(new Error("fenced"));
+    const outcomes = await Promise.allSettled([inFlight, queued, committer.commit({ slots: [slot("c", 1n)] })]);
+    expect(outcomes.map((o) => (o.status === "rejected" ? String(o.reason) : "ok"))).to.deep.equal(["Error: fenced", "Error: fenced", "Error: fenced"]);
+  });
+
+  it("group commit - a poison write fails alone; the writes batched with it are published", async () => {
+    const published: string[][] = [];
+    const committer = new GroupCommitter(
+      (batch) => {
+        if (batch.slots.some((s) => s.accountId === "poison")) return Promise.reject(new PoisonWriteError("cannot encode"));
+        published.push(batch.slots.map((s) => s.accountId));
+        return Promise.resolve(published.length);
+      },
+      { maxBatchSlots: 100, retryDelayMs: 1 },
+      () => undefined,
+    );
+    const outcomes = await Promise.allSettled([
+      committer.commit({ slots: [slot("a", 1n)] }),
+      committer.commit({ slots: [slot("poison", 1n)] }),
+      committer.commit({ slots: [slot("b", 1n)] }),
+    ]);
+    expect(outcomes.map((o) => o.status)).to.deep.equal(["fulfilled", "rejected", "fulfilled"]);
+    expect(published).to.deep.equal([["a"], ["b"]]);
+    expect(committer.health.consecutiveFailures).to.equal(0);
   });
 
   it("group commit - a barrier resolves at once when idle and after everything earlier otherwise", async () => {

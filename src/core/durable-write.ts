@@ -1,7 +1,7 @@
 // What a local operation must make durable before it is acknowledged.
 
-import type { Answer, SlotChange } from "../core/replica-state";
-import type { PolicyWrite } from "../core/policy";
+import type { Answer, SlotChange } from "./replica-state";
+import type { PolicyWrite } from "./policy";
 
 export interface RequestRecord {
   readonly requestId: string;
@@ -26,6 +26,4 @@ export interface CommitBatch {
   readonly slots: SlotChange[];
   readonly requests: RequestRecord[];
   readonly policies: PolicyRecord[];
-  /** More messages of the same window follow; the row digest is not final yet. */
-  readonly partial?: boolean;
 }

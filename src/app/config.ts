@@ -1,0 +1,154 @@
+// Every option of a node, validated once before any connection opens: flags
+// override environment variables, which override defaults. A bad value is an
+// error naming the flag (and its variable) and what it must be.
+
+import { Mode, validatePolicy, type Policy } from "../core/policy";
+import { DEFAULT_NODE_CONFIG, type NodeConfig } from "../node/node-config";
+
+/** A configuration error: the process exits non-zero with this message. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+const REGION_NAME = /^[a-z][a-z0-9-]{0,31}$/;
+
+export interface Option {
+  readonly flag: string;
+  readonly env: string;
+}
+
+type Source = (option: Option) => string | undefined;
+
+/** Reads one option: the flag's value, else the variable's. */
+export function optionSource(flags: Readonly<Record<string, string | boolean | undefined>>, env: NodeJS.ProcessEnv): Source {
+  return (option) => {
+    const flag = flags[option.flag];
+    if (typeof flag === "string") return flag;
+    if (flag === true) return "1";
+    const value = env[option.env];
+    return value === undefined || value === "" ? undefined : value;
+  };
+}
+
+function describe(option: Option): string {
+  return `--${option.flag} (${option.env})`;
+}
+
+/** An integer within [min, max]; `fallback` when unset. */
+export function integerOption(read: Source, option: Option, fallback: number, min: number, max: number): number {
+  const raw = read(option);
+  if (raw === undefined) return fallback;
+  if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`${describe(option)} must be an integer; got "${raw}"`);
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${describe(option)} must be between ${min} and ${max}; got ${raw}`);
+  }
+  return value;
+}
+
+export function booleanOption(read: Source, option: Option): boolean {
+  const raw = read(option);
+  if (raw === undefined) return false;
+  if (raw === "1" || raw === "true") return true;
+  if (raw === "0" || raw === "false") return false;
+  throw new ConfigError(`${describe(option)} must be 1/true or 0/false; got "${raw}"`);
+}
+
+/** The ordered region list: unique names, this region among them. */
+export function regionsOption(region: string | undefined, listed: string | undefined): { region: string; regions: string[] } {
+  if (region === undefined || region === "") throw new ConfigError("--region (TALLY_REGION) is required");
+  if (!REGION_NAME.test(region)) throw new ConfigError(`--region must match ${REGION_NAME.source}; got "${region}"`);
+  const regions = (listed ?? region).split(",").map((r) => r.trim());
+  const seen = new Set<string>();
+  for (const name of regions) {
+    if (!REGION_NAME.test(name)) throw new ConfigError(`--regions: "${name}" must match ${REGION_NAME.source} (list: ${listed ?? region})`);
+    if (seen.has(name)) throw new ConfigError(`--regions names "${name}" twice (list: ${listed ?? region}); each region is one replica`);
+    seen.add(name);
+  }
+  if (!seen.has(region)) throw new ConfigError(`--region ${region} is not in --regions ${regions.join(",")}`);
+  return { region, regions };
+}
+
+/** host:port with a port in 0..65535 (0 picks a free one). */
+export function addressOption(read: Source, option: Option, fallback: string): string {
+  const value = read(option) ?? fallback;
+  const match = /^(.+):(\d+)$/.exec(value);
+  const port = match === null ? NaN : Number(match[2]);
+  if (match === null || !Number.isInteger(port) || port > 65_535) throw new ConfigError(`${describe(option)} must be host:port; got "${value}"`);
+  return value;
+}
+
+export function urlOption(read: Source, option: Option, fallback: string | undefined, schemes: readonly string[]): string | undefined {
+  const value = read(option) ?? fallback;
+  if (value === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`${describe(option)} must be a URL (${schemes.join(", ")}); got "${value}"`);
+  }
+  if (!schemes.includes(url.protocol.replace(/:$/, ""))) {
+    throw new ConfigError(`${describe(option)} must use ${schemes.join(" or ")}; got "${value}"`);
+  }
+  return value;
+}
+
+export function defaultPolicyOption(read: Source): Policy {
+  const modeOption = { flag: "default-mode", env: "TALLY_DEFAULT_MODE" };
+  const rawMode = read(modeOption) ?? "strict";
+  if (rawMode !== "strict" && rawMode !== "overdraft") throw new ConfigError(`${describe(modeOption)} must be strict or overdraft; got "${rawMode}"`);
+  const limitOption = { flag: "default-overdraft", env: "TALLY_DEFAULT_OVERDRAFT" };
+  const rawLimit = read(limitOption) ?? "0";
+  if (!/^\d+$/.test(rawLimit)) throw new ConfigError(`${describe(limitOption)} must be a non-negative integer; got "${rawLimit}"`);
+  const mode = rawMode === "overdraft" ? Mode.Overdraft : Mode.Strict;
+  try {
+    return validatePolicy({ mode, overdraftLimit: mode === Mode.Overdraft ? BigInt(rawLimit) : 0n, lowWaterMark: 0n }, "default policy");
+  } catch (error) {
+    throw new ConfigError(`${describe(limitOption)}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+/** Tunables a node reads from flags or environment, on top of the defaults. */
+export function nodeTunables(read: Source): Omit<NodeConfig, "region" | "regions" | "natsUrl" | "defaultPolicy" | "placeStreamsByRegion"> {
+  const d = DEFAULT_NODE_CONFIG;
+  const int = (flag: string, env: string, fallback: number, min: number, max: number): number => integerOption(read, { flag, env }, fallback, min, max);
+  const maxRightsWaitMs = int("max-rights-wait-ms", "TALLY_MAX_RIGHTS_WAIT_MS", d.maxRightsWaitMs, 0, 60_000);
+  const defaultRightsWaitMs = int("rights-wait-ms", "TALLY_RIGHTS_WAIT_MS", d.defaultRightsWaitMs, 0, 60_000);
+  if (defaultRightsWaitMs > maxRightsWaitMs) {
+    throw new ConfigError(`--rights-wait-ms (${defaultRightsWaitMs}) must not exceed --max-rights-wait-ms (${maxRightsWaitMs})`);
+  }
+  return {
+    defaultRightsWaitMs,
+    maxRightsWaitMs,
+    requestRetentionMs: int("request-retention-ms", "TALLY_REQUEST_RETENTION_MS", d.requestRetentionMs, 1_000, 7 * 24 * 3_600_000),
+    maxRememberedRequests: int("max-remembered-requests", "TALLY_MAX_REMEMBERED_REQUESTS", d.maxRememberedRequests, 1, 100_000_000),
+    maxCommitSlots: int("max-commit-slots", "TALLY_MAX_COMMIT_SLOTS", d.maxCommitSlots, 1, 100_000),
+    commitRetryDelayMs: int("commit-retry-ms", "TALLY_COMMIT_RETRY_MS", d.commitRetryDelayMs, 1, 60_000),
+    catchUpTimeoutMs: int("catch-up-timeout-ms", "TALLY_CATCH_UP_TIMEOUT_MS", d.catchUpTimeoutMs, 0, 600_000),
+    statusIntervalMs: int("status-interval-ms", "TALLY_STATUS_INTERVAL_MS", d.statusIntervalMs, 50, 60_000),
+    snapshotIntervalMs: int("snapshot-interval-ms", "TALLY_SNAPSHOT_INTERVAL_MS", d.snapshotIntervalMs, 0, 24 * 3_600_000),
+    maxRetainedMessages: int("max-retained-messages", "TALLY_MAX_RETAINED_MESSAGES", d.maxRetainedMessages, 0, 100_000_000),
+    spreadGrants: booleanOption(read, { flag: "spread-grants", env: "TALLY_SPREAD_GRANTS" }),
+  };
+}
+
+/** Postgres pool settings: size and the timeouts every settlement connection uses. */
+export interface PostgresSettings {
+  readonly url: string;
+  readonly poolSize: number;
+  readonly connectTimeoutMs: number;
+  readonly statementTimeoutMs: number;
+}
+
+export const DEFAULT_POSTGRES = { poolSize: 4, connectTimeoutMs: 5_000, statementTimeoutMs: 120_000 } as const;
+
+export function postgresOption(read: Source): PostgresSettings | undefined {
+  const url = urlOption(read, { flag: "postgres", env: "TALLY_POSTGRES_URL" }, undefined, ["postgres", "postgresql"]);
+  if (url === undefined) return undefined;
+  return {
+    url,
+    poolSize: integerOption(read, { flag: "pg-pool-size", env: "TALLY_PG_POOL_SIZE" }, DEFAULT_POSTGRES.poolSize, 1, 100),
+    connectTimeoutMs: integerOption(read, { flag: "pg-connect-timeout-ms", env: "TALLY_PG_CONNECT_TIMEOUT_MS" }, DEFAULT_POSTGRES.connectTimeoutMs, 100, 600_000),
+    statementTimeoutMs: integerOption(read, { flag: "pg-statement-timeout-ms", env: "TALLY_PG_STATEMENT_TIMEOUT_MS" }, DEFAULT_POSTGRES.statementTimeoutMs, 100, 3_600_000),
+  };
+}

@@ -1,0 +1,94 @@
+// Who asks whom for escrow rights, how much, and how much a donor gives
+// (DESIGN §2), pure: demand tracking, proactive asks, donor limits. The rights
+// broker (I/O) and the deterministic simulation both decide through it.
+
+import { DemandTracker, DonorRateLimiter, donorGrant, proactiveNeed } from "./rebalance";
+import type { ReplicaState } from "./replica-state";
+
+export interface RightsPolicyOptions {
+  /** Half-life of the decayed debit rate that sets each region's fair share. */
+  readonly demandHalfLifeMs: number;
+  /** Accounts whose demand is tracked at once (least recently active go first). */
+  readonly maxTrackedAccounts: number;
+  /** An account with no debits for this long has no demand history. */
+  readonly demandIdleMs: number;
+  /** A donor gives to the same (account, requester) at most once per window. */
+  readonly donorWindowMs: number;
+}
+
+export const DEFAULT_RIGHTS_POLICY: RightsPolicyOptions = {
+  demandHalfLifeMs: 2_000,
+  maxTrackedAccounts: 100_000,
+  demandIdleMs: 60_000,
+  donorWindowMs: 2,
+};
+
+export class RightsPolicy {
+  private readonly demand: DemandTracker;
+  private readonly limiter: DonorRateLimiter;
+
+  constructor(
+    private readonly state: ReplicaState,
+    options: RightsPolicyOptions = DEFAULT_RIGHTS_POLICY,
+  ) {
+    this.demand = new DemandTracker({
+      replicaCount: state.replicas.size,
+      halfLifeMs: options.demandHalfLifeMs,
+      maxAccounts: options.maxTrackedAccounts,
+      idleMs: options.demandIdleMs,
+    });
+    this.limiter = new DonorRateLimiter({ windowMs: options.donorWindowMs, maxEntries: options.maxTrackedAccounts });
+  }
+
+  /** A local debit was approved: records demand; returns how much to ask for ahead of need (0: nothing). */
+  afterLocalDebit(accountId: string, amount: bigint, nowMs: number): bigint {
+    const state = this.state;
+    if (state.replicas.size === 1) return 0n;
+    this.demand.record(accountId, state.self, amount, nowMs);
+    return this.proactiveAsk(accountId);
+  }
+
+  /** Debits merged from a peer's row: demand there, so its fair share grows. */
+  afterPeerDebit(accountId: string, replica: number, amount: bigint, nowMs: number): void {
+    this.demand.record(accountId, replica, amount, nowMs);
+  }
+
+  /** What this region should hold by demand, beyond what it has (0 when it holds enough). */
+  proactiveAsk(accountId: string): bigint {
+    const state = this.state;
+    return proactiveNeed(state.rights(accountId), state.balance(accountId), state.replicas.size, this.demand.share(accountId, state.self));
+  }
+
+  /** How much to ask for when `deficit` is missing: the gap, or what demand says this region should hold if more. */
+  askSize(accountId: string, deficit: bigint): bigint {
+    const wanted = this.proactiveAsk(accountId);
+    return wanted > deficit ? wanted : deficit;
+  }
+
+  /**
+   * Peers to ask, richest first as this region sees them. Every peer is asked:
+   * the view of their rights may be stale, and a donor keeps half of its spare.
+   */
+  donors(accountId: string): string[] {
+    const state = this.state;
+    return state.replicas.names
+      .map((name, index) => ({ name, index, rights: state.rights(accountId, index) }))
+      .filter((p) => p.index !== state.self)
+      .sort((a, b) => (a.rights === b.rights ? a.index - b.index : a.rights > b.rights ? -1 : 1))
+      .map((p) => p.name);
+  }
+
+  /**
+   * How much this region gives `requester` (an index) of its own spare rights
+   * for `requested`: at most half unless idle, once per window per pair.
+   * Records the gift when it is positive.
+   */
+  donation(accountId: string, requester: number, requested: bigint, nowMs: number): bigint {
+    const state = this.state;
+    if (requester === state.self || !this.limiter.allows(accountId, requester, nowMs)) return 0n;
+    const idle = this.demand.isIdle(accountId, state.self, nowMs);
+    const give = donorGrant(state.rights(accountId), requested, idle);
+    if (give > 0n) this.limiter.tryAcquire(accountId, requester, nowMs);
+    return give;
+  }
+}

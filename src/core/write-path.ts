@@ -1,0 +1,210 @@
+// The write rules of one replica, pure: idempotent admission (an earlier
+// answer, a call in flight, or new — decided in one synchronous step), the
+// debit and overdraft decision, grant spreading, and what must be made
+// durable with each answer. No I/O and no clock: time is passed in.
+
+import { DebitOutcome, type Answer, type ReplicaState, type SlotChange } from "./replica-state";
+import { RequestConflictError } from "./errors";
+import type { DurableWrite, RequestRecord } from "./durable-write";
+
+export interface DebitItem {
+  readonly accountId: string;
+  readonly amount: bigint;
+  readonly requestId: string;
+}
+
+export function debitFingerprint(accountId: string, amount: bigint): string {
+  return `d|${accountId}|${amount}`;
+}
+
+export function grantFingerprint(accountId: string, amount: bigint): string {
+  return `g|${accountId}|${amount}`;
+}
+
+/** Settles a newly admitted request; until then a retry with the same id joins it. */
+export interface Ticket {
+  resolve(answer: Answer): void;
+  reject(error: unknown): void;
+}
+
+export type Admission =
+  | { readonly kind: "replay"; readonly answer: Answer }
+  | { readonly kind: "joined"; readonly decision: Promise<Answer> }
+  | { readonly kind: "new"; readonly ticket: Ticket };
+
+interface InFlight {
+  readonly fingerprint: string;
+  readonly decision: Promise<Answer>;
+}
+
+export interface DebitRequestInput {
+  readonly item: DebitItem;
+  readonly fingerprint: string;
+  readonly nowMs: number;
+  /**
+   * Final: a refusal is the answer (remembered and counted) and overdraft may
+   * be used. Not final: the caller may still wait for rights, so a shortfall
+   * is reported instead and nothing is remembered.
+   */
+  readonly final: boolean;
+}
+
+export type DebitStep =
+  | {
+      readonly kind: "decided";
+      readonly answer: Answer;
+      /** What must be durable before the answer is given (undefined: a refusal, nothing to publish). */
+      readonly write: DurableWrite | undefined;
+      /** Overdraft this debit used (0 when none). */
+      readonly overdraftUsed: bigint;
+      /** Refused while the balance known here could have covered it. */
+      readonly falseRejection: boolean;
+    }
+  | { readonly kind: "short"; readonly deficit: bigint; readonly coverable: boolean };
+
+export interface GrantInput {
+  readonly accountId: string;
+  readonly amount: bigint;
+  readonly requestId: string;
+  readonly nowMs: number;
+  /** Spread the grant's rights evenly over every region in the same commit. */
+  readonly spread: boolean;
+}
+
+export class WritePath {
+  private readonly inFlight = new Map<string, InFlight>();
+
+  constructor(readonly state: ReplicaState) {}
+
+  get requestsInFlight(): number {
+    return this.inFlight.size;
+  }
+
+  /**
+   * Looks the request up and, if new, registers it as in flight — in one
+   * synchronous step, so two calls with the same id can never both decide.
+   * Throws RequestConflictError when the id was used with other parameters.
+   */
+  admit(requestId: string, fingerprint: string): Admission {
+    const pending = this.inFlight.get(requestId);
+    if (pending !== undefined) {
+      if (pending.fingerprint !== fingerprint) throw new RequestConflictError(requestId);
+      return { kind: "joined", decision: pending.decision };
+    }
+    const recalled = this.state.recall(requestId, fingerprint);
+    if (recalled !== undefined) return { kind: "replay", answer: recalled };
+    return { kind: "new", ticket: this.register(requestId, fingerprint) };
+  }
+
+  /**
+   * Admits a batch: every id is checked before any is registered, so a
+   * conflict (with an earlier request or inside the batch) changes nothing.
+   * A duplicate id later in the batch is answered by its first occurrence.
+   */
+  admitBatch(items: readonly DebitItem[]): Array<Admission | { readonly kind: "duplicate"; readonly of: number }> {
+    const fingerprints = items.map((item) => debitFingerprint(item.accountId, item.amount));
+    const first = new Map<string, number>();
+    items.forEach((item, index) => {
+      const fingerprint = fingerprints[index]!;
+      const earlier = first.get(item.requestId);
+      if (earlier !== undefined) {
+        if (fingerprints[earlier] !== fingerprint) throw new RequestConflictError(item.requestId);
+        return;
+      }
+      first.set(item.requestId, index);
+      const pending = this.inFlight.get(item.requestId);
+      if (pending !== undefined && pending.fingerprint !== fingerprint) throw new RequestConflictError(item.requestId);
+      this.state.recall(item.requestId, fingerprint);
+    });
+    return items.map((item, index) => {
+      const of = first.get(item.requestId)!;
+      if (of !== index) return { kind: "duplicate", of };
+      return this.admit(item.requestId, fingerprints[index]!);
+    });
+  }
+
+  /** Decides one debit against the current state; changes memory only, the caller makes `write` durable. */
+  debit(input: DebitRequestInput): DebitStep {
+    const { item, fingerprint, nowMs, final } = input;
+    const result = this.state.debit(item.accountId, item.amount, final);
+    const { answer } = result;
+    if (answer.outcome === DebitOutcome.InsufficientCredit) {
+      if (!final) {
+        return { kind: "short", deficit: item.amount - answer.localRights, coverable: result.globallyCoverable };
+      }
+      // A refusal changes nothing, so it is remembered here only, not published.
+      this.state.remember(item.requestId, fingerprint, answer, nowMs);
+      return { kind: "decided", answer, write: undefined, overdraftUsed: 0n, falseRejection: result.globallyCoverable };
+    }
+    const record: RequestRecord = { requestId: item.requestId, fingerprint, answer, answeredAtMs: nowMs };
+    this.state.remember(item.requestId, fingerprint, answer, nowMs);
+    return {
+      kind: "decided",
+      answer,
+      write: { slots: result.changes, requests: [record] },
+      overdraftUsed: overdraftUsed(answer, item.amount),
+      falseRejection: false,
+    };
+  }
+
+  /** Grants credit here; with `spread`, an equal share of its rights moves to every other region in the same write. */
+  grant(input: GrantInput): { answer: Answer; write: DurableWrite } {
+    const { accountId, amount, requestId, nowMs } = input;
+    const state = this.state;
+    const granted = state.grant(accountId, amount);
+    const changes: SlotChange[] = [...granted.changes];
+    let answer = granted.answer;
+    const n = state.replicas.size;
+    const share = input.spread && n > 1 ? amount / BigInt(n) : 0n;
+    if (share > 0n) {
+      for (let peer = 0; peer < n; peer++) if (peer !== state.self) changes.push(...state.transfer(accountId, peer, share));
+      answer = { ...answer, localRights: state.rights(accountId) };
+    }
+    const fingerprint = grantFingerprint(accountId, amount);
+    state.remember(requestId, fingerprint, answer, nowMs);
+    return { answer, write: { slots: changes, requests: [{ requestId, fingerprint, answer, answeredAtMs: nowMs }] } };
+  }
+
+  private register(requestId: string, fingerprint: string): Ticket {
+    let settle: Ticket = { resolve: () => undefined, reject: () => undefined };
+    const decision = new Promise<Answer>((resolve, reject) => {
+      settle = { resolve, reject };
+    });
+    // Joiners see the same outcome; an unobserved rejection is not an error here.
+    decision.catch(() => undefined);
+    const entry: InFlight = { fingerprint, decision };
+    this.inFlight.set(requestId, entry);
+    const release = (): void => {
+      if (this.inFlight.get(requestId) === entry) this.inFlight.delete(requestId);
+    };
+    return {
+      resolve: (answer) => {
+        release();
+        settle.resolve(answer);
+      },
+      reject: (error) => {
+        release();
+        settle.reject(error);
+      },
+    };
+  }
+}
+
+/** How far below zero this debit took the region's rights (the overdraft it used). */
+function overdraftUsed(answer: Answer, amount: bigint): bigint {
+  if (answer.outcome !== DebitOutcome.ApprovedWithOverdraft) return 0n;
+  const before = answer.localRights + amount;
+  return before >= 0n ? amount - before : amount;
+}
+
+/**
+ * The lowest sequence of this replica's stream that must be kept: what the
+ * snapshot does not cover, and what a peer has not applied yet — unless a
+ * peer lags by more than `maxRetained` messages (it then catches up from the
+ * snapshot instead).
+ */
+export function purgeFloor(replayFrom: number, peersApplied: ReadonlyArray<number | undefined>, maxRetained: number): number {
+  let keepFrom = replayFrom;
+  for (const applied of peersApplied) keepFrom = Math.min(keepFrom, (applied ?? 0) + 1);
+  return replayFrom - keepFrom > maxRetained ? replayFrom : keepFrom;
+}

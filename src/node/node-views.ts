@@ -1,0 +1,102 @@
+// Read models of a node: an account's balance with every region's part, the
+// version vector, the cluster view (this replica plus its peers) and the
+// gauges refreshed from them. Reads only; nothing here changes state.
+
+import type { Contribution, ReplicaState } from "../core/replica-state";
+import type { Policy } from "../core/policy";
+import { digestHex } from "../core/row-digest";
+import type { TallyMetrics } from "../metrics/tally-metrics";
+import type { BalanceWatchHub } from "./balance-watch";
+import type { PeerSet, PeerView } from "./peer-set";
+
+export type { PeerView } from "./peer-set";
+
+export interface RegionView extends Contribution {
+  readonly appliedSequence: number;
+  readonly stalenessMs: number;
+}
+
+export interface BalanceView {
+  readonly balance: bigint;
+  readonly localRights: bigint;
+  readonly regions: RegionView[];
+  readonly policy: Policy;
+}
+
+/** What the views read from their node. */
+export interface ViewedNode {
+  readonly region: string;
+  readonly state: ReplicaState;
+  readonly peers: PeerSet;
+  readonly watches: BalanceWatchHub;
+  readonly metrics: TallyMetrics;
+  readonly sequence: number;
+  readonly publishedDigest: string;
+  readonly unavailableReason: string | undefined;
+  readonly writes: { readonly requestsInFlight: number };
+  readonly rights: { readonly asksInFlight: number };
+}
+
+export class NodeViews {
+  constructor(
+    private readonly node: ViewedNode,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  balanceView(accountId: string): BalanceView {
+    const { state, peers, region } = this.node;
+    const nowMs = this.now();
+    const regions = state.contributions(accountId).map((c) => ({
+      ...c,
+      appliedSequence: c.replica === region ? this.node.sequence : (peers.appliedSequence(c.replica) ?? 0),
+      stalenessMs: c.replica === region ? 0 : peers.stalenessMs(c.replica, nowMs),
+    }));
+    return { balance: state.balance(accountId), localRights: state.rights(accountId), regions, policy: state.policy(accountId) };
+  }
+
+  appliedVector(): Record<string, number> {
+    return { [this.node.region]: this.node.sequence, ...this.node.peers.applied() };
+  }
+
+  /** Every replica in cluster order; this node's own entry reports its stream and health. */
+  peerViews(): PeerView[] {
+    const node = this.node;
+    const peers = new Map(node.peers.views(this.now()).map((p) => [p.region, p]));
+    return node.state.replicas.names.map(
+      (region) =>
+        peers.get(region) ?? {
+          region,
+          appliedSequence: node.sequence,
+          reportedSequence: node.sequence,
+          pending: 0,
+          lagSeconds: 0,
+          converged: node.unavailableReason === undefined,
+          digest: digestHex(node.state.rowDigest(node.state.self)),
+          lastHeardMs: 0,
+          reachable: true,
+        },
+    );
+  }
+
+  /** Refreshes the gauges that are read, not counted. */
+  refreshGauges(): void {
+    const { metrics, state, region } = this.node;
+    metrics.accounts.set(state.accountCount);
+    metrics.rememberedRequests.set(state.rememberedRequests);
+    metrics.watchers.set(this.node.watches.size);
+    metrics.rightsAsksInFlight.set(this.node.rights.asksInFlight);
+    const reason = this.node.unavailableReason;
+    metrics.writable.set(reason === undefined ? 1 : 0);
+    metrics.commitFailing.set(reason !== undefined && reason.startsWith("commits are failing") ? 1 : 0);
+    for (const peer of this.peerViews()) {
+      if (peer.region === region) continue;
+      metrics.replicationLagSeconds.set({ peer: peer.region }, peer.lagSeconds);
+      metrics.replicationPending.set({ peer: peer.region }, peer.pending);
+      metrics.appliedSequence.set({ peer: peer.region }, peer.appliedSequence);
+      metrics.converged.set({ peer: peer.region }, peer.converged ? 1 : 0);
+      metrics.peerLastHeard.set({ peer: peer.region }, peer.lastHeardMs / 1000);
+    }
+    for (const [peer, count] of this.node.peers.newDivergences()) metrics.divergences.inc({ peer }, count);
+    metrics.appliedSequence.set({ peer: region }, this.node.sequence);
+  }
+}

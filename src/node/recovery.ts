@@ -1,0 +1,93 @@
+// Start-up of a replica: its streams and snapshot buckets exist, then its own
+// row comes back from the durable log (latest snapshot plus the stream tail)
+// before it serves, so a restarted node never re-spends rights it gave away.
+
+import type { ReplicaState } from "../core/replica-state";
+import type { SnapshotChunk, SnapshotHeader } from "../generated/tally/replication/v1/replication";
+import { decodeDelta, policyFromWire, requestFromWire, type DecodedDelta } from "../replication/delta-codec";
+import type { ReplicaLog } from "../replication/jetstream-log";
+import type { SnapshotStore } from "../replication/snapshot-store";
+import type { Logger } from "./logger";
+
+export interface Recovered {
+  /** Last sequence of the own stream. */
+  readonly sequence: number;
+  readonly header: SnapshotHeader | undefined;
+}
+
+export interface RecoveryOptions {
+  readonly region: string;
+  readonly state: ReplicaState;
+  readonly log: ReplicaLog;
+  readonly store: SnapshotStore;
+  apply(delta: DecodedDelta): void;
+  readonly logger: Logger;
+  readonly now: () => number;
+}
+
+/** Merges one snapshot chunk (rows, remembered answers, policies) into `state`. */
+export function applySnapshotChunk(state: ReplicaState, chunk: SnapshotChunk): void {
+  for (const account of chunk.accounts) state.mergeAccount(account.accountId, account.values);
+  for (const wire of chunk.requests) {
+    const r = requestFromWire(wire);
+    state.remember(r.requestId, r.fingerprint, r.answer, r.answeredAtMs);
+  }
+  for (const wire of chunk.policies) {
+    const p = policyFromWire(wire);
+    state.applyPolicy(p.accountId, p.write);
+  }
+}
+
+export async function recoverOwnRow(options: RecoveryOptions): Promise<Recovered> {
+  const { region, state, log, store, logger, now } = options;
+  await ensureStreams(options);
+  const started = now();
+  const header = await store.read(region, (chunk) => applySnapshotChunk(state, chunk));
+  const replayFrom = header === undefined ? 1 : Number(header.replayFrom);
+  const bounds = await log.bounds(region);
+  if (bounds.first > replayFrom && bounds.last >= bounds.first) {
+    throw new Error(`stream of ${region} starts at ${bounds.first} but the snapshot needs ${replayFrom}: refusing to serve a partial row`);
+  }
+  const replayed = await log.replay(region, replayFrom, (m) => options.apply(decodeDelta(state.replicas, m.data)));
+  const sequence = Math.max(header === undefined ? 0 : Number(header.durableSequence), replayed);
+  logger.info("own row recovered", {
+    sequence,
+    fromSnapshot: header !== undefined,
+    replayedFrom: replayFrom,
+    accounts: state.accountCount,
+    ms: now() - started,
+  });
+  return { sequence, header };
+}
+
+/** Creates every replica's stream and bucket; this node's own must exist, the others are retried for a while. */
+async function ensureStreams({ region, state, log, store }: RecoveryOptions): Promise<void> {
+  const ensure = async (replica: string): Promise<void> => {
+    await log.ensureStream(replica);
+    await store.bucket(replica);
+  };
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      await ensure(region);
+      break;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+  await Promise.all(
+    state.replicas.names
+      .filter((r) => r !== region)
+      .map(async (replica) => {
+        for (let attempt = 0; attempt < 40; attempt++) {
+          try {
+            await ensure(replica);
+            return;
+          } catch {
+            await new Promise((r) => setTimeout(r, 250));
+          }
+        }
+      }),
+  );
+}

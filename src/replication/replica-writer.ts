@@ -1,0 +1,137 @@
+// The only writer of this replica's stream: group commit, encoding and
+// fencing. An append names the sequence it expects to follow, so a second
+// process writing the same replica fences this one; after a fence or stop
+// every waiting call ends at once (nothing of theirs was acknowledged).
+
+import type { ReplicaSet } from "../core/replica-set";
+import type { CommitBatch, DurableWrite } from "../core/durable-write";
+import { encodeDelta } from "./delta-codec";
+import { GroupCommitter, PoisonWriteError, type CommitHealth } from "./group-commit";
+
+/** A second writer appended to this replica's stream. */
+export class WriterFencedError extends Error {
+  override readonly name = "WriterFencedError";
+  constructor(
+    readonly stream: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`another writer appended to ${stream}; this node must stop writing`, options);
+  }
+}
+
+/** The part of the durable log a writer needs (JetStream in production, a fake in tests). */
+export interface StreamAppender {
+  /** Appends if the stream's last sequence is `expectedLastSeq`; returns the new sequence. */
+  append(replica: string, data: Uint8Array, expectedLastSeq: number, msgId: string): Promise<number>;
+  /** Largest message the server accepts. */
+  readonly maxPayload: number;
+}
+
+export interface WriterHooks {
+  /** The row digest of this replica now (published with each message). */
+  rowDigest(): string;
+  /** Called once when another writer fenced this one. */
+  onFenced(error: WriterFencedError): void;
+  onCommitted(slots: number, seconds: number): void;
+  onError(error: unknown): void;
+}
+
+export interface ReplicaWriterOptions {
+  readonly region: string;
+  readonly replicas: ReplicaSet;
+  /** Sequence of the last message of the stream at start (recovered). */
+  readonly startSequence: number;
+  readonly maxBatchSlots: number;
+  readonly retryDelayMs: number;
+  /** Distinguishes this process's message ids from an earlier one's (dedupe window). */
+  readonly instanceId: string;
+  readonly now: () => number;
+}
+
+export class ReplicaWriter {
+  private readonly committer: GroupCommitter;
+  private ownSequence: number;
+  private ownDigest = "";
+  private published = 0;
+  private fenced = false;
+
+  constructor(
+    private readonly log: StreamAppender,
+    private readonly options: ReplicaWriterOptions,
+    private readonly hooks: WriterHooks,
+  ) {
+    this.ownSequence = options.startSequence;
+    this.ownDigest = hooks.rowDigest();
+    this.committer = new GroupCommitter(
+      (batch) => this.publish(batch),
+      { maxBatchSlots: options.maxBatchSlots, retryDelayMs: options.retryDelayMs },
+      (error) => hooks.onError(error),
+    );
+  }
+
+  /** Sequence of the last durable message of this replica. */
+  get sequence(): number {
+    return this.ownSequence;
+  }
+
+  /** Row digest at `sequence`, as published. */
+  get publishedDigest(): string {
+    return this.ownDigest;
+  }
+
+  get health(): CommitHealth {
+    return this.committer.health;
+  }
+
+  get idle(): boolean {
+    return this.committer.idle;
+  }
+
+  /** Resolves with the sequence once `write` is durable. */
+  commit(write: DurableWrite): Promise<number> {
+    return this.committer.commit(write);
+  }
+
+  /** Everything committed before is durable; the resolved sequence covers exactly that and nothing later. */
+  barrier(): Promise<number> {
+    return this.committer.barrier();
+  }
+
+  /** Ends every waiter with `reason`; later commits fail with it at once. */
+  stop(reason: Error): void {
+    this.committer.stop(reason);
+  }
+
+  private async publish(batch: CommitBatch): Promise<number> {
+    const digest = this.hooks.rowDigest();
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeDelta(this.options.replicas, this.options.replicas.indexOf(this.options.region), batch, this.options.now(), digest);
+    } catch (error) {
+      throw new PoisonWriteError(`cannot encode the change: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    }
+    if (bytes.length > this.log.maxPayload) {
+      throw new PoisonWriteError(
+        `the change is ${bytes.length} bytes, above the stream's ${this.log.maxPayload}-byte message limit; send fewer items per call`,
+      );
+    }
+    const started = process.hrtime.bigint();
+    const msgId = `${this.options.instanceId}-${this.published + 1}`;
+    let sequence: number;
+    try {
+      sequence = await this.log.append(this.options.region, bytes, this.ownSequence, msgId);
+    } catch (error) {
+      if (error instanceof WriterFencedError && !this.fenced) {
+        this.fenced = true;
+        this.committer.stop(error);
+        this.hooks.onFenced(error);
+      }
+      throw error;
+    }
+    this.published++;
+    this.ownSequence = sequence;
+    this.ownDigest = digest;
+    this.hooks.onCommitted(batch.slots.length, Number(process.hrtime.bigint() - started) / 1e9);
+    return sequence;
+  }
+}

@@ -1,0 +1,128 @@
+// Every mapping between core values and the public tally.v1 messages, in one
+// place, with exhaustive switches: a new enum value fails to compile here
+// rather than being mapped to a default on the wire.
+
+import { DebitOutcome, type Answer } from "../core/answer";
+import { InvalidArgumentError } from "../core/errors";
+import { Mode, validatePolicy, type Policy } from "../core/policy";
+import type { Settlement as WireSettlement, Overspend as WireOverspend, LedgerEntry as WireLedgerEntry, PeerStatus } from "../generated/tally/v1/admin";
+import { DebitOutcome as WireOutcome, type DebitResponse, type GetBalanceResponse } from "../generated/tally/v1/balances";
+import { PolicyMode, type AccountPolicy } from "../generated/tally/v1/common";
+import type { BalanceView, PeerView } from "../node/node-views";
+import type { Settlement, OverspendRecord, LedgerEntry } from "../settlement/settlement-queries";
+
+export function outcomeToWire(outcome: DebitOutcome): WireOutcome {
+  switch (outcome) {
+    case DebitOutcome.Approved:
+      return WireOutcome.DEBIT_OUTCOME_APPROVED;
+    case DebitOutcome.InsufficientCredit:
+      return WireOutcome.DEBIT_OUTCOME_INSUFFICIENT_CREDIT;
+    case DebitOutcome.ApprovedWithOverdraft:
+      return WireOutcome.DEBIT_OUTCOME_APPROVED_WITH_OVERDRAFT;
+  }
+}
+
+export function debitResponse(answer: Answer, replayed: boolean): DebitResponse {
+  return { outcome: outcomeToWire(answer.outcome), balance: answer.balance, localRights: answer.localRights, replayed };
+}
+
+export function modeToWire(mode: Mode): PolicyMode {
+  switch (mode) {
+    case Mode.Strict:
+      return PolicyMode.POLICY_MODE_STRICT;
+    case Mode.Overdraft:
+      return PolicyMode.POLICY_MODE_OVERDRAFT;
+  }
+}
+
+/** A client's policy, checked; `field` names it in errors. */
+export function accountPolicyFromWire(policy: AccountPolicy | undefined, field = "policy"): Policy {
+  if (policy === undefined) throw new InvalidArgumentError(field, "is required");
+  let mode: Mode;
+  switch (policy.mode) {
+    case PolicyMode.POLICY_MODE_STRICT:
+      mode = Mode.Strict;
+      break;
+    case PolicyMode.POLICY_MODE_OVERDRAFT:
+      mode = Mode.Overdraft;
+      break;
+    case PolicyMode.POLICY_MODE_UNSPECIFIED:
+    case PolicyMode.UNRECOGNIZED:
+    default:
+      throw new InvalidArgumentError(`${field}.mode`, `must be POLICY_MODE_STRICT or POLICY_MODE_OVERDRAFT; got ${policy.mode}`);
+  }
+  return validatePolicy({ mode, overdraftLimit: policy.overdraftLimit, lowWaterMark: policy.lowWaterMark }, field);
+}
+
+export function accountPolicyToWire(policy: Policy): AccountPolicy {
+  return { mode: modeToWire(policy.mode), overdraftLimit: policy.overdraftLimit, lowWaterMark: policy.lowWaterMark };
+}
+
+export function balanceToWire(
+  accountId: string,
+  view: BalanceView,
+  settled: { readonly balance: bigint; readonly settlementId: bigint },
+): GetBalanceResponse {
+  return {
+    accountId,
+    balance: view.balance,
+    localRights: view.localRights,
+    regions: view.regions.map((r) => ({
+      region: r.replica,
+      granted: r.granted,
+      debited: r.debited,
+      rights: r.rights,
+      appliedSequence: BigInt(r.appliedSequence),
+      stalenessMs: BigInt(r.stalenessMs),
+    })),
+    policy: accountPolicyToWire(view.policy),
+    settledBalance: settled.balance,
+    settlementId: settled.settlementId,
+  };
+}
+
+export function peerToWire(p: PeerView): PeerStatus {
+  return {
+    region: p.region,
+    appliedSequence: BigInt(p.appliedSequence),
+    reportedSequence: BigInt(p.reportedSequence),
+    pending: BigInt(p.pending),
+    lagSeconds: p.lagSeconds,
+    converged: p.converged,
+    digest: p.digest,
+    lastHeardMs: BigInt(p.lastHeardMs),
+  };
+}
+
+export function settlementToWire(s: Settlement): WireSettlement {
+  return {
+    id: s.id,
+    startedAtMs: BigInt(s.startedAtMs),
+    finishedAtMs: BigInt(s.finishedAtMs),
+    cut: { ...s.cut },
+    accountsChanged: s.accountsChanged,
+    overspendTotal: s.overspendTotal,
+  };
+}
+
+export function overspendToWire(o: OverspendRecord): WireOverspend {
+  return {
+    accountId: o.accountId,
+    amount: o.amount,
+    regions: o.replicas,
+    mode: modeToWire(o.mode),
+    settlementId: o.settlementId,
+    recordedAtMs: BigInt(o.recordedAtMs),
+  };
+}
+
+export function ledgerEntryToWire(e: LedgerEntry): WireLedgerEntry {
+  return {
+    settlementId: e.settlementId,
+    region: e.replica,
+    grantedDelta: e.grantedDelta,
+    debitedDelta: e.debitedDelta,
+    balanceAfter: e.balanceAfter,
+    recordedAtMs: BigInt(e.recordedAtMs),
+  };
+}
