@@ -7,42 +7,30 @@ import { DebitOutcome, ReplicaState, type Answer, type SlotChange } from "../cor
 import type { RequestRecord } from "../core/durable-write";
 import { ReplicaSet } from "../core/replica-set";
 import type { Policy, PolicyWrite } from "../core/policy";
-import type { RightsTransport } from "../core/rights-messages";
-import { digestHex } from "../core/row-digest";
+import { mergeChanges } from "../core/merge-changes";
 import { debitFingerprint, grantFingerprint, WritePath, type Admission, type DebitItem, type DebitStep, type Ticket } from "../core/write-path";
 import type { DecodedDelta } from "../replication/delta-codec";
-import type { ReplicaLog } from "../replication/jetstream-log";
-import { ReplicaWriter, type WriterFencedError } from "../replication/replica-writer";
-import type { SnapshotStore } from "../replication/snapshot-store";
-import type { StatusSnapshot } from "../replication/status-exchange";
+import type { ReplicaWriter, WriterFencedError } from "../replication/replica-writer";
 import type { SnapshotHeader } from "../generated/tally/replication/v1/replication";
 import type { TallyMetrics } from "../metrics/tally-metrics";
 import { BalanceWatchHub } from "./balance-watch";
 import type { Logger } from "./logger";
 import type { NodeConfig } from "./node-config";
+import type { NodeTransports } from "./node-transports";
 import { NodeUnavailableError } from "./node-errors";
 import { PeerSet } from "./peer-set";
 import { applySnapshotChunk, recoverOwnRow } from "./recovery";
 import { REAL_CLOCK, RightsBroker, type RightsHost } from "./rights-broker";
-import { Snapshotter } from "./snapshotter";
+import type { Snapshotter } from "./snapshotter";
+import { createSnapshotter, createWriter, rightsEvents } from "./node-parts";
 import { NodeViews } from "./node-views";
 
 export type { DebitItem } from "../core/write-path";
+export type { NodeTransports } from "./node-transports";
 
 export interface Decision {
   readonly answer: Answer;
   readonly replayed: boolean;
-}
-
-/** The NATS-backed parts a node runs on, opened by the composition root. */
-export interface NodeTransports {
-  readonly log: ReplicaLog;
-  readonly snapshots: SnapshotStore;
-  readonly rights: RightsTransport;
-  /** Starts the status broadcast; returns its stop function. */
-  startStatus(own: () => StatusSnapshot, onPeer: (replica: string, status: StatusSnapshot) => void): () => void;
-  /** Answers settlement's snapshot requests for this region; returns its stop function. */
-  serveSnapshotRequests(take: () => Promise<SnapshotHeader>): () => void;
 }
 
 export class TallyNode {
@@ -63,7 +51,7 @@ export class TallyNode {
     readonly transports: NodeTransports,
     readonly metrics: TallyMetrics,
     readonly logger: Logger,
-    private readonly now: () => number,
+    readonly now: () => number,
   ) {
     this.state = new ReplicaState({
       replicas: new ReplicaSet(config.regions),
@@ -84,14 +72,7 @@ export class TallyNode {
     this.rights = new RightsBroker(
       this.brokerHost(),
       transports.rights,
-      {
-        asked: (result) => metrics.rightsRequests.inc({ result }),
-        transferred: (direction, amount) => {
-          metrics.rightsTransfers.inc({ direction });
-          metrics.rightsTransferred.inc({ direction }, Number(amount));
-        },
-        donationFailed: (error) => logger.warn("rights donation failed", { error: String(error) }),
-      },
+      rightsEvents(metrics, logger),
       REAL_CLOCK,
       config.maxRightsWaitMs,
     );
@@ -150,31 +131,7 @@ export class TallyNode {
       logger,
       now,
     });
-    this.writer = new ReplicaWriter(
-      transports.log,
-      {
-        region: config.region,
-        replicas: this.state.replicas,
-        startSequence: recovered.sequence,
-        maxBatchSlots: config.maxCommitSlots,
-        retryDelayMs: config.commitRetryDelayMs,
-        instanceId: `${process.pid.toString(36)}${Date.now().toString(36)}`,
-        now,
-      },
-      {
-        rowDigest: () => digestHex(this.state.rowDigest(this.state.self)),
-        onFenced: (error) => this.fence(error),
-        onCommitted: (slots, seconds) => {
-          this.metrics.commits.inc();
-          this.metrics.commitSlots.observe(slots);
-          this.metrics.commitDuration.observe(seconds);
-        },
-        onError: (error) => {
-          this.metrics.commitErrors.inc();
-          logger.warn("commit failed, retrying", { error: String(error) });
-        },
-      },
-    );
+    this.writer = createWriter(this, recovered.sequence, (error) => this.fence(error));
     const caughtUp = await this.peers.start(recovered.header?.applied ?? {}, config.catchUpTimeoutMs);
     if (!caughtUp) logger.warn("serving before every peer was applied (peer unreachable?)");
     this.stops.push(
@@ -184,23 +141,7 @@ export class TallyNode {
       ),
     );
     this.rights.start();
-    this.snapshotter = new Snapshotter({
-      region: config.region,
-      state: this.state,
-      writer: this.writer,
-      store: transports.snapshots,
-      log: transports.log,
-      peers: this.peers,
-      intervalMs: config.snapshotIntervalMs,
-      maxRetainedMessages: config.maxRetainedMessages,
-      logger,
-      now,
-      onWritten: (seconds, bytes) => {
-        this.metrics.snapshots.inc();
-        this.metrics.snapshotDuration.observe(seconds);
-        this.metrics.snapshotBytes.set(bytes);
-      },
-    });
+    this.snapshotter = createSnapshotter(this, this.writer, this.peers);
     this.snapshotter.recovered = recovered.header;
     this.snapshotter.start();
     this.stops.push(transports.serveSnapshotRequests(() => this.takeSnapshot()));
@@ -386,20 +327,11 @@ export class TallyNode {
 
   /** Merges a peer's (or, at recovery, this replica's own) group commit. */
   private applyDelta(delta: DecodedDelta): void {
-    const state = this.state;
-    const debitColumn = state.replicas.size;
-    const fromPeer = delta.writer !== state.self;
     const nowMs = this.now();
-    for (const slot of delta.slots) {
-      const before = fromPeer && slot.column === debitColumn ? state.slot(slot.accountId, slot.writer, slot.column) : 0n;
-      if (!state.merge(slot.accountId, slot.writer, slot.column, slot.value)) continue;
-      if (fromPeer && slot.column === debitColumn) this.rights.afterPeerDebit(slot.accountId, slot.writer, slot.value - before, nowMs);
-      this.watches.notify(slot.accountId);
-    }
-    for (const request of delta.requests) state.remember(request.requestId, request.fingerprint, request.answer, request.answeredAtMs);
-    for (const policy of delta.policies) {
-      if (state.applyPolicy(policy.accountId, policy.write)) this.watches.notify(policy.accountId);
-    }
+    mergeChanges(this.state, delta, {
+      changed: (accountId) => this.watches.notify(accountId),
+      peerDebited: (accountId, writer, amount) => this.rights.afterPeerDebit(accountId, writer, amount, nowMs),
+    });
   }
 
   /** Stops writing: every waiting call ends UNAVAILABLE at once; then closes the parts (the log is the caller's). */

@@ -1,0 +1,37 @@
+// Merging another writer's group commit (or this replica's own, replayed at
+// recovery) into the replica state: slots by pointwise max, request records
+// so a failover retry is a replay, policies by their order. Pure; the
+// callbacks let the node notify watchers and feed demand tracking.
+
+import type { PolicyRecord, RequestRecord } from "./durable-write";
+import type { ReplicaState, SlotChange } from "./replica-state";
+
+/** One writer's changes as decoded from its stream. */
+export interface WriterChanges {
+  readonly writer: number;
+  readonly slots: readonly SlotChange[];
+  readonly requests: readonly RequestRecord[];
+  readonly policies: readonly PolicyRecord[];
+}
+
+export interface MergeListener {
+  /** An account's view changed. */
+  changed(accountId: string): void;
+  /** A peer's debit counter grew by `amount` (demand there). */
+  peerDebited(accountId: string, writer: number, amount: bigint): void;
+}
+
+export function mergeChanges(state: ReplicaState, changes: WriterChanges, listener: MergeListener): void {
+  const debitColumn = state.replicas.size;
+  const fromPeer = changes.writer !== state.self;
+  for (const slot of changes.slots) {
+    const before = fromPeer && slot.column === debitColumn ? state.slot(slot.accountId, slot.writer, slot.column) : 0n;
+    if (!state.merge(slot.accountId, slot.writer, slot.column, slot.value)) continue;
+    if (fromPeer && slot.column === debitColumn) listener.peerDebited(slot.accountId, slot.writer, slot.value - before);
+    listener.changed(slot.accountId);
+  }
+  for (const request of changes.requests) state.remember(request.requestId, request.fingerprint, request.answer, request.answeredAtMs);
+  for (const policy of changes.policies) {
+    if (state.applyPolicy(policy.accountId, policy.write)) listener.changed(policy.accountId);
+  }
+}

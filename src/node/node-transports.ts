@@ -1,0 +1,21 @@
+// What a node runs on, opened by the composition root (src/app): the replica
+// log and snapshot store in JetStream, and the rights, status and snapshot
+// request traffic over core NATS.
+
+import type { RightsTransport } from "../core/rights-messages";
+import type { SnapshotHeader } from "../generated/tally/replication/v1/replication";
+import type { ReplicaLog } from "../replication/jetstream-log";
+import type { SnapshotStore } from "../replication/snapshot-store";
+import type { StatusSnapshot } from "../replication/status-exchange";
+
+/** The NATS-backed parts a node runs on, opened by the composition root. */
+export interface NodeTransports {
+  readonly log: ReplicaLog;
+  readonly snapshots: SnapshotStore;
+  readonly rights: RightsTransport;
+  /** Starts the status broadcast; returns its stop function. */
+  startStatus(own: () => StatusSnapshot, onPeer: (replica: string, status: StatusSnapshot) => void): () => void;
+  /** Answers settlement's snapshot requests for this region; returns its stop function. */
+  serveSnapshotRequests(take: () => Promise<SnapshotHeader>): () => void;
+}
+
