@@ -2,6 +2,7 @@
 // group commit, the followers of every other replica, the status exchange and
 // the rights broker, wired together. gRPC handlers call only this class.
 
+import { performance } from "node:perf_hooks";
 import { Events } from "nats";
 import { ReplicaSet } from "../core/replica-set";
 import {
@@ -110,6 +111,8 @@ export class TallyNode {
   private lastPolicyWriteMs = 0;
   private readonly reportedDivergences = new Map<string, number>();
   private readonly instanceId = `${process.pid.toString(36)}${Date.now().toString(36)}`;
+  /** Request-id retention runs on this clock: a wall-clock jump must not forget ids. */
+  private readonly monotonicNow = (): number => performance.now();
   private closed = false;
   private fenced = false;
   ready = false;
@@ -234,7 +237,7 @@ export class TallyNode {
     for (const account of chunk.accounts) this.state.mergeAccount(account.accountId, account.values);
     for (const wire of chunk.requests) {
       const r = requestFromWire(wire);
-      this.state.remember(r.requestId, r.fingerprint, r.answer, r.answeredAtMs);
+      this.state.restoreRequest(r.requestId, r.fingerprint, r.answer, { stampMs: r.answeredAtMs, nowMs: this.monotonicNow(), wallNowMs: this.now() });
     }
     for (const wire of chunk.policies) {
       const p = policyFromWire(wire);
@@ -352,6 +355,7 @@ export class TallyNode {
     const fingerprint = debitFingerprint(item.accountId, item.amount);
     const earlier = await this.earlierDecision(item.requestId, fingerprint);
     if (earlier !== undefined) return earlier;
+    this.state.assertRequestRoom(1, this.monotonicNow());
     const decision = this.decideDebit(item, fingerprint, maxWaitMs);
     return { answer: await this.track(item.requestId, fingerprint, decision), replayed: false };
   }
@@ -377,6 +381,12 @@ export class TallyNode {
         earlier[index] = this.state.recall(item.requestId, fingerprint);
       }
     });
+    // Room for every new id, or the whole batch is refused before anything changes.
+    const fresh = new Set<string>();
+    items.forEach((item, index) => {
+      if (earlier[index] === undefined) fresh.add(item.requestId);
+    });
+    this.state.assertRequestRoom(fresh.size, this.monotonicNow());
     const results: Decision[] = new Array<Decision>(items.length);
     const waiting: Array<[number, Promise<Answer>]> = [];
     const slots: SlotChange[] = [];
@@ -425,6 +435,7 @@ export class TallyNode {
     const earlier = await this.earlierDecision(requestId, fingerprint);
     if (earlier !== undefined) return earlier;
     this.assertWritable();
+    this.state.assertRequestRoom(1, this.monotonicNow());
     const granted = this.state.grant(accountId, amount);
     const changes = granted.changes;
     let answer = granted.answer;
@@ -438,7 +449,7 @@ export class TallyNode {
       }
     }
     const nowMs = this.now();
-    this.state.remember(requestId, fingerprint, answer, nowMs);
+    this.state.remember(requestId, fingerprint, answer, { stampMs: nowMs, nowMs: this.monotonicNow() });
     this.watches.notify(accountId);
     const durable = this.committer
       .commit({ slots: changes, requests: [{ requestId, fingerprint, answer, answeredAtMs: nowMs }] })
@@ -546,7 +557,7 @@ export class TallyNode {
       else this.metrics.debitResult.insufficient.inc();
       if (result.globallyCoverable) this.metrics.falseRejections.inc();
       // A refusal changes nothing, so it is remembered locally only.
-      this.state.remember(item.requestId, fingerprint, answer, nowMs);
+      this.state.remember(item.requestId, fingerprint, answer, { stampMs: nowMs, nowMs: this.monotonicNow() });
       return answer;
     }
     for (const change of result.changes) slots.push(change);
@@ -561,7 +572,7 @@ export class TallyNode {
     } else {
       this.metrics.debitResult.approved.inc();
     }
-    this.state.remember(item.requestId, fingerprint, answer, nowMs);
+    this.state.remember(item.requestId, fingerprint, answer, { stampMs: nowMs, nowMs: this.monotonicNow() });
     requests.push({ requestId: item.requestId, fingerprint, answer, answeredAtMs: nowMs });
     this.rights.observeDebit(item.accountId, item.amount, nowMs, answer.localRights, answer.balance);
     this.watches.notify(item.accountId);
@@ -611,8 +622,9 @@ export class TallyNode {
       }
       this.watches.notify(slot.accountId);
     }
+    const receivedMs = this.monotonicNow();
     for (const request of delta.requests) {
-      this.state.remember(request.requestId, request.fingerprint, request.answer, request.answeredAtMs);
+      this.state.rememberReplicated(request.requestId, request.fingerprint, request.answer, { stampMs: request.answeredAtMs, nowMs: receivedMs });
     }
     for (const policy of delta.policies) {
       if (this.state.applyPolicy(policy.accountId, policy.write)) this.watches.notify(policy.accountId);
@@ -678,7 +690,11 @@ export class TallyNode {
   /** Refreshes the gauges that are read, not counted. */
   refreshGauges(): void {
     this.metrics.accounts.set(this.state.accountCount);
+    // Expiry otherwise runs only on writes: an idle node must not report a stale fill.
+    this.state.expireRequests(this.monotonicNow());
     this.metrics.rememberedRequests.set(this.state.rememberedRequests);
+    const fill = this.state.requestLogFill;
+    this.metrics.requestLogFillRatio.set(fill.local / fill.capacity);
     this.metrics.watchers.set(this.watches.size);
     for (const peer of this.peerViews()) {
       if (peer.region === this.config.region) continue;
