@@ -54,7 +54,7 @@ export function runMemoryBench(accounts: number): MemoryBenchResult {
   for (let k = 0; k < accounts; k++) {
     const accountId = wire(`acct-${(k % 10_000).toString(36).padStart(8, "0")}`);
     const answer = { kind: "debit", outcome: DebitOutcome.Approved, balance: BigInt(1_000_000 + k), localRights: BigInt(500_000 + k) } as const;
-    state.remember(wire(`req-${k.toString(36)}-7f3a9c2e41d0b5e8`), `d|${accountId}|${1 + (k % 5)}`, answer, now);
+    state.remember(wire(`req-${k.toString(36)}-7f3a9c2e41d0b5e8`), `d|${accountId}|${1 + (k % 5)}`, answer, { stampMs: now, nowMs: 0 });
   }
   const afterRequests = settle();
   if (state.rememberedRequests !== accounts) throw new Error("remembered request count mismatch");

@@ -49,3 +49,23 @@ export class UnknownReplicaError extends Error {
     super(`unknown region "${replica}"`);
   }
 }
+
+/**
+ * The acknowledged request ids admitted here fill the request log: a new
+ * request could not be remembered for its retention window, so it is refused
+ * before anything changes (evicting an id early could charge its retry twice).
+ */
+export class RequestLogFullError extends Error {
+  override readonly name = "RequestLogFullError";
+  constructor(
+    /** Requests that asked for room (a batch asks for all of its new ids at once). */
+    readonly requested: number,
+    readonly remembered: number,
+    readonly capacity: number,
+  ) {
+    super(
+      `request log full: ${remembered} of ${capacity} acknowledged request ids are within their retention window ` +
+        `and ${requested} more cannot be remembered`,
+    );
+  }
+}

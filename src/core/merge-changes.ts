@@ -21,7 +21,8 @@ export interface MergeListener {
   peerDebited(accountId: string, writer: number, amount: bigint): void;
 }
 
-export function mergeChanges(state: ReplicaState, changes: WriterChanges, listener: MergeListener): void {
+/** `receivedMs` is the local monotonic time: replicated ids are kept a full window from arrival. */
+export function mergeChanges(state: ReplicaState, changes: WriterChanges, receivedMs: number, listener: MergeListener): void {
   const debitColumn = state.replicas.size;
   const fromPeer = changes.writer !== state.self;
   for (const slot of changes.slots) {
@@ -30,7 +31,9 @@ export function mergeChanges(state: ReplicaState, changes: WriterChanges, listen
     if (fromPeer && slot.column === debitColumn) listener.peerDebited(slot.accountId, slot.writer, slot.value - before);
     listener.changed(slot.accountId);
   }
-  for (const request of changes.requests) state.remember(request.requestId, request.fingerprint, request.answer, request.answeredAtMs);
+  for (const request of changes.requests) {
+    state.rememberReplicated(request.requestId, request.fingerprint, request.answer, { stampMs: request.answeredAtMs, nowMs: receivedMs });
+  }
   for (const policy of changes.policies) {
     if (state.applyPolicy(policy.accountId, policy.write)) listener.changed(policy.accountId);
   }

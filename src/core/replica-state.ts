@@ -8,11 +8,19 @@ import { INT64_MAX, UINT64_MAX } from "./amounts";
 import { balanceOf, debitColumn, debited, granted, rightsOf, type SlotView } from "./escrow-counter";
 import { AmountOutOfRangeError, InvalidArgumentError, TransferRefusedError } from "./errors";
 import { overdraftAllowance, policyWriteWins, STRICT_DEFAULT, type Policy, type PolicyWrite } from "./policy";
-import { RequestLog, type RememberedAnswer, type RequestLogLimits } from "./request-log";
+import {
+  RequestLog,
+  type RememberedAnswer,
+  type RequestLogFill,
+  type RequestLogLimits,
+  type RequestTime,
+  type RestoreTime,
+} from "./request-log";
 import type { ReplicaSet } from "./replica-set";
 import { slotHash } from "./row-digest";
 
 export { DebitOutcome, type Answer } from "./answer";
+export type { RequestLogFill, RequestTime, RestoreTime } from "./request-log";
 
 /** The absolute new value of one slot in the row of `writer`. */
 export interface SlotChange {
@@ -79,6 +87,11 @@ export class ReplicaState {
 
   get rememberedRequests(): number {
     return this.requests.size;
+  }
+
+  /** How full the request log is; `local / capacity` reaching 1 refuses new requests. */
+  get requestLogFill(): RequestLogFill {
+    return this.requests.fill;
   }
 
   // ---- reads -------------------------------------------------------------
@@ -148,8 +161,33 @@ export class ReplicaState {
     return this.requests.lookup(requestId, fingerprint);
   }
 
-  remember(requestId: string, fingerprint: string, answer: Answer, nowMs: number): void {
-    this.requests.remember(requestId, fingerprint, answer, nowMs);
+  /**
+   * Throws RequestLogFullError unless `count` new local requests can be
+   * remembered; `nowMs` is the local monotonic time. Call before deciding, so a
+   * refused request (or whole batch) changes nothing.
+   */
+  assertRequestRoom(count: number, nowMs: number): void {
+    this.requests.assertRoom(count, nowMs);
+  }
+
+  /** Forgets remembered answers whose window ended by `nowMs` (local monotonic time). */
+  expireRequests(nowMs: number): void {
+    this.requests.expire(nowMs);
+  }
+
+  /** Remembers the answer to a request decided here (counted against the log's capacity). */
+  remember(requestId: string, fingerprint: string, answer: Answer, time: RequestTime): void {
+    this.requests.remember(requestId, fingerprint, answer, time);
+  }
+
+  /** Remembers an answer replicated from a region's stream; always accepted, kept a full window from now. */
+  rememberReplicated(requestId: string, fingerprint: string, answer: Answer, time: RequestTime): void {
+    this.requests.rememberReplicated(requestId, fingerprint, answer, time);
+  }
+
+  /** Remembers an answer from a snapshot; always accepted, kept for what is left of its window. */
+  restoreRequest(requestId: string, fingerprint: string, answer: Answer, time: RestoreTime): void {
+    this.requests.restore(requestId, fingerprint, answer, time);
   }
 
   // ---- local writes (own row only) -----------------------------------------

@@ -1,33 +1,204 @@
-// Remembered answers for idempotent retries, bounded by age and count. Time is
-// passed in; entries are kept in insertion order so eviction is from the front.
+// Remembered answers for idempotent retries. Time is passed in; nothing here
+// reads a clock.
+//
+// Two kinds of answers, kept apart so that one can never push out the other:
+//
+// - Acknowledged answers (approved, approved with overdraft, grants) changed a
+//   balance. Forgetting one inside its retention window would let a retry be
+//   charged twice, so they are never evicted early: when the ids admitted here
+//   reach `maxEntries`, new local requests are refused up front (assertRoom)
+//   instead. Records replicated from peers or restored from a snapshot are
+//   other regions' (or this region's earlier) acknowledged ids and are always
+//   accepted; refusing them would lose them. The cap counts local admissions
+//   only, so while peers are caught up the log holds at most regions × cap
+//   acknowledged ids (each region admits at most its cap per window). A backlog
+//   that arrives at once (a peer catching up after a partition) is kept a full
+//   window from its arrival, so it can briefly hold more.
+// - Refusals (InsufficientCredit) changed nothing. They live in a separate ring
+//   that evicts its oldest when full: a forgotten refusal only means a retry is
+//   decided again, never a double charge.
+//
+// Retention is judged on the local monotonic clock only: each entry expires
+// `retentionMs` after it was recorded here. The wall-clock stamp an answer
+// carries (`stampMs`, on the wire and in snapshots) is kept for replication but
+// never used for eviction, so a peer's skewed clock or a wall-clock jump cannot
+// evict anything. Entries are kept in order of local receive time, so eviction
+// from the front never stops early at an out-of-order entry.
 //
 // A node remembers up to millions of ids, so the answers are packed into typed
 // columns of a ring: per entry the heap holds only the id and fingerprint
 // strings, not an object graph (a wrapper, the answer, two bigints), which kept
 // ~450 bytes per id on the heap and made every full GC walk them all.
 
-import type { Answer } from "./answer";
-import { InvalidArgumentError, RequestConflictError } from "./errors";
+import { DebitOutcome, type Answer } from "./answer";
+import { InvalidArgumentError, RequestConflictError, RequestLogFullError } from "./errors";
 
 export interface RememberedAnswer {
   readonly fingerprint: string;
   readonly answer: Answer;
+  /** Wall-clock time of the answer at the region that decided it (as on the wire). */
   readonly answeredAtMs: number;
 }
 
 export interface RequestLogLimits {
-  /** How long a request id is remembered. */
+  /** How long a request id is remembered after it was recorded here. */
   readonly retentionMs: number;
-  /** Most ids remembered at once; the oldest go first. */
+  /** Most acknowledged ids admitted by local requests within the retention window. */
   readonly maxEntries: number;
+  /** Most refusals remembered; the oldest go first. Defaults to maxEntries. */
+  readonly maxRefusals?: number;
+}
+
+/** When an answer is recorded. */
+export interface RequestTime {
+  /** Wall-clock answer time carried on the wire; kept for snapshots and replication, never used for retention. */
+  readonly stampMs: number;
+  /** Local monotonic time now; retention runs on this clock. */
+  readonly nowMs: number;
+}
+
+/** When an answer restored from a snapshot is recorded. */
+export interface RestoreTime extends RequestTime {
+  /** Local wall-clock time now, to tell how old `stampMs` is. */
+  readonly wallNowMs: number;
+}
+
+export interface RequestLogFill {
+  /** Acknowledged ids held (local, replicated and restored). */
+  readonly acknowledged: number;
+  /** Acknowledged ids admitted by local requests: what the capacity limits. */
+  readonly local: number;
+  /** Refusals held. */
+  readonly refusals: number;
+  /** Most local acknowledged ids at once (maxEntries). */
+  readonly capacity: number;
 }
 
 const INITIAL_CAPACITY = 1024;
-const GRANT_BIT = 0x80; // packed with the outcome in one byte
+// Packed with the outcome in one byte.
+const GRANT_BIT = 0x80;
+const LOCAL_BIT = 0x40;
 const INT64_MIN = -(1n << 63n);
 const INT64_MAX = (1n << 63n) - 1n;
 
 export class RequestLog {
+  private readonly acknowledged = new AnswerRing(Number.POSITIVE_INFINITY);
+  private readonly refusals: AnswerRing;
+  /** Acknowledged entries that were admitted locally (LOCAL_BIT set). */
+  private local = 0;
+
+  constructor(private readonly limits: RequestLogLimits) {
+    const maxRefusals = limits.maxRefusals ?? limits.maxEntries;
+    if (!Number.isSafeInteger(limits.maxEntries) || limits.maxEntries < 1) {
+      throw new InvalidArgumentError("maxEntries", "must be a positive integer");
+    }
+    if (!Number.isSafeInteger(maxRefusals) || maxRefusals < 1) {
+      throw new InvalidArgumentError("maxRefusals", "must be a positive integer");
+    }
+    if (!Number.isFinite(limits.retentionMs) || limits.retentionMs < 0) {
+      throw new InvalidArgumentError("retentionMs", "must be a finite number >= 0");
+    }
+    this.refusals = new AnswerRing(maxRefusals);
+  }
+
+  /** Every id held, acknowledged and refused. */
+  get size(): number {
+    return this.acknowledged.size + this.refusals.size;
+  }
+
+  get fill(): RequestLogFill {
+    return { acknowledged: this.acknowledged.size, local: this.local, refusals: this.refusals.size, capacity: this.limits.maxEntries };
+  }
+
+  /** True when `count` more local requests may be admitted (as of the last expiry). */
+  hasRoom(count: number): boolean {
+    return this.local + count <= this.limits.maxEntries;
+  }
+
+  /**
+   * Forgets what expired by `nowMs`, then throws RequestLogFullError unless
+   * `count` more local requests fit. Call before deciding, so a refused request
+   * (or batch, as a whole) changes nothing.
+   */
+  assertRoom(count: number, nowMs: number): void {
+    if (!Number.isSafeInteger(count) || count < 0) throw new InvalidArgumentError("count", `must be an integer >= 0; got ${count}`);
+    this.expire(nowMs);
+    if (!this.hasRoom(count)) throw new RequestLogFullError(count, this.local, this.limits.maxEntries);
+  }
+
+  /** Forgets every entry recorded before `nowMs - retentionMs` (local monotonic clock). */
+  expire(nowMs: number): void {
+    // A NaN time would compare false forever and pin every entry behind it.
+    if (!Number.isFinite(nowMs)) throw new InvalidArgumentError("nowMs", `must be a finite monotonic time; got ${nowMs}`);
+    const oldestAllowed = nowMs - this.limits.retentionMs;
+    this.local -= this.acknowledged.expire(oldestAllowed);
+    this.refusals.expire(oldestAllowed);
+  }
+
+  /**
+   * The earlier answer for `requestId`, undefined if unknown. Throws
+   * RequestConflictError when the id was used with other parameters. An
+   * acknowledged answer wins over a refusal of the same id (seen when a retry
+   * was approved in another region): it is the one that changed a balance.
+   */
+  lookup(requestId: string, fingerprint: string): Answer | undefined {
+    return this.acknowledged.lookup(requestId, fingerprint) ?? this.refusals.lookup(requestId, fingerprint);
+  }
+
+  /**
+   * Remembers the answer to a local request. Never evicts an acknowledged id
+   * and never throws for room: the room is checked by assertRoom before
+   * deciding, and an answer already decided must be remembered (requests
+   * admitted just before the log filled may take it slightly past the cap).
+   * A later record of the same id keeps the first one.
+   */
+  remember(requestId: string, fingerprint: string, answer: Answer, time: RequestTime): void {
+    this.expire(time.nowMs);
+    this.insert(requestId, fingerprint, answer, time.stampMs, time.nowMs, true);
+  }
+
+  /** Remembers an answer replicated from a stream (a peer's, or this region's own on replay): always accepted. */
+  rememberReplicated(requestId: string, fingerprint: string, answer: Answer, time: RequestTime): void {
+    this.expire(time.nowMs);
+    this.insert(requestId, fingerprint, answer, time.stampMs, time.nowMs, false);
+  }
+
+  /**
+   * Remembers an answer from a snapshot: always accepted, kept for what is left
+   * of its window. Its age is `wallNowMs - stampMs` clamped to [0, retention]
+   * (a future or absurd stamp counts as new, never as expired early).
+   */
+  restore(requestId: string, fingerprint: string, answer: Answer, time: RestoreTime): void {
+    const age = time.wallNowMs - time.stampMs;
+    const clamped = Number.isFinite(age) ? Math.min(Math.max(age, 0), this.limits.retentionMs) : 0;
+    this.expire(time.nowMs);
+    this.insert(requestId, fingerprint, answer, time.stampMs, time.nowMs - clamped, false);
+  }
+
+  /** Every remembered answer: acknowledged ones oldest first, then refusals oldest first. */
+  entries(): Array<[string, RememberedAnswer]> {
+    const out: Array<[string, RememberedAnswer]> = [];
+    this.acknowledged.collect(out);
+    this.refusals.collect(out);
+    return out;
+  }
+
+  private insert(requestId: string, fingerprint: string, answer: Answer, stampMs: number, receivedAtMs: number, local: boolean): void {
+    if (this.acknowledged.has(requestId)) return;
+    if (answer.outcome === DebitOutcome.InsufficientCredit) {
+      if (!this.refusals.has(requestId)) this.refusals.push(requestId, fingerprint, answer, stampMs, receivedAtMs, false);
+      return;
+    }
+    this.acknowledged.push(requestId, fingerprint, answer, stampMs, receivedAtMs, local);
+    if (local) this.local++;
+  }
+}
+
+/**
+ * Answers in typed columns of a ring, in order of local receive time. At most
+ * `limit` entries: beyond it the oldest goes (only the refusal ring has a finite limit).
+ */
+class AnswerRing {
   /** Request id → absolute sequence of its entry; the entry sits at sequence % capacity. */
   private readonly sequences = new Map<string, number>();
   private ids: Array<string | undefined> = [];
@@ -35,26 +206,23 @@ export class RequestLog {
   private outcomes = new Uint8Array(0);
   private balances = new BigInt64Array(0);
   private rights = new BigInt64Array(0);
-  private answeredAt = new Float64Array(0);
+  private stamps = new Float64Array(0);
+  private receivedAt = new Float64Array(0);
   /** Answers whose values do not fit the int64 columns (never on the wire, kept exact anyway). */
   private readonly wide = new Map<number, Answer>();
   private first = 0;
   private next = 0;
 
-  constructor(private readonly limits: RequestLogLimits) {
-    if (!Number.isSafeInteger(limits.maxEntries) || limits.maxEntries < 1) {
-      throw new InvalidArgumentError("maxEntries", "must be a positive integer");
-    }
-  }
+  constructor(private readonly limit: number) {}
 
   get size(): number {
     return this.next - this.first;
   }
 
-  /**
-   * The earlier answer for `requestId`, undefined if unknown. Throws
-   * RequestConflictError when the id was used with other parameters.
-   */
+  has(requestId: string): boolean {
+    return this.sequences.has(requestId);
+  }
+
   lookup(requestId: string, fingerprint: string): Answer | undefined {
     const sequence = this.sequences.get(requestId);
     if (sequence === undefined) return undefined;
@@ -63,35 +231,43 @@ export class RequestLog {
     return this.answerAt(sequence, at);
   }
 
-  /** Remembers an answer; a later record of the same id keeps the first one. */
-  remember(requestId: string, fingerprint: string, answer: Answer, nowMs: number): void {
-    if (this.sequences.has(requestId)) return;
-    if (this.size === this.limits.maxEntries) this.dropOldest();
+  push(requestId: string, fingerprint: string, answer: Answer, stampMs: number, receivedAtMs: number, local: boolean): void {
+    if (this.size >= this.limit) this.dropOldest();
+    // Never before the newest entry, so the ring stays ordered and eviction
+    // from the front is exact; holding an id a little longer is the safe side.
+    const newest = this.size === 0 ? Number.NEGATIVE_INFINITY : this.receivedAt[(this.next - 1) % this.ids.length]!;
+    const receivedAt = Math.max(receivedAtMs, newest);
     if (this.size === this.ids.length) this.grow();
     const sequence = this.next++;
     const at = sequence % this.ids.length;
     this.ids[at] = requestId;
     this.fingerprints[at] = fingerprint;
-    this.outcomes[at] = answer.outcome | (answer.kind === "grant" ? GRANT_BIT : 0);
+    this.outcomes[at] = answer.outcome | (answer.kind === "grant" ? GRANT_BIT : 0) | (local ? LOCAL_BIT : 0);
     if (fitsInt64(answer.balance) && fitsInt64(answer.localRights)) {
       this.balances[at] = answer.balance;
       this.rights[at] = answer.localRights;
     } else {
       this.wide.set(sequence, answer);
     }
-    this.answeredAt[at] = nowMs;
+    this.stamps[at] = stampMs;
+    this.receivedAt[at] = receivedAt;
     this.sequences.set(requestId, sequence);
-    this.evict(nowMs);
   }
 
-  /** Every remembered answer, oldest first. */
-  entries(): Array<[string, RememberedAnswer]> {
-    const out: Array<[string, RememberedAnswer]> = [];
+  /** Drops entries received before `oldestAllowed`; returns how many of them were local. */
+  expire(oldestAllowed: number): number {
+    let local = 0;
+    while (this.size > 0 && this.receivedAt[this.first % this.ids.length]! < oldestAllowed) {
+      if (this.dropOldest()) local++;
+    }
+    return local;
+  }
+
+  collect(out: Array<[string, RememberedAnswer]>): void {
     for (let sequence = this.first; sequence < this.next; sequence++) {
       const at = sequence % this.ids.length;
-      out.push([this.ids[at]!, { fingerprint: this.fingerprints[at]!, answer: this.answerAt(sequence, at), answeredAtMs: this.answeredAt[at]! }]);
+      out.push([this.ids[at]!, { fingerprint: this.fingerprints[at]!, answer: this.answerAt(sequence, at), answeredAtMs: this.stamps[at]! }]);
     }
-    return out;
   }
 
   private answerAt(sequence: number, at: number): Answer {
@@ -100,37 +276,43 @@ export class RequestLog {
     const packed = this.outcomes[at]!;
     return {
       kind: (packed & GRANT_BIT) !== 0 ? "grant" : "debit",
-      outcome: packed & ~GRANT_BIT,
+      outcome: packed & ~(GRANT_BIT | LOCAL_BIT),
       balance: this.balances[at]!,
       localRights: this.rights[at]!,
     };
   }
 
-  private evict(nowMs: number): void {
-    const oldestAllowed = nowMs - this.limits.retentionMs;
-    while (this.size > 0 && this.answeredAt[this.first % this.ids.length]! < oldestAllowed) this.dropOldest();
-  }
-
-  private dropOldest(): void {
+  /** Returns whether the dropped entry was admitted locally. */
+  private dropOldest(): boolean {
     const sequence = this.first++;
     const at = sequence % this.ids.length;
     this.sequences.delete(this.ids[at]!);
     this.wide.delete(sequence);
     this.ids[at] = undefined;
     this.fingerprints[at] = undefined;
+    return (this.outcomes[at]! & LOCAL_BIT) !== 0;
   }
 
-  /** Doubles the ring (up to maxEntries), keeping every entry at sequence % capacity. */
+  /** Doubles the ring (up to the limit), keeping every entry at sequence % capacity. */
   private grow(): void {
-    const old = { ids: this.ids, fingerprints: this.fingerprints, outcomes: this.outcomes, balances: this.balances, rights: this.rights, answeredAt: this.answeredAt };
+    const old = {
+      ids: this.ids,
+      fingerprints: this.fingerprints,
+      outcomes: this.outcomes,
+      balances: this.balances,
+      rights: this.rights,
+      stamps: this.stamps,
+      receivedAt: this.receivedAt,
+    };
     const oldCapacity = old.ids.length;
-    const capacity = Math.min(this.limits.maxEntries, Math.max(INITIAL_CAPACITY, oldCapacity * 2));
+    const capacity = Math.min(this.limit, Math.max(INITIAL_CAPACITY, oldCapacity * 2));
     this.ids = new Array<string | undefined>(capacity);
     this.fingerprints = new Array<string | undefined>(capacity);
     this.outcomes = new Uint8Array(capacity);
     this.balances = new BigInt64Array(capacity);
     this.rights = new BigInt64Array(capacity);
-    this.answeredAt = new Float64Array(capacity);
+    this.stamps = new Float64Array(capacity);
+    this.receivedAt = new Float64Array(capacity);
     for (let sequence = this.first; sequence < this.next; sequence++) {
       const from = sequence % oldCapacity;
       const to = sequence % capacity;
@@ -139,7 +321,8 @@ export class RequestLog {
       this.outcomes[to] = old.outcomes[from]!;
       this.balances[to] = old.balances[from]!;
       this.rights[to] = old.rights[from]!;
-      this.answeredAt[to] = old.answeredAt[from]!;
+      this.stamps[to] = old.stamps[from]!;
+      this.receivedAt[to] = old.receivedAt[from]!;
     }
   }
 }

@@ -4,6 +4,7 @@
 // durable with each answer. No I/O and no clock: time is passed in.
 
 import { DebitOutcome, type Answer, type ReplicaState, type SlotChange } from "./replica-state";
+import type { RequestTime } from "./request-log";
 import { RequestConflictError } from "./errors";
 import type { DurableWrite, RequestRecord } from "./durable-write";
 
@@ -40,7 +41,8 @@ interface InFlight {
 export interface DebitRequestInput {
   readonly item: DebitItem;
   readonly fingerprint: string;
-  readonly nowMs: number;
+  /** Wall time of the answer (carried on the wire) and the local monotonic time (retention). */
+  readonly time: RequestTime;
   /**
    * Final: a refusal is the answer (remembered and counted) and overdraft may
    * be used. Not final: the caller may still wait for rights, so a shortfall
@@ -66,7 +68,7 @@ export interface GrantInput {
   readonly accountId: string;
   readonly amount: bigint;
   readonly requestId: string;
-  readonly nowMs: number;
+  readonly time: RequestTime;
   /** Spread the grant's rights evenly over every region in the same commit. */
   readonly spread: boolean;
 }
@@ -85,15 +87,22 @@ export class WritePath {
    * synchronous step, so two calls with the same id can never both decide.
    * Throws RequestConflictError when the id was used with other parameters.
    */
-  admit(requestId: string, fingerprint: string): Admission {
+  admit(requestId: string, fingerprint: string, monotonicMs: number): Admission {
+    const known = this.known(requestId, fingerprint);
+    if (known !== undefined) return known;
+    // No room to remember one more acknowledged id: refuse rather than forget one.
+    this.state.assertRequestRoom(1, monotonicMs);
+    return { kind: "new", ticket: this.register(requestId, fingerprint) };
+  }
+
+  private known(requestId: string, fingerprint: string): Admission | undefined {
     const pending = this.inFlight.get(requestId);
     if (pending !== undefined) {
       if (pending.fingerprint !== fingerprint) throw new RequestConflictError(requestId);
       return { kind: "joined", decision: pending.decision };
     }
     const recalled = this.state.recall(requestId, fingerprint);
-    if (recalled !== undefined) return { kind: "replay", answer: recalled };
-    return { kind: "new", ticket: this.register(requestId, fingerprint) };
+    return recalled === undefined ? undefined : { kind: "replay", answer: recalled };
   }
 
   /**
@@ -101,9 +110,10 @@ export class WritePath {
    * conflict (with an earlier request or inside the batch) changes nothing.
    * A duplicate id later in the batch is answered by its first occurrence.
    */
-  admitBatch(items: readonly DebitItem[]): Array<Admission | { readonly kind: "duplicate"; readonly of: number }> {
+  admitBatch(items: readonly DebitItem[], monotonicMs: number): Array<Admission | { readonly kind: "duplicate"; readonly of: number }> {
     const fingerprints = items.map((item) => debitFingerprint(item.accountId, item.amount));
     const first = new Map<string, number>();
+    const known = new Map<number, Admission>();
     items.forEach((item, index) => {
       const fingerprint = fingerprints[index]!;
       const earlier = first.get(item.requestId);
@@ -112,20 +122,21 @@ export class WritePath {
         return;
       }
       first.set(item.requestId, index);
-      const pending = this.inFlight.get(item.requestId);
-      if (pending !== undefined && pending.fingerprint !== fingerprint) throw new RequestConflictError(item.requestId);
-      this.state.recall(item.requestId, fingerprint);
+      const admission = this.known(item.requestId, fingerprint);
+      if (admission !== undefined) known.set(index, admission);
     });
+    // Room for every new id, or the whole batch is refused before anything changes.
+    this.state.assertRequestRoom(first.size - known.size, monotonicMs);
     return items.map((item, index) => {
       const of = first.get(item.requestId)!;
       if (of !== index) return { kind: "duplicate", of };
-      return this.admit(item.requestId, fingerprints[index]!);
+      return known.get(index) ?? { kind: "new", ticket: this.register(item.requestId, fingerprints[index]!) };
     });
   }
 
   /** Decides one debit against the current state; changes memory only, the caller makes `write` durable. */
   debit(input: DebitRequestInput): DebitStep {
-    const { item, fingerprint, nowMs, final } = input;
+    const { item, fingerprint, time, final } = input;
     const result = this.state.debit(item.accountId, item.amount, final);
     const { answer } = result;
     if (answer.outcome === DebitOutcome.InsufficientCredit) {
@@ -133,11 +144,11 @@ export class WritePath {
         return { kind: "short", deficit: item.amount - answer.localRights, coverable: result.globallyCoverable };
       }
       // A refusal changes nothing, so it is remembered here only, not published.
-      this.state.remember(item.requestId, fingerprint, answer, nowMs);
+      this.state.remember(item.requestId, fingerprint, answer, time);
       return { kind: "decided", answer, write: undefined, overdraftUsed: 0n, falseRejection: result.globallyCoverable };
     }
-    const record: RequestRecord = { requestId: item.requestId, fingerprint, answer, answeredAtMs: nowMs };
-    this.state.remember(item.requestId, fingerprint, answer, nowMs);
+    const record: RequestRecord = { requestId: item.requestId, fingerprint, answer, answeredAtMs: time.stampMs };
+    this.state.remember(item.requestId, fingerprint, answer, time);
     return {
       kind: "decided",
       answer,
@@ -149,7 +160,7 @@ export class WritePath {
 
   /** Grants credit here; with `spread`, an equal share of its rights moves to every other region in the same write. */
   grant(input: GrantInput): { answer: Answer; write: DurableWrite } {
-    const { accountId, amount, requestId, nowMs } = input;
+    const { accountId, amount, requestId, time } = input;
     const state = this.state;
     const granted = state.grant(accountId, amount);
     const changes: SlotChange[] = [...granted.changes];
@@ -161,8 +172,8 @@ export class WritePath {
       answer = { ...answer, localRights: state.rights(accountId) };
     }
     const fingerprint = grantFingerprint(accountId, amount);
-    state.remember(requestId, fingerprint, answer, nowMs);
-    return { answer, write: { slots: changes, requests: [{ requestId, fingerprint, answer, answeredAtMs: nowMs }] } };
+    state.remember(requestId, fingerprint, answer, time);
+    return { answer, write: { slots: changes, requests: [{ requestId, fingerprint, answer, answeredAtMs: time.stampMs }] } };
   }
 
   private register(requestId: string, fingerprint: string): Ticket {

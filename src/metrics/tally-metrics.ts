@@ -217,6 +217,11 @@ export class TallyMetrics {
     help: "Request ids remembered for idempotent retries.",
     registers: [this.registry],
   });
+  readonly requestLogFillRatio = new Gauge({
+    name: "tally_request_log_fill_ratio",
+    help: "Acknowledged request ids admitted here within the retention window, over the cap; at 1 new requests are refused.",
+    registers: [this.registry],
+  });
   readonly watchers = new Gauge({
     name: "tally_balance_watchers",
     help: "Open WatchBalance streams.",

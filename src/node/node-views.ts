@@ -33,6 +33,7 @@ export interface ViewedNode {
   readonly sequence: number;
   readonly publishedDigest: string;
   readonly unavailableReason: string | undefined;
+  monotonic(): number;
   readonly writes: { readonly requestsInFlight: number };
   readonly rights: { readonly asksInFlight: number };
 }
@@ -82,6 +83,10 @@ export class NodeViews {
   refreshGauges(): void {
     const { metrics, state, region } = this.node;
     metrics.accounts.set(state.accountCount);
+    // Expiry otherwise runs only on writes: an idle node must not report a stale fill.
+    state.expireRequests(this.node.monotonic());
+    const fill = state.requestLogFill;
+    metrics.requestLogFillRatio.set(fill.local / fill.capacity);
     metrics.rememberedRequests.set(state.rememberedRequests);
     metrics.watchers.set(this.node.watches.size);
     metrics.rightsAsksInFlight.set(this.node.rights.asksInFlight);

@@ -22,15 +22,23 @@ export interface RecoveryOptions {
   readonly store: SnapshotStore;
   apply(delta: DecodedDelta): void;
   readonly logger: Logger;
-  readonly now: () => number;
+  readonly clock: NodeClock;
+}
+
+/** Wall time (stamps carried on the wire) and local monotonic time (retention, timeouts). */
+export interface NodeClock {
+  now(): number;
+  monotonic(): number;
 }
 
 /** Merges one snapshot chunk (rows, remembered answers, policies) into `state`. */
-export function applySnapshotChunk(state: ReplicaState, chunk: SnapshotChunk): void {
+export function applySnapshotChunk(state: ReplicaState, chunk: SnapshotChunk, clock: NodeClock): void {
   for (const account of chunk.accounts) state.mergeAccount(account.accountId, account.values);
+  const wallNowMs = clock.now();
+  const nowMs = clock.monotonic();
   for (const wire of chunk.requests) {
     const r = requestFromWire(wire);
-    state.remember(r.requestId, r.fingerprint, r.answer, r.answeredAtMs);
+    state.restoreRequest(r.requestId, r.fingerprint, r.answer, { stampMs: r.answeredAtMs, nowMs, wallNowMs });
   }
   for (const wire of chunk.policies) {
     const p = policyFromWire(wire);
@@ -39,10 +47,11 @@ export function applySnapshotChunk(state: ReplicaState, chunk: SnapshotChunk): v
 }
 
 export async function recoverOwnRow(options: RecoveryOptions): Promise<Recovered> {
-  const { region, state, log, store, logger, now } = options;
+  const { region, state, log, store, logger, clock } = options;
+  const now = clock.now;
   await ensureStreams(options);
   const started = now();
-  const header = await store.read(region, (chunk) => applySnapshotChunk(state, chunk));
+  const header = await store.read(region, (chunk) => applySnapshotChunk(state, chunk, clock));
   const replayFrom = header === undefined ? 1 : Number(header.replayFrom);
   const bounds = await log.bounds(region);
   if (bounds.first > replayFrom && bounds.last >= bounds.first) {

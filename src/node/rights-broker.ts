@@ -5,6 +5,7 @@
 // how much to give, when to ask ahead) is the pure RightsPolicy's; this class
 // does the asking and waiting over a RightsTransport.
 
+import { performance } from "node:perf_hooks";
 import type { DurableWrite } from "../core/durable-write";
 import type { ReplicaState } from "../core/replica-state";
 import type { RightsAsk, RightsGift, RightsTransport } from "../core/rights-messages";
@@ -34,8 +35,9 @@ export interface BrokerClock {
   wait(ms: number): { readonly done: Promise<void>; cancel(): void };
 }
 
+/** Monotonic: deadlines and rates must not move when the wall clock is stepped. */
 export const REAL_CLOCK: BrokerClock = {
-  now: Date.now,
+  now: () => performance.now(),
   wait: (ms) => {
     let timer: NodeJS.Timeout | undefined;
     const done = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));

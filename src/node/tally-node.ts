@@ -8,6 +8,8 @@ import type { RequestRecord } from "../core/durable-write";
 import { ReplicaSet } from "../core/replica-set";
 import type { Policy, PolicyWrite } from "../core/policy";
 import { mergeChanges } from "../core/merge-changes";
+import type { RequestTime } from "../core/request-log";
+import { performance } from "node:perf_hooks";
 import { debitFingerprint, grantFingerprint, WritePath, type Admission, type DebitItem, type DebitStep, type Ticket } from "../core/write-path";
 import type { DecodedDelta } from "../replication/delta-codec";
 import type { ReplicaWriter, WriterFencedError } from "../replication/replica-writer";
@@ -52,6 +54,8 @@ export class TallyNode {
     readonly metrics: TallyMetrics,
     readonly logger: Logger,
     readonly now: () => number,
+    /** Local monotonic time: retention of request ids, waits and demand rates; never jumps. */
+    readonly monotonic: () => number,
   ) {
     this.state = new ReplicaState({
       replicas: new ReplicaSet(config.regions),
@@ -80,8 +84,15 @@ export class TallyNode {
   }
 
   /** Recovers this replica's own row from its stream, follows the peers, then serves. */
-  static async start(config: NodeConfig, transports: NodeTransports, metrics: TallyMetrics, logger: Logger, now: () => number = Date.now): Promise<TallyNode> {
-    const node = new TallyNode(config, transports, metrics, logger, now);
+  static async start(
+    config: NodeConfig,
+    transports: NodeTransports,
+    metrics: TallyMetrics,
+    logger: Logger,
+    now: () => number = Date.now,
+    monotonic: () => number = () => performance.now(),
+  ): Promise<TallyNode> {
+    const node = new TallyNode(config, transports, metrics, logger, now, monotonic);
     await node.recover();
     return node;
   }
@@ -121,7 +132,7 @@ export class TallyNode {
   }
 
   private async recover(): Promise<void> {
-    const { config, transports, logger, now } = this;
+    const { config, transports, logger } = this;
     const recovered = await recoverOwnRow({
       region: config.region,
       state: this.state,
@@ -129,7 +140,7 @@ export class TallyNode {
       store: transports.snapshots,
       apply: (delta) => this.applyDelta(delta),
       logger,
-      now,
+      clock: this,
     });
     this.writer = createWriter(this, recovered.sequence, (error) => this.fence(error));
     const caughtUp = await this.peers.start(recovered.header?.applied ?? {}, config.catchUpTimeoutMs);
@@ -156,7 +167,7 @@ export class TallyNode {
   }
 
   private catchUpFromSnapshot = async (replica: string): Promise<number> => {
-    const header = await this.transports.snapshots.read(replica, (chunk) => applySnapshotChunk(this.state, chunk));
+    const header = await this.transports.snapshots.read(replica, (chunk) => applySnapshotChunk(this.state, chunk, this));
     if (header === undefined) throw new Error(`no snapshot of ${replica} to cover purged messages`);
     this.logger.info("caught up from a peer snapshot", { peer: replica, replayFrom: Number(header.replayFrom) });
     return Number(header.replayFrom) - 1;
@@ -173,7 +184,7 @@ export class TallyNode {
   // answer that was not made durable.
   private admit(requestId: string, fingerprint: string): Admission {
     this.assertWritable();
-    return this.writes.admit(requestId, fingerprint);
+    return this.writes.admit(requestId, fingerprint, this.monotonic());
   }
 
   async debit(item: DebitItem, maxWaitMs: number): Promise<Decision> {
@@ -193,13 +204,14 @@ export class TallyNode {
   /** Decides debits in order without waiting for rights; one durable commit for the batch. */
   async debitBatch(items: readonly DebitItem[]): Promise<Decision[]> {
     this.assertWritable();
-    const admissions = this.writes.admitBatch(items);
+    const admissions = this.writes.admitBatch(items, this.monotonic());
     const results = new Array<Decision | undefined>(items.length);
     const slots: SlotChange[] = [];
     const requests: RequestRecord[] = [];
     const tickets: Array<[Ticket, Answer]> = [];
     const joined: Array<[number, Promise<Answer>]> = [];
-    const nowMs = this.now();
+    const time = this.time();
+    this.state.expireRequests(time.nowMs);
     for (let index = 0; index < items.length; index++) {
       const admission = admissions[index]!;
       const item = items[index]!;
@@ -207,9 +219,9 @@ export class TallyNode {
       if (admission.kind === "replay") results[index] = { answer: admission.answer, replayed: true };
       else if (admission.kind === "joined") joined.push([index, admission.decision]);
       else {
-        const step = this.writes.debit({ item, fingerprint: debitFingerprint(item.accountId, item.amount), nowMs, final: true });
+        const step = this.writes.debit({ item, fingerprint: debitFingerprint(item.accountId, item.amount), time, final: true });
         if (step.kind !== "decided") continue;
-        this.account(item, step, nowMs);
+        this.account(item, step, time.nowMs);
         if (step.write !== undefined) {
           slots.push(...step.write.slots);
           requests.push(...(step.write.requests ?? []));
@@ -239,7 +251,7 @@ export class TallyNode {
     if (admission.kind === "replay") return { answer: admission.answer, replayed: true };
     if (admission.kind === "joined") return { answer: await admission.decision, replayed: true };
     try {
-      const granted = this.writes.grant({ accountId, amount, requestId, nowMs: this.now(), spread: this.config.spreadGrants });
+      const granted = this.writes.grant({ accountId, amount, requestId, time: this.time(), spread: this.config.spreadGrants });
       this.watches.notify(accountId);
       await this.durable().commit(granted.write);
       admission.ticket.resolve(granted.answer);
@@ -272,9 +284,9 @@ export class TallyNode {
 
   private async decideDebit(item: DebitItem, maxWaitMs: number): Promise<Answer> {
     const fingerprint = debitFingerprint(item.accountId, item.amount);
-    let step: DebitStep = this.writes.debit({ item, fingerprint, nowMs: this.now(), final: maxWaitMs <= 0 });
+    let step: DebitStep = this.writes.debit({ item, fingerprint, time: this.time(), final: maxWaitMs <= 0 });
     if (step.kind === "short") {
-      const waitStarted = this.now();
+      const waitStarted = this.monotonic();
       const deadline = waitStarted + maxWaitMs;
       // Concurrent debits may take the rights that arrived first: keep asking
       // until this one fits or its deadline passes.
@@ -286,12 +298,12 @@ export class TallyNode {
         // Nothing came and the balance known here cannot cover it: refuse now
         // rather than wait out the deadline.
         const hopeless = stalled && this.state.balance(item.accountId) < item.amount;
-        step = this.writes.debit({ item, fingerprint, nowMs: this.now(), final: this.now() >= deadline || hopeless });
-        if (step.kind === "short" && stalled) await new Promise((r) => setTimeout(r, Math.max(0, Math.min(5, deadline - this.now()))));
+        step = this.writes.debit({ item, fingerprint, time: this.time(), final: this.monotonic() >= deadline || hopeless });
+        if (step.kind === "short" && stalled) await new Promise((r) => setTimeout(r, Math.max(0, Math.min(5, deadline - this.monotonic()))));
       }
-      this.metrics.rightsWait.observe((this.now() - waitStarted) / 1000);
+      this.metrics.rightsWait.observe((this.monotonic() - waitStarted) / 1000);
     }
-    this.account(item, step, this.now());
+    this.account(item, step, this.monotonic());
     if (step.write !== undefined) await this.durable().commit(step.write);
     return step.answer;
   }
@@ -316,6 +328,10 @@ export class TallyNode {
     this.watches.notify(item.accountId);
   }
 
+  private time(): RequestTime {
+    return { stampMs: this.now(), nowMs: this.monotonic() };
+  }
+
   private assertWritable(): void {
     if (this.unavailable !== undefined) throw new NodeUnavailableError(this.unavailable);
   }
@@ -327,8 +343,8 @@ export class TallyNode {
 
   /** Merges a peer's (or, at recovery, this replica's own) group commit. */
   private applyDelta(delta: DecodedDelta): void {
-    const nowMs = this.now();
-    mergeChanges(this.state, delta, {
+    const nowMs = this.monotonic();
+    mergeChanges(this.state, delta, nowMs, {
       changed: (accountId) => this.watches.notify(accountId),
       peerDebited: (accountId, writer, amount) => this.rights.afterPeerDebit(accountId, writer, amount, nowMs),
     });

@@ -6,6 +6,7 @@ import {
   AmountOutOfRangeError,
   InvalidArgumentError,
   RequestConflictError,
+  RequestLogFullError,
   TransferRefusedError,
   UnknownReplicaError,
 } from "../core/errors";
@@ -38,6 +39,9 @@ export function toStatus(error: unknown): Partial<ServiceError> {
   if (error instanceof AmountOutOfRangeError) return build(status.INVALID_ARGUMENT, error.message);
   if (error instanceof RequestConflictError) return build(status.ALREADY_EXISTS, error.message);
   if (error instanceof LimitExceededError) return build(status.RESOURCE_EXHAUSTED, error.message);
+  if (error instanceof RequestLogFullError) {
+    return build(status.RESOURCE_EXHAUSTED, `${error.message}; nothing changed, retry later with backoff`);
+  }
   if (error instanceof TransferRefusedError) return build(status.FAILED_PRECONDITION, error.message);
   if (error instanceof UnknownReplicaError) return build(status.NOT_FOUND, error.message);
   if (error instanceof NodeUnavailableError) return build(status.UNAVAILABLE, error.message);

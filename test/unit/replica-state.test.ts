@@ -8,6 +8,7 @@ import { INT64_MAX, UINT64_MAX } from "../../src/core/amounts";
 import {
   AmountOutOfRangeError,
   RequestConflictError,
+  RequestLogFullError,
   TransferRefusedError,
   UnknownReplicaError,
 } from "../../src/core/errors";
@@ -314,24 +315,53 @@ describe("replica state - merging and digests", () => {
 });
 
 describe("replica state - idempotency memory", () => {
+  const WALL = 1_700_000_000_000;
+
   it("recalls an answer by request id and refuses a different fingerprint", () => {
     const [a] = three();
     const answer = a.grant("x", 5n).answer;
     expect(a.recall("req-1", "grant x 5")).to.equal(undefined);
-    a.remember("req-1", "grant x 5", answer, 1000);
+    a.remember("req-1", "grant x 5", answer, { stampMs: WALL, nowMs: 1000 });
     expect(a.recall("req-1", "grant x 5")).to.deep.equal(answer);
     expect(a.rememberedRequests).to.equal(1);
     expect(() => a.recall("req-1", "grant x 6")).to.throw(RequestConflictError).with.property("requestId", "req-1");
   });
 
-  it("forgets answers past the configured retention", () => {
+  it("forgets answers past the configured retention on the monotonic clock, whatever the stamps", () => {
     const replicas = new ReplicaSet(["r0"]);
     const a = new ReplicaState({ replicas, self: "r0", requestLog: { retentionMs: 100, maxEntries: 10 } });
     const answer = a.grant("x", 1n).answer;
-    a.remember("old", "f", answer, 0);
-    a.remember("new", "f", answer, 150);
+    a.remember("old", "f", answer, { stampMs: WALL + 3_600_000, nowMs: 0 });
+    a.rememberReplicated("peer", "f", answer, { stampMs: WALL - 3_600_000, nowMs: 60 });
+    a.remember("new", "f", answer, { stampMs: WALL, nowMs: 150 });
     expect(a.recall("old", "f")).to.equal(undefined);
+    expect(a.recall("peer", "f")).to.deep.equal(answer);
     expect(a.recall("new", "f")).to.deep.equal(answer);
+    a.expireRequests(161);
+    expect(a.recall("peer", "f")).to.equal(undefined);
+  });
+
+  it("refuses a new local request when the log is full, before anything changes, and still takes peer records", () => {
+    const replicas = new ReplicaSet(["r0", "r1"]);
+    const a = new ReplicaState({ replicas, self: "r0", requestLog: { retentionMs: 1000, maxEntries: 2, maxRefusals: 1 } });
+    a.remember("g1", "f", a.grant("x", 10n).answer, { stampMs: WALL, nowMs: 0 });
+    a.remember("d1", "f", a.debit("x", 1n, false).answer, { stampMs: WALL, nowMs: 1 });
+    a.remember("d2", "f", a.debit("x", 100n, false).answer, { stampMs: WALL, nowMs: 2 });
+    expect(a.requestLogFill).to.deep.equal({ acknowledged: 2, local: 2, refusals: 1, capacity: 2 });
+    const before = { balance: a.balance("x"), digest: a.rowDigest(0), remembered: a.rememberedRequests };
+    expect(() => a.assertRequestRoom(1, 3)).to.throw(RequestLogFullError);
+    expect({ balance: a.balance("x"), digest: a.rowDigest(0), remembered: a.rememberedRequests }).to.deep.equal(before);
+    const peerAnswer = { kind: "debit", outcome: DebitOutcome.Approved, balance: 5n, localRights: 0n } as const;
+    a.rememberReplicated("p1", "f", peerAnswer, { stampMs: WALL, nowMs: 3 });
+    a.restoreRequest("s1", "f", peerAnswer, { stampMs: WALL - 500, nowMs: 3, wallNowMs: WALL });
+    expect([a.recall("p1", "f"), a.recall("s1", "f")]).to.deep.equal([peerAnswer, peerAnswer]);
+    expect(a.requestLogFill).to.deep.equal({ acknowledged: 4, local: 2, refusals: 1, capacity: 2 });
+    // The window of g1 (received at 0) ends: room for one again.
+    a.assertRequestRoom(1, 1001);
+    expect(a.recall("g1", "f")).to.equal(undefined);
+    // s1 was stamped 500 ms old but follows p1 in the ring, so it is held as long as p1 (the safe side).
+    expect(a.recall("s1", "f")).to.deep.equal(peerAnswer);
+    expect(a.requestLogFill).to.deep.equal({ acknowledged: 3, local: 1, refusals: 1, capacity: 2 });
   });
 });
 
