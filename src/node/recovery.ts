@@ -48,7 +48,7 @@ export function applySnapshotChunk(state: ReplicaState, chunk: SnapshotChunk, cl
 
 export async function recoverOwnRow(options: RecoveryOptions): Promise<Recovered> {
   const { region, state, log, store, logger, clock } = options;
-  const now = clock.now;
+  const now = (): number => clock.now();
   await ensureStreams(options);
   const started = now();
   const header = await store.read(region, (chunk) => applySnapshotChunk(state, chunk, clock));

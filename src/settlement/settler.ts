@@ -7,7 +7,9 @@
 import { performance } from "node:perf_hooks";
 import type { Pool, PoolClient } from "pg";
 import { InvalidArgumentError } from "../core/errors";
-import { RegressedTotalsError, SettlementDuplicateError, StaleCutError } from "./errors";
+import { RegressedTotalsError, SettlementDuplicateError } from "./errors";
+import { isAsyncIterable, SourceFailure, sourced, sourcedSync } from "./account-source";
+import { checkNotStale, one, placeReplicas, sameCut } from "./settled-layout";
 import { toSettlementError } from "./pg-errors";
 import * as sql from "./settle-statements";
 import { cutToJson, SettlementBatch, validateCut, type SettlementInput } from "./settlement-input";
@@ -337,115 +339,5 @@ export class Settler {
         // an error callback that throws must not stop the job
       }
     }
-  }
-}
-
-/** An error thrown by the caller's account source: passed through as is, not as a store error. */
-class SourceFailure extends Error {
-  override readonly name = "SourceFailure";
-  constructor(readonly error: unknown) {
-    super("the account source failed", { cause: error });
-  }
-}
-
-/** The source's items; a failure of the source itself becomes a SourceFailure. */
-async function* sourced<T>(source: AsyncIterable<T>): AsyncGenerator<T> {
-  const iterator = source[Symbol.asyncIterator]();
-  let done = false;
-  try {
-    for (;;) {
-      let next: IteratorResult<T>;
-      try {
-        next = await iterator.next();
-      } catch (error) {
-        done = true;
-        throw new SourceFailure(error);
-      }
-      if (next.done === true) {
-        done = true;
-        return;
-      }
-      yield next.value;
-    }
-  } finally {
-    // The consumer stopped early: let the source clean up.
-    if (!done) await Promise.resolve(iterator.return?.()).catch(() => undefined);
-  }
-}
-
-function* sourcedSync<T>(source: Iterable<T>): Generator<T> {
-  const iterator = source[Symbol.iterator]();
-  let done = false;
-  try {
-    for (;;) {
-      let next: IteratorResult<T>;
-      try {
-        next = iterator.next();
-      } catch (error) {
-        done = true;
-        throw new SourceFailure(error);
-      }
-      if (next.done === true) {
-        done = true;
-        return;
-      }
-      yield next.value;
-    }
-  } finally {
-    if (!done) {
-      try {
-        iterator.return?.(); // the consumer stopped early: let the source clean up
-      } catch {
-        // the original error matters more
-      }
-    }
-  }
-}
-
-/** Gives new replicas array positions and returns where every replica lives. */
-async function placeReplicas(client: PoolClient, replicas: string[], settlementId: string): Promise<sql.ReplicaLayout> {
-  let positions = await settledPositions(client);
-  const fresh = replicas.filter((r) => !positions.has(r));
-  if (fresh.length > 0) {
-    await client.query(sql.PLACE_REPLICAS, [fresh, settlementId]);
-    positions = await settledPositions(client);
-  }
-  const input = replicas.map((name) => {
-    const position = positions.get(name);
-    if (position === undefined) throw new Error(`replica "${name}" has no position after placing it`);
-    return { name, position };
-  });
-  const extra = [...positions]
-    .filter(([name]) => !replicas.includes(name))
-    .map(([name, position]) => ({ name, position }));
-  return { input, extra };
-}
-
-async function settledPositions(client: PoolClient): Promise<Map<string, number>> {
-  const { rows } = await client.query<{ replica: string; position: number }>(sql.SETTLED_REPLICAS);
-  return new Map(rows.map((r) => [r.replica, r.position]));
-}
-
-async function one<R extends object>(client: PoolClient, text: string, params: unknown[] = []): Promise<R> {
-  const row = (await client.query<R>(text, params)).rows[0];
-  if (row === undefined) throw new Error(`expected one row from: ${text.trim().split("\n")[0] ?? text}`);
-  return row;
-}
-
-function isAsyncIterable<T>(value: Iterable<T> | AsyncIterable<T>): value is AsyncIterable<T> {
-  return typeof (value as Partial<AsyncIterable<T>>)[Symbol.asyncIterator] === "function";
-}
-
-function sameCut(settled: Readonly<Record<string, bigint>>, offered: ReadonlyMap<string, bigint>): boolean {
-  const keys = Object.keys(settled);
-  if (keys.length !== offered.size) return false;
-  return keys.every((replica) => offered.get(replica) === settled[replica]);
-}
-
-/** A cut behind the last settlement for any replica means a stale source: refuse it. */
-function checkNotStale(settled: Readonly<Record<string, bigint>>, offered: ReadonlyMap<string, bigint>): void {
-  for (const [replica, seq] of offered) {
-    const previous = settled[replica];
-    if (previous !== undefined && seq < previous) throw new StaleCutError(replica, previous, seq);
   }
 }
