@@ -12,7 +12,7 @@ import {
   type SlotChange,
 } from "../core/replica-state";
 import { RequestConflictError } from "../core/errors";
-import type { Policy, PolicyWrite } from "../core/policy";
+import type { Policy } from "../core/policy";
 import { digestHex } from "../core/row-digest";
 import { decodeDelta, encodeDelta, type DecodedDelta } from "../replication/delta-codec";
 import type { CommitBatch, RequestRecord } from "../replication/durable-write";
@@ -107,7 +107,6 @@ export class TallyNode {
   private ownSequence = 0;
   private ownPublishedDigest = "";
   private publishCounter = 0;
-  private lastPolicyWriteMs = 0;
   private readonly reportedDivergences = new Map<string, number>();
   private readonly instanceId = `${process.pid.toString(36)}${Date.now().toString(36)}`;
   private closed = false;
@@ -425,18 +424,8 @@ export class TallyNode {
     const earlier = await this.earlierDecision(requestId, fingerprint);
     if (earlier !== undefined) return earlier;
     this.assertWritable();
-    const granted = this.state.grant(accountId, amount);
-    const changes = granted.changes;
-    let answer = granted.answer;
-    if (this.config.spreadGrants && this.replicas.size > 1) {
-      const share = amount / BigInt(this.replicas.size);
-      if (share > 0n) {
-        for (let peer = 0; peer < this.replicas.size; peer++) {
-          if (peer !== this.state.self) changes.push(...this.state.transfer(accountId, peer, share));
-        }
-        answer = { ...answer, localRights: this.state.rights(accountId) };
-      }
-    }
+    // The spread transfers are made with the grant, atomically (all bounds checked first).
+    const { changes, answer } = this.state.grant(accountId, amount, this.config.spreadGrants);
     const nowMs = this.now();
     this.state.remember(requestId, fingerprint, answer, nowMs);
     this.watches.notify(accountId);
@@ -448,11 +437,8 @@ export class TallyNode {
 
   async setPolicy(accountId: string, policy: Policy): Promise<Policy> {
     this.assertWritable();
-    // Strictly increasing per writer, so two writes in one millisecond keep their order.
-    const writtenAtMs = Math.max(this.now(), this.lastPolicyWriteMs + 1);
-    this.lastPolicyWriteMs = writtenAtMs;
-    const write: PolicyWrite = { ...policy, writtenAtMs, replica: this.config.region };
-    this.state.applyPolicy(accountId, write);
+    // Stamped by the account's hybrid logical clock: orders after the current write.
+    const write = this.state.writePolicy(accountId, policy, this.now());
     await this.committer.commit({ slots: [], policy: { accountId, write } });
     this.watches.notify(accountId);
     return this.state.policy(accountId);
