@@ -69,3 +69,35 @@ export class RequestLogFullError extends Error {
     );
   }
 }
+
+/**
+ * A write would take one of an account's grow-only counters at this region past
+ * its int64-safe bound (src/core/bounds.ts). The request is well-formed; it is
+ * the account's history at this region that leaves no room for it.
+ */
+export class BoundExceededError extends Error {
+  override readonly name = "BoundExceededError";
+  constructor(
+    readonly field: string,
+    readonly bound: bigint,
+    readonly reason: string,
+  ) {
+    super(`${field}: ${reason}`);
+  }
+}
+
+/**
+ * Replicated data (a peer's slot value or policy write, a snapshot) that no
+ * legitimate writer could have produced. It is refused and the state is left
+ * unchanged.
+ */
+export class ReplicaDataRejectedError extends Error {
+  override readonly name = "ReplicaDataRejectedError";
+  constructor(
+    readonly accountId: string,
+    readonly item: string,
+    readonly reason: string,
+  ) {
+    super(`refused ${item} of account "${accountId}": ${reason}`);
+  }
+}

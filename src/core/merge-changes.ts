@@ -15,6 +15,8 @@ export interface WriterChanges {
 }
 
 export interface MergeListener {
+  /** A slot or record no legitimate writer could have produced was refused (state unchanged). */
+  refused(error: unknown): void;
   /** An account's view changed. */
   changed(accountId: string): void;
   /** A peer's debit counter grew by `amount` (demand there). */
@@ -27,7 +29,14 @@ export function mergeChanges(state: ReplicaState, changes: WriterChanges, receiv
   const fromPeer = changes.writer !== state.self;
   for (const slot of changes.slots) {
     const before = fromPeer && slot.column === debitColumn ? state.slot(slot.accountId, slot.writer, slot.column) : 0n;
-    if (!state.merge(slot.accountId, slot.writer, slot.column, slot.value)) continue;
+    let grew: boolean;
+    try {
+      grew = state.merge(slot.accountId, slot.writer, slot.column, slot.value);
+    } catch (error) {
+      listener.refused(error);
+      continue;
+    }
+    if (!grew) continue;
     if (fromPeer && slot.column === debitColumn) listener.peerDebited(slot.accountId, slot.writer, slot.value - before);
     listener.changed(slot.accountId);
   }
@@ -35,6 +44,10 @@ export function mergeChanges(state: ReplicaState, changes: WriterChanges, receiv
     state.rememberReplicated(request.requestId, request.fingerprint, request.answer, { stampMs: request.answeredAtMs, nowMs: receivedMs });
   }
   for (const policy of changes.policies) {
-    if (state.applyPolicy(policy.accountId, policy.write)) listener.changed(policy.accountId);
+    try {
+      if (state.applyPolicy(policy.accountId, policy.write)) listener.changed(policy.accountId);
+    } catch (error) {
+      listener.refused(error);
+    }
   }
 }

@@ -4,10 +4,27 @@
 
 import { AccountTable } from "./account-table";
 import { DebitOutcome, type Answer } from "./answer";
-import { INT64_MAX, UINT64_MAX } from "./amounts";
+import { UINT64_MAX } from "./amounts";
+import {
+  describeShare,
+  maxRegionDebitTotal,
+  maxRegionGrantTotal,
+  maxRegionTransferTotal,
+  maxSlotValue,
+  slotKindOf,
+} from "./bounds";
 import { balanceOf, debitColumn, debited, granted, rightsOf, type SlotView } from "./escrow-counter";
-import { AmountOutOfRangeError, InvalidArgumentError, TransferRefusedError } from "./errors";
-import { overdraftAllowance, policyWriteWins, STRICT_DEFAULT, type Policy, type PolicyWrite } from "./policy";
+import { BoundExceededError, InvalidArgumentError, ReplicaDataRejectedError, TransferRefusedError } from "./errors";
+import {
+  nextPolicyStamp,
+  overdraftAllowance,
+  policyWriteProblem,
+  policyWriteWins,
+  STRICT_DEFAULT,
+  validatePolicy,
+  type Policy,
+  type PolicyWrite,
+} from "./policy";
 import {
   RequestLog,
   type RememberedAnswer,
@@ -75,7 +92,7 @@ export class ReplicaState {
   constructor(options: ReplicaStateOptions) {
     this.replicas = options.replicas;
     this.self = options.replicas.indexOf(options.self);
-    this.defaultPolicy = options.defaultPolicy ?? STRICT_DEFAULT;
+    this.defaultPolicy = validatePolicy(options.defaultPolicy ?? STRICT_DEFAULT, "default_policy", options.replicas.size);
     this.table = new AccountTable(options.replicas.size, options.initialAccounts);
     this.requests = new RequestLog(options.requestLog ?? { retentionMs: 15 * 60_000, maxEntries: 2_000_000 });
     this.digests = options.replicas.names.map(() => 0n);
@@ -119,6 +136,22 @@ export class ReplicaState {
   slot(accountId: string, writer: number, column: number): bigint {
     const base = this.table.baseOf(accountId);
     return base === undefined ? 0n : this.table.read(base, writer, column);
+  }
+
+  /** How much more this replica may still grant on the account (maxRegionGrantTotal − P[self][self]). */
+  grantHeadroom(accountId: string): bigint {
+    return maxRegionGrantTotal(this.replicas.size) - this.ownSlot(this.table.baseOf(accountId), this.self);
+  }
+
+  /** How much more this replica may still debit on the account (maxRegionDebitTotal − D[self]), rights aside. */
+  debitHeadroom(accountId: string): bigint {
+    const n = this.replicas.size;
+    return maxRegionDebitTotal(n) - this.ownSlot(this.table.baseOf(accountId), debitColumn(n));
+  }
+
+  /** How much more this replica may still transfer to `to` on the account (maxRegionTransferTotal − P[self][to]), rights aside. */
+  transferHeadroom(accountId: string, to: number): bigint {
+    return maxRegionTransferTotal(this.replicas.size) - this.ownSlot(this.table.baseOf(accountId), to);
   }
 
   policy(accountId: string): Policy {
@@ -199,22 +232,32 @@ export class ReplicaState {
    */
   debit(accountId: string, amount: bigint, allowOverdraft: boolean): DebitResult {
     requirePositive(amount);
-    let base = this.table.baseOf(accountId);
-    const rights = base === undefined ? 0n : rightsOf(this.table.view(base), this.self);
+    const existing = this.table.baseOf(accountId);
+    const rights = existing === undefined ? 0n : rightsOf(this.table.view(existing), this.self);
     const floor = allowOverdraft ? -overdraftAllowance(this.policy(accountId)) : 0n;
     // Overdraft may be used before any grant reached this replica.
-    if (base === undefined && amount <= -floor) base = this.table.ensure(accountId);
-    if (base === undefined || rights - amount < floor) {
-      const balance = base === undefined ? 0n : balanceOf(this.table.view(base));
+    if (rights - amount < floor) {
+      const balance = existing === undefined ? 0n : balanceOf(this.table.view(existing));
       return {
         answer: { kind: "debit", outcome: DebitOutcome.InsufficientCredit, balance, localRights: rights },
         changes: [],
         globallyCoverable: balance >= amount,
       };
     }
-    const column = debitColumn(this.table.n);
-    const next = this.table.read(base, this.self, column) + amount;
-    if (next > UINT64_MAX) throw new AmountOutOfRangeError("amount", "the region's debit counter would exceed uint64");
+    const n = this.replicas.size;
+    const column = debitColumn(n);
+    const next = this.ownSlot(existing, column) + amount;
+    const cap = maxRegionDebitTotal(n);
+    if (next > cap) {
+      throw new BoundExceededError(
+        "amount",
+        cap,
+        `the region's cumulative debits for account "${accountId}" would exceed ${describeShare(n)}, ` +
+          `the cap that keeps the account's totals within int64 whatever the other regions do ` +
+          `(debited here so far: ${next - amount})`,
+      );
+    }
+    const base = existing ?? this.table.ensure(accountId);
     this.writeOwn(accountId, base, column, next);
     const outcome = rights - amount < 0n ? DebitOutcome.ApprovedWithOverdraft : DebitOutcome.Approved;
     const view = this.table.view(base);
@@ -225,18 +268,44 @@ export class ReplicaState {
     };
   }
 
-  /** Adds credits granted at this replica; they become this replica's rights. */
-  grant(accountId: string, amount: bigint): { answer: Answer; changes: SlotChange[] } {
+  /**
+   * Adds credits granted at this replica; they become this replica's rights.
+   * With `spread` (and more than one replica), ⌊amount / n⌋ of them is at once
+   * transferred to each other replica, atomically with the grant: every bound
+   * is checked before anything changes.
+   */
+  grant(accountId: string, amount: bigint, spread = false): { answer: Answer; changes: SlotChange[] } {
     requirePositive(amount);
+    const n = this.replicas.size;
     const existing = this.table.baseOf(accountId);
-    const balance = existing === undefined ? 0n : balanceOf(this.table.view(existing));
-    if (balance + amount > INT64_MAX) {
-      throw new AmountOutOfRangeError("amount", "the balance would exceed int64 max 9223372036854775807");
+    const next = this.ownSlot(existing, this.self) + amount;
+    const cap = maxRegionGrantTotal(n);
+    if (next > cap) {
+      throw new BoundExceededError(
+        "amount",
+        cap,
+        `the region's cumulative grants for account "${accountId}" would exceed ${describeShare(n)}, ` +
+          `the cap that keeps the account's balance and totals within int64 whatever the other regions do ` +
+          `(granted here so far: ${next - amount})`,
+      );
+    }
+    const share = spread && n > 1 ? amount / BigInt(n) : 0n;
+    const moves: [number, bigint][] = [];
+    if (share > 0n) {
+      for (let peer = 0; peer < n; peer++) {
+        if (peer === this.self) continue;
+        const moved = this.ownSlot(existing, peer) + share;
+        this.checkTransferTotal(accountId, moved, share);
+        moves.push([peer, moved]);
+      }
     }
     const base = existing ?? this.table.ensure(accountId);
-    const next = this.table.read(base, this.self, this.self) + amount;
-    if (next > UINT64_MAX) throw new AmountOutOfRangeError("amount", "the region's grant counter would exceed uint64");
     this.writeOwn(accountId, base, this.self, next);
+    const changes: SlotChange[] = [{ accountId, writer: this.self, column: this.self, value: next }];
+    for (const [peer, moved] of moves) {
+      this.writeOwn(accountId, base, peer, moved);
+      changes.push({ accountId, writer: this.self, column: peer, value: moved });
+    }
     const view = this.table.view(base);
     return {
       answer: {
@@ -245,7 +314,7 @@ export class ReplicaState {
         balance: balanceOf(view),
         localRights: rightsOf(view, this.self),
       },
-      changes: [{ accountId, writer: this.self, column: this.self, value: next }],
+      changes,
     };
   }
 
@@ -258,13 +327,41 @@ export class ReplicaState {
       throw new TransferRefusedError(accountId, `needs ${amount} spare rights, region has ${rights}`);
     }
     const next = this.table.read(base, this.self, to) + amount;
-    if (next > UINT64_MAX) throw new AmountOutOfRangeError("amount", "the region's transfer counter would exceed uint64");
+    this.checkTransferTotal(accountId, next, amount);
     this.writeOwn(accountId, base, to, next);
     return [{ accountId, writer: this.self, column: to, value: next }];
   }
 
-  /** Last-writer-wins policy write, local or replicated. Returns true if it took effect. */
+  /**
+   * A local policy write: validated (bounds included), stamped with the hybrid
+   * logical clock after the account's current write, and applied. Returns the
+   * write to replicate.
+   */
+  writePolicy(accountId: string, policy: Policy, nowMs: number): PolicyWrite {
+    validatePolicy(policy, "policy", this.replicas.size);
+    const stamp = nextPolicyStamp(this.policies.get(accountId), nowMs);
+    const write: PolicyWrite = {
+      mode: policy.mode,
+      overdraftLimit: policy.overdraftLimit,
+      lowWaterMark: policy.lowWaterMark,
+      writtenAtMs: stamp.writtenAtMs,
+      logical: stamp.logical,
+      replica: this.replicas.nameOf(this.self),
+    };
+    this.policies.set(accountId, write);
+    return write;
+  }
+
+  /**
+   * Applies a policy write, local or replicated, if it orders after the current
+   * one. Returns true if it took effect. Throws ReplicaDataRejectedError (and
+   * changes nothing) for a write no legitimate writer could have made.
+   */
   applyPolicy(accountId: string, write: PolicyWrite): boolean {
+    const problem =
+      policyWriteProblem(write, this.replicas.size) ??
+      (this.replicas.has(write.replica) ? undefined : `writer "${write.replica}" is not a configured region`);
+    if (problem !== undefined) throw new ReplicaDataRejectedError(accountId, "policy write", problem);
     if (!policyWriteWins(write, this.policies.get(accountId))) return false;
     this.policies.set(accountId, write);
     return true;
@@ -283,15 +380,19 @@ export class ReplicaState {
     return values;
   }
 
-  /** Merges a counter exported by exportAccount (pointwise max). Returns true if anything grew. */
+  /**
+   * Merges a counter exported by exportAccount (pointwise max). Returns true if
+   * anything grew. Every value is checked first: if any is out of bounds it
+   * throws ReplicaDataRejectedError and nothing is merged.
+   */
   mergeAccount(accountId: string, values: readonly bigint[]): boolean {
     const n = this.replicas.size;
     if (values.length !== n * n + n) return false;
+    const at = (k: number): [number, number] => (k < n * n ? [Math.floor(k / n), k % n] : [k - n * n, n]);
+    values.forEach((value, k) => this.checkSlotValue(accountId, ...at(k), value));
     let grew = false;
     values.forEach((value, k) => {
-      const writer = k < n * n ? Math.floor(k / n) : k - n * n;
-      const column = k < n * n ? k % n : n;
-      if (this.merge(accountId, writer, column, value)) grew = true;
+      if (this.merge(accountId, ...at(k), value)) grew = true;
     });
     return grew;
   }
@@ -301,10 +402,7 @@ export class ReplicaState {
    * max, so duplicates and reordering change nothing. Returns true if it grew.
    */
   merge(accountId: string, writer: number, column: number, value: bigint): boolean {
-    const n = this.replicas.size;
-    if (!Number.isInteger(writer) || writer < 0 || writer >= n) throw new InvalidArgumentError("writer", `must be in 0..${n - 1}; got ${writer}`);
-    if (!Number.isInteger(column) || column < 0 || column > n) throw new InvalidArgumentError("column", `must be in 0..${n}; got ${column}`);
-    if (value < 0n || value > UINT64_MAX) throw new InvalidArgumentError("value", "must fit in uint64");
+    this.checkSlotValue(accountId, writer, column, value);
     if (value === 0n) return false;
     const base = this.table.ensure(accountId);
     const current = this.table.read(base, writer, column);
@@ -312,6 +410,45 @@ export class ReplicaState {
     this.table.write(base, writer, column, value);
     this.digests[writer] = this.rowDigest(writer) ^ slotHash(accountId, column, current) ^ slotHash(accountId, column, value);
     return true;
+  }
+
+  /**
+   * Throws unless (writer, column) is a slot and `value` is one a legitimate
+   * writer could have produced (at most maxSlotValue; see src/core/bounds.ts).
+   */
+  private checkSlotValue(accountId: string, writer: number, column: number, value: bigint): void {
+    const n = this.replicas.size;
+    if (!Number.isInteger(writer) || writer < 0 || writer >= n) throw new InvalidArgumentError("writer", `must be in 0..${n - 1}; got ${writer}`);
+    if (!Number.isInteger(column) || column < 0 || column > n) throw new InvalidArgumentError("column", `must be in 0..${n}; got ${column}`);
+    if (value < 0n || value > UINT64_MAX) throw new InvalidArgumentError("value", "must fit in uint64");
+    const kind = slotKindOf(n, writer, column);
+    if (value > maxSlotValue(n, kind)) {
+      const slot = column === n ? `D[${writer}]` : `P[${writer}][${column}]`;
+      throw new ReplicaDataRejectedError(
+        accountId,
+        `slot ${slot} (${kind})`,
+        `value ${value} exceeds ${describeShare(n)}, the most a legitimate writer can produce`,
+      );
+    }
+  }
+
+  private checkTransferTotal(accountId: string, total: bigint, amount: bigint): void {
+    const n = this.replicas.size;
+    const cap = maxRegionTransferTotal(n);
+    if (total > cap) {
+      throw new BoundExceededError(
+        "amount",
+        cap,
+        `the region's cumulative transfers to one region for account "${accountId}" would exceed ${describeShare(n)}, ` +
+          `the cap that keeps every region's rights within int64 whatever the regions do ` +
+          `(transferred there so far: ${total - amount})`,
+      );
+    }
+  }
+
+  /** This replica's own slot `column` of an account (0 when the account is unknown). */
+  private ownSlot(base: number | undefined, column: number): bigint {
+    return base === undefined ? 0n : this.table.read(base, this.self, column);
   }
 
   private writeOwn(accountId: string, base: number, column: number, value: bigint): void {

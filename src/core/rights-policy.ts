@@ -87,7 +87,10 @@ export class RightsPolicy {
     const state = this.state;
     if (requester === state.self || !this.limiter.allows(accountId, requester, nowMs)) return 0n;
     const idle = this.demand.isIdle(accountId, state.self, nowMs);
-    const give = donorGrant(state.rights(accountId), requested, idle);
+    const wanted = donorGrant(state.rights(accountId), requested, idle);
+    // Never past the int64-safe cap of the transfer counter (src/core/bounds.ts).
+    const headroom = state.transferHeadroom(accountId, requester);
+    const give = wanted < headroom ? wanted : headroom;
     if (give > 0n) this.limiter.tryAcquire(accountId, requester, nowMs);
     return give;
   }

@@ -162,15 +162,10 @@ export class WritePath {
   grant(input: GrantInput): { answer: Answer; write: DurableWrite } {
     const { accountId, amount, requestId, time } = input;
     const state = this.state;
-    const granted = state.grant(accountId, amount);
+    // Every cap is checked before anything changes; the spread shares move in the same step.
+    const granted = state.grant(accountId, amount, input.spread);
     const changes: SlotChange[] = [...granted.changes];
-    let answer = granted.answer;
-    const n = state.replicas.size;
-    const share = input.spread && n > 1 ? amount / BigInt(n) : 0n;
-    if (share > 0n) {
-      for (let peer = 0; peer < n; peer++) if (peer !== state.self) changes.push(...state.transfer(accountId, peer, share));
-      answer = { ...answer, localRights: state.rights(accountId) };
-    }
+    const answer = granted.answer;
     const fingerprint = grantFingerprint(accountId, amount);
     state.remember(requestId, fingerprint, answer, time);
     return { answer, write: { slots: changes, requests: [{ requestId, fingerprint, answer, answeredAtMs: time.stampMs }] } };

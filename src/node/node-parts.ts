@@ -80,5 +80,9 @@ export function rightsEvents(metrics: TallyMetrics, logger: Logger): RightsEvent
       metrics.rightsTransferred.inc({ direction }, Number(amount));
     },
     donationFailed: (error) => logger.warn("rights donation failed", { error: String(error) }),
+    giftRejected: (donor, error) => {
+      metrics.badMessages.inc({ source: "rights_reply" });
+      logger.warn("rights gift refused", { donor, error: String(error) });
+    },
   };
 }

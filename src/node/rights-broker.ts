@@ -27,6 +27,8 @@ export interface RightsEvents {
   asked(result: "granted" | "refused" | "expired"): void;
   transferred(direction: "in" | "out", amount: bigint): void;
   donationFailed(error: unknown): void;
+  /** A gift carried values no donor could have produced; nothing of it was merged. */
+  giftRejected?(donor: string, error: unknown): void;
 }
 
 /** Time for the broker: the clock and a cancellable wait (real timers, or the simulation's). */
@@ -182,9 +184,16 @@ export class RightsBroker {
       return;
     }
     const { state, watches } = this.host;
-    // The whole counter first, so the view never holds the gift without what it depended on.
-    state.mergeAccount(accountId, gift.accountCounter);
-    state.merge(accountId, state.replicas.indexOf(donor), state.self, gift.transferredTotal);
+    try {
+      // The whole counter first, so the view never holds the gift without what it depended on.
+      state.mergeAccount(accountId, gift.accountCounter);
+      state.merge(accountId, state.replicas.indexOf(donor), state.self, gift.transferredTotal);
+    } catch (error) {
+      // Values no donor could have produced: refused whole (merge checks before it changes anything).
+      this.events.asked("refused");
+      this.events.giftRejected?.(donor, error);
+      return;
+    }
     watches.notify(accountId);
     this.events.asked("granted");
     this.events.transferred("in", gift.granted);

@@ -6,7 +6,7 @@
 import { DebitOutcome, ReplicaState, type Answer, type SlotChange } from "../core/replica-state";
 import type { RequestRecord } from "../core/durable-write";
 import { ReplicaSet } from "../core/replica-set";
-import type { Policy, PolicyWrite } from "../core/policy";
+import type { Policy } from "../core/policy";
 import { mergeChanges } from "../core/merge-changes";
 import type { RequestTime } from "../core/request-log";
 import { performance } from "node:perf_hooks";
@@ -212,14 +212,25 @@ export class TallyNode {
     const joined: Array<[number, Promise<Answer>]> = [];
     const time = this.time();
     this.state.expireRequests(time.nowMs);
+    let failure: unknown;
     for (let index = 0; index < items.length; index++) {
       const admission = admissions[index]!;
       const item = items[index]!;
       if (admission.kind === "duplicate") continue;
       if (admission.kind === "replay") results[index] = { answer: admission.answer, replayed: true };
       else if (admission.kind === "joined") joined.push([index, admission.decision]);
+      else if (failure !== undefined) admission.ticket.reject(failure);
       else {
-        const step = this.writes.debit({ item, fingerprint: debitFingerprint(item.accountId, item.amount), time, final: true });
+        let step: DebitStep;
+        try {
+          step = this.writes.debit({ item, fingerprint: debitFingerprint(item.accountId, item.amount), time, final: true });
+        } catch (error) {
+          // Decided items stay decided (their changes are in memory): they are
+          // committed below; the rest of the batch is refused with this error.
+          failure = error;
+          admission.ticket.reject(error);
+          continue;
+        }
         if (step.kind !== "decided") continue;
         this.account(item, step, time.nowMs);
         if (step.write !== undefined) {
@@ -239,6 +250,7 @@ export class TallyNode {
       throw error;
     }
     for (const [ticket, answer] of tickets) ticket.resolve(answer);
+    if (failure !== undefined) throw failure;
     for (const [index, decision] of joined) results[index] = { answer: await decision, replayed: true };
     return admissions.map((admission, index) => {
       if (admission.kind !== "duplicate") return results[index]!;
@@ -264,11 +276,8 @@ export class TallyNode {
 
   async setPolicy(accountId: string, policy: Policy): Promise<Policy> {
     this.assertWritable();
-    const current = this.state.policyWrite(accountId);
-    // Above the write it replaces, so a later write wins even if this clock is behind.
-    const writtenAtMs = Math.max(this.now(), (current?.writtenAtMs ?? 0) + 1);
-    const write: PolicyWrite = { ...policy, writtenAtMs, replica: this.config.region };
-    this.state.applyPolicy(accountId, write);
+    // Stamped above the write it replaces (a hybrid logical clock), so a later write wins even from a clock behind.
+    const write = this.state.writePolicy(accountId, policy, this.now());
     await this.durable().commit({ slots: [], policy: { accountId, write } });
     this.watches.notify(accountId);
     return this.state.policy(accountId);
@@ -347,6 +356,10 @@ export class TallyNode {
     mergeChanges(this.state, delta, nowMs, {
       changed: (accountId) => this.watches.notify(accountId),
       peerDebited: (accountId, writer, amount) => this.rights.afterPeerDebit(accountId, writer, amount, nowMs),
+      refused: (error) => {
+        this.metrics.badMessages.inc({ source: "stream" });
+        this.logger.warn("replicated change refused", { writer: this.state.replicas.nameOf(delta.writer), error: String(error) });
+      },
     });
   }
 

@@ -82,6 +82,7 @@ export function policyToWire(p: PolicyRecord): PolicyValue {
     lowWaterMark: p.write.lowWaterMark,
     writtenAtMs: BigInt(p.write.writtenAtMs),
     replica: p.write.replica,
+    logical: BigInt(p.write.logical),
   };
 }
 
@@ -93,6 +94,9 @@ export function policyFromWire(p: PolicyValue): PolicyRecord {
       overdraftLimit: p.overdraftLimit,
       lowWaterMark: p.lowWaterMark,
       writtenAtMs: Number(p.writtenAtMs),
+      // Absent in writes from nodes that predate the hybrid logical clock: 0.
+      // Beyond 2^53 it stops being a safe integer and ReplicaState refuses it.
+      logical: Number(p.logical),
       replica: p.replica,
     },
   };

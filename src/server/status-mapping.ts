@@ -4,7 +4,9 @@
 import { status, type ServiceError, Metadata } from "@grpc/grpc-js";
 import {
   AmountOutOfRangeError,
+  BoundExceededError,
   InvalidArgumentError,
+  ReplicaDataRejectedError,
   RequestConflictError,
   RequestLogFullError,
   TransferRefusedError,
@@ -38,6 +40,17 @@ export function toStatus(error: unknown): Partial<ServiceError> {
   if (error instanceof InvalidArgumentError) return build(status.INVALID_ARGUMENT, error.message);
   if (error instanceof AmountOutOfRangeError) return build(status.INVALID_ARGUMENT, error.message);
   if (error instanceof RequestConflictError) return build(status.ALREADY_EXISTS, error.message);
+  // OUT_OF_RANGE, not INVALID_ARGUMENT: the amount or limit is a valid int64 but
+  // lies past the range this deployment keeps exact in every region at once —
+  // the account's cumulative counters at this region (or, for an overdraft
+  // limit, the replica count) leave no room for it (src/core/bounds.ts). Not
+  // FAILED_PRECONDITION: the counters only grow, so no later state makes the same
+  // call succeed here, and clients can tell this apart from refused transfers and
+  // stale settlement cuts, which use FAILED_PRECONDITION.
+  if (error instanceof BoundExceededError) return build(status.OUT_OF_RANGE, error.message);
+  // Replicated data (a peer's slot or policy, a snapshot) no legitimate writer
+  // could have produced: corrupt or forged. It was refused and nothing changed.
+  if (error instanceof ReplicaDataRejectedError) return build(status.DATA_LOSS, error.message);
   if (error instanceof LimitExceededError) return build(status.RESOURCE_EXHAUSTED, error.message);
   if (error instanceof RequestLogFullError) {
     return build(status.RESOURCE_EXHAUSTED, `${error.message}; nothing changed, retry later with backoff`);

@@ -4,9 +4,10 @@
 
 import { expect } from "chai";
 import fc from "fast-check";
-import { INT64_MAX, UINT64_MAX } from "../../src/core/amounts";
+import { INT64_MAX } from "../../src/core/amounts";
+import { maxRegionGrantTotal } from "../../src/core/bounds";
 import {
-  AmountOutOfRangeError,
+  BoundExceededError,
   RequestConflictError,
   RequestLogFullError,
   TransferRefusedError,
@@ -29,6 +30,8 @@ import {
 } from "./support/replicas";
 
 const TWO_53 = 1n << 53n;
+/** ⌊int64 max / 3⌋: the per-slot cap of three replicas. */
+const CAP = maxRegionGrantTotal(3);
 
 function three(): [ReplicaState, ReplicaState, ReplicaState] {
   const [a, b, c] = makeReplicas();
@@ -158,44 +161,43 @@ describe("replica state - grants and debits", () => {
 
   it("keeps amounts above 2^53 exact", () => {
     const [a, b] = three();
-    a.grant("a", INT64_MAX);
+    a.grant("a", CAP);
     const debit = a.debit("a", TWO_53 + 1n, false);
-    expect(debit.answer.balance).to.equal(INT64_MAX - TWO_53 - 1n);
+    expect(debit.answer.balance).to.equal(CAP - TWO_53 - 1n);
     expect(debit.changes[0]?.value).to.equal(TWO_53 + 1n);
     const moved = a.transfer("a", 1, TWO_53 + 3n);
     applyChanges(b, [...rowChanges(a, "a", 0)]);
     expect(moved[0]?.value).to.equal(TWO_53 + 3n);
     expect(b.rights("a", 1)).to.equal(TWO_53 + 3n);
-    expect(b.rights("a", 0)).to.equal(INT64_MAX - 2n * TWO_53 - 4n);
-    expect(b.balance("a")).to.equal(INT64_MAX - TWO_53 - 1n);
+    expect(b.rights("a", 0)).to.equal(CAP - 2n * TWO_53 - 4n);
+    expect(b.balance("a")).to.equal(CAP - TWO_53 - 1n);
     expect(b.debit("a", TWO_53 + 3n, false).answer).to.deep.equal({
       kind: "debit",
       outcome: DebitOutcome.Approved,
-      balance: INT64_MAX - 2n * TWO_53 - 4n,
+      balance: CAP - 2n * TWO_53 - 4n,
       localRights: 0n,
     });
   });
 
-  it("refuses a grant that would push the balance past int64 max, changing nothing", () => {
+  it("refuses a grant that would take the region's cumulative grants past int64 max / n, changing nothing", () => {
     const [a] = three();
-    a.grant("a", INT64_MAX - 1n);
+    a.grant("a", CAP - 1n);
     const digest = a.rowDigest(0);
-    expect(() => a.grant("a", 2n)).to.throw(AmountOutOfRangeError).with.property("field", "amount");
-    expect(a.balance("a")).to.equal(INT64_MAX - 1n);
+    expect(() => a.grant("a", 2n))
+      .to.throw(BoundExceededError, "would exceed 3074457345618258602 (int64 max / 3 regions)")
+      .with.property("field", "amount");
+    expect(a.balance("a")).to.equal(CAP - 1n);
     expect(a.rowDigest(0)).to.equal(digest);
-    expect(a.grant("a", 1n).answer.balance).to.equal(INT64_MAX);
+    expect(a.grant("a", 1n).answer.balance).to.equal(CAP);
   });
 
-  it("refuses a grant once the grow-only grant counter would pass uint64", () => {
+  it("refuses a grant once the cumulative grants reached the cap, even after everything was debited", () => {
     const [a] = three();
-    a.grant("a", INT64_MAX);
-    a.debit("a", INT64_MAX, false);
-    a.grant("a", INT64_MAX);
-    a.debit("a", INT64_MAX, false);
-    a.grant("a", 1n);
-    expect(a.slot("a", 0, 0)).to.equal(UINT64_MAX);
-    expect(() => a.grant("a", 1n)).to.throw(AmountOutOfRangeError, "uint64");
-    expect(a.slot("a", 0, 0)).to.equal(UINT64_MAX);
+    a.grant("a", CAP);
+    a.debit("a", CAP, false);
+    expect(a.balance("a")).to.equal(0n);
+    expect(() => a.grant("a", 1n)).to.throw(BoundExceededError, "cumulative grants");
+    expect(a.slot("a", 0, 0)).to.equal(CAP);
   });
 });
 
@@ -234,29 +236,25 @@ describe("replica state - transfers", () => {
     expect(() => a.transfer("a", 1, 1n)).to.throw(TransferRefusedError);
   });
 
-  it("refuses a transfer once the grow-only transfer counter would pass uint64 (instead of wrapping)", () => {
-    // Rights can circulate: r0 -> r1 -> r0 -> r1 ... so P[0][1] accumulates past 2^64
+  it("refuses a transfer once the cumulative transfer counter would pass int64 max / n (circulating rights)", () => {
+    // Rights can circulate: r0 -> r1 -> r0 -> r1 ... so P[0][1] accumulates
     // while every single transfer is within the donor's rights.
     const [a, b] = three();
-    a.grant("a", INT64_MAX);
+    const half = CAP / 2n;
+    a.grant("a", half);
     for (let round = 0; round < 2; round++) {
-      a.transfer("a", 1, INT64_MAX);
+      a.transfer("a", 1, half);
       applyChanges(b, rowChanges(a, "a", 0));
-      b.transfer("a", 0, INT64_MAX);
+      b.transfer("a", 0, half);
       applyChanges(a, rowChanges(b, "a", 1));
     }
-    expect(a.slot("a", 0, 1)).to.equal(2n * INT64_MAX);
-    expect(a.rights("a")).to.equal(INT64_MAX);
-    let error: unknown;
-    try {
-      a.transfer("a", 1, INT64_MAX);
-    } catch (e) {
-      error = e;
-    }
-    // Whatever happens, the counter must not wrap and the rights must not grow.
-    expect(a.slot("a", 0, 1) >= 2n * INT64_MAX, "P[0][1] wrapped around 2^64").to.equal(true);
-    expect(a.rights("a") <= INT64_MAX, `rights(r0) became ${a.rights("a")}`).to.equal(true);
-    expect(error).to.be.instanceOf(AmountOutOfRangeError);
+    expect(a.slot("a", 0, 1)).to.equal(2n * half);
+    expect(a.rights("a")).to.equal(half);
+    const digest = a.rowDigest(0);
+    expect(() => a.transfer("a", 1, half)).to.throw(BoundExceededError, "cumulative transfers to one region");
+    expect(a.slot("a", 0, 1)).to.equal(2n * half);
+    expect(a.rights("a")).to.equal(half);
+    expect(a.rowDigest(0)).to.equal(digest);
   });
 });
 
@@ -277,10 +275,10 @@ describe("replica state - merging and digests", () => {
     const changes: SlotChange[] = [
       { accountId: "a", writer: 2, column: 0, value: 5n },
       { accountId: "a", writer: 2, column: 3, value: 9n },
-      { accountId: "b", writer: 2, column: 2, value: 1n << 62n },
+      { accountId: "b", writer: 2, column: 2, value: 1n << 61n },
       { accountId: "a", writer: 2, column: 0, value: 8n },
     ];
-    const expected = slotHash("a", 0, 8n) ^ slotHash("a", 3, 9n) ^ slotHash("b", 2, 1n << 62n);
+    const expected = slotHash("a", 0, 8n) ^ slotHash("a", 3, 9n) ^ slotHash("b", 2, 1n << 61n);
     const forward = three()[0];
     applyChanges(forward, changes);
     const backward = three()[1];
@@ -385,7 +383,8 @@ const accountIndex = fc.integer({ min: 0, max: ACCOUNTS.length - 1 });
 const amount = fc.oneof(
   { weight: 4, arbitrary: fc.bigInt(1n, 100n) },
   { weight: 1, arbitrary: fc.bigInt(TWO_53 - 2n, TWO_53 + 2n) },
-  { weight: 1, arbitrary: fc.bigInt(1n << 62n, INT64_MAX) },
+  { weight: 1, arbitrary: fc.bigInt(1n << 60n, INT64_MAX) },
+  { weight: 1, arbitrary: fc.bigInt(CAP - 2n, CAP + 1n) },
 );
 const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ kind: fc.constant("grant" as const), at: replicaIndex, account: accountIndex, amount }),
@@ -444,7 +443,7 @@ function run(operations: readonly Op[], limit: bigint | undefined, check: (oracl
         try {
           at(published, o.at).push(...r.grant(at(ACCOUNTS, o.account), o.amount).changes);
         } catch (e) {
-          if (!(e instanceof AmountOutOfRangeError)) throw e;
+          if (!(e instanceof BoundExceededError)) throw e;
         }
         break;
       }
@@ -453,7 +452,11 @@ function run(operations: readonly Op[], limit: bigint | undefined, check: (oracl
         const id = at(ACCOUNTS, o.account);
         const value = chosenAmount(r.rights(id), o.amount, o.fraction);
         if (value <= 0n) break;
-        at(published, o.at).push(...r.debit(id, value, o.overdraft).changes);
+        try {
+          at(published, o.at).push(...r.debit(id, value, o.overdraft).changes);
+        } catch (e) {
+          if (!(e instanceof BoundExceededError)) throw e;
+        }
         break;
       }
       case "transfer": {
@@ -462,7 +465,7 @@ function run(operations: readonly Op[], limit: bigint | undefined, check: (oracl
         try {
           at(published, o.at).push(...r.transfer(id, o.to, chosenAmount(r.rights(id), o.amount, o.fraction)));
         } catch (e) {
-          if (!(e instanceof TransferRefusedError) && !(e instanceof AmountOutOfRangeError)) throw e;
+          if (!(e instanceof TransferRefusedError) && !(e instanceof BoundExceededError)) throw e;
         }
         break;
       }

@@ -14,7 +14,7 @@ export function makeReplicas(names: readonly string[] = NAMES): ReplicaState[] {
 }
 
 export function overdraftWrite(limit: bigint, writtenAtMs = 1): PolicyWrite {
-  return { mode: Mode.Overdraft, overdraftLimit: limit, lowWaterMark: 0n, writtenAtMs, replica: "r0" };
+  return { mode: Mode.Overdraft, overdraftLimit: limit, lowWaterMark: 0n, writtenAtMs, logical: 0, replica: "r0" };
 }
 
 export function applyChanges(to: ReplicaState, changes: readonly SlotChange[]): void {

@@ -169,7 +169,7 @@ class Simulation {
       const overdraft = this.prng.chance(0.5);
       const mode = overdraft ? Mode.Overdraft : Mode.Strict;
       const overdraftLimit = overdraft ? this.prng.bigint(1n, 30n) : 0n;
-      return { mode, overdraftLimit, lowWaterMark: 0n, writtenAtMs: 0, replica: "r0" };
+      return { mode, overdraftLimit, lowWaterMark: 0n, writtenAtMs: 0, logical: 0, replica: "r0" };
     });
     this.ackedGrants = NAMES.map(() => this.accountIds.map(() => 0n));
     this.ackedDebits = NAMES.map(() => this.accountIds.map(() => 0n));

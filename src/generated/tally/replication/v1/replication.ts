@@ -57,7 +57,12 @@ export interface RequestRecord {
   localRights: bigint;
 }
 
-/** A last-writer-wins policy value. */
+/**
+ * A policy register value. Writes are ordered by a hybrid logical clock
+ * (written_at_ms, logical), then by the writer replica's name: a write issued
+ * after its writer has seen another write of the account always orders after it,
+ * whatever the writers' wall clocks say.
+ */
 export interface PolicyValue {
   /** Account id. */
   accountId: string;
@@ -67,10 +72,19 @@ export interface PolicyValue {
   overdraftLimit: bigint;
   /** Low-water mark in minor units. */
   lowWaterMark: bigint;
-  /** Write time (ms since epoch); ties broken by replica name. */
+  /**
+   * Physical part of the write's hybrid logical clock stamp: the larger of the
+   * writer's wall clock and the highest physical part the writer had seen for
+   * the account, in milliseconds since the Unix epoch.
+   */
   writtenAtMs: bigint;
-  /** Writer replica. */
+  /** Writer replica; orders writes with equal (written_at_ms, logical). */
   replica: string;
+  /**
+   * Logical part of the stamp: counts writes that did not advance
+   * written_at_ms. Writers that predate this field send nothing, read as 0.
+   */
+  logical: bigint;
 }
 
 /** Periodic status broadcast of a node, for lag and divergence detection. */
@@ -502,7 +516,7 @@ export const RequestRecord: MessageFns<RequestRecord> = {
 };
 
 function createBasePolicyValue(): PolicyValue {
-  return { accountId: "", mode: 0, overdraftLimit: 0n, lowWaterMark: 0n, writtenAtMs: 0n, replica: "" };
+  return { accountId: "", mode: 0, overdraftLimit: 0n, lowWaterMark: 0n, writtenAtMs: 0n, replica: "", logical: 0n };
 }
 
 export const PolicyValue: MessageFns<PolicyValue> = {
@@ -533,6 +547,12 @@ export const PolicyValue: MessageFns<PolicyValue> = {
     }
     if (message.replica !== "") {
       writer.uint32(50).string(message.replica);
+    }
+    if (message.logical !== 0n) {
+      if (BigInt.asUintN(64, message.logical) !== message.logical) {
+        throw new globalThis.Error("value provided for field message.logical of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.logical);
     }
     return writer;
   },
@@ -598,6 +618,14 @@ export const PolicyValue: MessageFns<PolicyValue> = {
             message.replica = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.logical = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -627,6 +655,7 @@ export const PolicyValue: MessageFns<PolicyValue> = {
       ? BigInt(object.writtenAtMs)
       : 0n;
     message.replica = object.replica ?? "";
+    message.logical = (object.logical !== undefined && object.logical !== null) ? BigInt(object.logical) : 0n;
     return message;
   },
 };
