@@ -54,18 +54,25 @@ export function booleanOption(read: Source, option: Option): boolean {
   throw new ConfigError(`${describe(option)} must be 1/true or 0/false; got "${raw}"`);
 }
 
+const REGION_OPTION: Option = { flag: "region", env: "TALLY_REGION" };
+const REGIONS_OPTION: Option = { flag: "regions", env: "TALLY_REGIONS" };
+
 /** The ordered region list: unique names, this region among them. */
 export function regionsOption(region: string | undefined, listed: string | undefined): { region: string; regions: string[] } {
-  if (region === undefined || region === "") throw new ConfigError("--region (TALLY_REGION) is required");
-  if (!REGION_NAME.test(region)) throw new ConfigError(`--region must match ${REGION_NAME.source}; got "${region}"`);
+  if (region === undefined || region === "") throw new ConfigError(`${describe(REGION_OPTION)} is required`);
+  if (!REGION_NAME.test(region)) throw new ConfigError(`${describe(REGION_OPTION)} must match ${REGION_NAME.source}; got "${region}"`);
   const regions = (listed ?? region).split(",").map((r) => r.trim());
   const seen = new Set<string>();
   for (const name of regions) {
-    if (!REGION_NAME.test(name)) throw new ConfigError(`--regions: "${name}" must match ${REGION_NAME.source} (list: ${listed ?? region})`);
-    if (seen.has(name)) throw new ConfigError(`--regions names "${name}" twice (list: ${listed ?? region}); each region is one replica`);
+    if (!REGION_NAME.test(name)) {
+      throw new ConfigError(`${describe(REGIONS_OPTION)}: "${name}" must match ${REGION_NAME.source} (list: ${listed ?? region})`);
+    }
+    if (seen.has(name)) {
+      throw new ConfigError(`${describe(REGIONS_OPTION)} names "${name}" twice (list: ${listed ?? region}); each region is one replica`);
+    }
     seen.add(name);
   }
-  if (!seen.has(region)) throw new ConfigError(`--region ${region} is not in --regions ${regions.join(",")}`);
+  if (!seen.has(region)) throw new ConfigError(`${describe(REGION_OPTION)} ${region} is not in ${describe(REGIONS_OPTION)} ${regions.join(",")}`);
   return { region, regions };
 }
 

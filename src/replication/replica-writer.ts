@@ -94,6 +94,9 @@ export class ReplicaWriter {
 
   /** Everything committed before is durable; the resolved sequence covers exactly that and nothing later. */
   barrier(): Promise<number> {
+    // Idle: the last durable message is the stream's, recovered ones included
+    // (the committer only knows the sequences it published itself).
+    if (this.committer.idle) return Promise.resolve(this.ownSequence);
     return this.committer.barrier();
   }
 
@@ -103,6 +106,9 @@ export class ReplicaWriter {
   }
 
   private async publish(batch: CommitBatch): Promise<number> {
+    // Only a barrier alone makes an empty batch: what it covers is durable at
+    // the last message already, and an empty message would only lengthen the stream.
+    if (batch.slots.length === 0 && batch.requests.length === 0 && batch.policies.length === 0) return this.ownSequence;
     const digest = this.hooks.rowDigest();
     let bytes: Uint8Array;
     try {
