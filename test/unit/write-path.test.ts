@@ -17,6 +17,7 @@ import {
   WritePath,
   type Admission,
   type DebitItem,
+  type DebitRequestInput,
   type DebitStep,
 } from "../../src/core/write-path";
 import { track, turn } from "./support/conditions";
@@ -31,8 +32,8 @@ function item(accountId: string, amount: bigint, requestId: string): DebitItem {
   return { accountId, amount, requestId };
 }
 
-function debitInput(i: DebitItem, final: boolean, nowMs = 1_000): { item: DebitItem; fingerprint: string; nowMs: number; final: boolean } {
-  return { item: i, fingerprint: debitFingerprint(i.accountId, i.amount), nowMs, final };
+function debitInput(i: DebitItem, final: boolean, nowMs = 1_000): DebitRequestInput {
+  return { item: i, fingerprint: debitFingerprint(i.accountId, i.amount), time: { stampMs: nowMs, nowMs }, final };
 }
 
 function decided(step: DebitStep): Extract<DebitStep, { kind: "decided" }> {
@@ -50,7 +51,7 @@ const APPROVED: Answer = { kind: "debit", outcome: DebitOutcome.Approved, balanc
 describe("write path - admission", () => {
   it("write path - an unknown id is admitted as new and counted in flight", () => {
     const w = writePath();
-    const admission = w.admit("req-1", debitFingerprint("a", 1n));
+    const admission = w.admit("req-1", debitFingerprint("a", 1n), 0);
     expect(admission.kind).to.equal("new");
     expect(w.requestsInFlight).to.equal(1);
   });
@@ -59,7 +60,7 @@ describe("write path - admission", () => {
     const w = writePath();
     w.state.grant("a", 10n);
     const first = decided(w.debit(debitInput(item("a", 4n, "req-1"), true)));
-    const admission = w.admit("req-1", debitFingerprint("a", 4n));
+    const admission = w.admit("req-1", debitFingerprint("a", 4n), 0);
     expect(admission).to.deep.equal({ kind: "replay", answer: first.answer });
     expect(w.requestsInFlight).to.equal(0);
   });
@@ -68,16 +69,16 @@ describe("write path - admission", () => {
     const w = writePath();
     w.state.grant("a", 10n);
     w.debit(debitInput(item("a", 4n, "req-1"), true));
-    expect(() => w.admit("req-1", debitFingerprint("a", 5n))).to.throw(RequestConflictError, "req-1");
-    expect(() => w.admit("req-1", debitFingerprint("b", 4n))).to.throw(RequestConflictError);
-    expect(() => w.admit("req-1", grantFingerprint("a", 4n))).to.throw(RequestConflictError);
+    expect(() => w.admit("req-1", debitFingerprint("a", 5n), 0)).to.throw(RequestConflictError, "req-1");
+    expect(() => w.admit("req-1", debitFingerprint("b", 4n), 0)).to.throw(RequestConflictError);
+    expect(() => w.admit("req-1", grantFingerprint("a", 4n), 0)).to.throw(RequestConflictError);
     expect(w.requestsInFlight).to.equal(0);
   });
 
   it("write path - an id in flight with the same parameters is joined and sees the first call's answer", async () => {
     const w = writePath();
-    const ticket = newTicket(w.admit("req-1", debitFingerprint("a", 1n)));
-    const joined = w.admit("req-1", debitFingerprint("a", 1n));
+    const ticket = newTicket(w.admit("req-1", debitFingerprint("a", 1n), 0));
+    const joined = w.admit("req-1", debitFingerprint("a", 1n), 0);
     if (joined.kind !== "joined") throw new Error(`expected joined, got ${joined.kind}`);
     const seen = track(joined.decision);
     await turn();
@@ -88,10 +89,10 @@ describe("write path - admission", () => {
 
   it("write path - an id in flight with other parameters is a RequestConflictError and leaves the first in flight", () => {
     const w = writePath();
-    newTicket(w.admit("req-1", debitFingerprint("a", 1n)));
-    expect(() => w.admit("req-1", debitFingerprint("a", 2n))).to.throw(RequestConflictError);
+    newTicket(w.admit("req-1", debitFingerprint("a", 1n), 0));
+    expect(() => w.admit("req-1", debitFingerprint("a", 2n), 0)).to.throw(RequestConflictError);
     expect(w.requestsInFlight).to.equal(1);
-    expect(w.admit("req-1", debitFingerprint("a", 1n)).kind).to.equal("joined");
+    expect(w.admit("req-1", debitFingerprint("a", 1n), 0).kind).to.equal("joined");
   });
 
   it("write path - duplicates fired in one tick never both decide: only the first admission of each id is new", () => {
@@ -99,7 +100,7 @@ describe("write path - admission", () => {
       fc.property(fc.array(fc.constantFrom("x", "y", "z", "w"), { minLength: 1, maxLength: 30 }), (ids) => {
         const w = writePath();
         // Every admit runs before any await, as concurrent calls of one tick would.
-        const kinds = ids.map((id) => w.admit(id, debitFingerprint("a", 1n)).kind);
+        const kinds = ids.map((id) => w.admit(id, debitFingerprint("a", 1n), 0).kind);
         ids.forEach((id, index) => {
           const expected = ids.indexOf(id) === index ? "new" : "joined";
           expect(kinds[index], `admission ${index} of "${id}"`).to.equal(expected);
@@ -113,18 +114,18 @@ describe("write path - admission", () => {
     const w = writePath();
     w.state.grant("a", 10n);
     const i = item("a", 3n, "req-1");
-    const ticket = newTicket(w.admit(i.requestId, debitFingerprint("a", 3n)));
+    const ticket = newTicket(w.admit(i.requestId, debitFingerprint("a", 3n), 0));
     const step = decided(w.debit(debitInput(i, true)));
     ticket.resolve(step.answer);
     expect(w.requestsInFlight).to.equal(0);
-    expect(w.admit(i.requestId, debitFingerprint("a", 3n))).to.deep.equal({ kind: "replay", answer: step.answer });
+    expect(w.admit(i.requestId, debitFingerprint("a", 3n), 0)).to.deep.equal({ kind: "replay", answer: step.answer });
     expect(w.state.rights("a")).to.equal(7n);
   });
 
   it("write path - a rejected ticket releases the id and fails its joiners; the id is then admitted anew", async () => {
     const w = writePath();
-    const ticket = newTicket(w.admit("req-1", debitFingerprint("a", 3n)));
-    const joined = w.admit("req-1", debitFingerprint("a", 3n));
+    const ticket = newTicket(w.admit("req-1", debitFingerprint("a", 3n), 0));
+    const joined = w.admit("req-1", debitFingerprint("a", 3n), 0);
     if (joined.kind !== "joined") throw new Error("expected joined");
     const failure = new Error("not durable");
     ticket.reject(failure);
@@ -132,24 +133,24 @@ describe("write path - admission", () => {
     let seen: unknown;
     await joined.decision.catch((error: unknown) => (seen = error));
     expect(seen).to.equal(failure);
-    expect(w.admit("req-1", debitFingerprint("a", 3n)).kind).to.equal("new");
+    expect(w.admit("req-1", debitFingerprint("a", 3n), 0).kind).to.equal("new");
   });
 
   it("write path - a ticket settled twice does not release a later registration of the same id", () => {
     const w = writePath();
-    const first = newTicket(w.admit("req-1", debitFingerprint("a", 3n)));
+    const first = newTicket(w.admit("req-1", debitFingerprint("a", 3n), 0));
     first.reject(new Error("failed"));
-    newTicket(w.admit("req-1", debitFingerprint("a", 3n)));
+    newTicket(w.admit("req-1", debitFingerprint("a", 3n), 0));
     first.resolve(APPROVED);
     expect(w.requestsInFlight).to.equal(1);
-    expect(w.admit("req-1", debitFingerprint("a", 3n)).kind).to.equal("joined");
+    expect(w.admit("req-1", debitFingerprint("a", 3n), 0).kind).to.equal("joined");
   });
 });
 
 describe("write path - batch admission", () => {
   it("write path - a batch admits each new id, and a duplicate id points at its first occurrence", () => {
     const w = writePath();
-    const admissions = w.admitBatch([item("a", 1n, "p"), item("b", 2n, "q"), item("a", 1n, "p"), item("a", 1n, "p")]);
+    const admissions = w.admitBatch([item("a", 1n, "p"), item("b", 2n, "q"), item("a", 1n, "p"), item("a", 1n, "p")], 0);
     expect(admissions.map((a) => a.kind)).to.deep.equal(["new", "new", "duplicate", "duplicate"]);
     expect(admissions[2]).to.deep.equal({ kind: "duplicate", of: 0 });
     expect(admissions[3]).to.deep.equal({ kind: "duplicate", of: 0 });
@@ -160,8 +161,8 @@ describe("write path - batch admission", () => {
     const w = writePath();
     w.state.grant("a", 10n);
     const remembered = decided(w.debit(debitInput(item("a", 1n, "done"), true)));
-    newTicket(w.admit("flying", debitFingerprint("b", 2n)));
-    const admissions = w.admitBatch([item("a", 1n, "done"), item("b", 2n, "flying"), item("c", 3n, "fresh")]);
+    newTicket(w.admit("flying", debitFingerprint("b", 2n), 0));
+    const admissions = w.admitBatch([item("a", 1n, "done"), item("b", 2n, "flying"), item("c", 3n, "fresh")], 0);
     expect(admissions[0]).to.deep.equal({ kind: "replay", answer: remembered.answer });
     expect(admissions[1]?.kind).to.equal("joined");
     expect(admissions[2]?.kind).to.equal("new");
@@ -177,7 +178,7 @@ describe("write path - batch admission", () => {
       },
       [item("a", 1n, "p"), item("b", 1n, "q"), item("a", 9n, "old")],
     ],
-    ["with a request in flight", (w) => newTicket(w.admit("old", debitFingerprint("a", 1n))), [item("a", 1n, "p"), item("b", 1n, "q"), item("a", 9n, "old")]],
+    ["with a request in flight", (w) => newTicket(w.admit("old", debitFingerprint("a", 1n), 0)), [item("a", 1n, "p"), item("b", 1n, "q"), item("a", 9n, "old")]],
   ];
   for (const [where, prepare, items] of conflicts) {
     it(`write path - a batch with a conflict ${where} throws and registers nothing`, () => {
@@ -185,12 +186,12 @@ describe("write path - batch admission", () => {
       prepare(w);
       const inFlight = w.requestsInFlight;
       const remembered = w.state.rememberedRequests;
-      expect(() => w.admitBatch(items)).to.throw(RequestConflictError);
+      expect(() => w.admitBatch(items, 0)).to.throw(RequestConflictError);
       expect(w.requestsInFlight).to.equal(inFlight);
       expect(w.state.rememberedRequests).to.equal(remembered);
       // The ids before the conflict were not registered: each is admitted as new now.
-      expect(w.admit("p", debitFingerprint("a", 1n)).kind).to.equal("new");
-      expect(w.admit("q", debitFingerprint("b", 1n)).kind).to.equal("new");
+      expect(w.admit("p", debitFingerprint("a", 1n), 0).kind).to.equal("new");
+      expect(w.admit("q", debitFingerprint("b", 1n), 0).kind).to.equal("new");
     });
   }
 
@@ -199,13 +200,13 @@ describe("write path - batch admission", () => {
       fc.property(fc.array(fc.tuple(fc.constantFrom("i1", "i2", "i3", "i4"), fc.constantFrom("a", "b")), { minLength: 1, maxLength: 20 }), (raw) => {
         // One fingerprint per id, so no conflict is possible.
         const items = raw.map(([id]) => item(id === "i1" || id === "i2" ? "a" : "b", 1n, id));
-        const batch = writePath().admitBatch(items);
+        const batch = writePath().admitBatch(items, 0);
         const single = writePath();
         items.forEach((it, index) => {
           const first = items.findIndex((other) => other.requestId === it.requestId);
           const got = batch[index];
           if (first === index) {
-            expect(got?.kind).to.equal(single.admit(it.requestId, debitFingerprint(it.accountId, it.amount)).kind);
+            expect(got?.kind).to.equal(single.admit(it.requestId, debitFingerprint(it.accountId, it.amount), 0).kind);
           } else {
             expect(got).to.deep.equal({ kind: "duplicate", of: first });
           }
@@ -236,7 +237,7 @@ describe("write path - debit decision", () => {
 
   it("write path - a short debit under OVERDRAFT does not use the overdraft while it may still wait", () => {
     const w = writePath();
-    w.state.applyPolicy("a", { mode: Mode.Overdraft, overdraftLimit: 1_000n, lowWaterMark: 0n, writtenAtMs: 1, replica: "r0" });
+    w.state.applyPolicy("a", { mode: Mode.Overdraft, overdraftLimit: 1_000n, lowWaterMark: 0n, writtenAtMs: 1, logical: 0, replica: "r0" });
     w.state.grant("a", 10n);
     expect(w.debit(debitInput(item("a", 50n, "req-1"), false))).to.deep.equal({ kind: "short", deficit: 40n, coverable: false });
     expect(w.state.rights("a")).to.equal(10n);
@@ -292,7 +293,7 @@ describe("write path - debit decision", () => {
 
   it("write path - overdraft used is the part of each debit below zero rights", () => {
     const w = writePath();
-    w.state.applyPolicy("a", { mode: Mode.Overdraft, overdraftLimit: 100n, lowWaterMark: 0n, writtenAtMs: 1, replica: "r0" });
+    w.state.applyPolicy("a", { mode: Mode.Overdraft, overdraftLimit: 100n, lowWaterMark: 0n, writtenAtMs: 1, logical: 0, replica: "r0" });
     w.state.grant("a", 30n);
     const straddling = decided(w.debit(debitInput(item("a", 50n, "d1"), true)));
     expect(straddling.answer.outcome).to.equal(DebitOutcome.ApprovedWithOverdraft);
@@ -307,7 +308,7 @@ describe("write path - debit decision", () => {
 
   it("write path - overdraft on an account with no grant here counts the whole amount", () => {
     const w = writePath();
-    w.state.applyPolicy("a", { mode: Mode.Overdraft, overdraftLimit: 100n, lowWaterMark: 0n, writtenAtMs: 1, replica: "r0" });
+    w.state.applyPolicy("a", { mode: Mode.Overdraft, overdraftLimit: 100n, lowWaterMark: 0n, writtenAtMs: 1, logical: 0, replica: "r0" });
     const step = decided(w.debit(debitInput(item("a", 40n, "d1"), true)));
     expect(step.answer.outcome).to.equal(DebitOutcome.ApprovedWithOverdraft);
     expect(step.overdraftUsed).to.equal(40n);
@@ -317,7 +318,7 @@ describe("write path - debit decision", () => {
     fc.assert(
       fc.property(fc.bigInt(0n, 500n), fc.bigInt(0n, 500n), fc.array(fc.bigInt(1n, 200n), { maxLength: 20 }), (granted, limit, amounts) => {
         const w = writePath();
-        w.state.applyPolicy("a", { mode: Mode.Overdraft, overdraftLimit: limit, lowWaterMark: 0n, writtenAtMs: 1, replica: "r0" });
+        w.state.applyPolicy("a", { mode: Mode.Overdraft, overdraftLimit: limit, lowWaterMark: 0n, writtenAtMs: 1, logical: 0, replica: "r0" });
         if (granted > 0n) w.state.grant("a", granted);
         let used = 0n;
         amounts.forEach((amount, k) => {
@@ -340,7 +341,7 @@ describe("write path - debit decision", () => {
 describe("write path - grants", () => {
   it("write path - a grant without spread keeps every right here, with one slot and its request record", () => {
     const w = writePath();
-    const { answer, write } = w.grant({ accountId: "a", amount: 90n, requestId: "g1", nowMs: 7, spread: false });
+    const { answer, write } = w.grant({ accountId: "a", amount: 90n, requestId: "g1", time: { stampMs: 7, nowMs: 7 }, spread: false });
     expect(answer).to.deep.equal({ kind: "grant", outcome: DebitOutcome.Approved, balance: 90n, localRights: 90n });
     expect(write.slots).to.deep.equal([{ accountId: "a", writer: 0, column: 0, value: 90n }]);
     expect(write.requests).to.deep.equal([{ requestId: "g1", fingerprint: grantFingerprint("a", 90n), answer, answeredAtMs: 7 }]);
@@ -349,7 +350,7 @@ describe("write path - grants", () => {
 
   it("write path - a spread grant moves an equal share to every other region in the same write", () => {
     const w = writePath();
-    const { answer, write } = w.grant({ accountId: "a", amount: 90n, requestId: "g1", nowMs: 7, spread: true });
+    const { answer, write } = w.grant({ accountId: "a", amount: 90n, requestId: "g1", time: { stampMs: 7, nowMs: 7 }, spread: true });
     expect(answer.localRights).to.equal(30n);
     expect(answer.balance).to.equal(90n);
     expect(write.slots).to.deep.equal([
@@ -369,7 +370,7 @@ describe("write path - grants", () => {
       fc.property(fc.integer({ min: 1, max: 5 }), fc.bigInt(1n, 1_000_000n), (n, amount) => {
         const names = Array.from({ length: n }, (_, i) => `r${i}`);
         const w = writePath(names, "r0");
-        const { answer } = w.grant({ accountId: "a", amount, requestId: "g", nowMs: 1, spread: true });
+        const { answer } = w.grant({ accountId: "a", amount, requestId: "g", time: { stampMs: 1, nowMs: 1 }, spread: true });
         const share = n > 1 ? amount / BigInt(n) : 0n;
         for (let peer = 1; peer < n; peer++) expect(w.state.rights("a", peer)).to.equal(share);
         expect(answer.localRights).to.equal(amount - share * BigInt(n - 1));
