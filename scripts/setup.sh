@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Brings a fresh Debian machine to the point where `npm start` and `npm test`
-# run: system servers (nats-server, Postgres 15, Prometheus, Python gRPC for the
-# cross-language test), npm dependencies, and the TypeScript build. Idempotent
-# and quick when everything is already there. Run by `npm start` and `npm test`.
+# Brings a fresh Debian machine to the point where `npm start`, `npm test` and
+# `npm run bench` run: system servers (nats-server, Postgres 15, Prometheus,
+# Python gRPC for the cross-language test, redis-server for the bench's Redis
+# baseline), npm dependencies, and the TypeScript build. Idempotent and quick
+# when everything is already there. Run by `npm start`, `npm test` and `npm run bench`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,8 @@ command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || [ -n "${PG_BIN_DIR:-}" ] || [ -n "${TALLY_PG_BIN:-}" ] || missing+=(postgresql-15)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 /usr/bin/python3 -c 'import grpc, grpc_tools' >/dev/null 2>&1 || missing+=(python3-grpcio python3-grpc-tools)
+# The bench starts this exact binary (bench/support/redis-server.ts).
+[ -x "${TALLY_REDIS_BIN:-/usr/bin/redis-server}" ] || missing+=(redis-server)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -5,6 +5,7 @@ import { serveCommand, SERVE_HELP } from "./serve-command";
 import { upCommand, UP_HELP } from "./up-command";
 import { statusCommand, STATUS_HELP } from "./status-command";
 import { settlementCommand, SETTLEMENT_HELP } from "./settlement-commands";
+import { formatCliError } from "./cli-errors";
 
 const HELP = `tally - multi-region credit balances
 
@@ -48,7 +49,21 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
+/**
+ * A reader that goes away (`tally settlements | head -1`) is not a failure:
+ * the rest of the output is dropped and the command ends as it would have
+ * (`up` and `serve` keep running until stopped, rather than orphan their servers).
+ */
+function dropOutputOnClosedPipe(stream: NodeJS.WriteStream): void {
+  stream.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code !== "EPIPE") throw error;
+  });
+}
+
+dropOutputOnClosedPipe(process.stdout);
+dropOutputOnClosedPipe(process.stderr);
+
 main(process.argv.slice(2)).catch((error: unknown) => {
-  process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(`${formatCliError(error)}\n`);
   process.exitCode = 1;
 });

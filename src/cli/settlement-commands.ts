@@ -10,6 +10,7 @@ import type {
   SettleResponse,
 } from "../generated/tally/v1/admin";
 import { PolicyMode } from "../generated/tally/v1/common";
+import { formatCliError, isUnreachable } from "./cli-errors";
 import { adminClient, call, nodeAddresses } from "./node-clients";
 
 export const SETTLEMENT_HELP = `tally settle        run a settlement now (one settler at a time across regions)
@@ -74,10 +75,15 @@ export async function settlementCommand(verb: "settle" | "settlements" | "oversp
         return;
       }
       case "overspends": {
-        const toMs = (value: string | undefined): bigint => (value === undefined ? 0n : BigInt(Date.parse(value)));
+        const toMs = (value: string | undefined, flag: string): bigint => {
+          if (value === undefined) return 0n;
+          const ms = Date.parse(value);
+          if (Number.isNaN(ms)) throw new Error(`${flag}: not a date or time: ${value} (e.g. 2024-05-01T00:00:00Z)`);
+          return BigInt(ms);
+        };
         const r = await call<ListOverspendsResponse>((md, o, cb) =>
           client.listOverspends(
-            { accountId: values.account ?? "", sinceMs: toMs(values.since), untilMs: toMs(values.until), pageSize, pageToken },
+            { accountId: values.account ?? "", sinceMs: toMs(values.since, "--since"), untilMs: toMs(values.until, "--until"), pageSize, pageToken },
             md,
             o,
             cb,
@@ -103,6 +109,9 @@ export async function settlementCommand(verb: "settle" | "settlements" | "oversp
         return;
       }
     }
+  } catch (error) {
+    if (isUnreachable(error)) throw new Error(`cannot reach node ${address}: ${formatCliError(error)}`);
+    throw error;
   } finally {
     client.close();
   }

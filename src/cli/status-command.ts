@@ -4,6 +4,7 @@
 
 import { parseArgs } from "node:util";
 import type { ClusterStatusResponse } from "../generated/tally/v1/admin";
+import { formatCliError, isUnreachable } from "./cli-errors";
 import { convergedEverywhere } from "./convergence";
 import { adminClient, call, nodeAddresses } from "./node-clients";
 
@@ -14,16 +15,27 @@ export const STATUS_HELP = `tally status - convergence and settlement at a glanc
 `;
 
 function pad(cells: readonly string[], widths: readonly number[]): string {
-  return cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ");
+  return cells
+    .map((c, i) => c.padEnd(widths[i] ?? 0))
+    .join("  ")
+    .trimEnd();
 }
 
-export function renderStatus(statuses: ReadonlyArray<{ address: string; status?: ClusterStatusResponse; error?: string }>): string {
+/** One node's answer, or why there is none (`unreachable`: it could not be reached at all). */
+export interface NodeStatus {
+  readonly address: string;
+  readonly status?: ClusterStatusResponse;
+  readonly error?: string;
+  readonly unreachable?: boolean;
+}
+
+export function renderStatus(statuses: readonly NodeStatus[]): string {
   const headers = ["node", "region view", "applied", "pending", "lag s", "converged", "digest", "heard ms ago"];
   const rows: string[][] = [];
   const notes: string[] = [];
-  for (const { address, status, error } of statuses) {
+  for (const { address, status, unreachable } of statuses) {
     if (status === undefined) {
-      rows.push([address, "UNREACHABLE", "", "", "", "", "", error ?? ""]);
+      rows.push([address, unreachable === true ? "UNREACHABLE" : "ERROR", "", "", "", "", "", ""]);
       continue;
     }
     for (const peer of status.peers) {
@@ -46,15 +58,25 @@ export function renderStatus(statuses: ReadonlyArray<{ address: string; status?:
     );
   }
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const agree = statuses.every((s) => s.status !== undefined) && convergedEverywhere(statuses.map((s) => s.status!));
+  const noteLines = notes.length === 0 ? [] : ["", ...notes];
+  return [pad(headers, widths), ...rows.map((r) => pad(r, widths)), ...noteLines, "", ...verdict(statuses)].join("\n");
+}
+
+function verdict(statuses: readonly NodeStatus[]): string[] {
+  const answered = statuses.flatMap((s) => (s.status === undefined ? [] : [s.status]));
+  const failed = statuses.filter((s) => s.status === undefined);
+  if (failed.length > 0) {
+    // Without every node's view, "not converged" would be a guess: name who is missing instead.
+    return [
+      `UNKNOWN: ${failed.length} of ${statuses.length} nodes did not answer, so convergence cannot be checked:`,
+      ...failed.map((s) => `  ${s.address} ${s.unreachable === true ? "cannot be reached" : "failed"}: ${s.error ?? "no answer"}`),
+    ];
+  }
   return [
-    pad(headers, widths),
-    ...rows.map((r) => pad(r, widths)),
-    "",
-    ...notes,
-    "",
-    agree ? "CONVERGED: every node holds every region's row at the same sequence and digest." : "NOT CONVERGED (yet): compare applied/digest columns per region view.",
-  ].join("\n");
+    convergedEverywhere(answered)
+      ? "CONVERGED: every node holds every region's row at the same sequence and digest."
+      : "NOT CONVERGED (yet): compare applied/digest columns per region view.",
+  ];
 }
 
 export async function statusCommand(argv: string[]): Promise<void> {
@@ -67,12 +89,12 @@ export async function statusCommand(argv: string[]): Promise<void> {
     return;
   }
   const statuses = await Promise.all(
-    nodeAddresses(values.nodes).map(async (address) => {
+    nodeAddresses(values.nodes).map(async (address): Promise<NodeStatus> => {
       const client = adminClient(address);
       try {
         return { address, status: await call<ClusterStatusResponse>((md, opts, cb) => client.clusterStatus({}, md, opts, cb)) };
       } catch (error) {
-        return { address, error: error instanceof Error ? error.message : String(error) };
+        return { address, error: formatCliError(error), unreachable: isUnreachable(error) };
       } finally {
         client.close();
       }
@@ -80,8 +102,8 @@ export async function statusCommand(argv: string[]): Promise<void> {
   );
   if (values.json === true) {
     process.stdout.write(`${JSON.stringify(statuses, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v), 2)}\n`);
-    return;
+  } else {
+    process.stdout.write(`${renderStatus(statuses)}\n`);
   }
-  process.stdout.write(`${renderStatus(statuses)}\n`);
   if (statuses.some((s) => s.status === undefined)) process.exitCode = 1;
 }

@@ -42,6 +42,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   if (values["no-postgres"] !== true) {
     say("starting Postgres ...");
     postgres = await startLocalPostgres(resolve(dataDir, "postgres"));
+    if (postgres.relocated !== undefined) say(`Postgres keeps its files in ${postgres.dataRoot}: ${postgres.relocated}.`);
   }
   say(`starting the NATS supercluster (${REGIONS.join(", ")}) and one node per region in ${dataDir} ...`);
   let cluster: LocalCluster;
@@ -67,7 +68,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   for (const n of nodes) {
     say(`  ${n.options.region.padEnd(8)} gRPC ${n.grpcAddress}   metrics ${n.metricsUrl}   NATS ${n.options.natsUrl}`);
   }
-  if (postgres !== undefined) say(`  postgres ${postgres.url}`);
+  if (postgres !== undefined) say(`  postgres ${postgres.url}   data ${postgres.dataRoot}`);
   say(`logs: ${dataDir}/node-<region>.log   status: npm run tally -- status`);
   say("Ctrl-C stops everything.");
   await new Promise<void>((resolveStop) => {

@@ -1,10 +1,13 @@
 // A local PostgreSQL for `tally up`: a persistent data directory (initdb on
 // first use), loopback only, trust auth. As root, the server runs as the
 // `postgres` system user (or a dedicated `tally-pg` user created here),
-// because initdb and postgres refuse to run as root.
+// because initdb and postgres refuse to run as root; when that user cannot
+// reach the requested directory (under /root, say), the files go to /tmp.
 
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { chownSync, existsSync, mkdirSync, openSync, closeSync } from "node:fs";
+import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import { chownSync, existsSync, lstatSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client } from "pg";
 import { postgresBinDir } from "./binaries";
@@ -12,10 +15,15 @@ import { freePort } from "./free-port";
 
 export interface LocalPostgres {
   readonly url: string;
+  /** Where its data, log and socket are: the requested directory or, when relocated, its stand-in. */
+  readonly dataRoot: string;
+  /** Why the files are not in the requested directory, when they are not. */
+  readonly relocated?: string;
   stop(): Promise<void>;
 }
 
 export interface ServerUser {
+  readonly name: string;
   readonly uid: number;
   readonly gid: number;
 }
@@ -26,7 +34,7 @@ export function postgresUser(): ServerUser | undefined {
   const lookup = (name: string): ServerUser | undefined => {
     try {
       const id = (flag: string): number => Number(execFileSync("id", [flag, name], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }));
-      return { uid: id("-u"), gid: id("-g") };
+      return { name, uid: id("-u"), gid: id("-g") };
     } catch {
       return undefined;
     }
@@ -39,20 +47,76 @@ export function postgresUser(): ServerUser | undefined {
   return created;
 }
 
-export async function startLocalPostgres(dataRoot: string, port?: number): Promise<LocalPostgres> {
+/** Whether `user` can reach `dir`: search permission on it and every parent, checked by the kernel as that user. */
+export function canReach(dir: string, user: ServerUser): boolean {
+  return spawnSync("test", ["-x", dir], { uid: user.uid, gid: user.gid, stdio: "ignore" }).status === 0;
+}
+
+/**
+ * The directory the server keeps its files in. As root it must be reachable by
+ * the server user; a requested directory that is not (inside a 0700 parent)
+ * gets a stand-in under the temp dir, the same one on every run.
+ */
+function serverRoot(requested: string, user: ServerUser | undefined): { root: string; relocated?: string } {
+  mkdirSync(requested, { recursive: true });
+  if (user === undefined) return { root: requested };
+  chownSync(requested, user.uid, user.gid);
+  if (canReach(requested, user)) return { root: requested };
+  const standIn = join(tmpdir(), `tally-postgres-${createHash("sha256").update(requested).digest("hex").slice(0, 12)}`);
+  if (existsSync(standIn)) {
+    // A predictable name in a shared directory: only reuse what is ours.
+    const found = lstatSync(standIn);
+    if (!found.isDirectory() || (found.uid !== user.uid && found.uid !== 0)) {
+      throw new Error(`${standIn} exists and is not a directory of ${user.name}; remove it, or pass --data-dir a path ${user.name} can reach`);
+    }
+  } else {
+    mkdirSync(standIn, { mode: 0o700 });
+  }
+  chownSync(standIn, user.uid, user.gid);
+  const relocated = `the ${user.name} user that runs Postgres cannot reach ${requested} (a parent directory is not searchable by it)`;
+  if (!canReach(standIn, user)) throw new Error(`${relocated}, nor ${standIn}: pass --data-dir a path it can reach (e.g. under /tmp)`);
+  writeFileSync(join(requested, "LOCATION"), `Postgres keeps its files in ${standIn}: ${relocated}.\n`);
+  return { root: standIn, relocated };
+}
+
+function initdb(bin: string, dataDir: string, user: ServerUser | undefined): void {
+  const result = spawnSync(join(bin, "initdb"), ["-D", dataDir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C"], {
+    ...(user === undefined ? {} : { uid: user.uid, gid: user.gid }),
+    encoding: "utf8",
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LC_ALL: "C" },
+  });
+  if (result.status === 0) return;
+  const output = `${result.stderr ?? ""}${result.stdout ?? ""}`.trim();
+  const hint =
+    user === undefined
+      ? "the data dir must be absent or empty (remove a half-created one), or choose another --data-dir"
+      : `initdb runs as the ${user.name} user: the data dir must be absent or empty, and ${user.name} must be able to search ` +
+        "every parent directory of it (make them searchable, chmod o+x, or choose --data-dir under /tmp)";
+  throw new Error(
+    [
+      `initdb failed (${result.error?.message ?? `exit status ${result.status ?? result.signal ?? "unknown"}`}) creating ${dataDir}:`,
+      ...(output === "" ? ["  (no output)"] : output.split("\n").map((line) => `  ${line}`)),
+      `hint: ${hint}`,
+    ].join("\n"),
+  );
+}
+
+/** The end of the server's log, for a failure message. */
+function logTail(logFile: string, lines = 15): string {
+  try {
+    return readFileSync(logFile, "utf8").trimEnd().split("\n").slice(-lines).map((line) => `  ${line}`).join("\n");
+  } catch {
+    return "  (no log)";
+  }
+}
+
+export async function startLocalPostgres(requestedRoot: string, port?: number): Promise<LocalPostgres> {
   const bin = postgresBinDir();
   const user = postgresUser();
   const identity = user === undefined ? {} : { uid: user.uid, gid: user.gid };
+  const { root: dataRoot, relocated } = serverRoot(requestedRoot, user);
   const dataDir = join(dataRoot, "data");
-  mkdirSync(dataRoot, { recursive: true });
-  if (user !== undefined) chownSync(dataRoot, user.uid, user.gid);
-  if (!existsSync(join(dataDir, "PG_VERSION"))) {
-    execFileSync(join(bin, "initdb"), ["-D", dataDir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C"], {
-      ...identity,
-      stdio: "ignore",
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LC_ALL: "C" },
-    });
-  }
+  if (!existsSync(join(dataDir, "PG_VERSION"))) initdb(bin, dataDir, user);
   const listenPort = port ?? (await freePort());
   const logFile = join(dataRoot, "postgres.log");
   const log = openSync(logFile, "a");
@@ -79,12 +143,17 @@ export async function startLocalPostgres(dataRoot: string, port?: number): Promi
       break;
     } catch {
       await client.end().catch(() => undefined);
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`Postgres did not start; see ${logFile}`);
+      if (child.exitCode !== null || Date.now() > deadline) {
+        if (child.exitCode === null) child.kill("SIGINT");
+        throw new Error(`Postgres did not start; the end of ${logFile}:\n${logTail(logFile)}`);
+      }
       await new Promise((r) => setTimeout(r, 100));
     }
   }
   return {
     url,
+    dataRoot,
+    ...(relocated !== undefined ? { relocated } : {}),
     stop: async () => {
       if (child.exitCode !== null) return;
       child.kill("SIGINT"); // fast shutdown

@@ -1,11 +1,12 @@
 // Builds the gRPC server of a node: Balances, Admin, standard health and
 // server reflection, with message-size limits. Binds loopback by default.
 
+import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
-import { loadSync } from "@grpc/proto-loader";
+import { loadFileDescriptorSetFromBuffer, type AnyDefinition, type EnumTypeDefinition, type MessageTypeDefinition, type PackageDefinition } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
-import { resolve } from "node:path";
+import { DESCRIPTOR_SET_BASE64 } from "../generated/descriptor-set";
 import { AdminService } from "../generated/tally/v1/admin";
 import { BalancesService } from "../generated/tally/v1/balances";
 import type { TallyNode } from "../node/tally-node";
@@ -13,7 +14,6 @@ import { adminService, type SettlementAdmin } from "./admin-service";
 import { balancesService, type SettledBalanceSource } from "./balances-service";
 import { NoopService, noopImplementation } from "./noop-service";
 
-export const PROTO_DIR = resolve(__dirname, "..", "..", "..", "proto");
 /** Largest request accepted (a full 10,000-item batch fits comfortably). */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
@@ -42,13 +42,8 @@ export async function startGrpcServer(
     "tally.v1.Admin": "SERVING",
   });
   health.addToServer(server);
-  // Reflection only describes the contract; it is loaded once, never on the hot path.
-  const definitions = loadSync(["tally/v1/balances.proto", "tally/v1/admin.proto"], {
-    includeDirs: [PROTO_DIR],
-    longs: String,
-    keepCase: true,
-  });
-  new ReflectionService(definitions).addToServer(server);
+  // Reflection only describes the contract; it is built once here, never on the hot path.
+  new ReflectionService(reflectedServices()).addToServer(server);
   const port = await new Promise<number>((resolvePort, reject) => {
     server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolvePort(bound)));
   });
@@ -66,4 +61,38 @@ export async function startGrpcServer(
         });
       }),
   };
+}
+
+/**
+ * Balances, Admin, health and reflection, from the descriptor set that
+ * scripts/generate.sh builds with buf (compiled into dist: no file to locate).
+ */
+function reflectedServices(): PackageDefinition {
+  const set = Buffer.from(DESCRIPTOR_SET_BASE64, "base64");
+  const files = descriptorSetFiles(set);
+  // proto-loader re-encodes each file without its imports (and with malformed map
+  // entries), so clients cannot resolve the services (grpc-node #3018):
+  // reflection gets buf's files as built.
+  return Object.fromEntries(
+    Object.entries(loadFileDescriptorSetFromBuffer(set, { keepCase: true })).map(([name, definition]) => [
+      name,
+      isTypeDefinition(definition) ? { ...definition, fileDescriptorProtos: files } : definition,
+    ]),
+  );
+}
+
+function isTypeDefinition(definition: AnyDefinition): definition is MessageTypeDefinition<object, object> | EnumTypeDefinition {
+  return Array.isArray(definition.fileDescriptorProtos);
+}
+
+/** The files of a google.protobuf.FileDescriptorSet (field 1), each as encoded. */
+function descriptorSetFiles(set: Uint8Array): Buffer[] {
+  const reader = new BinaryReader(set);
+  const files: Buffer[] = [];
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1) files.push(Buffer.from(reader.bytes()));
+    else reader.skip(wireType);
+  }
+  return files;
 }
