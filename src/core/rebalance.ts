@@ -93,39 +93,6 @@ export function proactiveNeed(
   return need > 0n ? need : 0n;
 }
 
-/** Why: PotionDB asks the richest replica — it is the likeliest to have spare rights. Undefined if none has any. */
-export function richestPeer(rightsByReplica: readonly bigint[], self: number): number | undefined {
-  let best: number | undefined;
-  let bestRights = 0n;
-  rightsByReplica.forEach((rights, replica) => {
-    if (replica !== self && rights > bestRights) {
-      best = replica;
-      bestRights = rights;
-    }
-  });
-  return best;
-}
-
-/**
- * Why: a donor keeps half of its spare, so when the richest peer alone cannot cover
- * the deficit the request goes to as many peers (richest first) as it takes. Uses the
- * asker's (possibly stale) view of every replica's rights; empty if no peer has any.
- */
-export function chooseDonors(rightsByReplica: readonly bigint[], self: number, deficit: bigint): number[] {
-  const peers = rightsByReplica
-    .map((rights, replica) => ({ rights, replica }))
-    .filter((p) => p.replica !== self && p.rights > 0n)
-    .sort((a, b) => (a.rights === b.rights ? a.replica - b.replica : a.rights > b.rights ? -1 : 1));
-  const donors: number[] = [];
-  let expected = 0n;
-  for (const peer of peers) {
-    if (expected >= deficit) break;
-    donors.push(peer.replica);
-    expected += peer.rights / 2n;
-  }
-  return donors;
-}
-
 export interface DemandTrackerOptions {
   readonly replicaCount: number;
   /** Time for a rate to halve with no new debits. */

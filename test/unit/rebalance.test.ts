@@ -4,14 +4,7 @@
 import { expect } from "chai";
 import fc from "fast-check";
 import { INT64_MAX } from "../../src/core/amounts";
-import {
-  chooseDonors,
-  DemandTracker,
-  DonorRateLimiter,
-  donorGrant,
-  proactiveNeed,
-  richestPeer,
-} from "../../src/core/rebalance";
+import { DemandTracker, DonorRateLimiter, donorGrant, proactiveNeed } from "../../src/core/rebalance";
 
 const rights = fc.oneof(fc.bigInt(-100n, 1000n), fc.bigInt(-INT64_MAX, INT64_MAX));
 const request = fc.oneof(fc.bigInt(-10n, 1000n), fc.bigInt(1n, INT64_MAX));
@@ -179,46 +172,6 @@ describe("rebalance - proactive need", () => {
           if (local * 2n >= balance) expect(need).to.equal(0n);
         },
       ),
-    );
-  });
-});
-
-describe("rebalance - richest peer", () => {
-  it("picks the peer with the most rights, never itself, and none when nobody has any", () => {
-    expect(richestPeer([50n, 10n, 40n], 1)).to.equal(0);
-    expect(richestPeer([50n, 10n, 40n], 0)).to.equal(2);
-    expect(richestPeer([50n, 0n, -3n], 0)).to.equal(undefined);
-  });
-});
-
-describe("rebalance - choosing donors", () => {
-  it("asks the richest peer alone when half of its rights cover the deficit", () => {
-    expect(chooseDonors([0n, 100n, 40n], 0, 50n)).to.deep.equal([1]);
-  });
-
-  it("adds peers, richest first, until their halves cover the deficit", () => {
-    expect(chooseDonors([0n, 100n, 40n], 0, 51n)).to.deep.equal([1, 2]);
-    expect(chooseDonors([30n, 30n, 0n, 30n], 2, 1000n)).to.deep.equal([0, 1, 3]);
-  });
-
-  it("never picks itself or peers without rights, and nobody for no deficit", () => {
-    expect(chooseDonors([500n, -5n, 0n], 0, 10n)).to.deep.equal([]);
-    expect(chooseDonors([5n, 500n, 7n], 0, 0n)).to.deep.equal([]);
-  });
-
-  it("returns distinct peers with positive rights, ordered by rights", () => {
-    fc.assert(
-      fc.property(fc.array(rights, { minLength: 1, maxLength: 6 }), fc.nat(5), request, (seen, self, deficit) => {
-        const donors = chooseDonors(seen, self, deficit);
-        expect(new Set(donors).size).to.equal(donors.length);
-        expect(donors).to.not.include(self);
-        donors.forEach((d, k) => {
-          expect((seen[d] ?? 0n) > 0n).to.equal(true);
-          if (k > 0) expect((seen[d] ?? 0n) <= (seen[donors[k - 1] ?? -1] ?? 0n)).to.equal(true);
-        });
-        const richest = richestPeer(seen, self);
-        if (deficit > 0n && richest !== undefined) expect(donors[0]).to.equal(richest);
-      }),
     );
   });
 });

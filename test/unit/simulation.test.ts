@@ -1,6 +1,7 @@
 // Seeded whole-system simulation of three replicas over a faulty network with
-// crashes (see support/simulation.ts). Thousands of seeds run in the unit suite;
-// a failure names its seed and how to replay just that one.
+// crashes, each running the production RightsBroker and RightsPolicy (see
+// support/simulation.ts). Thousands of seeds run in the unit suite; a failure
+// names its seed and how to replay just that one.
 //
 //   TALLY_SIM_SEED=1234 npx mocha --no-config dist/test/unit/simulation.test.js   (one seed, traced)
 //   TALLY_SIM_SEEDS=20000 ...                                                     (more seeds)
@@ -16,12 +17,12 @@ function replayHint(seed: number): string {
 }
 
 /** Runs one seed; a violation becomes an assertion message with the seed and the replay hint. */
-function simulate(
+async function simulate(
   seed: number,
-  options: { rebalance?: boolean; trace?: (line: string) => void } = {},
-): SimulationReport {
+  options: { rebalance?: boolean; drainTurns?: number; trace?: (line: string) => void } = {},
+): Promise<SimulationReport> {
   try {
-    return runSimulation({ seed, ...options });
+    return await runSimulation({ seed, ...options });
   } catch (e) {
     if (e instanceof SimulationViolation) throw new Error(`${e.message}\n      ${replayHint(seed)}`, { cause: e });
     throw new Error(`seed ${seed}: ${String(e)}\n      ${replayHint(seed)}`, { cause: e });
@@ -36,9 +37,9 @@ describe("simulation - three replicas, faulty network, crashes", function () {
   this.timeout(120_000);
 
   if (ONLY_SEED !== undefined) {
-    it(`keeps the invariants and converges for seed ${ONLY_SEED}`, () => {
+    it(`keeps the invariants and converges for seed ${ONLY_SEED}`, async () => {
       const seed = Number(ONLY_SEED);
-      const report = simulate(seed, { trace: (line) => console.log(line) });
+      const report = await simulate(seed, { trace: (line) => console.log(line) });
       console.log(report.stats);
     });
     return;
@@ -46,23 +47,29 @@ describe("simulation - three replicas, faulty network, crashes", function () {
 
   const reports: SimulationReport[] = [];
 
-  it(`keeps the escrow invariants at every step and converges after healing (${SEED_COUNT} seeds)`, () => {
-    for (let seed = 1; seed <= SEED_COUNT; seed++) reports.push(simulate(seed));
+  it(`keeps the escrow invariants at every step and converges after healing (${SEED_COUNT} seeds)`, async () => {
+    for (let seed = 1; seed <= SEED_COUNT; seed++) reports.push(await simulate(seed));
     expect(reports).to.have.length(SEED_COUNT);
   });
 
-  it("exercised every fault and every rebalancing path", function () {
+  it("exercised every fault and every path of the broker", function () {
     if (reports.length === 0) this.skip();
     for (const key of [
       "grants",
       "debitsApproved",
       "debitsOverdraft",
       "debitsRejected",
-      "rightsRequests",
-      "proactiveRequests",
+      "debitsWaited",
+      "debitsApprovedAfterWait",
+      "debitsAbandoned",
+      "bulkShortfalls",
+      "backgroundAsks",
+      "asksSent",
+      "asksGranted",
+      "asksRefused",
+      "asksExpired",
       "rightsGifts",
-      "expiredRequests",
-      "rateLimited",
+      "donationsFailed",
       "crashes",
       "lostUnflushed",
       "partitions",
@@ -74,29 +81,49 @@ describe("simulation - three replicas, faulty network, crashes", function () {
     expect(reports.some((r) => r.stats.maxOverspend > 0n), "some overdraft was used").to.equal(true);
   });
 
-  it("is deterministic: a seed replays to the same run", () => {
+  it("is deterministic: a seed replays to the same run and trace", async () => {
     for (const seed of [7, 99, 1234]) {
-      expect(simulate(seed)).to.deep.equal(simulate(seed));
+      const first: string[] = [];
+      const second: string[] = [];
+      const a = await simulate(seed, { trace: (line) => first.push(line) });
+      const b = await simulate(seed, { trace: (line) => second.push(line) });
+      expect(a).to.deep.equal(b);
+      expect(first).to.deep.equal(second);
     }
   });
 
-  it("asking peers for rights cuts false rejections", () => {
+  it("every event's promise chains settle within the drain (a much deeper drain runs the same)", async () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const deep: string[] = [];
+      const usual: string[] = [];
+      const a = await simulate(seed, { drainTurns: 200, trace: (line) => deep.push(line) });
+      const b = await simulate(seed, { trace: (line) => usual.push(line) });
+      expect(b, `seed ${seed}`).to.deep.equal(a);
+      expect(usual, `seed ${seed}`).to.deep.equal(deep);
+    }
+  });
+
+  it("asking peers for rights cuts false rejections", async () => {
     const seeds = Array.from({ length: 200 }, (_, k) => k + 1);
-    const withRebalance = seeds.map((seed) => simulate(seed));
-    const without = seeds.map((seed) => simulate(seed, { rebalance: false }));
+    const withRebalance: SimulationReport[] = [];
+    const without: SimulationReport[] = [];
+    for (const seed of seeds) {
+      withRebalance.push(await simulate(seed));
+      without.push(await simulate(seed, { rebalance: false }));
+    }
     const falseWith = total(withRebalance, "falseRejections");
     const falseWithout = total(without, "falseRejections");
     expect(falseWith, `${falseWith} with rebalancing vs ${falseWithout} without`).to.be.lessThan(falseWithout * 0.6);
   });
 
   /** The first violation among the first `seeds` seeds with a deliberate bug switched on. */
-  function firstViolation(
+  async function firstViolation(
     bug: "forgetOwnRowOnCrash" | "giftBeforeDurable",
     seeds: number,
-  ): SimulationViolation | undefined {
+  ): Promise<SimulationViolation | undefined> {
     for (let seed = 1; seed <= seeds; seed++) {
       try {
-        runSimulation({ seed, [bug]: true });
+        await runSimulation({ seed, [bug]: true });
       } catch (e) {
         if (!(e instanceof SimulationViolation)) throw e;
         return e;
@@ -105,11 +132,11 @@ describe("simulation - three replicas, faulty network, crashes", function () {
     return undefined;
   }
 
-  it("catches a replica that forgets its own slot on restart (checker self-test)", () => {
-    expect(firstViolation("forgetOwnRowOnCrash", 300)?.detail).to.match(/durable (grants|debits)|holds/);
+  it("catches a replica that forgets its own slot on restart (checker self-test)", async () => {
+    expect((await firstViolation("forgetOwnRowOnCrash", 300))?.detail).to.match(/durable (grants|debits)|holds/);
   });
 
-  it("catches a donor that sends rights before they are durable (checker self-test)", () => {
-    expect(firstViolation("giftBeforeDurable", 300)?.detail, "no seed caught it").to.be.a("string");
+  it("catches a donor that replies before its transfer is durable (checker self-test)", async () => {
+    expect((await firstViolation("giftBeforeDurable", 300))?.detail, "no seed caught it").to.be.a("string");
   });
 });

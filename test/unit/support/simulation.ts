@@ -1,32 +1,47 @@
-// A deterministic, seeded simulation of three ReplicaState replicas over a faulty
-// network (loss, duplication, reordering, delay, partitions) with crashes that
-// rebuild a replica from its own durable log only. Replicas spend and top up at
-// random and use rebalance.ts to ask peers for rights. After every step the escrow
-// invariants are checked; at the end the network heals and every replica must
-// converge. Everything is driven by one seed, so any failure replays exactly.
+// A deterministic, seeded simulation of three replicas over a faulty network
+// (loss, duplication, reordering, delay, partitions) with crashes that rebuild a
+// replica from its own durable log only. Each replica runs the production write
+// rules (WritePath) and the production RightsBroker and RightsPolicy, wired to an
+// in-memory RightsTransport over the simulated network, a BrokerClock driven by
+// simulated time and a host whose commit is the simulated group commit. After
+// every step the escrow invariants are checked; at the end the network heals and
+// every replica must converge. Everything is driven by one seed, so any failure
+// replays exactly.
+//
+// The broker is promise-based. Nothing here uses real timers or I/O: the only
+// asynchrony is microtasks, which run in a fixed order, and after every event
+// that may resolve a promise the run drains them (`settle`) before it goes on.
 
 import { Mode, type PolicyWrite } from "../../../src/core/policy";
-import {
-  chooseDonors,
-  DemandTracker,
-  DonorRateLimiter,
-  donorGrant,
-  proactiveNeed,
-  richestPeer,
-} from "../../../src/core/rebalance";
 import { ReplicaSet } from "../../../src/core/replica-set";
 import { DebitOutcome, ReplicaState, type SlotChange } from "../../../src/core/replica-state";
+import type { DurableWrite } from "../../../src/core/durable-write";
+import type { RightsAsk, RightsGift, RightsTransport } from "../../../src/core/rights-messages";
+import { debitFingerprint, WritePath, type DebitItem, type DebitStep } from "../../../src/core/write-path";
+import { BalanceWatchHub } from "../../../src/node/balance-watch";
+import { RightsBroker, type BrokerClock, type RightsEvents, type RightsHost } from "../../../src/node/rights-broker";
 import { Prng } from "./prng";
 
 export interface SimulationOptions {
   readonly seed: number;
   readonly steps?: number;
   readonly accounts?: number;
-  /** False disables rights requests (a baseline for measuring false rejections). */
+  /** False: no broker; a short debit is decided at once (a baseline for measuring false rejections). */
   readonly rebalance?: boolean;
+  /** Microtask turns drained after each event (the default is ample; tests compare against a deeper drain). */
+  readonly drainTurns?: number;
+  /**
+   * Fail when a replica's own view shows a STRICT account below zero (its view is
+   * not causally closed). Off by default: replication ships each writer's own row
+   * only, so a view can hold a debit without the grant that funded it; such views
+   * are counted in `causalGaps`.
+   */
+  readonly requireCausalViews?: boolean;
+  /** Spread every grant's rights over the regions (NodeConfig.spreadGrants); off by default, see WritePath.grant. */
+  readonly spreadGrants?: boolean;
   /** Deliberate bug for self-tests of the checker: a crashed replica comes back with an empty own row. */
   readonly forgetOwnRowOnCrash?: boolean;
-  /** Deliberate bug for self-tests of the checker: a donor sends a gift before it is durable. */
+  /** Deliberate bug for self-tests of the checker: the host's commit resolves before the change is durable. */
   readonly giftBeforeDurable?: boolean;
   readonly trace?: (line: string) => void;
 }
@@ -38,14 +53,29 @@ export interface SimulationStats {
   debitsRejected: number;
   /** Rejected (STRICT) while the fully merged balance could have covered the debit. */
   falseRejections: number;
-  rightsRequests: number;
-  proactiveRequests: number;
+  /** Client debits that waited for rights (RightsBroker.acquire). */
+  debitsWaited: number;
+  /** Debits that got their rights while waiting and were approved. */
+  debitsApprovedAfterWait: number;
+  /** Client calls cut short by a crash of their replica (never acknowledged). */
+  debitsAbandoned: number;
+  /** Bulk-path debits refused without waiting (RightsBroker.afterShortfall). */
+  bulkShortfalls: number;
+  /** Asks the broker started ahead of need (after a local debit or a bulk refusal). */
+  backgroundAsks: number;
+  /** RightsTransport.ask calls (one per donor asked). */
+  asksSent: number;
+  asksGranted: number;
+  asksRefused: number;
+  asksExpired: number;
   rightsGifts: number;
-  expiredRequests: number;
-  rateLimited: number;
+  /** A donor's commit failed (it crashed before the gift was durable): nothing was given. */
+  donationsFailed: number;
   crashes: number;
   lostUnflushed: number;
   partitions: number;
+  /** Checks (replica, STRICT account, step) where the replica's own view showed a balance below zero. */
+  causalGaps: number;
   messagesSent: number;
   messagesLost: number;
   messagesDuplicated: number;
@@ -60,7 +90,7 @@ export interface SimulationReport {
   readonly balances: readonly bigint[];
 }
 
-/** An invariant broke; `step` is -1 for the final convergence phase. */
+/** An invariant broke; `step` is -1 for the final phase. */
 export class SimulationViolation extends Error {
   override readonly name = "SimulationViolation";
   constructor(
@@ -75,14 +105,21 @@ export class SimulationViolation extends Error {
 const NAMES = ["r0", "r1", "r2"];
 const N = NAMES.length;
 const COLUMNS = N + 1;
-const REQUEST_TTL_MS = 25;
 /** How long a debit may wait for rights before it is rejected or overdraws. */
 const DEBIT_WAIT_MS = 40;
+/** How long a background ask may take (TallyNode passes maxRightsWaitMs). */
+const BACKGROUND_ASK_MS = 40;
+/** The pause after a round that brought nothing (TallyNode.decideDebit: at most 5 ms). */
+const STALL_PAUSE_MS = 5;
+/** Microtask turns per drain: twice the longest chain one event starts (6 turns, measured; see the drain test). */
+const DEFAULT_DRAIN_TURNS = 12;
+/** Simulated time the final phase gives waiting debits, asks and donations to finish. */
+const QUIESCE_MS = 400;
 
 type Payload =
   | { readonly kind: "row"; readonly changes: readonly SlotChange[] }
-  | { readonly kind: "ask"; readonly accountId: string; readonly amount: bigint; readonly expiresAtMs: number }
-  | { readonly kind: "gift"; readonly accountId: string; readonly changes: readonly SlotChange[] };
+  | { readonly kind: "ask"; readonly id: number; readonly life: number; readonly ask: RightsAsk }
+  | { readonly kind: "reply"; readonly id: number; readonly life: number; readonly gift: RightsGift };
 
 interface Message {
   readonly from: number;
@@ -97,15 +134,37 @@ interface PendingAck {
   readonly amount: bigint;
 }
 
-interface WaitingDebit {
-  readonly account: number;
-  readonly amount: bigint;
-  readonly deadlineMs: number;
+interface Timer {
+  readonly dueMs: number;
+  readonly life: Process;
+  readonly fire: () => void;
+  cancelled: boolean;
+}
+
+/** One run of a replica's process, from start to crash: everything here dies with it. */
+interface Process {
+  readonly id: number;
+  alive: boolean;
+  readonly state: ReplicaState;
+  readonly writes: WritePath;
+  readonly watches: BalanceWatchHub;
+  /** The broker's ask handler while it serves. */
+  serve: ((ask: RightsAsk) => Promise<RightsGift>) | undefined;
+  /** Asks this process sent that still wait for a reply, by ask id. */
+  readonly inbox: Map<number, (gift: RightsGift) => void>;
+  /** Host commits waiting for the next group commit. */
+  commits: Array<{ resolve: () => void; reject: (error: Error) => void }>;
+  /** Client debits in progress (waiting for rights). */
+  waiting: number;
+}
+
+interface Life extends Process {
+  readonly broker: RightsBroker;
 }
 
 interface SimNode {
   readonly index: number;
-  state: ReplicaState;
+  life: Life;
   /** The durable log: every change this replica published, in order. */
   log: SlotChange[];
   /** The durable value of every own slot: durable[account][column]. */
@@ -115,12 +174,6 @@ interface SimNode {
   /** Applied in memory, not yet durable (group commit window). */
   pending: SlotChange[];
   pendingAcks: PendingAck[];
-  /** Debits waiting for rights (the client is still blocked on them). */
-  waiting: WaitingDebit[];
-  limiter: DonorRateLimiter;
-  demand: DemandTracker;
-  /** Outstanding rights request per account: its expiry. */
-  asked: Map<string, number>;
   downUntilStep: number;
 }
 
@@ -129,29 +182,48 @@ class Simulation {
   private readonly replicaSet = new ReplicaSet(NAMES);
   private readonly accountIds: string[];
   private readonly policies: PolicyWrite[];
+  private readonly spreadGrants: boolean;
   private readonly nodes: SimNode[];
   private readonly network: Message[] = [];
   private readonly cut = new Set<string>();
+  private timers: Timer[] = [];
   /** Acknowledged (durable) client operations: acked[node][account]. */
   private readonly ackedGrants: bigint[][];
   private readonly ackedDebits: bigint[][];
   private readonly rebalance: boolean;
+  private readonly drainTurns: number;
   private nowMs = 0;
   private step = 0;
+  private lives = 0;
+  private asks = 0;
+  private requests = 0;
+  /** Faults are off in the final phase. */
+  private reliable = false;
+  /** Something may have resolved a promise since the last drain. */
+  private touched = false;
+  /** The first error thrown inside a promise chain (a violation found there, or a bug). */
+  private asyncError: Error | undefined;
   readonly stats: SimulationStats = {
     grants: 0,
     debitsApproved: 0,
     debitsOverdraft: 0,
     debitsRejected: 0,
     falseRejections: 0,
-    rightsRequests: 0,
-    proactiveRequests: 0,
+    debitsWaited: 0,
+    debitsApprovedAfterWait: 0,
+    debitsAbandoned: 0,
+    bulkShortfalls: 0,
+    backgroundAsks: 0,
+    asksSent: 0,
+    asksGranted: 0,
+    asksRefused: 0,
+    asksExpired: 0,
     rightsGifts: 0,
-    expiredRequests: 0,
-    rateLimited: 0,
+    donationsFailed: 0,
     crashes: 0,
     lostUnflushed: 0,
     partitions: 0,
+    causalGaps: 0,
     messagesSent: 0,
     messagesLost: 0,
     messagesDuplicated: 0,
@@ -162,6 +234,7 @@ class Simulation {
   constructor(private readonly options: SimulationOptions) {
     this.prng = new Prng(options.seed);
     this.rebalance = options.rebalance ?? true;
+    this.drainTurns = options.drainTurns ?? DEFAULT_DRAIN_TURNS;
     const accounts = options.accounts ?? 3;
     this.accountIds = Array.from({ length: accounts }, (_, k) => `acct-${k}`);
     // Each account is STRICT or OVERDRAFT(1..30), written once before the run.
@@ -171,51 +244,188 @@ class Simulation {
       const overdraftLimit = overdraft ? this.prng.bigint(1n, 30n) : 0n;
       return { mode, overdraftLimit, lowWaterMark: 0n, writtenAtMs: 0, logical: 0, replica: "r0" };
     });
+    this.spreadGrants = options.spreadGrants ?? false;
     this.ackedGrants = NAMES.map(() => this.accountIds.map(() => 0n));
     this.ackedDebits = NAMES.map(() => this.accountIds.map(() => 0n));
-    this.nodes = NAMES.map((_, index) => ({
-      index,
-      state: this.freshState(index),
-      log: [],
-      durable: this.zeroRows(),
-      memory: this.zeroRows(),
-      pending: [],
-      pendingAcks: [],
-      waiting: [],
-      limiter: this.freshLimiter(),
-      demand: this.freshDemand(),
-      asked: new Map(),
-      downUntilStep: -1,
-    }));
+    this.nodes = [];
+    for (let index = 0; index < N; index++) {
+      this.nodes.push({
+        index,
+        life: this.startLife(index, this.freshState(index)),
+        log: [],
+        durable: this.zeroRows(),
+        memory: this.zeroRows(),
+        pending: [],
+        pendingAcks: [],
+        downUntilStep: -1,
+      });
+    }
   }
 
-  run(): SimulationReport {
+  async run(): Promise<SimulationReport> {
     const steps = this.options.steps ?? 250;
     for (this.step = 0; this.step < steps; this.step++) {
       this.nowMs += this.prng.int(1, 3);
-      this.weather();
-      this.deliverDue();
+      await this.weather();
+      this.fireTimers();
+      await this.settle();
+      await this.deliverDue();
       for (const node of this.nodes) {
         if (!this.isUp(node)) continue;
-        this.retryWaiting(node);
         this.clientWork(node);
-        if (node.pending.length > 0 && this.prng.chance(0.6)) this.flush(node);
+        await this.settle();
+        if (node.pending.length > 0 && this.prng.chance(0.6)) {
+          this.flush(node);
+          await this.settle();
+        }
         if (this.prng.chance(0.05)) this.antiEntropy(node, this.prng.int(0, N - 1));
       }
       this.checkInvariants();
     }
     this.step = -1;
-    this.healAndConverge();
+    await this.healAndConverge();
     return {
       seed: this.options.seed,
       stats: this.stats,
-      balances: this.accountIds.map((id) => this.nodeAt(0).state.balance(id)),
+      balances: this.accountIds.map((id) => this.nodeAt(0).life.state.balance(id)),
+    };
+  }
+
+  // ---- driving the promises ----------------------------------------------------
+
+  /**
+   * Runs every microtask the last events queued: a fixed number of turns, so the
+   * run is the same for a seed whatever else the process does. Rethrows an error
+   * raised inside a promise chain (a violation found there).
+   */
+  private async settle(): Promise<void> {
+    while (this.touched) {
+      this.touched = false;
+      for (let turn = 0; turn < this.drainTurns; turn++) await Promise.resolve();
+    }
+    if (this.asyncError !== undefined) throw this.asyncError;
+  }
+
+  /** Runs a promise chain started by the simulation; an error in it ends the run at the next drain. */
+  private spawn(work: Promise<void>): void {
+    this.touched = true;
+    work.catch((error: unknown) => {
+      this.asyncError ??= error instanceof Error ? error : new Error(String(error));
+    });
+  }
+
+  private clockFor(life: Process): BrokerClock {
+    return {
+      now: () => this.nowMs,
+      wait: (ms) => {
+        let fire: () => void = () => undefined;
+        const done = new Promise<void>((resolve) => (fire = resolve));
+        const timer: Timer = { dueMs: this.nowMs + Math.max(0, ms), life, fire, cancelled: false };
+        this.timers.push(timer);
+        return { done, cancel: () => void (timer.cancelled = true) };
+      },
+    };
+  }
+
+  /** Resolves every live timer the clock has passed, earliest first (creation order breaks ties). */
+  private fireTimers(): void {
+    const due: Timer[] = [];
+    const later: Timer[] = [];
+    for (const timer of this.timers) {
+      if (timer.cancelled || !timer.life.alive) continue;
+      (timer.dueMs <= this.nowMs ? due : later).push(timer);
+    }
+    this.timers = later;
+    due.sort((a, b) => a.dueMs - b.dueMs);
+    for (const timer of due) timer.fire();
+    if (due.length > 0) this.touched = true;
+  }
+
+  // ---- a replica's process -------------------------------------------------------
+
+  /** A process of replica `index` over `state`, with its own broker (started unless rebalancing is off). */
+  private startLife(index: number, state: ReplicaState): Life {
+    const watches = new BalanceWatchHub();
+    const process: Process = {
+      id: ++this.lives,
+      alive: true,
+      state,
+      writes: new WritePath(state),
+      watches,
+      serve: undefined,
+      inbox: new Map(),
+      commits: [],
+      waiting: 0,
+    };
+    const host: RightsHost = {
+      region: this.replicaSet.nameOf(index),
+      state,
+      watches,
+      get writable() {
+        return process.alive;
+      },
+      commit: (write) => this.commit(this.nodeAt(index), process, write),
+    };
+    const events: RightsEvents = {
+      asked: (result) => {
+        if (result === "granted") this.stats.asksGranted++;
+        else if (result === "refused") this.stats.asksRefused++;
+        else this.stats.asksExpired++;
+      },
+      transferred: (direction, amount) => {
+        if (direction === "out") this.stats.rightsGifts++;
+        this.trace(`r${index} ${direction === "out" ? "gave" : "received"} ${amount} rights`);
+      },
+      donationFailed: (error) => {
+        this.stats.donationsFailed++;
+        this.trace(`r${index} donation failed: ${String(error)}`);
+      },
+    };
+    const broker = new RightsBroker(host, this.transportFor(index, process), events, this.clockFor(process), BACKGROUND_ASK_MS);
+    if (this.rebalance) broker.start();
+    return Object.assign(process, { broker });
+  }
+
+  /** The host's commit: the write joins the group commit and resolves when it is durable. */
+  private commit(node: SimNode, life: Process, write: DurableWrite): Promise<void> {
+    if (!life.alive || node.life !== life) return Promise.reject(new Error(`r${node.index} is down`));
+    this.writeOwn(node, write.slots);
+    // The deliberate bug: the donor replies before its transfer is durable.
+    if (this.options.giftBeforeDurable === true) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => life.commits.push({ resolve, reject }));
+  }
+
+  /** Request/reply over the simulated network, like NATS: the first reply wins; none within the timeout is undefined. */
+  private transportFor(index: number, life: Process): RightsTransport {
+    return {
+      ask: (donor, ask, timeoutMs) => {
+        const id = ++this.asks;
+        this.stats.asksSent++;
+        this.trace(`r${index} asks ${donor} for ${ask.deficit} of ${ask.accountId}`);
+        return new Promise<RightsGift | undefined>((resolve) => {
+          const timeout = this.clockFor(life).wait(timeoutMs);
+          const finish = (gift: RightsGift | undefined): void => {
+            if (!life.inbox.delete(id)) return;
+            timeout.cancel();
+            resolve(gift);
+          };
+          life.inbox.set(id, finish);
+          void timeout.done.then(() => finish(undefined));
+          this.send(index, NAMES.indexOf(donor), { kind: "ask", id, life: life.id, ask });
+        });
+      },
+      serve: (donate) => {
+        life.serve = donate;
+        return () => {
+          if (life.serve === donate) life.serve = undefined;
+        };
+      },
     };
   }
 
   // ---- faults ----------------------------------------------------------------
 
-  private weather(): void {
+  private async weather(): Promise<void> {
     if (this.prng.chance(0.02)) {
       this.cut.clear();
       if (this.prng.chance(0.5)) {
@@ -235,7 +445,10 @@ class Simulation {
     }
     if (this.prng.chance(0.006)) {
       const node = this.nodeAt(this.prng.int(0, N - 1));
-      if (this.isUp(node)) this.crash(node);
+      if (this.isUp(node)) {
+        this.crash(node);
+        await this.settle();
+      }
     }
     for (const node of this.nodes) {
       if (node.downUntilStep >= 0 && this.step >= node.downUntilStep) this.restart(node);
@@ -250,17 +463,26 @@ class Simulation {
     return !this.cut.has(`${Math.min(a, b)}-${Math.max(a, b)}`);
   }
 
+  /** The process dies: undurable changes, waiting calls, asks in flight and timers are gone. */
   private crash(node: SimNode): void {
     this.stats.crashes++;
     this.stats.lostUnflushed += node.pending.length;
     node.pending = [];
     node.pendingAcks = [];
-    node.waiting = [];
+    const life = node.life;
+    life.alive = false;
+    life.broker.stop();
+    life.inbox.clear();
+    for (const waiter of life.commits) waiter.reject(new Error(`r${node.index} crashed before the commit was durable`));
+    life.commits = [];
+    // Wakes the debits waiting for rights; they find the process dead and end unanswered.
+    life.watches.closeAll();
+    this.touched = true;
     node.downUntilStep = this.step + this.prng.int(2, 30);
     this.trace(`crash r${node.index} (down until step ${node.downUntilStep})`);
   }
 
-  /** Rebuilds the replica from its own durable log only: peer rows, caches and limiters are gone. */
+  /** Rebuilds the replica from its own durable log only: peer rows, demand and limiters are gone. */
   private restart(node: SimNode): void {
     node.downUntilStep = -1;
     if (this.options.forgetOwnRowOnCrash === true) {
@@ -268,11 +490,9 @@ class Simulation {
       node.durable = this.zeroRows();
     }
     node.memory = node.durable.map((row) => [...row]);
-    node.state = this.freshState(node.index);
-    for (const change of node.log) node.state.merge(change.accountId, change.writer, change.column, change.value);
-    node.limiter = this.freshLimiter();
-    node.demand = this.freshDemand();
-    node.asked.clear();
+    const state = this.freshState(node.index);
+    for (const change of node.log) state.merge(change.accountId, change.writer, change.column, change.value);
+    node.life = this.startLife(node.index, state);
     this.trace(`restart r${node.index} from ${node.log.length} logged changes`);
   }
 
@@ -283,13 +503,13 @@ class Simulation {
   // ---- network ---------------------------------------------------------------
 
   private send(from: number, to: number, payload: Payload): void {
-    if (from === to) return;
+    if (from === to || to < 0) return;
     this.stats.messagesSent++;
-    if (!this.connected(from, to) || this.prng.chance(0.1)) {
+    if (!this.reliable && (!this.connected(from, to) || this.prng.chance(0.1))) {
       this.stats.messagesLost++;
       return;
     }
-    const copies = this.prng.chance(0.05) ? 2 : 1;
+    const copies = !this.reliable && this.prng.chance(0.05) ? 2 : 1;
     if (copies === 2) this.stats.messagesDuplicated++;
     for (let k = 0; k < copies; k++) {
       const delay = this.prng.chance(0.05) ? this.prng.int(30, 200) : this.prng.int(1, 20);
@@ -297,7 +517,7 @@ class Simulation {
     }
   }
 
-  private deliverDue(): void {
+  private async deliverDue(): Promise<void> {
     const due: Message[] = [];
     for (let k = this.network.length - 1; k >= 0; k--) {
       const message = this.network[k];
@@ -315,78 +535,53 @@ class Simulation {
       }
       this.stats.messagesDelivered++;
       this.receive(node, message);
+      await this.settle();
     }
   }
 
   private receive(node: SimNode, message: Message): void {
     const payload = message.payload;
+    const life = node.life;
     switch (payload.kind) {
       case "row":
         this.mergeRow(node, payload.changes);
         break;
-      case "gift":
-        this.mergeRow(node, payload.changes);
-        node.asked.delete(payload.accountId);
+      case "ask": {
+        const serve = life.serve;
+        if (serve === undefined) return;
+        this.touched = true;
+        // Like the NATS transport: answer when the donation settles, if this process still lives.
+        serve(payload.ask).then(
+          (gift) => {
+            if (life.alive) this.send(node.index, message.from, { kind: "reply", id: payload.id, life: payload.life, gift });
+          },
+          () => undefined,
+        );
         break;
-      case "ask":
-        this.answerAsk(node, message.from, payload.accountId, payload.amount, payload.expiresAtMs);
+      }
+      case "reply": {
+        // A reply to an earlier process (before a crash) finds no inbox.
+        if (payload.life !== life.id) return;
+        const finish = life.inbox.get(payload.id);
+        if (finish === undefined) return;
+        this.touched = true;
+        finish(payload.gift);
         break;
-    }
-  }
-
-  private mergeRow(node: SimNode, changes: readonly SlotChange[]): void {
-    for (const c of changes) {
-      const before = node.state.slot(c.accountId, c.writer, c.column);
-      node.state.merge(c.accountId, c.writer, c.column, c.value);
-      // Peer spending seen through its debit counter feeds the demand estimate.
-      if (c.column === N && c.writer !== node.index && c.value > before) {
-        node.demand.record(c.accountId, c.writer, c.value - before, this.nowMs);
       }
     }
   }
 
-  // ---- rights requests ---------------------------------------------------------
-
-  private ask(node: SimNode, accountId: string, amount: bigint, proactive: boolean): void {
-    if (!this.rebalance || amount <= 0n) return;
-    const expires = node.asked.get(accountId);
-    if (expires !== undefined && expires > this.nowMs) return;
-    const seen = NAMES.map((_, i) => node.state.rights(accountId, i));
-    // Proactive requests go to the richest peer (PotionDB); a waiting debit asks as
-    // many peers as its deficit needs, or a random one when it sees no rights anywhere.
-    const richest = richestPeer(seen, node.index);
-    let donors = proactive ? (richest === undefined ? [] : [richest]) : chooseDonors(seen, node.index, amount);
-    if (donors.length === 0) donors = [(node.index + this.prng.int(1, N - 1)) % N];
-    const expiresAtMs = this.nowMs + REQUEST_TTL_MS;
-    node.asked.set(accountId, expiresAtMs);
-    if (proactive) this.stats.proactiveRequests++;
-    else this.stats.rightsRequests++;
-    for (const donor of donors) {
-      this.trace(`r${node.index} asks r${donor} for ${amount} of ${accountId}${proactive ? " (proactive)" : ""}`);
-      this.send(node.index, donor, { kind: "ask", accountId, amount, expiresAtMs });
+  /** As TallyNode.applyDelta: merge, feed peer demand, wake the account's watchers. */
+  private mergeRow(node: SimNode, changes: readonly SlotChange[]): void {
+    const life = node.life;
+    const state = life.state;
+    for (const c of changes) {
+      const before = state.slot(c.accountId, c.writer, c.column);
+      if (!state.merge(c.accountId, c.writer, c.column, c.value)) continue;
+      if (c.column === N && c.writer !== node.index) life.broker.afterPeerDebit(c.accountId, c.writer, c.value - before, this.nowMs);
+      life.watches.notify(c.accountId);
+      if (life.waiting > 0) this.touched = true;
     }
-  }
-
-  private answerAsk(node: SimNode, requester: number, accountId: string, amount: bigint, expiresAtMs: number): void {
-    if (expiresAtMs < this.nowMs) {
-      this.stats.expiredRequests++;
-      return;
-    }
-    if (!node.limiter.allows(accountId, requester, this.nowMs)) {
-      this.stats.rateLimited++;
-      return;
-    }
-    const idle = node.demand.isIdle(accountId, node.index, this.nowMs);
-    const gift = donorGrant(node.state.rights(accountId), amount, idle);
-    if (gift <= 0n) return;
-    node.limiter.tryAcquire(accountId, requester, this.nowMs);
-    const changes = node.state.transfer(accountId, requester, gift);
-    this.writeOwn(node, changes);
-    // Durable before it leaves: the gift (and everything before it) is flushed first.
-    if (this.options.giftBeforeDurable !== true) this.flush(node);
-    this.stats.rightsGifts++;
-    this.trace(`r${node.index} gives ${gift} of ${accountId} to r${requester}${idle ? " (idle)" : ""}`);
-    this.send(node.index, requester, { kind: "gift", accountId, changes });
   }
 
   // ---- client work -------------------------------------------------------------
@@ -397,79 +592,106 @@ class Simulation {
     // (account index mod N), while grants land anywhere.
     const home = this.accountIds.map((_, account) => account).filter((account) => account % N === node.index);
     const account =
-      roll >= 0.1 && roll < 0.45 && home.length > 0 && this.prng.chance(0.7)
+      roll >= 0.1 && roll < 0.5 && home.length > 0 && this.prng.chance(0.7)
         ? this.prng.pick(home)
         : this.prng.int(0, this.accountIds.length - 1);
     const accountId = this.accountIdAt(account);
+    const life = node.life;
     if (roll < 0.1) {
       const amount = this.prng.bigint(1n, 50n);
-      const result = node.state.grant(accountId, amount);
-      this.writeOwn(node, result.changes);
+      const granted = life.writes.grant({ accountId, amount, requestId: this.requestId(node), nowMs: this.nowMs, spread: this.spreadGrants });
+      life.watches.notify(accountId);
+      this.writeOwn(node, granted.write.slots);
       node.pendingAcks.push({ kind: "grant", account, amount });
       this.stats.grants++;
     } else if (roll < 0.45) {
-      this.debit(node, account, this.prng.bigint(1n, 15n));
+      this.spawn(this.debit(node, account, this.prng.bigint(1n, 15n)));
     } else if (roll < 0.5) {
-      const balance = node.state.balance(accountId);
-      const share = node.demand.share(accountId, node.index);
-      this.ask(node, accountId, proactiveNeed(node.state.rights(accountId), balance, N, share), true);
+      this.bulkDebit(node, account, this.prng.bigint(1n, 15n));
     }
   }
 
-  /** A new client debit: spend now, or ask for rights and wait up to DEBIT_WAIT_MS. */
-  private debit(node: SimNode, account: number, amount: bigint): void {
+  /** A client Debit, as TallyNode.decideDebit: spend now, or ask and wait up to DEBIT_WAIT_MS. */
+  private async debit(node: SimNode, account: number, amount: bigint): Promise<void> {
+    const life = node.life;
+    const { state, writes, broker } = life;
     const accountId = this.accountIdAt(account);
-    const result = node.state.debit(accountId, amount, false);
-    if (result.answer.outcome !== DebitOutcome.InsufficientCredit) {
-      this.approved(node, account, amount, result.answer.outcome, result.changes);
+    const item: DebitItem = { accountId, amount, requestId: this.requestId(node) };
+    const fingerprint = debitFingerprint(accountId, amount);
+    let step: DebitStep = writes.debit({ item, fingerprint, nowMs: this.nowMs, final: !this.rebalance });
+    if (step.kind === "short") {
+      const deadline = this.nowMs + DEBIT_WAIT_MS;
+      this.stats.debitsWaited++;
+      life.waiting++;
+      try {
+        while (step.kind === "short") {
+          const before = state.rights(accountId);
+          await broker.acquire(accountId, amount - before, deadline);
+          if (!life.alive) return this.abandon(node, accountId);
+          const stalled = state.rights(accountId) <= before;
+          // Nothing came and the balance known here cannot cover it: refuse now.
+          const hopeless = stalled && state.balance(accountId) < amount;
+          step = writes.debit({ item, fingerprint, nowMs: this.nowMs, final: this.nowMs >= deadline || hopeless });
+          if (step.kind === "short" && stalled) {
+            await this.clockFor(life).wait(Math.max(0, Math.min(STALL_PAUSE_MS, deadline - this.nowMs))).done;
+            if (!life.alive) return this.abandon(node, accountId);
+          }
+        }
+      } finally {
+        life.waiting--;
+      }
+      if (step.answer.outcome !== DebitOutcome.InsufficientCredit) this.stats.debitsApprovedAfterWait++;
+    }
+    this.decided(node, account, amount, step);
+  }
+
+  /** A DebitBatch item: decided at once; a refusal asks in the background for the next one. */
+  private bulkDebit(node: SimNode, account: number, amount: bigint): void {
+    const life = node.life;
+    const accountId = this.accountIdAt(account);
+    const item: DebitItem = { accountId, amount, requestId: this.requestId(node) };
+    const step = life.writes.debit({ item, fingerprint: debitFingerprint(accountId, amount), nowMs: this.nowMs, final: true });
+    if (step.kind !== "decided") throw new Error("a final debit step is always decided");
+    this.decided(node, account, amount, step);
+    if (step.write === undefined && this.rebalance) {
+      this.stats.bulkShortfalls++;
+      this.background(life, () => life.broker.afterShortfall(accountId, amount));
+    }
+  }
+
+  private abandon(node: SimNode, accountId: string): void {
+    this.stats.debitsAbandoned++;
+    this.trace(`r${node.index}: a debit on ${accountId} ended with its process`);
+  }
+
+  /** As TallyNode.account, then the write joins the group commit (acknowledged when durable). */
+  private decided(node: SimNode, account: number, amount: bigint, step: Extract<DebitStep, { kind: "decided" }>): void {
+    const life = node.life;
+    const accountId = this.accountIdAt(account);
+    if (step.answer.outcome === DebitOutcome.InsufficientCredit) {
+      this.trace(`r${node.index} rejects a debit of ${amount} on ${accountId}`);
+      this.stats.debitsRejected++;
+      if (this.mergedBalance(account, "memory") >= amount) this.stats.falseRejections++;
       return;
     }
-    node.waiting.push({ account, amount, deadlineMs: this.nowMs + DEBIT_WAIT_MS });
-    // Batch the deficit of every debit waiting on this account into one request.
-    let wanted = 0n;
-    for (const wait of node.waiting) if (wait.account === account) wanted += wait.amount;
-    const rights = node.state.rights(accountId);
-    this.ask(node, accountId, wanted - (rights > 0n ? rights : 0n), false);
-  }
-
-  /** Retries waiting debits; at the deadline STRICT rejects and OVERDRAFT may spend beyond rights. */
-  private retryWaiting(node: SimNode): void {
-    const still: WaitingDebit[] = [];
-    for (const wait of node.waiting) {
-      const accountId = this.accountIdAt(wait.account);
-      const expired = wait.deadlineMs <= this.nowMs;
-      const overdraft = expired && this.policyOf(wait.account).mode === Mode.Overdraft;
-      const result = node.state.debit(accountId, wait.amount, overdraft);
-      if (result.answer.outcome !== DebitOutcome.InsufficientCredit) {
-        this.approved(node, wait.account, wait.amount, result.answer.outcome, result.changes);
-      } else if (!expired) {
-        still.push(wait);
-      } else {
-        this.trace(`r${node.index} rejects a debit of ${wait.amount} on ${accountId} after waiting`);
-        this.stats.debitsRejected++;
-        if (this.mergedBalance(wait.account, "memory") >= wait.amount) this.stats.falseRejections++;
-      }
-    }
-    node.waiting = still;
-  }
-
-  private approved(
-    node: SimNode,
-    account: number,
-    amount: bigint,
-    outcome: DebitOutcome,
-    changes: readonly SlotChange[],
-  ): void {
-    const accountId = this.accountIdAt(account);
-    node.demand.record(accountId, node.index, amount, this.nowMs);
-    // Ask before running dry, so that a steady workload rarely waits.
-    const share = node.demand.share(accountId, node.index);
-    const need = proactiveNeed(node.state.rights(accountId), node.state.balance(accountId), N, share);
-    this.ask(node, accountId, need, true);
-    this.writeOwn(node, changes);
-    node.pendingAcks.push({ kind: "debit", account, amount });
-    if (outcome === DebitOutcome.ApprovedWithOverdraft) this.stats.debitsOverdraft++;
+    if (step.answer.outcome === DebitOutcome.ApprovedWithOverdraft) this.stats.debitsOverdraft++;
     else this.stats.debitsApproved++;
+    if (this.rebalance) this.background(life, () => life.broker.afterLocalDebit(accountId, amount, this.nowMs));
+    life.watches.notify(accountId);
+    if (step.write !== undefined) {
+      this.writeOwn(node, step.write.slots);
+      node.pendingAcks.push({ kind: "debit", account, amount });
+    }
+  }
+
+  /** Runs a broker call that may start an ask ahead of need, and counts it if it did. */
+  private background(life: Life, call: () => void): void {
+    const before = life.broker.asksInFlight;
+    call();
+    if (life.broker.asksInFlight > before) {
+      this.stats.backgroundAsks++;
+      this.touched = true;
+    }
   }
 
   private writeOwn(node: SimNode, changes: readonly SlotChange[]): void {
@@ -482,7 +704,6 @@ class Simulation {
 
   /** Group commit: append every pending change to the durable log, then acknowledge and publish. */
   private flush(node: SimNode): void {
-    if (node.pending.length === 0) return;
     const changes = node.pending;
     node.pending = [];
     for (const c of changes) {
@@ -496,7 +717,11 @@ class Simulation {
       row[ack.account] = (row[ack.account] ?? 0n) + ack.amount;
     }
     node.pendingAcks = [];
-    for (let to = 0; to < N; to++) this.send(node.index, to, { kind: "row", changes });
+    if (changes.length > 0) for (let to = 0; to < N; to++) this.send(node.index, to, { kind: "row", changes });
+    const commits = node.life.commits;
+    node.life.commits = [];
+    for (const waiter of commits) waiter.resolve();
+    if (commits.length > 0) this.touched = true;
   }
 
   /** Re-sends this replica's whole durable row (never undurable values). */
@@ -559,6 +784,19 @@ class Simulation {
           this.fail(`${accountId}: overspend ${overspend} exceeds ${bound} (${Mode[policy.mode]}, ${source} merge)`);
         }
       }
+      // Causal closure: a replica's own merged view never shows a STRICT account below zero.
+      if (policy.mode === Mode.Strict) {
+        for (const node of this.nodes) {
+          if (!this.isUp(node)) continue;
+          const seen = node.life.state.balance(accountId);
+          if (seen >= 0n) continue;
+          this.stats.causalGaps++;
+          if (this.options.requireCausalViews === true) {
+            const view = node.life.state.exportAccount(accountId).join(",");
+            this.fail(`${accountId}: r${node.index} sees a STRICT balance of ${seen} (view not causally closed: [${view}])`);
+          }
+        }
+      }
       // What clients were told must be what the durable rows say: no acknowledged change lost.
       let ackedBalance = 0n;
       for (const node of this.nodes) {
@@ -585,11 +823,12 @@ class Simulation {
   private checkViews(): void {
     for (const node of this.nodes) {
       if (!this.isUp(node)) continue;
+      const state = node.life.state;
       for (const [account, accountId] of this.accountIds.entries()) {
         for (const peer of this.nodes) {
           const written = this.rowAt(this.isUp(peer) ? peer.memory : peer.durable, account);
           for (let column = 0; column < COLUMNS; column++) {
-            const seen = node.state.slot(accountId, peer.index, column);
+            const seen = state.slot(accountId, peer.index, column);
             const value = written[column] ?? 0n;
             if (peer === node ? seen !== value : seen > value) {
               this.fail(`r${node.index} holds ${accountId} slot (${peer.index},${column}) = ${seen}, written ${value}`);
@@ -602,16 +841,28 @@ class Simulation {
 
   // ---- final phase -----------------------------------------------------------------
 
-  private healAndConverge(): void {
+  /**
+   * Heals the network and restarts every replica, lets waiting debits, asks and
+   * donations finish over a reliable network, then runs a full anti-entropy round:
+   * every replica must hold the same state, and it must be what clients were told.
+   */
+  private async healAndConverge(): Promise<void> {
     this.cut.clear();
+    this.reliable = true;
     for (const node of this.nodes) if (!this.isUp(node)) this.restart(node);
-    for (const node of this.nodes) this.flush(node);
-    // Deliver everything still in flight (rights requests are abandoned), then a
-    // full anti-entropy round over a now reliable network, in random order.
-    const inFlight = this.prng.shuffle(this.network.splice(0));
-    for (const message of inFlight) {
-      if (message.payload.kind !== "ask") this.receive(this.nodeAt(message.to), message);
+    const end = this.nowMs + QUIESCE_MS;
+    while (this.nowMs < end && !this.quiet()) {
+      this.nowMs += 1;
+      this.fireTimers();
+      await this.settle();
+      await this.deliverDue();
+      for (const node of this.nodes) {
+        this.flush(node);
+        await this.settle();
+      }
+      this.checkInvariants();
     }
+    if (!this.quiet()) this.fail(`not quiet ${QUIESCE_MS} ms after healing`);
     const rounds: [SimNode, SimNode][] = [];
     for (const from of this.nodes) for (const to of this.nodes) if (from !== to) rounds.push([from, to]);
     for (const [from, to] of this.prng.shuffle(rounds)) {
@@ -623,25 +874,23 @@ class Simulation {
         this.mergeRow(to, changes);
       }
     }
+    await this.settle();
     this.checkInvariants();
     this.checkViews();
-    const first = this.nodeAt(0);
+    const first = this.nodeAt(0).life.state;
     for (const node of this.nodes) {
+      const state = node.life.state;
       for (const accountId of this.accountIds) {
         for (let writer = 0; writer < N; writer++) {
           for (let column = 0; column < COLUMNS; column++) {
-            const a = first.state.slot(accountId, writer, column);
-            const b = node.state.slot(accountId, writer, column);
-            if (a !== b) {
-              this.fail(`not converged: ${accountId} slot (${writer},${column}) r0=${a} r${node.index}=${b}`);
-            }
+            const a = first.slot(accountId, writer, column);
+            const b = state.slot(accountId, writer, column);
+            if (a !== b) this.fail(`not converged: ${accountId} slot (${writer},${column}) r0=${a} r${node.index}=${b}`);
           }
         }
       }
       for (let writer = 0; writer < N; writer++) {
-        if (node.state.rowDigest(writer) !== first.state.rowDigest(writer)) {
-          this.fail(`not converged: row ${writer} digest differs at r${node.index}`);
-        }
+        if (state.rowDigest(writer) !== first.rowDigest(writer)) this.fail(`not converged: row ${writer} digest differs at r${node.index}`);
       }
     }
     this.accountIds.forEach((accountId, account) => {
@@ -649,9 +898,18 @@ class Simulation {
       for (let i = 0; i < N; i++) {
         acked += (this.rowAt(this.ackedGrants, i)[account] ?? 0n) - (this.rowAt(this.ackedDebits, i)[account] ?? 0n);
       }
-      const balance = first.state.balance(accountId);
+      const balance = first.balance(accountId);
       if (balance !== acked) this.fail(`${accountId}: converged balance ${balance} != acknowledged ${acked}`);
     });
+  }
+
+  /** Nothing in flight: no message, no waiting debit, no ask, no commit, no live timer. */
+  private quiet(): boolean {
+    return (
+      this.network.length === 0 &&
+      this.timers.every((timer) => timer.cancelled || !timer.life.alive) &&
+      this.nodes.every((node) => node.pending.length === 0 && node.life.waiting === 0 && node.life.broker.asksInFlight === 0 && node.life.commits.length === 0)
+    );
   }
 
   // ---- plumbing ------------------------------------------------------------------
@@ -663,12 +921,8 @@ class Simulation {
     return state;
   }
 
-  private freshLimiter(): DonorRateLimiter {
-    return new DonorRateLimiter({ windowMs: 10, maxEntries: 64 });
-  }
-
-  private freshDemand(): DemandTracker {
-    return new DemandTracker({ replicaCount: N, halfLifeMs: 50, maxAccounts: 64, idleMs: 1000 });
+  private requestId(node: SimNode): string {
+    return `req-${node.index}-${++this.requests}`;
   }
 
   private zeroRows(): bigint[][] {
@@ -712,7 +966,7 @@ class Simulation {
   }
 }
 
-/** Runs one seeded simulation; throws SimulationViolation when an invariant breaks. */
-export function runSimulation(options: SimulationOptions): SimulationReport {
+/** Runs one seeded simulation; rejects with SimulationViolation when an invariant breaks. */
+export function runSimulation(options: SimulationOptions): Promise<SimulationReport> {
   return new Simulation(options).run();
 }
