@@ -599,7 +599,7 @@ class Simulation {
     const life = node.life;
     if (roll < 0.1) {
       const amount = this.prng.bigint(1n, 50n);
-      const granted = life.writes.grant({ accountId, amount, requestId: this.requestId(node), nowMs: this.nowMs, spread: this.spreadGrants });
+      const granted = life.writes.grant({ accountId, amount, requestId: this.requestId(node), time: { stampMs: this.nowMs, nowMs: this.nowMs }, spread: this.spreadGrants });
       life.watches.notify(accountId);
       this.writeOwn(node, granted.write.slots);
       node.pendingAcks.push({ kind: "grant", account, amount });
@@ -618,7 +618,7 @@ class Simulation {
     const accountId = this.accountIdAt(account);
     const item: DebitItem = { accountId, amount, requestId: this.requestId(node) };
     const fingerprint = debitFingerprint(accountId, amount);
-    let step: DebitStep = writes.debit({ item, fingerprint, nowMs: this.nowMs, final: !this.rebalance });
+    let step: DebitStep = writes.debit({ item, fingerprint, time: { stampMs: this.nowMs, nowMs: this.nowMs }, final: !this.rebalance });
     if (step.kind === "short") {
       const deadline = this.nowMs + DEBIT_WAIT_MS;
       this.stats.debitsWaited++;
@@ -631,7 +631,7 @@ class Simulation {
           const stalled = state.rights(accountId) <= before;
           // Nothing came and the balance known here cannot cover it: refuse now.
           const hopeless = stalled && state.balance(accountId) < amount;
-          step = writes.debit({ item, fingerprint, nowMs: this.nowMs, final: this.nowMs >= deadline || hopeless });
+          step = writes.debit({ item, fingerprint, time: { stampMs: this.nowMs, nowMs: this.nowMs }, final: this.nowMs >= deadline || hopeless });
           if (step.kind === "short" && stalled) {
             await this.clockFor(life).wait(Math.max(0, Math.min(STALL_PAUSE_MS, deadline - this.nowMs))).done;
             if (!life.alive) return this.abandon(node, accountId);
@@ -650,7 +650,7 @@ class Simulation {
     const life = node.life;
     const accountId = this.accountIdAt(account);
     const item: DebitItem = { accountId, amount, requestId: this.requestId(node) };
-    const step = life.writes.debit({ item, fingerprint: debitFingerprint(accountId, amount), nowMs: this.nowMs, final: true });
+    const step = life.writes.debit({ item, fingerprint: debitFingerprint(accountId, amount), time: { stampMs: this.nowMs, nowMs: this.nowMs }, final: true });
     if (step.kind !== "decided") throw new Error("a final debit step is always decided");
     this.decided(node, account, amount, step);
     if (step.write === undefined && this.rebalance) {
