@@ -206,20 +206,25 @@ export class RightsBroker {
     const to = state.replicas.indexOf(ask.requester);
     const give = this.policy.donation(ask.accountId, to, ask.deficit, this.clock.now());
     if (give <= 0n) return nothing;
-    try {
-      await this.host.commit({ slots: state.transfer(ask.accountId, to, give) });
-    } catch (error) {
-      this.events.donationFailed(error);
-      return nothing;
-    }
-    watches.notify(ask.accountId);
-    this.events.transferred("out", give);
-    return {
+    const changes = state.transfer(ask.accountId, to, give);
+    // The reply is built now, at the transfer: every own-row value in it was
+    // written before this commit, so all of it is durable when the commit is.
+    // (Built after the await, it could carry later changes not yet durable.)
+    const gift: RightsGift = {
       donor: region,
       granted: give,
       transferredTotal: state.slot(ask.accountId, state.self, to),
       donorRights: state.rights(ask.accountId),
       accountCounter: state.exportAccount(ask.accountId),
     };
+    try {
+      await this.host.commit({ slots: changes });
+    } catch (error) {
+      this.events.donationFailed(error);
+      return nothing;
+    }
+    watches.notify(ask.accountId);
+    this.events.transferred("out", give);
+    return gift;
   }
 }
