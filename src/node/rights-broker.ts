@@ -68,6 +68,7 @@ export class RightsBroker {
                 transferredTotal: 0n,
                 donorRights: 0n,
                 accountCounter: [],
+                cluster: undefined,
               }).finish(),
             );
           },
@@ -165,7 +166,7 @@ export class RightsBroker {
       .map((r) => ({ region: r, rights: node.state.rights(accountId, node.replicas.indexOf(r)) }))
       .sort((a, b) => (b.rights > a.rights ? 1 : b.rights < a.rights ? -1 : 0));
     const timeout = Math.max(1, deadlineMs - this.now());
-    const payload = RightsRequest.encode({ accountId, requester: self, deficit }).finish();
+    const payload = RightsRequest.encode({ accountId, requester: self, deficit, cluster: undefined }).finish();
     const target = node.state.rights(accountId) + deficit;
     await new Promise<void>((resolve) => {
       let outstanding = peers.length;
@@ -208,6 +209,7 @@ export class RightsBroker {
       transferredTotal: 0n,
       donorRights: node.state.rights(request.accountId),
       accountCounter: [],
+      cluster: undefined,
     };
     if (this.stopped || !node.ready || !node.replicas.has(request.requester) || request.requester === region) return empty;
     const nowMs = this.now();
@@ -229,6 +231,7 @@ export class RightsBroker {
       transferredTotal: node.state.slot(request.accountId, node.state.self, to),
       donorRights: node.state.rights(request.accountId),
       accountCounter: node.state.exportAccount(request.accountId),
+      cluster: undefined,
     };
   }
 

@@ -14,7 +14,7 @@ import {
 import { RequestConflictError } from "../core/errors";
 import type { Policy, PolicyWrite } from "../core/policy";
 import { digestHex } from "../core/row-digest";
-import { decodeDelta, encodeDelta, type DecodedDelta } from "../replication/delta-codec";
+import { decodeDeltaOrThrow, encodeDelta, type DecodedDelta } from "../replication/delta-codec";
 import type { CommitBatch, RequestRecord } from "../replication/durable-write";
 import { GroupCommitter } from "../replication/group-commit";
 import { ReplicaLog, WriterFencedError } from "../replication/jetstream-log";
@@ -174,7 +174,7 @@ export class TallyNode {
     }
     this.ownSequence = Math.max(
       header === undefined ? 0 : Number(header.durableSequence),
-      await this.log.replay(self, replayFrom, (m) => this.applyDelta(decodeDelta(this.replicas, m.data))),
+      await this.log.replay(self, replayFrom, (m) => this.applyDelta(decodeDeltaOrThrow(this.replicas, m.data, self))),
     );
     this.lastSnapshotSequence = header === undefined ? 0 : Number(header.durableSequence);
     this.ownPublishedDigest = digestHex(this.state.rowDigest(this.state.self));
@@ -293,6 +293,7 @@ export class TallyNode {
       applied,
       takenAtMs: BigInt(started),
       accounts: BigInt(frozen.ids.length),
+      cluster: undefined,
     };
     await this.snapshots.write(this.config.region, encodeSnapshot(frozen, header));
     this.lastSnapshotSequence = this.ownSequence;

@@ -58,6 +58,7 @@ export class StatusExchange {
         ownDigest: snapshot.ownDigest,
         applied,
         sentAtMs: BigInt(this.now()),
+        cluster: undefined,
       }).finish(),
     );
   }
