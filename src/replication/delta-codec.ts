@@ -122,6 +122,8 @@ export function decodeDeltaOrThrow(replicas: ReplicaSet, bytes: Uint8Array, expe
   return decoded.value;
 }
 
+const KNOWN_MODES: ReadonlySet<number> = new Set<number>([Mode.Strict, Mode.Overdraft]);
+
 /** A remembered request from the wire, checked: request id, fingerprint, known outcome, time. */
 export function checkedRequestFromWire(r: WireRequestRecord, limits: InboundLimits, field: string): RequestRecord {
   try {
@@ -148,7 +150,7 @@ export function checkedPolicyFromWire(
   writer?: string,
 ): PolicyRecord {
   checkAccountId(p.accountId, `${field}.account_id`);
-  if (p.mode !== Mode.Strict && p.mode !== Mode.Overdraft) reject("field", `${field}.mode ${p.mode} is not a known policy mode`);
+  if (!KNOWN_MODES.has(p.mode)) reject("field", `${field}.mode ${p.mode} is not a known policy mode`);
   try {
     validatePolicy({ mode: p.mode, overdraftLimit: p.overdraftLimit, lowWaterMark: p.lowWaterMark }, field);
   } catch (error) {
