@@ -7,6 +7,8 @@ import { connect, Events, type NatsConnection } from "nats";
 import type { Policy } from "../core/policy";
 import { STRICT_DEFAULT } from "../core/policy";
 import { TallyMetrics } from "../metrics/tally-metrics";
+import { perReplicaShare } from "../core/bounds";
+import { ReplicaSet } from "../core/replica-set";
 import { startMetricsServer } from "../metrics/metrics-server";
 import { jsonLogger, type Level, type Logger } from "../node/logger";
 import { DEFAULT_NODE_CONFIG, type NodeConfig } from "../node/node-config";
@@ -70,17 +72,32 @@ async function openNats(url: string, name: string): Promise<NatsConnection> {
   }
 }
 
-function natsTransports(connection: NatsConnection, log: ReplicaLog, config: NodeConfig, metrics: TallyMetrics, logger: Logger): NodeTransports {
-  const badMessage = (source: string, subject: string, reason: string): void => {
+/** Counts every dropped message; logs at most one line per source per second (a flood must not flood the log). */
+function badMessageSink(metrics: TallyMetrics, logger: Logger): (source: string, subject: string, reason: string) => void {
+  const lastLogged = new Map<string, { atMs: number; suppressed: number }>();
+  return (source, subject, reason) => {
     metrics.badMessages.inc({ source });
-    logger.warn("bad message dropped", { source, subject, reason });
+    const nowMs = Date.now();
+    const last = lastLogged.get(source);
+    if (last !== undefined && nowMs - last.atMs < 1_000) {
+      last.suppressed++;
+      return;
+    }
+    logger.warn("bad message dropped", { source, subject, reason, suppressedBefore: last?.suppressed ?? 0 });
+    lastLogged.set(source, { atMs: nowMs, suppressed: 0 });
   };
+}
+
+function natsTransports(connection: NatsConnection, log: ReplicaLog, config: NodeConfig, metrics: TallyMetrics, logger: Logger): NodeTransports {
+  const badMessage = badMessageSink(metrics, logger);
+  const replicas = new ReplicaSet(config.regions);
+  const maxSlot = perReplicaShare(replicas.size);
   return {
     log,
-    snapshots: new SnapshotStore(log),
-    rights: new NatsRightsTransport(connection, config.region, badMessage),
+    snapshots: new SnapshotStore(log, replicas, maxSlot),
+    rights: new NatsRightsTransport(connection, config.region, replicas, badMessage, maxSlot),
     startStatus: (own, onPeer) => {
-      const exchange = new StatusExchange(connection, config.region, own, onPeer, Date.now, badMessage);
+      const exchange = new StatusExchange(connection, config.region, replicas, own, onPeer, Date.now, badMessage);
       exchange.start(config.statusIntervalMs);
       return () => exchange.stop();
     },

@@ -54,7 +54,7 @@ export async function startSettlement(node: TallyNode, postgres: PostgresSetting
     replicas: node.state.replicas,
     defaultPolicy: node.state.defaultPolicy,
     takeOwnSnapshot: () => node.takeSnapshot(),
-    requestSnapshot: (region, timeoutMs) => requestSnapshot(connection, region, timeoutMs),
+    requestSnapshot: (region, timeoutMs) => requestSnapshot(connection, node.state.replicas, region, timeoutMs),
     readSnapshot: (region, onChunk) => node.transports.snapshots.read(region, onChunk),
   };
   const source = () => collectCut(cutSources, logger);

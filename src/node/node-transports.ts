@@ -3,10 +3,10 @@
 // request traffic over core NATS.
 
 import type { RightsTransport } from "../core/rights-messages";
-import type { SnapshotHeader } from "../generated/tally/replication/v1/replication";
+import type { SnapshotHeaderValue } from "../replication/snapshot-codec";
 import type { ReplicaLog } from "../replication/jetstream-log";
 import type { SnapshotStore } from "../replication/snapshot-store";
-import type { StatusSnapshot } from "../replication/status-exchange";
+import type { PeerStatus, StatusSnapshot } from "../replication/status-exchange";
 
 /** The NATS-backed parts a node runs on, opened by the composition root. */
 export interface NodeTransports {
@@ -14,8 +14,8 @@ export interface NodeTransports {
   readonly snapshots: SnapshotStore;
   readonly rights: RightsTransport;
   /** Starts the status broadcast; returns its stop function. */
-  startStatus(own: () => StatusSnapshot, onPeer: (replica: string, status: StatusSnapshot) => void): () => void;
+  startStatus(own: () => StatusSnapshot, onPeer: (replica: string, status: PeerStatus) => void): () => void;
   /** Answers settlement's snapshot requests for this region; returns its stop function. */
-  serveSnapshotRequests(take: () => Promise<SnapshotHeader>): () => void;
+  serveSnapshotRequests(take: () => Promise<SnapshotHeaderValue>): () => void;
 }
 

@@ -7,7 +7,7 @@ import type { ReplicaState } from "../core/replica-state";
 import type { DecodedDelta } from "../replication/delta-codec";
 import type { ReplicaLog } from "../replication/jetstream-log";
 import { PeerFollower } from "../replication/peer-follower";
-import type { StatusSnapshot } from "../replication/status-exchange";
+import type { PeerStatus } from "../replication/status-exchange";
 
 export interface PeerView {
   readonly region: string;
@@ -59,9 +59,9 @@ export class PeerSet {
   }
 
   /** Starts following from what the snapshot applied; resolves with whether every peer caught up in time. */
-  async start(appliedFromSnapshot: Readonly<Record<string, bigint>>, catchUpTimeoutMs: number): Promise<boolean> {
+  async start(appliedFromSnapshot: Readonly<Record<string, number>>, catchUpTimeoutMs: number): Promise<boolean> {
     for (const [peer, follower] of this.followers) {
-      follower.appliedSequence = Number(appliedFromSnapshot[peer] ?? 0n);
+      follower.appliedSequence = appliedFromSnapshot[peer] ?? 0;
       void follower.start();
     }
     const caughtUp = await Promise.all([...this.followers.values()].map((f) => f.waitCaughtUp(catchUpTimeoutMs)));
@@ -73,7 +73,7 @@ export class PeerSet {
   }
 
   /** A peer's status broadcast. */
-  observe(replica: string, status: StatusSnapshot): void {
+  observe(replica: string, status: PeerStatus): void {
     this.followers.get(replica)?.observeStatus(status.ownSequence, status.ownDigest, status.applied[this.options.region]);
   }
 

@@ -3,8 +3,8 @@
 // before it serves, so a restarted node never re-spends rights it gave away.
 
 import type { ReplicaState } from "../core/replica-state";
-import type { SnapshotChunk, SnapshotHeader } from "../generated/tally/replication/v1/replication";
-import { decodeDelta, policyFromWire, requestFromWire, type DecodedDelta } from "../replication/delta-codec";
+import { decodeDeltaOrThrow, type DecodedDelta } from "../replication/delta-codec";
+import type { SnapshotChunkValue, SnapshotHeaderValue } from "../replication/snapshot-codec";
 import type { ReplicaLog } from "../replication/jetstream-log";
 import type { SnapshotStore } from "../replication/snapshot-store";
 import type { Logger } from "./logger";
@@ -12,7 +12,7 @@ import type { Logger } from "./logger";
 export interface Recovered {
   /** Last sequence of the own stream. */
   readonly sequence: number;
-  readonly header: SnapshotHeader | undefined;
+  readonly header: SnapshotHeaderValue | undefined;
 }
 
 export interface RecoveryOptions {
@@ -32,18 +32,12 @@ export interface NodeClock {
 }
 
 /** Merges one snapshot chunk (rows, remembered answers, policies) into `state`. */
-export function applySnapshotChunk(state: ReplicaState, chunk: SnapshotChunk, clock: NodeClock): void {
+export function applySnapshotChunk(state: ReplicaState, chunk: SnapshotChunkValue, clock: NodeClock): void {
   for (const account of chunk.accounts) state.mergeAccount(account.accountId, account.values);
   const wallNowMs = clock.now();
   const nowMs = clock.monotonic();
-  for (const wire of chunk.requests) {
-    const r = requestFromWire(wire);
-    state.restoreRequest(r.requestId, r.fingerprint, r.answer, { stampMs: r.answeredAtMs, nowMs, wallNowMs });
-  }
-  for (const wire of chunk.policies) {
-    const p = policyFromWire(wire);
-    state.applyPolicy(p.accountId, p.write);
-  }
+  for (const r of chunk.requests) state.restoreRequest(r.requestId, r.fingerprint, r.answer, { stampMs: r.answeredAtMs, nowMs, wallNowMs });
+  for (const p of chunk.policies) state.applyPolicy(p.accountId, p.write);
 }
 
 export async function recoverOwnRow(options: RecoveryOptions): Promise<Recovered> {
@@ -52,13 +46,13 @@ export async function recoverOwnRow(options: RecoveryOptions): Promise<Recovered
   await ensureStreams(options);
   const started = now();
   const header = await store.read(region, (chunk) => applySnapshotChunk(state, chunk, clock));
-  const replayFrom = header === undefined ? 1 : Number(header.replayFrom);
+  const replayFrom = header === undefined ? 1 : header.replayFrom;
   const bounds = await log.bounds(region);
   if (bounds.first > replayFrom && bounds.last >= bounds.first) {
     throw new Error(`stream of ${region} starts at ${bounds.first} but the snapshot needs ${replayFrom}: refusing to serve a partial row`);
   }
-  const replayed = await log.replay(region, replayFrom, (m) => options.apply(decodeDelta(state.replicas, m.data)));
-  const sequence = Math.max(header === undefined ? 0 : Number(header.durableSequence), replayed);
+  const replayed = await log.replay(region, replayFrom, (m) => options.apply(decodeDeltaOrThrow(state.replicas, m.data, region)));
+  const sequence = Math.max(header === undefined ? 0 : header.durableSequence, replayed);
   logger.info("own row recovered", {
     sequence,
     fromSnapshot: header !== undefined,

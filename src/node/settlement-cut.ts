@@ -4,10 +4,9 @@
 // snapshot holds everything its own operations depended on, so the join is
 // causally closed; the cut records, per region, the stream sequence it covers.
 
-import type { SnapshotChunk, SnapshotHeader } from "../generated/tally/replication/v1/replication";
+import type { SnapshotChunkValue, SnapshotHeaderValue } from "../replication/snapshot-codec";
 import { rightsOf } from "../core/escrow-counter";
 import { ReplicaState } from "../core/replica-state";
-import { policyFromWire } from "../replication/delta-codec";
 import type { ReplicaSet } from "../core/replica-set";
 import type { Policy } from "../core/policy";
 import type { SettlementAccount, SettlementInput } from "../settlement/settlement-input";
@@ -21,7 +20,7 @@ export interface CutSources {
   takeOwnSnapshot(): Promise<unknown>;
   /** Asks another region for a fresh snapshot; rejects when it does not answer in time. */
   requestSnapshot(region: string, timeoutMs: number): Promise<void>;
-  readSnapshot(region: string, onChunk: (chunk: SnapshotChunk) => void): Promise<SnapshotHeader | undefined>;
+  readSnapshot(region: string, onChunk: (chunk: SnapshotChunkValue) => void): Promise<SnapshotHeaderValue | undefined>;
 }
 
 export async function collectCut(node: CutSources, logger: Logger, timeoutMs = 30_000): Promise<SettlementInput> {
@@ -48,14 +47,11 @@ export async function collectCut(node: CutSources, logger: Logger, timeoutMs = 3
   for (const region of regions) {
     const header = await node.readSnapshot(region, (chunk) => {
       for (const account of chunk.accounts) joined.mergeAccount(account.accountId, account.values);
-      for (const wire of chunk.policies) {
-        const policy = policyFromWire(wire);
-        joined.applyPolicy(policy.accountId, policy.write);
-      }
+      for (const policy of chunk.policies) joined.applyPolicy(policy.accountId, policy.write);
     });
     if (header === undefined) continue;
-    raise(region, header.durableSequence);
-    for (const [peer, sequence] of Object.entries(header.applied)) raise(peer, sequence);
+    raise(region, BigInt(header.durableSequence));
+    for (const [peer, sequence] of Object.entries(header.applied)) raise(peer, BigInt(sequence));
   }
   const n = regions.length;
   function* accounts(): Generator<SettlementAccount> {

@@ -7,10 +7,9 @@
 
 import type { ReplicaState } from "../core/replica-state";
 import { purgeFloor } from "../core/write-path";
-import type { SnapshotHeader } from "../generated/tally/replication/v1/replication";
 import type { ReplicaLog } from "../replication/jetstream-log";
 import type { ReplicaWriter } from "../replication/replica-writer";
-import { encodeSnapshot } from "../replication/snapshot-codec";
+import { encodeSnapshot, headerToWire, type SnapshotHeaderValue } from "../replication/snapshot-codec";
 import type { SnapshotStore } from "../replication/snapshot-store";
 import type { Logger } from "./logger";
 import type { PeerSet } from "./peer-set";
@@ -30,14 +29,14 @@ export interface SnapshotterOptions {
 }
 
 export class Snapshotter {
-  private running: Promise<SnapshotHeader> | undefined;
-  private last: SnapshotHeader | undefined;
+  private running: Promise<SnapshotHeaderValue> | undefined;
+  private last: SnapshotHeaderValue | undefined;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: SnapshotterOptions) {}
 
   /** The header this node recovered from (so an unchanged state is not rewritten). */
-  set recovered(header: SnapshotHeader | undefined) {
+  set recovered(header: SnapshotHeaderValue | undefined) {
     this.last = header;
   }
 
@@ -54,29 +53,28 @@ export class Snapshotter {
   }
 
   /** Writes a snapshot unless nothing changed since the last one; resolves with the current header. */
-  take(): Promise<SnapshotHeader> {
+  take(): Promise<SnapshotHeaderValue> {
     this.running ??= this.write().finally(() => {
       this.running = undefined;
     });
     return this.running;
   }
 
-  private async write(): Promise<SnapshotHeader> {
+  private async write(): Promise<SnapshotHeaderValue> {
     const { region, state, writer, peers, logger, now } = this.options;
     const started = now();
     const frozen = state.freeze();
-    const applied: Record<string, bigint> = {};
-    for (const [peer, sequence] of Object.entries(peers.applied())) applied[peer] = BigInt(sequence);
+    const applied = peers.applied();
     const durableSequence = await writer.barrier();
     if (this.last !== undefined && unchanged(this.last, durableSequence, applied)) return this.last;
-    const header: SnapshotHeader = {
+    const header: SnapshotHeaderValue = {
       replica: region,
       replicas: [...state.replicas.names],
-      replayFrom: BigInt(durableSequence + 1),
-      durableSequence: BigInt(durableSequence),
+      replayFrom: durableSequence + 1,
+      durableSequence,
       applied,
-      takenAtMs: BigInt(started),
-      accounts: BigInt(frozen.ids.length),
+      takenAtMs: started,
+      accounts: frozen.ids.length,
     };
     let bytes = 0;
     const counted = async function* (chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
@@ -85,7 +83,7 @@ export class Snapshotter {
         yield chunk;
       }
     };
-    await this.options.store.write(region, counted(encodeSnapshot(frozen, header)));
+    await this.options.store.write(region, counted(encodeSnapshot(frozen, headerToWire(header))));
     this.last = header;
     const keepFrom = purgeFloor(durableSequence + 1, peers.appliedOfOurs(), this.options.maxRetainedMessages);
     const purged = keepFrom > 1 ? await this.options.log.purgeBelow(region, keepFrom) : 0;
@@ -95,7 +93,7 @@ export class Snapshotter {
   }
 }
 
-function unchanged(last: SnapshotHeader, durableSequence: number, applied: Readonly<Record<string, bigint>>): boolean {
-  if (last.durableSequence !== BigInt(durableSequence)) return false;
-  return Object.entries(applied).every(([peer, sequence]) => (last.applied[peer] ?? 0n) === sequence);
+function unchanged(last: SnapshotHeaderValue, durableSequence: number, applied: Readonly<Record<string, number>>): boolean {
+  if (last.durableSequence !== durableSequence) return false;
+  return Object.entries(applied).every(([peer, sequence]) => (last.applied[peer] ?? 0) === sequence);
 }

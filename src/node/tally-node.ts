@@ -13,7 +13,7 @@ import { performance } from "node:perf_hooks";
 import { debitFingerprint, grantFingerprint, WritePath, type Admission, type DebitItem, type DebitStep, type Ticket } from "../core/write-path";
 import type { DecodedDelta } from "../replication/delta-codec";
 import type { ReplicaWriter, WriterFencedError } from "../replication/replica-writer";
-import type { SnapshotHeader } from "../generated/tally/replication/v1/replication";
+import type { SnapshotHeaderValue } from "../replication/snapshot-codec";
 import type { TallyMetrics } from "../metrics/tally-metrics";
 import { BalanceWatchHub } from "./balance-watch";
 import type { Logger } from "./logger";
@@ -169,12 +169,12 @@ export class TallyNode {
   private catchUpFromSnapshot = async (replica: string): Promise<number> => {
     const header = await this.transports.snapshots.read(replica, (chunk) => applySnapshotChunk(this.state, chunk, this));
     if (header === undefined) throw new Error(`no snapshot of ${replica} to cover purged messages`);
-    this.logger.info("caught up from a peer snapshot", { peer: replica, replayFrom: Number(header.replayFrom) });
-    return Number(header.replayFrom) - 1;
+    this.logger.info("caught up from a peer snapshot", { peer: replica, replayFrom: header.replayFrom });
+    return header.replayFrom - 1;
   };
 
   /** Writes a full-state snapshot now (or returns the current one when nothing changed). */
-  takeSnapshot(): Promise<SnapshotHeader> {
+  takeSnapshot(): Promise<SnapshotHeaderValue> {
     if (this.snapshotter === undefined) return Promise.reject(new NodeUnavailableError("node is starting"));
     return this.snapshotter.take();
   }

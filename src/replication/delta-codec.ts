@@ -1,6 +1,8 @@
 // Converts a group commit to and from the ReplicaDelta wire message
 // (proto/tally/replication/v1). Request answers reuse the public DebitResponse
-// encoding so every language can read them.
+// encoding so every language can read them. Every delta carries the writer's
+// cluster identity; decodeDelta is guarded: it never throws and refuses a
+// delta from another cluster layout, another writer, or with a bad field.
 
 import {
   ReplicaDelta,
@@ -9,10 +11,30 @@ import {
 } from "../generated/tally/replication/v1/replication";
 import { DebitOutcome as WireOutcome } from "../generated/tally/v1/balances";
 import { DebitOutcome, type Answer } from "../core/replica-state";
-import { Mode } from "../core/policy";
+import { Mode, validatePolicy } from "../core/policy";
 import type { ReplicaSet } from "../core/replica-set";
+import { validateRequestId } from "../core/validation";
 import type { CommitBatch, PolicyRecord, RequestRecord } from "../core/durable-write";
 import type { SlotChange } from "../core/replica-state";
+import {
+  checkAccountId,
+  checkDigest,
+  checkIdentity,
+  checkSlotValue,
+  checkTimestamp,
+  clusterIdentityOf,
+  clusterToWire,
+  guard,
+  inboundContext,
+  InboundRejectedError,
+  knownReplica,
+  limitsOf,
+  reject,
+  shown,
+  type Decoded,
+  type InboundContext,
+  type InboundLimits,
+} from "./inbound";
 
 export interface DecodedDelta {
   readonly writer: number;
@@ -23,6 +45,19 @@ export interface DecodedDelta {
   readonly rowDigest: string;
 }
 
+/** How a stream message is judged: this node's cluster, and whose stream it was read from. */
+export interface DeltaContext extends InboundContext {
+  /** The stream's owner: the only replica that may have written the message. */
+  readonly expectedWriter: string;
+  /**
+   * Accept a delta without a cluster identity (written before identities
+   * existed). Off by default: such a delta cannot prove its slot layout.
+   * Only for replaying a stream known to predate the upgrade.
+   */
+  readonly acceptMissingIdentity?: boolean;
+}
+
+/** Encodes one group commit of `writer`, with the cluster identity of `replicas`. */
 export function encodeDelta(
   replicas: ReplicaSet,
   writer: number,
@@ -37,20 +72,96 @@ export function encodeDelta(
     requests: batch.requests.map(requestToWire),
     policies: batch.policies.map(policyToWire),
     rowDigest,
+    cluster: clusterToWire(clusterIdentityOf(replicas)),
   }).finish();
 }
 
-export function decodeDelta(replicas: ReplicaSet, bytes: Uint8Array): DecodedDelta {
-  const delta = ReplicaDelta.decode(bytes);
-  const writer = replicas.indexOf(delta.replica);
-  return {
-    writer,
-    publishedAtMs: Number(delta.publishedAtMs),
-    rowDigest: delta.rowDigest,
-    slots: delta.slots.map((s) => ({ accountId: s.accountId, writer, column: s.column, value: s.value })),
-    requests: delta.requests.map(requestFromWire),
-    policies: delta.policies.map(policyFromWire),
-  };
+/**
+ * Decodes and checks a stream message. Never throws. Refuses: bytes that are
+ * not a ReplicaDelta; a missing or different cluster identity; a writer that
+ * is unknown or not the stream's owner; slot columns beyond the layout; slot
+ * values above limits.maxSlotValue (int64 max by default); invalid account or
+ * request ids; unknown outcomes; policies with an unknown mode, out-of-range
+ * limits or another writer; timestamps outside the limits.
+ */
+export function decodeDelta(bytes: Uint8Array, ctx: DeltaContext): Decoded<DecodedDelta> {
+  return guard("ReplicaDelta", () => {
+    const delta = ReplicaDelta.decode(bytes);
+    checkIdentity(ctx, delta.cluster, ctx.acceptMissingIdentity === true);
+    const expected = knownReplica(ctx, ctx.expectedWriter, "expected writer");
+    if (delta.replica !== ctx.expectedWriter) {
+      reject("sender", `written by ${shown(delta.replica)} but read from the stream of "${ctx.expectedWriter}"`);
+    }
+    const writer = expected;
+    const limits = limitsOf(ctx);
+    const debitColumn = ctx.replicas.size;
+    const slots: SlotChange[] = delta.slots.map((s, k) => {
+      const accountId = checkAccountId(s.accountId, `slots[${k}].account_id`);
+      if (s.column > debitColumn) reject("field", `slots[${k}].column ${s.column} is beyond the layout (0..${debitColumn})`);
+      const value = checkSlotValue(limits, s.value, `slots[${k}].value`);
+      return { accountId, writer, column: s.column, value };
+    });
+    return {
+      writer,
+      publishedAtMs: checkTimestamp(limits, delta.publishedAtMs, "published_at_ms"),
+      rowDigest: checkDigest(delta.rowDigest, "row_digest"),
+      slots,
+      requests: delta.requests.map((r, k) => checkedRequestFromWire(r, limits, `requests[${k}]`)),
+      policies: delta.policies.map((p, k) => checkedPolicyFromWire(ctx, p, limits, `policies[${k}]`, ctx.expectedWriter)),
+    };
+  });
+}
+
+/**
+ * The throwing form of decodeDelta for callers that still expect an exception
+ * (InboundRejectedError) on a refused message.
+ */
+export function decodeDeltaOrThrow(replicas: ReplicaSet, bytes: Uint8Array, expectedWriter: string): DecodedDelta {
+  const decoded = decodeDelta(bytes, { ...inboundContext(replicas), expectedWriter });
+  if (!decoded.ok) throw new InboundRejectedError(decoded.code, decoded.reason);
+  return decoded.value;
+}
+
+const KNOWN_MODES: ReadonlySet<number> = new Set<number>([Mode.Strict, Mode.Overdraft]);
+
+/** A remembered request from the wire, checked: request id, fingerprint, known outcome, time. */
+export function checkedRequestFromWire(r: WireRequestRecord, limits: InboundLimits, field: string): RequestRecord {
+  try {
+    validateRequestId(r.requestId, `${field}.request_id`);
+  } catch (error) {
+    reject("field", error instanceof Error ? error.message : `${field}.request_id: invalid`);
+  }
+  if (!/^[\x20-\x7e]{1,512}$/.test(r.fingerprint)) reject("field", `${field}.fingerprint must be 1..512 printable ASCII characters`);
+  if (fromWireOutcome(r.outcome) === undefined) reject("field", `${field}.outcome ${r.outcome} is not a known DebitOutcome`);
+  checkTimestamp(limits, r.answeredAtMs, `${field}.answered_at_ms`);
+  return requestFromWire(r);
+}
+
+/**
+ * A policy from the wire, checked before policyFromWire builds it: a known
+ * mode, limits as validatePolicy requires, a valid account, a sane write time
+ * and a known writer (`writer`, when given, must be it).
+ */
+export function checkedPolicyFromWire(
+  ctx: InboundContext,
+  p: PolicyValue,
+  limits: InboundLimits,
+  field: string,
+  writer?: string,
+): PolicyRecord {
+  checkAccountId(p.accountId, `${field}.account_id`);
+  if (!KNOWN_MODES.has(p.mode)) reject("field", `${field}.mode ${p.mode} is not a known policy mode`);
+  try {
+    validatePolicy({ mode: p.mode, overdraftLimit: p.overdraftLimit, lowWaterMark: p.lowWaterMark }, field);
+  } catch (error) {
+    reject("field", error instanceof Error ? error.message : `${field}: invalid`);
+  }
+  checkTimestamp(limits, p.writtenAtMs, `${field}.written_at_ms`);
+  knownReplica(ctx, p.replica, `${field}.replica`);
+  if (writer !== undefined && p.replica !== writer) {
+    reject("sender", `${field}.replica ${shown(p.replica)} differs from the writer "${writer}"`);
+  }
+  return policyFromWire(p);
 }
 
 export function requestToWire(r: RequestRecord): WireRequestRecord {
@@ -64,10 +175,15 @@ export function requestToWire(r: RequestRecord): WireRequestRecord {
   };
 }
 
+/** Builds a remembered request; throws InboundRejectedError on an unknown outcome (never reads it as approved). */
 export function requestFromWire(r: WireRequestRecord): RequestRecord {
+  const outcome = fromWireOutcome(r.outcome);
+  if (outcome === undefined) {
+    throw new InboundRejectedError("field", `request ${shown(r.requestId)}: outcome ${r.outcome} is not a known DebitOutcome`);
+  }
   const answer: Answer = {
     kind: r.fingerprint.startsWith("g|") ? "grant" : "debit",
-    outcome: fromWireOutcome(r.outcome),
+    outcome,
     balance: r.balance,
     localRights: r.localRights,
   };
@@ -113,13 +229,16 @@ export function toWireOutcome(outcome: DebitOutcome): WireOutcome {
   }
 }
 
-function fromWireOutcome(outcome: number): DebitOutcome {
+/** The outcome a wire value names, or undefined for any value that is not a known outcome. */
+export function fromWireOutcome(outcome: number): DebitOutcome | undefined {
   switch (outcome) {
+    case 1:
+      return DebitOutcome.Approved;
     case 2:
       return DebitOutcome.InsufficientCredit;
     case 3:
       return DebitOutcome.ApprovedWithOverdraft;
     default:
-      return DebitOutcome.Approved;
+      return undefined;
   }
 }

@@ -1,42 +1,44 @@
 // Rights asks and gifts over NATS request/reply on `tally.rights.<region>`.
-// Every decode is guarded: a malformed message is counted and dropped, never
-// thrown inside a subscription callback (that would stop the client's reader).
+// Every decode is guarded (rights-codec.ts): a malformed, foreign-cluster or
+// impossible message is counted and dropped, never thrown inside a
+// subscription callback (that would stop the client's reader).
 
 import type { NatsConnection } from "nats";
-import { RightsReply, RightsRequest } from "../generated/tally/replication/v1/replication";
+import type { ReplicaSet } from "../core/replica-set";
 import type { RightsAsk, RightsGift, RightsTransport } from "../core/rights-messages";
+import { clusterIdentityOf, inboundContext, type InboundContext } from "./inbound";
+import { decodeRightsReply, decodeRightsRequest, encodeRightsReply, encodeRightsRequest } from "./rights-codec";
 import { rightsSubject } from "./subjects";
 
 export type BadMessageSink = (source: string, subject: string, reason: string) => void;
 
 export class NatsRightsTransport implements RightsTransport {
+  private readonly ctx: InboundContext;
+
   constructor(
     private readonly connection: NatsConnection,
     private readonly region: string,
+    replicas: ReplicaSet,
     private readonly badMessage: BadMessageSink,
-  ) {}
+    maxSlotValue: bigint,
+  ) {
+    this.ctx = inboundContext(replicas, { maxSlotValue });
+  }
 
   async ask(donor: string, ask: RightsAsk, timeoutMs: number): Promise<RightsGift | undefined> {
-    const payload = RightsRequest.encode({ accountId: ask.accountId, requester: ask.requester, deficit: ask.deficit }).finish();
+    const payload = encodeRightsRequest(ask, this.ctx.identity);
     let data: Uint8Array;
     try {
       data = (await this.connection.request(rightsSubject(donor), payload, { timeout: timeoutMs })).data;
     } catch {
       return undefined;
     }
-    try {
-      const reply = RightsReply.decode(data);
-      return {
-        donor: reply.donor,
-        granted: reply.granted,
-        transferredTotal: reply.transferredTotal,
-        donorRights: reply.donorRights,
-        accountCounter: reply.accountCounter,
-      };
-    } catch (error) {
-      this.badMessage("rights_reply", rightsSubject(donor), String(error));
+    const reply = decodeRightsReply(data, { ...this.ctx, self: this.region, expectedDonor: donor });
+    if (!reply.ok) {
+      this.badMessage("rights_reply", rightsSubject(donor), reply.reason);
       return undefined;
     }
+    return reply.value;
   }
 
   serve(donate: (ask: RightsAsk) => Promise<RightsGift>): () => void {
@@ -44,17 +46,14 @@ export class NatsRightsTransport implements RightsTransport {
     const subscription = this.connection.subscribe(subject, {
       callback: (error, message) => {
         if (error !== null) return;
-        let ask: RightsAsk;
-        try {
-          const request = RightsRequest.decode(message.data);
-          ask = { accountId: request.accountId, requester: request.requester, deficit: request.deficit };
-        } catch (decodeError) {
-          this.badMessage("rights_request", subject, String(decodeError));
+        const request = decodeRightsRequest(message.data, { ...this.ctx, self: this.region });
+        if (!request.ok) {
+          this.badMessage("rights_request", subject, request.reason);
           return;
         }
-        donate(ask).then(
+        donate(request.value).then(
           (gift) => {
-            if (message.reply !== undefined && message.reply !== "") message.respond(RightsReply.encode({ ...gift, accountCounter: [...gift.accountCounter] }).finish());
+            if (message.reply !== undefined && message.reply !== "") message.respond(encodeRightsReply(gift, clusterIdentityOf(this.ctx.replicas)));
           },
           () => undefined,
         );

@@ -3,7 +3,7 @@
 // version-vector entry for the replica), pending count, lag and whether the
 // merged row's digest equals the digest the writer published at that sequence.
 
-import { decodeDelta, type DecodedDelta } from "./delta-codec";
+import { decodeDeltaOrThrow, type DecodedDelta } from "./delta-codec";
 import type { ReplicaLog } from "./jetstream-log";
 import type { ReplicaSet } from "../core/replica-set";
 import type { ConsumerMessages } from "nats";
@@ -150,7 +150,7 @@ export class PeerFollower {
     }
     let delta: DecodedDelta;
     try {
-      delta = decodeDelta(this.replicas, data);
+      delta = decodeDeltaOrThrow(this.replicas, data, this.replica);
       this.events.apply(delta);
     } catch (error) {
       // A malformed message is a bug in a writer; report it and keep following.

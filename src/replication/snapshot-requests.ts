@@ -2,14 +2,16 @@
 // reply on `tally.snapshot.<region>`; the region answers with its header.
 
 import type { NatsConnection } from "nats";
-import { SnapshotHeader } from "../generated/tally/replication/v1/replication";
+import type { ReplicaSet } from "../core/replica-set";
+import { inboundContext } from "./inbound";
+import { decodeSnapshotHeader, encodeSnapshotHeader, headerToWire, type SnapshotHeaderValue } from "./snapshot-codec";
 import { snapshotSubject } from "./subjects";
 
 /** Serves this region's snapshot requests until the returned function is called. */
 export function serveSnapshotRequests(
   connection: NatsConnection,
   region: string,
-  take: () => Promise<SnapshotHeader>,
+  take: () => Promise<SnapshotHeaderValue>,
   onError: (error: unknown) => void,
 ): () => void {
   const subscription = connection.subscribe(snapshotSubject(region), {
@@ -17,7 +19,7 @@ export function serveSnapshotRequests(
       if (error !== null) return;
       take().then(
         (header) => {
-          if (message.reply !== undefined && message.reply !== "") message.respond(SnapshotHeader.encode(header).finish());
+          if (message.reply !== undefined && message.reply !== "") message.respond(encodeSnapshotHeader(headerToWire(header)));
         },
         onError,
       );
@@ -27,7 +29,8 @@ export function serveSnapshotRequests(
 }
 
 /** Asks `region` to snapshot now; resolves when it answered (its snapshot is stored). */
-export async function requestSnapshot(connection: NatsConnection, region: string, timeoutMs: number): Promise<void> {
+export async function requestSnapshot(connection: NatsConnection, replicas: ReplicaSet, region: string, timeoutMs: number): Promise<void> {
   const reply = await connection.request(snapshotSubject(region), new Uint8Array(0), { timeout: timeoutMs });
-  SnapshotHeader.decode(reply.data);
+  const header = decodeSnapshotHeader(reply.data, { ...inboundContext(replicas), expectedReplica: region });
+  if (!header.ok) throw new Error(`snapshot reply of ${region} refused: ${header.reason}`);
 }

@@ -4,9 +4,10 @@
 // settlement a durable, causally closed state of every replica.
 
 import { StorageType, type ObjectStore } from "nats";
-import type { SnapshotChunk, SnapshotHeader } from "../generated/tally/replication/v1/replication";
+import type { ReplicaSet } from "../core/replica-set";
 import type { ReplicaLog } from "./jetstream-log";
-import { decodeSnapshot } from "./snapshot-codec";
+import { inboundContext, type InboundContext } from "./inbound";
+import { readSnapshot, type SnapshotChunkValue, type SnapshotHeaderValue } from "./snapshot-codec";
 
 const OBJECT_NAME = "state";
 
@@ -16,8 +17,15 @@ export function snapshotBucket(replica: string): string {
 
 export class SnapshotStore {
   private readonly buckets = new Map<string, ObjectStore>();
+  private readonly ctx: InboundContext;
 
-  constructor(private readonly log: ReplicaLog) {}
+  constructor(
+    private readonly log: ReplicaLog,
+    replicas: ReplicaSet,
+    maxSlotValue: bigint,
+  ) {
+    this.ctx = inboundContext(replicas, { maxSlotValue });
+  }
 
   /** Opens (creating at start-up if needed) the bucket of `replica`. */
   async bucket(replica: string): Promise<ObjectStore> {
@@ -46,15 +54,17 @@ export class SnapshotStore {
   }
 
   /**
-   * Reads `replica`'s latest snapshot, calling `onChunk` for each chunk.
-   * Returns its header, or undefined when the replica has none yet.
+   * Reads `replica`'s latest snapshot, checked chunk by chunk (its cluster's
+   * replica list, every value, its counts), calling `onChunk` for each.
+   * Returns its header, or undefined when the replica has none yet; throws
+   * when the snapshot is damaged or foreign.
    */
-  async read(replica: string, onChunk: (chunk: SnapshotChunk) => void): Promise<SnapshotHeader | undefined> {
+  async read(replica: string, onChunk: (chunk: SnapshotChunkValue) => void): Promise<SnapshotHeaderValue | undefined> {
     const store = await this.bucket(replica);
     const result = await store.get(OBJECT_NAME);
     if (result === null) return undefined;
-    let header: SnapshotHeader | undefined;
-    for await (const chunk of decodeSnapshot(result.data)) {
+    let header: SnapshotHeaderValue | undefined;
+    for await (const chunk of readSnapshot(result.data, { ...this.ctx, expectedReplica: replica })) {
       if (chunk.header !== undefined) header = chunk.header;
       onChunk(chunk);
     }

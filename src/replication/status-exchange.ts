@@ -2,9 +2,13 @@
 // each node says how far its own stream goes and its row digest there, plus
 // what it has applied of every other stream. Peers use it to count pending
 // changes even when their consumer is cut off, and to detect divergence.
+// Every received status is decoded and checked (status-codec.ts) inside a
+// guard: a bad one is counted and dropped, never thrown in the NATS reader.
 
 import type { NatsConnection, Subscription } from "nats";
-import { NodeStatus } from "../generated/tally/replication/v1/replication";
+import type { ReplicaSet } from "../core/replica-set";
+import { clusterIdentityOf, inboundContext, type InboundContext } from "./inbound";
+import { decodeNodeStatus, encodeNodeStatus } from "./status-codec";
 import { STATUS_WILDCARD, statusSubject } from "./subjects";
 
 export interface StatusSnapshot {
@@ -13,33 +17,48 @@ export interface StatusSnapshot {
   readonly applied: Record<string, number>;
 }
 
+/** A peer's status as received: what it said, its clock when it said it, and local wall time at receipt. */
+export interface PeerStatus extends StatusSnapshot {
+  readonly sentAtMs: number;
+  readonly receivedAtMs: number;
+}
+
 export class StatusExchange {
   private timer: NodeJS.Timeout | undefined;
   private subscription: Subscription | undefined;
+  private readonly ctx: InboundContext;
 
   constructor(
     private readonly connection: NatsConnection,
     private readonly self: string,
+    replicas: ReplicaSet,
     private readonly snapshot: () => StatusSnapshot,
-    private readonly onPeerStatus: (replica: string, status: StatusSnapshot) => void,
+    private readonly onPeerStatus: (replica: string, status: PeerStatus) => void,
     private readonly now: () => number,
     private readonly badMessage: (source: string, subject: string, reason: string) => void,
-  ) {}
+  ) {
+    this.ctx = inboundContext(replicas);
+  }
 
   start(intervalMs: number): void {
     this.subscription = this.connection.subscribe(STATUS_WILDCARD, {
       callback: (error, message) => {
         if (error !== null) return;
-        // A throw here would stop the NATS client's reader: every failure is caught and counted.
-        try {
-          const status = NodeStatus.decode(message.data);
-          if (status.replica === this.self) return;
-          const applied: Record<string, number> = {};
-          for (const [replica, seq] of Object.entries(status.applied)) applied[replica] = safeSequence(seq);
-          this.onPeerStatus(status.replica, { ownSequence: safeSequence(status.ownSequence), ownDigest: status.ownDigest, applied });
-        } catch (decodeError) {
-          this.badMessage("status", message.subject, String(decodeError));
+        // Our own broadcast comes back on the wildcard: not a bad message.
+        if (message.subject === statusSubject(this.self)) return;
+        const decoded = decodeNodeStatus(message.data, { ...this.ctx, self: this.self });
+        if (!decoded.ok) {
+          this.badMessage("status", message.subject, decoded.reason);
+          return;
         }
+        const status = decoded.value;
+        this.onPeerStatus(status.replica, {
+          ownSequence: status.ownSequence,
+          ownDigest: status.ownDigest,
+          applied: { ...status.applied },
+          sentAtMs: status.sentAtMs,
+          receivedAtMs: this.now(),
+        });
       },
     });
     this.timer = setInterval(() => this.publish(), intervalMs);
@@ -50,17 +69,12 @@ export class StatusExchange {
   publish(): void {
     if (this.connection.isClosed()) return;
     const snapshot = this.snapshot();
-    const applied: Record<string, bigint> = {};
-    for (const [replica, seq] of Object.entries(snapshot.applied)) applied[replica] = BigInt(seq);
     this.connection.publish(
       statusSubject(this.self),
-      NodeStatus.encode({
-        replica: this.self,
-        ownSequence: BigInt(snapshot.ownSequence),
-        ownDigest: snapshot.ownDigest,
-        applied,
-        sentAtMs: BigInt(this.now()),
-      }).finish(),
+      encodeNodeStatus(
+        { replica: this.self, ownSequence: snapshot.ownSequence, ownDigest: snapshot.ownDigest, applied: snapshot.applied, sentAtMs: this.now() },
+        clusterIdentityOf(this.ctx.replicas),
+      ),
     );
   }
 
@@ -68,10 +82,4 @@ export class StatusExchange {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.subscription?.unsubscribe();
   }
-}
-
-/** A stream sequence from a peer: a safe integer, or the message is rejected. */
-function safeSequence(value: bigint): number {
-  if (value < 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError(`sequence ${value} is out of range`);
-  return Number(value);
 }

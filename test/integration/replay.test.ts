@@ -8,7 +8,7 @@ import { runNode } from "../../src/app/run-node";
 import { ReplicaSet } from "../../src/core/replica-set";
 import { ReplicaState } from "../../src/core/replica-state";
 import { jsonLogger } from "../../src/node/logger";
-import { decodeDelta, type DecodedDelta } from "../../src/replication/delta-codec";
+import { decodeDeltaOrThrow, type DecodedDelta } from "../../src/replication/delta-codec";
 import { ReplicaLog } from "../../src/replication/jetstream-log";
 import { useStandaloneNats } from "../support/nats";
 
@@ -38,7 +38,7 @@ describe("replay - duplicates and reordering change nothing", function () {
       await running.node.transfer("r-1", "west", 10n);
       const log = await ReplicaLog.over(await connect({ servers: nats().url }), { placeByRegion: false });
       const deltas: DecodedDelta[] = [];
-      await log.replay("east", 1, (m) => deltas.push(decodeDelta(replicas, m.data)));
+      await log.replay("east", 1, (m) => deltas.push(decodeDeltaOrThrow(replicas, m.data, "east")));
       await log.close();
       expect(deltas.length).to.be.greaterThan(1);
       const expected = running.node.state.rowDigest(0);

@@ -199,21 +199,21 @@ describe("peer follower - following", () => {
 
   it("peer follower - a digest equal to the local one marks the peer converged", async () => {
     const { log, f } = setup();
-    f.localDigest = () => "abc";
+    f.localDigest = () => "00000000000000ab";
     await f.start();
-    log.current.deliver(message(1, "a", 0, "abc"));
+    log.current.deliver(message(1, "a", 0, "00000000000000ab"));
     expect(f.converged).to.equal(true);
   });
 
   it("peer follower - a digest that differs twice at the same sequence counts one divergence", async () => {
     const { log, f } = setup();
-    f.localDigest = () => "mine";
+    f.localDigest = () => "000000000000aaaa";
     await f.start();
-    log.current.deliver(message(1, "a", 0, "theirs"));
+    log.current.deliver(message(1, "a", 0, "000000000000bbbb"));
     expect(f.converged).to.equal(undefined);
-    f.observeStatus(1, "theirs");
+    f.observeStatus(1, "000000000000bbbb");
     expect(f.converged).to.equal(false);
-    f.observeStatus(1, "theirs");
+    f.observeStatus(1, "000000000000bbbb");
     expect(f.divergences).to.equal(1);
   });
 

@@ -7,7 +7,7 @@ import { expect } from "chai";
 import type { DurableWrite } from "../../src/core/durable-write";
 import { ReplicaSet } from "../../src/core/replica-set";
 import type { SlotChange } from "../../src/core/replica-state";
-import { decodeDelta } from "../../src/replication/delta-codec";
+import { decodeDeltaOrThrow } from "../../src/replication/delta-codec";
 import { PoisonWriteError } from "../../src/replication/group-commit";
 import { ReplicaWriter, WriterFencedError, type StreamAppender, type ReplicaWriterOptions } from "../../src/replication/replica-writer";
 import { track, turns, until } from "./support/conditions";
@@ -54,7 +54,7 @@ class FakeStream implements StreamAppender {
   accountsOf(index: number): string[] {
     const append = this.appends[index];
     if (append === undefined) throw new Error(`no append ${index}`);
-    return decodeDelta(REPLICAS, append.data).slots.map((s) => s.accountId);
+    return decodeDeltaOrThrow(REPLICAS, append.data, "east").slots.map((s) => s.accountId);
   }
 }
 
@@ -66,7 +66,7 @@ interface Hooks {
 }
 
 function writer(stream: FakeStream, options: Partial<ReplicaWriterOptions> = {}): { w: ReplicaWriter; hooks: Hooks } {
-  const hooks: Hooks = { fenced: [], errors: [], committed: [], digest: "d0" };
+  const hooks: Hooks = { fenced: [], errors: [], committed: [], digest: "00000000000000d0" };
   const w = new ReplicaWriter(
     stream,
     {
@@ -100,19 +100,19 @@ describe("replica writer - appending", () => {
     const stream = new FakeStream(41);
     const { w, hooks } = writer(stream);
     expect(w.sequence).to.equal(41);
-    hooks.digest = "d1";
+    hooks.digest = "00000000000000d1";
     expect(await w.commit(write("a"))).to.equal(42);
     expect(w.sequence).to.equal(42);
-    expect(w.publishedDigest).to.equal("d1");
-    hooks.digest = "d2";
+    expect(w.publishedDigest).to.equal("00000000000000d1");
+    hooks.digest = "00000000000000d2";
     expect(await w.commit(write("b"))).to.equal(43);
     expect(stream.appends.map((a) => [a.replica, a.expectedLastSeq, a.msgId])).to.deep.equal([
       ["east", 41, "inst-1"],
       ["east", 42, "inst-2"],
     ]);
-    const second = decodeDelta(REPLICAS, stream.appends[1]!.data);
+    const second = decodeDeltaOrThrow(REPLICAS, stream.appends[1]!.data, "east");
     expect(second.writer).to.equal(0);
-    expect(second.rowDigest).to.equal("d2");
+    expect(second.rowDigest).to.equal("00000000000000d2");
     expect(second.slots.map((s) => s.accountId)).to.deep.equal(["b"]);
     expect(hooks.committed).to.deep.equal([1, 1]);
     expect(w.sequence).to.equal(43);

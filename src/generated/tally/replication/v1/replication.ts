@@ -12,6 +12,22 @@ export const protobufPackage = "tally.replication.v1";
 export const protobufFileName = "tally/replication/v1/replication.proto";
 
 /**
+ * Which cluster a message belongs to: the ordered replica list that fixes the
+ * slot layout of every counter (replica i is row i). Two nodes configured with
+ * the same names in a different order must not exchange slots, so every
+ * inter-node message carries this and receivers compare it with their own.
+ */
+export interface ClusterIdentity {
+  /**
+   * FNV-1a 64 over "tally.cluster.v1" then, per name, its UTF-8 length
+   * (4 bytes big endian) and bytes (src/core/cluster-identity.ts).
+   */
+  hash: bigint;
+  /** Replica names in index order. */
+  replicas: string[];
+}
+
+/**
  * One group commit of a replica: the absolute values of every slot of its row
  * that changed in the window. Applying it twice, or out of order with others
  * of the same replica, gives the same state (merge = pointwise max).
@@ -29,6 +45,11 @@ export interface ReplicaDelta {
   policies: PolicyValue[];
   /** Digest of the writer's whole row after this window (hex of 64 bits). */
   rowDigest: string;
+  /**
+   * The sender's cluster identity (its replica list, in index order).
+   * Receivers reject a message whose identity differs from their own.
+   */
+  cluster: ClusterIdentity | undefined;
 }
 
 /** The absolute value of one slot of the writer's row. */
@@ -99,6 +120,11 @@ export interface NodeStatus {
   applied: { [key: string]: bigint };
   /** Sent at, ms since epoch. */
   sentAtMs: bigint;
+  /**
+   * The sender's cluster identity (its replica list, in index order).
+   * Receivers reject a message whose identity differs from their own.
+   */
+  cluster: ClusterIdentity | undefined;
 }
 
 export interface NodeStatus_AppliedEntry {
@@ -114,6 +140,11 @@ export interface RightsRequest {
   requester: string;
   /** Rights the requester is missing, in minor units. */
   deficit: bigint;
+  /**
+   * The sender's cluster identity (its replica list, in index order).
+   * Receivers reject a message whose identity differs from their own.
+   */
+  cluster: ClusterIdentity | undefined;
 }
 
 /**
@@ -135,6 +166,11 @@ export interface RightsReply {
    * (grants and earlier transfers) and stays causally closed.
    */
   accountCounter: bigint[];
+  /**
+   * The sender's cluster identity (its replica list, in index order).
+   * Receivers reject a message whose identity differs from their own.
+   */
+  cluster: ClusterIdentity | undefined;
 }
 
 /** One account's whole counter in slot layout: P row-major, then D. */
@@ -164,6 +200,12 @@ export interface SnapshotHeader {
   takenAtMs: bigint;
   /** Number of accounts in the snapshot. */
   accounts: bigint;
+  /**
+   * The snapshot writer's cluster identity; must agree with `replicas`.
+   * Absent in snapshots written before identities existed (then `replicas`
+   * alone identifies the layout).
+   */
+  cluster: ClusterIdentity | undefined;
 }
 
 export interface SnapshotHeader_AppliedEntry {
@@ -185,8 +227,78 @@ export interface SnapshotChunk {
   policies: PolicyValue[];
 }
 
+function createBaseClusterIdentity(): ClusterIdentity {
+  return { hash: 0n, replicas: [] };
+}
+
+export const ClusterIdentity: MessageFns<ClusterIdentity> = {
+  encode(message: ClusterIdentity, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hash !== 0n) {
+      if (BigInt.asUintN(64, message.hash) !== message.hash) {
+        throw new globalThis.Error("value provided for field message.hash of type fixed64 too large");
+      }
+      writer.uint32(9).fixed64(message.hash);
+    }
+    for (const v of message.replicas) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClusterIdentity {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClusterIdentity();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.hash = reader.fixed64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.replicas.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ClusterIdentity>): ClusterIdentity {
+    return ClusterIdentity.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ClusterIdentity>): ClusterIdentity {
+    const message = createBaseClusterIdentity();
+    message.hash = (object.hash !== undefined && object.hash !== null) ? BigInt(object.hash) : 0n;
+    message.replicas = object.replicas?.map((e) => e) || [];
+    return message;
+  },
+};
+
 function createBaseReplicaDelta(): ReplicaDelta {
-  return { replica: "", publishedAtMs: 0n, slots: [], requests: [], policies: [], rowDigest: "" };
+  return { replica: "", publishedAtMs: 0n, slots: [], requests: [], policies: [], rowDigest: "", cluster: undefined };
 }
 
 export const ReplicaDelta: MessageFns<ReplicaDelta> = {
@@ -211,6 +323,9 @@ export const ReplicaDelta: MessageFns<ReplicaDelta> = {
     }
     if (message.rowDigest !== "") {
       writer.uint32(50).string(message.rowDigest);
+    }
+    if (message.cluster !== undefined) {
+      ClusterIdentity.encode(message.cluster, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -276,6 +391,14 @@ export const ReplicaDelta: MessageFns<ReplicaDelta> = {
             message.rowDigest = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.cluster = ClusterIdentity.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -301,6 +424,9 @@ export const ReplicaDelta: MessageFns<ReplicaDelta> = {
     message.requests = object.requests?.map((e) => RequestRecord.fromPartial(e)) || [];
     message.policies = object.policies?.map((e) => PolicyValue.fromPartial(e)) || [];
     message.rowDigest = object.rowDigest ?? "";
+    message.cluster = (object.cluster !== undefined && object.cluster !== null)
+      ? ClusterIdentity.fromPartial(object.cluster)
+      : undefined;
     return message;
   },
 };
@@ -661,7 +787,7 @@ export const PolicyValue: MessageFns<PolicyValue> = {
 };
 
 function createBaseNodeStatus(): NodeStatus {
-  return { replica: "", ownSequence: 0n, ownDigest: "", applied: {}, sentAtMs: 0n };
+  return { replica: "", ownSequence: 0n, ownDigest: "", applied: {}, sentAtMs: 0n, cluster: undefined };
 }
 
 export const NodeStatus: MessageFns<NodeStatus> = {
@@ -686,6 +812,9 @@ export const NodeStatus: MessageFns<NodeStatus> = {
         throw new globalThis.Error("value provided for field message.sentAtMs of type int64 too large");
       }
       writer.uint32(40).int64(message.sentAtMs);
+    }
+    if (message.cluster !== undefined) {
+      ClusterIdentity.encode(message.cluster, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -746,6 +875,14 @@ export const NodeStatus: MessageFns<NodeStatus> = {
             message.sentAtMs = reader.int64() as bigint;
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.cluster = ClusterIdentity.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -778,6 +915,9 @@ export const NodeStatus: MessageFns<NodeStatus> = {
       {},
     );
     message.sentAtMs = (object.sentAtMs !== undefined && object.sentAtMs !== null) ? BigInt(object.sentAtMs) : 0n;
+    message.cluster = (object.cluster !== undefined && object.cluster !== null)
+      ? ClusterIdentity.fromPartial(object.cluster)
+      : undefined;
     return message;
   },
 };
@@ -853,7 +993,7 @@ export const NodeStatus_AppliedEntry: MessageFns<NodeStatus_AppliedEntry> = {
 };
 
 function createBaseRightsRequest(): RightsRequest {
-  return { accountId: "", requester: "", deficit: 0n };
+  return { accountId: "", requester: "", deficit: 0n, cluster: undefined };
 }
 
 export const RightsRequest: MessageFns<RightsRequest> = {
@@ -869,6 +1009,9 @@ export const RightsRequest: MessageFns<RightsRequest> = {
         throw new globalThis.Error("value provided for field message.deficit of type uint64 too large");
       }
       writer.uint32(24).uint64(message.deficit);
+    }
+    if (message.cluster !== undefined) {
+      ClusterIdentity.encode(message.cluster, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -910,6 +1053,14 @@ export const RightsRequest: MessageFns<RightsRequest> = {
             message.deficit = reader.uint64() as bigint;
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.cluster = ClusterIdentity.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -930,12 +1081,15 @@ export const RightsRequest: MessageFns<RightsRequest> = {
     message.accountId = object.accountId ?? "";
     message.requester = object.requester ?? "";
     message.deficit = (object.deficit !== undefined && object.deficit !== null) ? BigInt(object.deficit) : 0n;
+    message.cluster = (object.cluster !== undefined && object.cluster !== null)
+      ? ClusterIdentity.fromPartial(object.cluster)
+      : undefined;
     return message;
   },
 };
 
 function createBaseRightsReply(): RightsReply {
-  return { donor: "", granted: 0n, transferredTotal: 0n, donorRights: 0n, accountCounter: [] };
+  return { donor: "", granted: 0n, transferredTotal: 0n, donorRights: 0n, accountCounter: [], cluster: undefined };
 }
 
 export const RightsReply: MessageFns<RightsReply> = {
@@ -970,6 +1124,9 @@ export const RightsReply: MessageFns<RightsReply> = {
         writer.uint64(v);
       }
       writer.join();
+    }
+    if (message.cluster !== undefined) {
+      ClusterIdentity.encode(message.cluster, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -1037,6 +1194,14 @@ export const RightsReply: MessageFns<RightsReply> = {
 
             break;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.cluster = ClusterIdentity.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1063,6 +1228,9 @@ export const RightsReply: MessageFns<RightsReply> = {
       ? BigInt(object.donorRights)
       : 0n;
     message.accountCounter = object.accountCounter?.map((e) => BigInt(e)) || [];
+    message.cluster = (object.cluster !== undefined && object.cluster !== null)
+      ? ClusterIdentity.fromPartial(object.cluster)
+      : undefined;
     return message;
   },
 };
@@ -1152,7 +1320,16 @@ export const AccountCounter: MessageFns<AccountCounter> = {
 };
 
 function createBaseSnapshotHeader(): SnapshotHeader {
-  return { replica: "", replicas: [], replayFrom: 0n, durableSequence: 0n, applied: {}, takenAtMs: 0n, accounts: 0n };
+  return {
+    replica: "",
+    replicas: [],
+    replayFrom: 0n,
+    durableSequence: 0n,
+    applied: {},
+    takenAtMs: 0n,
+    accounts: 0n,
+    cluster: undefined,
+  };
 }
 
 export const SnapshotHeader: MessageFns<SnapshotHeader> = {
@@ -1189,6 +1366,9 @@ export const SnapshotHeader: MessageFns<SnapshotHeader> = {
         throw new globalThis.Error("value provided for field message.accounts of type uint64 too large");
       }
       writer.uint32(56).uint64(message.accounts);
+    }
+    if (message.cluster !== undefined) {
+      ClusterIdentity.encode(message.cluster, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -1265,6 +1445,14 @@ export const SnapshotHeader: MessageFns<SnapshotHeader> = {
             message.accounts = reader.uint64() as bigint;
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.cluster = ClusterIdentity.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1301,6 +1489,9 @@ export const SnapshotHeader: MessageFns<SnapshotHeader> = {
     );
     message.takenAtMs = (object.takenAtMs !== undefined && object.takenAtMs !== null) ? BigInt(object.takenAtMs) : 0n;
     message.accounts = (object.accounts !== undefined && object.accounts !== null) ? BigInt(object.accounts) : 0n;
+    message.cluster = (object.cluster !== undefined && object.cluster !== null)
+      ? ClusterIdentity.fromPartial(object.cluster)
+      : undefined;
     return message;
   },
 };
