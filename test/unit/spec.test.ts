@@ -94,7 +94,7 @@ function replay(trace: { states: Array<Record<string, unknown>> }): number {
   const recover = (r: number): void => {
     const st = fresh(r);
     st.mergeAccount(ACCOUNT, durable[r]!.counter);
-    for (const [q, answer] of durable[r]!.answers) st.remember(fp(q), fp(q), answer, 0);
+    for (const [q, answer] of durable[r]!.answers) st.remember(fp(q), fp(q), answer, { stampMs: 0, nowMs: 0 });
     live[r] = st;
     memAnswers[r] = new Map(durable[r]!.answers);
   };
@@ -127,7 +127,7 @@ function replay(trace: { states: Array<Record<string, unknown>> }): number {
         const result = kind === "grant" ? { ...st.grant(ACCOUNT, amount), globallyCoverable: true } : st.debit(ACCOUNT, amount, flag);
         expect(result.changes.length > 0, `${where}: approved`).to.equal(bool(field(step, "approved")));
         if (result.changes.length > 0) {
-          st.remember(fp(q), fp(q), result.answer, 0);
+          st.remember(fp(q), fp(q), result.answer, { stampMs: 0, nowMs: 0 });
           memAnswers[r]!.set(q, result.answer);
         }
         break;
