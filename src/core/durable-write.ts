@@ -26,4 +26,6 @@ export interface CommitBatch {
   readonly slots: SlotChange[];
   readonly requests: RequestRecord[];
   readonly policies: PolicyRecord[];
+  /** Other writers' slots of the changed accounts (non-zero), so receivers' views stay causally closed. */
+  readonly context?: readonly SlotChange[];
 }

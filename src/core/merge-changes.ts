@@ -9,6 +9,8 @@ import type { ReplicaState, SlotChange } from "./replica-state";
 /** One writer's changes as decoded from its stream. */
 export interface WriterChanges {
   readonly writer: number;
+  /** Other writers' slots the writer held for these accounts: merged first, so the view stays causally closed. */
+  readonly context?: readonly SlotChange[];
   readonly slots: readonly SlotChange[];
   readonly requests: readonly RequestRecord[];
   readonly policies: readonly PolicyRecord[];
@@ -27,6 +29,14 @@ export interface MergeListener {
 export function mergeChanges(state: ReplicaState, changes: WriterChanges, receivedMs: number, listener: MergeListener): void {
   const debitColumn = state.replicas.size;
   const fromPeer = changes.writer !== state.self;
+  for (const slot of changes.context ?? []) {
+    try {
+      // Our own row is never taken from someone else's view of it.
+      if (slot.writer !== state.self && state.merge(slot.accountId, slot.writer, slot.column, slot.value)) listener.changed(slot.accountId);
+    } catch (error) {
+      listener.refused(error);
+    }
+  }
   for (const slot of changes.slots) {
     const before = fromPeer && slot.column === debitColumn ? state.slot(slot.accountId, slot.writer, slot.column) : 0n;
     let grew: boolean;

@@ -380,6 +380,24 @@ export class ReplicaState {
     return values;
   }
 
+  /** The non-zero slots of every row but this replica's own, for these accounts (a message's causal context). */
+  otherRows(accountIds: Iterable<string>): SlotChange[] {
+    const n = this.replicas.size;
+    const out: SlotChange[] = [];
+    for (const accountId of accountIds) {
+      const base = this.table.baseOf(accountId);
+      if (base === undefined) continue;
+      for (let writer = 0; writer < n; writer++) {
+        if (writer === this.self) continue;
+        for (let column = 0; column <= n; column++) {
+          const value = this.table.read(base, writer, column);
+          if (value !== 0n) out.push({ accountId, writer, column, value });
+        }
+      }
+    }
+    return out;
+  }
+
   /**
    * Merges a counter exported by exportAccount (pointwise max). Returns true if
    * anything grew. Every value is checked first: if any is out of bounds it

@@ -64,6 +64,18 @@ export type DebitStep =
     }
   | { readonly kind: "short"; readonly deficit: bigint; readonly coverable: boolean };
 
+export type DecidedDebit = Extract<DebitStep, { kind: "decided" }>;
+
+/** A batch decided: one write for all of it, the tickets to settle once it is durable, the answers in order. */
+export interface BatchDecision {
+  readonly write: DurableWrite & { readonly slots: readonly SlotChange[] };
+  readonly decided: ReadonlyArray<readonly [DebitItem, DecidedDebit]>;
+  readonly tickets: ReadonlyArray<readonly [Ticket, Answer]>;
+  readonly failure: Error | undefined;
+  /** Every item's answer in order (joined ones once their first call is answered; duplicates as replays). */
+  results(): Promise<Array<{ answer: Answer; replayed: boolean }>>;
+}
+
 export interface GrantInput {
   readonly accountId: string;
   readonly amount: bigint;
@@ -156,6 +168,52 @@ export class WritePath {
       overdraftUsed: overdraftUsed(answer, item.amount),
       falseRejection: false,
     };
+  }
+
+  /**
+   * Decides a batch's new debits in order, final (no waiting), as one
+   * durable write. A decision that throws (a bound) stops the batch: what was
+   * decided stays decided and is in `write`; the rest is refused with it.
+   */
+  debitBatch(items: readonly DebitItem[], admissions: ReturnType<WritePath["admitBatch"]>, time: RequestTime): BatchDecision {
+    const answers = new Array<{ answer: Answer; replayed: boolean } | Promise<Answer> | undefined>(items.length);
+    const slots: SlotChange[] = [];
+    const requests: RequestRecord[] = [];
+    const decided: Array<[DebitItem, DecidedDebit]> = [];
+    const tickets: Array<[Ticket, Answer]> = [];
+    let failure: Error | undefined;
+    admissions.forEach((admission, index) => {
+      const item = items[index]!;
+      if (admission.kind === "duplicate") return;
+      if (admission.kind === "replay") answers[index] = { answer: admission.answer, replayed: true };
+      else if (admission.kind === "joined") answers[index] = admission.decision;
+      else if (failure !== undefined) admission.ticket.reject(failure);
+      else {
+        let step: DebitStep;
+        try {
+          step = this.debit({ item, fingerprint: debitFingerprint(item.accountId, item.amount), time, final: true });
+        } catch (error) {
+          failure = error instanceof Error ? error : new Error(String(error));
+          admission.ticket.reject(failure);
+          return;
+        }
+        if (step.kind !== "decided") return;
+        decided.push([item, step]);
+        if (step.write !== undefined) {
+          slots.push(...step.write.slots);
+          requests.push(...(step.write.requests ?? []));
+        }
+        tickets.push([admission.ticket, step.answer]);
+        answers[index] = { answer: step.answer, replayed: false };
+      }
+    });
+    const results = async (): Promise<Array<{ answer: Answer; replayed: boolean }>> => {
+      const own = await Promise.all(answers.map(async (a) => (a instanceof Promise ? { answer: await a, replayed: true } : a)));
+      return admissions.map((admission, index) =>
+        admission.kind === "duplicate" ? { answer: own[admission.of]!.answer, replayed: true } : own[index]!,
+      );
+    };
+    return { write: { slots, requests }, decided, tickets, failure, results };
   }
 
   /** Grants credit here; with `spread`, an equal share of its rights moves to every other region in the same write. */

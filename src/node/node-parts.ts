@@ -9,8 +9,10 @@ import { ReplicaWriter, type WriterFencedError } from "../replication/replica-wr
 import type { Logger } from "./logger";
 import type { NodeConfig } from "./node-config";
 import type { NodeTransports } from "./node-transports";
-import type { PeerSet } from "./peer-set";
-import type { RightsEvents } from "./rights-broker";
+import { PeerSet } from "./peer-set";
+import { REAL_CLOCK, RightsBroker, type RightsEvents, type RightsHost } from "./rights-broker";
+import { perReplicaShare } from "../core/bounds";
+import type { DecodedDelta } from "../replication/delta-codec";
 import { Snapshotter } from "./snapshotter";
 
 export interface PartsContext {
@@ -22,7 +24,12 @@ export interface PartsContext {
   readonly now: () => number;
 }
 
-export function createWriter(ctx: PartsContext, startSequence: number, onFenced: (error: WriterFencedError) => void): ReplicaWriter {
+export function createWriter(
+  ctx: PartsContext,
+  startSequence: number,
+  onFenced: (error: WriterFencedError) => void,
+  onForeign: (sequences: readonly number[]) => void,
+): ReplicaWriter {
   const { config, state, metrics, logger, now } = ctx;
   return new ReplicaWriter(
     ctx.transports.log,
@@ -37,7 +44,16 @@ export function createWriter(ctx: PartsContext, startSequence: number, onFenced:
     },
     {
       rowDigest: () => digestHex(state.rowDigest(state.self)),
+      context: (accountIds) => state.otherRows(accountIds),
       onFenced,
+      onForeign: (sequences, reason) => {
+        metrics.badMessages.inc({ source: "own_stream" }, sequences.length);
+        logger.error("messages this node did not write are in its own stream; stepped over them (restrict who may publish to it)", {
+          sequences: sequences.join(","),
+          reason,
+        });
+        onForeign(sequences);
+      },
       onCommitted: (slots, seconds) => {
         metrics.commits.inc();
         metrics.commitSlots.observe(slots);
@@ -85,4 +101,30 @@ export function rightsEvents(metrics: TallyMetrics, logger: Logger): RightsEvent
       logger.warn("rights gift refused", { donor, error: String(error) });
     },
   };
+}
+
+/** The followers of every peer stream, refusing what no writer could have produced. */
+export function createPeerSet(
+  ctx: PartsContext,
+  node: { apply(delta: DecodedDelta): void; catchUpFromSnapshot(replica: string): Promise<number> },
+): PeerSet {
+  const { config, metrics, logger } = ctx;
+  return new PeerSet({
+    region: config.region,
+    state: ctx.state,
+    log: ctx.transports.log,
+    apply: (delta) => node.apply(delta),
+    catchUpFromSnapshot: (replica) => node.catchUpFromSnapshot(replica),
+    onError: (peer, error) => logger.warn("follow failed, retrying", { peer, error: String(error) }),
+    refused: (peer, sequence, reason) => {
+      metrics.badMessages.inc({ source: "stream" });
+      logger.error("a message in a peer's stream was refused; waiting for its snapshot to cover it", { peer, sequence, reason });
+    },
+    maxSlotValue: perReplicaShare(config.regions.length),
+    now: ctx.now,
+  });
+}
+
+export function createRightsBroker(ctx: PartsContext, host: RightsHost): RightsBroker {
+  return new RightsBroker(host, ctx.transports.rights, rightsEvents(ctx.metrics, ctx.logger), REAL_CLOCK, ctx.config.maxRightsWaitMs);
 }

@@ -30,6 +30,8 @@ export interface PeerSetOptions {
   /** Merges `replica`'s latest snapshot; returns the sequence it covers. */
   catchUpFromSnapshot(replica: string): Promise<number>;
   onError(peer: string, error: unknown): void;
+  refused(peer: string, sequence: number, reason: string): void;
+  readonly maxSlotValue: bigint;
   readonly now: () => number;
 }
 
@@ -48,9 +50,11 @@ export class PeerSet {
         {
           apply: (delta) => options.apply(delta),
           onError: (error) => options.onError(peer, error),
+          refused: (sequence, reason) => options.refused(peer, sequence, reason),
           catchUpFromSnapshot: (replica) => options.catchUpFromSnapshot(replica),
         },
         options.now,
+        options.maxSlotValue,
       );
       const index = state.replicas.indexOf(peer);
       follower.localDigest = () => digestHex(state.rowDigest(index));

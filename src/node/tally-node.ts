@@ -3,14 +3,13 @@
 // and peers merged by the PeerSet. gRPC handlers call only this class; the
 // connections it uses are opened and handed in by src/app.
 
-import { DebitOutcome, ReplicaState, type Answer, type SlotChange } from "../core/replica-state";
-import type { RequestRecord } from "../core/durable-write";
+import { DebitOutcome, ReplicaState, type Answer } from "../core/replica-state";
 import { ReplicaSet } from "../core/replica-set";
 import type { Policy } from "../core/policy";
 import { mergeChanges } from "../core/merge-changes";
 import type { RequestTime } from "../core/request-log";
 import { performance } from "node:perf_hooks";
-import { debitFingerprint, grantFingerprint, WritePath, type Admission, type DebitItem, type DebitStep, type Ticket } from "../core/write-path";
+import { debitFingerprint, grantFingerprint, WritePath, type Admission, type DebitItem, type DebitStep } from "../core/write-path";
 import type { DecodedDelta } from "../replication/delta-codec";
 import type { ReplicaWriter, WriterFencedError } from "../replication/replica-writer";
 import type { SnapshotHeaderValue } from "../replication/snapshot-codec";
@@ -20,11 +19,11 @@ import type { Logger } from "./logger";
 import type { NodeConfig } from "./node-config";
 import type { NodeTransports } from "./node-transports";
 import { NodeUnavailableError } from "./node-errors";
-import { PeerSet } from "./peer-set";
+import type { PeerSet } from "./peer-set";
 import { applySnapshotChunk, recoverOwnRow } from "./recovery";
-import { REAL_CLOCK, RightsBroker, type RightsHost } from "./rights-broker";
+import type { RightsBroker } from "./rights-broker";
 import type { Snapshotter } from "./snapshotter";
-import { createSnapshotter, createWriter, rightsEvents } from "./node-parts";
+import { createPeerSet, createRightsBroker, createSnapshotter, createWriter } from "./node-parts";
 import { NodeViews } from "./node-views";
 
 export type { DebitItem } from "../core/write-path";
@@ -64,22 +63,20 @@ export class TallyNode {
       requestLog: { retentionMs: config.requestRetentionMs, maxEntries: config.maxRememberedRequests },
     });
     this.writes = new WritePath(this.state);
-    this.peers = new PeerSet({
-      region: config.region,
-      state: this.state,
-      log: transports.log,
+    this.peers = createPeerSet(this, {
       apply: (delta) => this.applyDelta(delta),
       catchUpFromSnapshot: (replica) => this.catchUpFromSnapshot(replica),
-      onError: (peer, error) => logger.warn("follow failed, retrying", { peer, error: String(error) }),
-      now,
     });
-    this.rights = new RightsBroker(
-      this.brokerHost(),
-      transports.rights,
-      rightsEvents(metrics, logger),
-      REAL_CLOCK,
-      config.maxRightsWaitMs,
-    );
+    const isWritable = (): boolean => this.ready && this.unavailable === undefined;
+    this.rights = createRightsBroker(this, {
+      region: config.region,
+      state: this.state,
+      watches: this.watches,
+      get writable() {
+        return isWritable();
+      },
+      commit: (write) => this.durable().commit(write),
+    });
     this.views = new NodeViews(this);
   }
 
@@ -118,19 +115,6 @@ export class TallyNode {
     return undefined;
   }
 
-  private brokerHost(): RightsHost {
-    const isWritable = (): boolean => this.ready && this.unavailable === undefined;
-    return {
-      region: this.config.region,
-      state: this.state,
-      watches: this.watches,
-      get writable() {
-        return isWritable();
-      },
-      commit: (write) => this.durable().commit(write),
-    };
-  }
-
   private async recover(): Promise<void> {
     const { config, transports, logger } = this;
     const recovered = await recoverOwnRow({
@@ -142,7 +126,13 @@ export class TallyNode {
       logger,
       clock: this,
     });
-    this.writer = createWriter(this, recovered.sequence, (error) => this.fence(error));
+    this.writer = createWriter(
+      this,
+      recovered.sequence,
+      (error) => this.fence(error),
+      // A fresh snapshot lets peers that refused the stray messages move past them.
+      () => void this.takeSnapshot().catch((error: unknown) => logger.warn("snapshot after stray messages failed", { error: String(error) })),
+    );
     const caughtUp = await this.peers.start(recovered.header?.applied ?? {}, config.catchUpTimeoutMs);
     if (!caughtUp) logger.warn("serving before every peer was applied (peer unreachable?)");
     this.stops.push(
@@ -204,58 +194,23 @@ export class TallyNode {
   /** Decides debits in order without waiting for rights; one durable commit for the batch. */
   async debitBatch(items: readonly DebitItem[]): Promise<Decision[]> {
     this.assertWritable();
-    const admissions = this.writes.admitBatch(items, this.monotonic());
-    const results = new Array<Decision | undefined>(items.length);
-    const slots: SlotChange[] = [];
-    const requests: RequestRecord[] = [];
-    const tickets: Array<[Ticket, Answer]> = [];
-    const joined: Array<[number, Promise<Answer>]> = [];
     const time = this.time();
     this.state.expireRequests(time.nowMs);
-    let failure: unknown;
-    for (let index = 0; index < items.length; index++) {
-      const admission = admissions[index]!;
-      const item = items[index]!;
-      if (admission.kind === "duplicate") continue;
-      if (admission.kind === "replay") results[index] = { answer: admission.answer, replayed: true };
-      else if (admission.kind === "joined") joined.push([index, admission.decision]);
-      else if (failure !== undefined) admission.ticket.reject(failure);
-      else {
-        let step: DebitStep;
-        try {
-          step = this.writes.debit({ item, fingerprint: debitFingerprint(item.accountId, item.amount), time, final: true });
-        } catch (error) {
-          // Decided items stay decided (their changes are in memory): they are
-          // committed below; the rest of the batch is refused with this error.
-          failure = error;
-          admission.ticket.reject(error);
-          continue;
-        }
-        if (step.kind !== "decided") continue;
-        this.account(item, step, time.nowMs);
-        if (step.write !== undefined) {
-          slots.push(...step.write.slots);
-          requests.push(...(step.write.requests ?? []));
-        } else if (step.answer.outcome === DebitOutcome.InsufficientCredit) {
-          this.rights.afterShortfall(item.accountId, item.amount);
-        }
-        tickets.push([admission.ticket, step.answer]);
-        results[index] = { answer: step.answer, replayed: false };
-      }
+    const batch = this.writes.debitBatch(items, this.writes.admitBatch(items, time.nowMs), time);
+    for (const [item, step] of batch.decided) {
+      this.account(item, step, time.nowMs);
+      if (step.answer.outcome === DebitOutcome.InsufficientCredit) this.rights.afterShortfall(item.accountId, item.amount);
     }
     try {
-      if (slots.length > 0 || requests.length > 0) await this.durable().commit({ slots, requests });
+      if (batch.write.slots.length > 0) await this.durable().commit(batch.write);
     } catch (error) {
-      for (const [ticket] of tickets) ticket.reject(error);
+      for (const [ticket] of batch.tickets) ticket.reject(error);
       throw error;
     }
-    for (const [ticket, answer] of tickets) ticket.resolve(answer);
-    if (failure !== undefined) throw failure;
-    for (const [index, decision] of joined) results[index] = { answer: await decision, replayed: true };
-    return admissions.map((admission, index) => {
-      if (admission.kind !== "duplicate") return results[index]!;
-      return { answer: results[admission.of]!.answer, replayed: true };
-    });
+    for (const [ticket, answer] of batch.tickets) ticket.resolve(answer);
+    // Decided items are committed; the rest of the batch is refused with this error.
+    if (batch.failure !== undefined) throw batch.failure;
+    return batch.results();
   }
 
   async grant(accountId: string, amount: bigint, requestId: string): Promise<Decision> {

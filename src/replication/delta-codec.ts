@@ -43,6 +43,8 @@ export interface DecodedDelta {
   readonly requests: RequestRecord[];
   readonly policies: PolicyRecord[];
   readonly rowDigest: string;
+  /** Other writers' slots of the changed accounts; merged before `slots`. */
+  readonly context: SlotChange[];
 }
 
 /** How a stream message is judged: this node's cluster, and whose stream it was read from. */
@@ -73,6 +75,7 @@ export function encodeDelta(
     policies: batch.policies.map(policyToWire),
     rowDigest,
     cluster: clusterToWire(clusterIdentityOf(replicas)),
+    context: (batch.context ?? []).map((c) => ({ accountId: c.accountId, writer: c.writer, column: c.column, value: c.value })),
   }).finish();
 }
 
@@ -101,8 +104,17 @@ export function decodeDelta(bytes: Uint8Array, ctx: DeltaContext): Decoded<Decod
       const value = checkSlotValue(limits, s.value, `slots[${k}].value`);
       return { accountId, writer, column: s.column, value };
     });
+    const context: SlotChange[] = delta.context.map((c, k) => {
+      const accountId = checkAccountId(c.accountId, `context[${k}].account_id`);
+      if (c.writer >= ctx.replicas.size) reject("field", `context[${k}].writer ${c.writer} is beyond the replica list`);
+      // A writer's own row travels only in its own slots.
+      if (c.writer === writer) reject("field", `context[${k}] is the writer's own row`);
+      if (c.column > debitColumn) reject("field", `context[${k}].column ${c.column} is beyond the layout (0..${debitColumn})`);
+      return { accountId, writer: c.writer, column: c.column, value: checkSlotValue(limits, c.value, `context[${k}].value`) };
+    });
     return {
       writer,
+      context,
       publishedAtMs: checkTimestamp(limits, delta.publishedAtMs, "published_at_ms"),
       rowDigest: checkDigest(delta.rowDigest, "row_digest"),
       slots,

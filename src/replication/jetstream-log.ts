@@ -21,6 +21,7 @@ import { deltaSubject, streamName } from "./subjects";
 /** JetStream API error codes (nats-server errors.json) this module acts on. */
 const JS_STREAM_NOT_FOUND = 10059;
 const JS_WRONG_LAST_SEQUENCE = 10071;
+const JS_NO_MESSAGE = 10037;
 
 export interface ReplicaLogOptions {
   /** Place each replica's stream in the NATS cluster named after the replica (supercluster). */
@@ -118,6 +119,21 @@ export class ReplicaLog implements StreamAppender {
       }
       throw error;
     }
+  }
+
+  /** The raw data of the messages of `replica`'s stream after `afterSeq` (at most `limit`), for checking who wrote them. */
+  async messagesAfter(replica: string, afterSeq: number, limit = 100): Promise<Array<{ seq: number; data: Uint8Array }>> {
+    const { last } = await this.bounds(replica);
+    const out: Array<{ seq: number; data: Uint8Array }> = [];
+    for (let seq = afterSeq + 1; seq <= last && out.length < limit; seq++) {
+      try {
+        const message = await this.jsm.streams.getMessage(streamName(replica), { seq });
+        out.push({ seq, data: message.data });
+      } catch (error) {
+        if (jetStreamErrorCode(error) !== JS_NO_MESSAGE) throw error;
+      }
+    }
+    return out;
   }
 
   /**

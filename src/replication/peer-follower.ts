@@ -3,10 +3,16 @@
 // version-vector entry for the replica), pending count, lag and whether the
 // merged row's digest equals the digest the writer published at that sequence.
 
-import { decodeDeltaOrThrow, type DecodedDelta } from "./delta-codec";
+import { decodeDelta, type DecodedDelta } from "./delta-codec";
+import { inboundContext, type InboundContext } from "./inbound";
 import type { ReplicaLog } from "./jetstream-log";
 import type { ReplicaSet } from "../core/replica-set";
 import type { ConsumerMessages } from "nats";
+
+/** A status may claim at most this far beyond the stream's last sequence seen (a writer cannot outrun its stream). */
+const MAX_CLAIM_AHEAD = 1_000_000;
+/** How long to wait before looking again for a snapshot that covers a refused message. */
+const REFUSED_RETRY_MS = 5_000;
 
 export interface FollowerEvents {
   /** Applies a decoded delta to the state. */
@@ -18,6 +24,13 @@ export interface FollowerEvents {
   catchUpFromSnapshot(replica: string): Promise<number>;
   /** Reports a follow failure (retried). */
   onError(error: unknown): void;
+  /**
+   * A message of the stream was refused (undecodable, another cluster, values
+   * no writer could produce). It is not applied and the applied sequence does
+   * not move past it; the follower waits for a snapshot of the writer that
+   * covers it.
+   */
+  refused(sequence: number, reason: string): void;
 }
 
 export class PeerFollower {
@@ -37,14 +50,22 @@ export class PeerFollower {
   private messages: ConsumerMessages | undefined;
   private stopped = false;
   private caughtUpWaiters: Array<() => void> = [];
+  private readonly ctx: InboundContext;
+  /** Highest last sequence the stream itself reported (JetStream, not a peer's claim). */
+  private streamLast = 0;
+  /** Sequence of a refused message the follower is stuck behind, if any. */
+  refusedAt: number | undefined;
 
   constructor(
     readonly replica: string,
-    private readonly replicas: ReplicaSet,
+    replicas: ReplicaSet,
     private readonly log: ReplicaLog,
     private readonly events: FollowerEvents,
     private readonly now: () => number,
-  ) {}
+    maxSlotValue?: bigint,
+  ) {
+    this.ctx = inboundContext(replicas, maxSlotValue === undefined ? {} : { maxSlotValue });
+  }
 
   get pending(): number {
     return Math.max(0, this.reportedSequence - this.appliedSequence);
@@ -60,7 +81,9 @@ export class PeerFollower {
     while (!this.stopped) {
       try {
         const bounds = await this.log.bounds(this.replica);
-        this.reportedSequence = Math.max(this.reportedSequence, bounds.last);
+        this.streamLast = Math.max(this.streamLast, bounds.last);
+        // The stream is the authority: a claim beyond it (a bad status) is dropped here.
+        this.reportedSequence = Math.max(this.appliedSequence, bounds.last);
         // The writer purged messages this node never applied: a consumer would
         // wait for a new message to notice, so catch up from its snapshot now.
         if (bounds.first > this.appliedSequence + 1 && bounds.last > this.appliedSequence) {
@@ -128,6 +151,7 @@ export class PeerFollower {
   observeStatus(ownSequence: number, ownDigest: string, appliedOfOurs?: number): void {
     if (appliedOfOurs !== undefined) this.appliedOfOurs = appliedOfOurs;
     this.lastHeardMs = this.now();
+    if (ownSequence > Math.max(this.streamLast, this.appliedSequence) + MAX_CLAIM_AHEAD) return;
     this.reportedSequence = Math.max(this.reportedSequence, ownSequence);
     if (ownSequence === this.appliedSequence && ownDigest !== "") this.compareDigest(ownSequence, ownDigest);
   }
@@ -148,17 +172,23 @@ export class PeerFollower {
       this.recoverGap(seq);
       return;
     }
-    let delta: DecodedDelta;
-    try {
-      delta = decodeDeltaOrThrow(this.replicas, data, this.replica);
-      this.events.apply(delta);
-    } catch (error) {
-      // A malformed message is a bug in a writer; report it and keep following.
-      this.events.onError(new Error(`message ${seq} of ${this.replica} rejected: ${String(error)}`));
-      this.appliedSequence = seq;
+    const decoded = decodeDelta(data, { ...this.ctx, expectedWriter: this.replica });
+    if (!decoded.ok) {
+      // Not applied and not skipped: the writer's next snapshot covering it lets us go on.
+      this.refusedAt = seq;
+      this.events.refused(seq, decoded.reason);
+      this.recoverGap(seq + 1, REFUSED_RETRY_MS);
       return;
     }
+    const delta = decoded.value;
+    try {
+      this.events.apply(delta);
+    } catch (error) {
+      this.events.onError(new Error(`message ${seq} of ${this.replica} could not be applied: ${String(error)}`));
+    }
+    this.refusedAt = undefined;
     this.appliedSequence = seq;
+    this.streamLast = Math.max(this.streamLast, seq + pending);
     this.reportedSequence = Math.max(this.reportedSequence, seq + pending);
     this.lastPublishedAtMs = delta.publishedAtMs;
     this.lastHeardMs = this.now();
@@ -173,7 +203,7 @@ export class PeerFollower {
    * twice at the same sequence (the writer repeats its status while idle).
    */
   /** Messages before `seq` were purged (covered by a snapshot): load it, then follow again. */
-  private recoverGap(seq: number): void {
+  private recoverGap(seq: number, retryMs = 500): void {
     this.recovering = true;
     this.messages?.stop();
     this.messages = undefined;
@@ -184,10 +214,11 @@ export class PeerFollower {
           const coveredUpTo = await this.events.catchUpFromSnapshot(this.replica);
           if (coveredUpTo + 1 < seq) throw new Error(`snapshot of ${this.replica} covers ${coveredUpTo}, stream starts at ${seq}`);
           this.appliedSequence = Math.max(this.appliedSequence, coveredUpTo);
+          this.refusedAt = undefined;
           break;
         } catch (error) {
           this.events.onError(error);
-          await new Promise((r) => setTimeout(r, 500));
+          await new Promise((r) => setTimeout(r, retryMs));
         }
       }
       this.recovering = false;

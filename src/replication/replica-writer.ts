@@ -5,7 +5,9 @@
 
 import type { ReplicaSet } from "../core/replica-set";
 import type { CommitBatch, DurableWrite } from "../core/durable-write";
-import { encodeDelta } from "./delta-codec";
+import type { SlotChange } from "../core/replica-state";
+import { decodeDelta, encodeDelta } from "./delta-codec";
+import { inboundContext } from "./inbound";
 import { GroupCommitter, PoisonWriteError, type CommitHealth } from "./group-commit";
 
 /** A second writer appended to this replica's stream. */
@@ -25,14 +27,20 @@ export interface StreamAppender {
   append(replica: string, data: Uint8Array, expectedLastSeq: number, msgId: string): Promise<number>;
   /** Largest message the server accepts. */
   readonly maxPayload: number;
+  /** The messages after `afterSeq` (to tell a second writer from a stray publisher). */
+  messagesAfter?(replica: string, afterSeq: number): Promise<Array<{ seq: number; data: Uint8Array }>>;
 }
 
 export interface WriterHooks {
   /** The row digest of this replica now (published with each message). */
   rowDigest(): string;
+  /** Other writers' non-zero slots of these accounts as held now (the message's causal context). */
+  context?(accountIds: ReadonlySet<string>): SlotChange[];
   /** Called once when another writer fenced this one. */
   onFenced(error: WriterFencedError): void;
   onCommitted(slots: number, seconds: number): void;
+  /** Messages this node did not write were found in its stream and stepped over. */
+  onForeign?(sequences: readonly number[], reason: string): void;
   onError(error: unknown): void;
 }
 
@@ -105,10 +113,43 @@ export class ReplicaWriter {
     this.committer.stop(reason);
   }
 
-  private async publish(batch: CommitBatch): Promise<number> {
+  /**
+   * The stream moved past what this writer appended. If every message in
+   * between is not a delta of this replica (garbage, or another cluster's),
+   * a stray publisher wrote it: it is reported and stepped over, and the
+   * append is retried. A valid delta of this replica means a second writer:
+   * that is a fence. Returns true when it stepped over.
+   */
+  private async stepOverForeign(): Promise<boolean> {
+    if (this.log.messagesAfter === undefined) return false;
+    let messages: Array<{ seq: number; data: Uint8Array }>;
+    try {
+      messages = await this.log.messagesAfter(this.options.region, this.ownSequence);
+    } catch {
+      return false;
+    }
+    if (messages.length === 0) return false;
+    const ctx = { ...inboundContext(this.options.replicas), expectedWriter: this.options.region };
+    const reasons: string[] = [];
+    for (const message of messages) {
+      const decoded = decodeDelta(message.data, ctx);
+      if (decoded.ok) return false;
+      reasons.push(`${message.seq}: ${decoded.reason}`);
+    }
+    const sequences = messages.map((m) => m.seq);
+    this.ownSequence = sequences[sequences.length - 1]!;
+    this.hooks.onForeign?.(sequences, reasons.join("; "));
+    return true;
+  }
+
+  private async publish(plain: CommitBatch): Promise<number> {
     // Only a barrier alone makes an empty batch: what it covers is durable at
     // the last message already, and an empty message would only lengthen the stream.
-    if (batch.slots.length === 0 && batch.requests.length === 0 && batch.policies.length === 0) return this.ownSequence;
+    if (plain.slots.length === 0 && plain.requests.length === 0 && plain.policies.length === 0) return this.ownSequence;
+    const batch: CommitBatch =
+      this.hooks.context === undefined || plain.slots.length === 0
+        ? plain
+        : { ...plain, context: this.hooks.context(new Set(plain.slots.map((s) => s.accountId))) };
     const digest = this.hooks.rowDigest();
     let bytes: Uint8Array;
     try {
@@ -127,6 +168,7 @@ export class ReplicaWriter {
     try {
       sequence = await this.log.append(this.options.region, bytes, this.ownSequence, msgId);
     } catch (error) {
+      if (error instanceof WriterFencedError && !this.fenced && (await this.stepOverForeign())) throw error;
       if (error instanceof WriterFencedError && !this.fenced) {
         this.fenced = true;
         this.committer.stop(error);

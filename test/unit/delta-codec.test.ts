@@ -58,6 +58,12 @@ function checkDelta(delta: DecodedDelta): void {
     ensure(Number.isInteger(s.column) && s.column >= 0 && s.column <= N, "slot column");
     checkSlotValue(s.value);
   }
+  for (const c of delta.context) {
+    ensure(ACCOUNT_ID.test(c.accountId), "context account id");
+    ensure(c.writer !== WEST && c.writer >= 0 && c.writer < N, "context writer");
+    ensure(Number.isInteger(c.column) && c.column >= 0 && c.column <= N, "context column");
+    checkSlotValue(c.value);
+  }
   delta.requests.forEach(checkRequest);
   for (const p of delta.policies) checkPolicy(p, "west");
 }
@@ -78,6 +84,20 @@ function validWire(): fc.Arbitrary<ReplicaDelta> {
 const encode = (delta: ReplicaDelta): Uint8Array => ReplicaDelta.encode(delta).finish();
 
 describe("delta codec - round trip", () => {
+  it("delta codec - context slots of other rows round-trip; the writer's own row is refused as context", () => {
+    const context = [
+      { accountId: "a", writer: 0, column: 0, value: 50n },
+      { accountId: "a", writer: 2, column: N, value: 7n },
+    ];
+    const batch = { slots: [{ accountId: "a", writer: WEST, column: N, value: 3n }], requests: [], policies: [], context };
+    const decoded = decodeDelta(encodeDelta(REPLICAS, WEST, batch, 1, ""), DELTA_CTX);
+    if (!decoded.ok) expect.fail(decoded.reason);
+    expect(decoded.value.context).to.deep.equal(context);
+    const own = { ...batch, context: [{ accountId: "a", writer: WEST, column: 0, value: 1n }] };
+    const refused = decodeDelta(encodeDelta(REPLICAS, WEST, own, 1, ""), DELTA_CTX);
+    expect(refused.ok).to.equal(false);
+  });
+
   it("decodes what encodeDelta wrote, identity included", () => {
     fc.assert(
       fc.property(validArb, ({ batch, publishedAtMs, digest }) => {
@@ -90,6 +110,7 @@ describe("delta codec - round trip", () => {
           slots: batch.slots,
           requests: batch.requests,
           policies: batch.policies,
+          context: [],
         });
       }),
     );
@@ -297,7 +318,7 @@ describe("delta codec - fuzz", () => {
     const seen = { accepted: 0, refused: 0 };
     fc.assert(
       fc.property(validWire(), fc.array(mutation, { minLength: 1, maxLength: 3 }), (wire, mutations) => {
-        const mutated = mutations.reduce<ReplicaDelta>((m, change) => ({ ...m, ...change }) as ReplicaDelta, wire);
+        const mutated = mutations.reduce<ReplicaDelta>((m, change) => ({ ...m, ...change }), wire);
         seen[decodeChecked(encode(mutated)) ? "accepted" : "refused"]++;
       }),
       { numRuns: 1_000 },

@@ -64,11 +64,16 @@ class Events implements FollowerEvents {
   readonly applied: DecodedDelta[] = [];
   readonly catchUps: string[] = [];
   readonly errors: unknown[] = [];
+  readonly refusals: Array<[number, string]> = [];
   /** What each catch-up from a snapshot reports as covered, in order (the last repeats). */
   covered: number[] = [];
 
   apply(delta: DecodedDelta): void {
     this.applied.push(delta);
+  }
+
+  refused(sequence: number, reason: string): void {
+    this.refusals.push([sequence, reason]);
   }
 
   catchUpFromSnapshot(replica: string): Promise<number> {
@@ -187,14 +192,26 @@ describe("peer follower - following", () => {
     expect(log.current.fromSeq).to.equal(10);
   });
 
-  it("peer follower - a malformed message is reported and skipped", async () => {
+  it("peer follower - a malformed message is refused, never applied nor skipped; a snapshot covering it lets the follower go on", async () => {
     const { log, events, f } = setup();
     await f.start();
+    events.covered = [1];
     log.current.deliver({ seq: 1, data: new Uint8Array([0xff, 0xff, 0xff]), pending: 0 });
+    expect(events.refusals.map(([seq]) => seq)).to.deep.equal([1]);
+    expect(f.appliedSequence).to.equal(0);
+    expect(f.refusedAt).to.equal(1);
+    await until(() => f.appliedSequence === 1 && log.follows.length === 2, "caught up past the refused message", 10_000);
     log.current.deliver(message(2, "b"));
-    expect(String(events.errors[0])).to.include("message 1 of west rejected");
     expect(accountsApplied(events)).to.deep.equal(["b"]);
     expect(f.appliedSequence).to.equal(2);
+    expect(f.refusedAt).to.equal(undefined);
+  });
+
+  it("peer follower - a status claiming a sequence far beyond the stream is ignored", async () => {
+    const { f } = setup();
+    await f.start();
+    f.observeStatus(2 ** 52, "");
+    expect(f.pending).to.equal(0);
   });
 
   it("peer follower - a digest equal to the local one marks the peer converged", async () => {

@@ -49,7 +49,29 @@ export interface ReplicaDelta {
    * The sender's cluster identity (its replica list, in index order).
    * Receivers reject a message whose identity differs from their own.
    */
-  cluster: ClusterIdentity | undefined;
+  cluster:
+    | ClusterIdentity
+    | undefined;
+  /**
+   * The other rows of every account this message changes, as the writer
+   * holds them (non-zero slots only). A receiver merges them first, so its
+   * view never holds this writer's spending without the grants and transfers
+   * of other regions that funded it (its view stays causally closed). Every
+   * value here is already durable in its own writer's stream.
+   */
+  context: ContextSlot[];
+}
+
+/** One slot of another writer's row, carried as context (see ReplicaDelta.context). */
+export interface ContextSlot {
+  /** Account the slot belongs to. */
+  accountId: string;
+  /** Row index of the slot's writer in the cluster's replica list; never the message's writer. */
+  writer: number;
+  /** Column: 0..n-1 for P[writer][column], n for D[writer]. */
+  column: number;
+  /** Absolute value. */
+  value: bigint;
 }
 
 /** The absolute value of one slot of the writer's row. */
@@ -298,7 +320,16 @@ export const ClusterIdentity: MessageFns<ClusterIdentity> = {
 };
 
 function createBaseReplicaDelta(): ReplicaDelta {
-  return { replica: "", publishedAtMs: 0n, slots: [], requests: [], policies: [], rowDigest: "", cluster: undefined };
+  return {
+    replica: "",
+    publishedAtMs: 0n,
+    slots: [],
+    requests: [],
+    policies: [],
+    rowDigest: "",
+    cluster: undefined,
+    context: [],
+  };
 }
 
 export const ReplicaDelta: MessageFns<ReplicaDelta> = {
@@ -326,6 +357,9 @@ export const ReplicaDelta: MessageFns<ReplicaDelta> = {
     }
     if (message.cluster !== undefined) {
       ClusterIdentity.encode(message.cluster, writer.uint32(58).fork()).join();
+    }
+    for (const v of message.context) {
+      ContextSlot.encode(v!, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -399,6 +433,14 @@ export const ReplicaDelta: MessageFns<ReplicaDelta> = {
             message.cluster = ClusterIdentity.decode(reader, reader.uint32());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.context.push(ContextSlot.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -427,6 +469,101 @@ export const ReplicaDelta: MessageFns<ReplicaDelta> = {
     message.cluster = (object.cluster !== undefined && object.cluster !== null)
       ? ClusterIdentity.fromPartial(object.cluster)
       : undefined;
+    message.context = object.context?.map((e) => ContextSlot.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseContextSlot(): ContextSlot {
+  return { accountId: "", writer: 0, column: 0, value: 0n };
+}
+
+export const ContextSlot: MessageFns<ContextSlot> = {
+  encode(message: ContextSlot, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.writer !== 0) {
+      writer.uint32(16).uint32(message.writer);
+    }
+    if (message.column !== 0) {
+      writer.uint32(24).uint32(message.column);
+    }
+    if (message.value !== 0n) {
+      if (BigInt.asUintN(64, message.value) !== message.value) {
+        throw new globalThis.Error("value provided for field message.value of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ContextSlot {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContextSlot();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.writer = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.column = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.value = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ContextSlot>): ContextSlot {
+    return ContextSlot.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ContextSlot>): ContextSlot {
+    const message = createBaseContextSlot();
+    message.accountId = object.accountId ?? "";
+    message.writer = object.writer ?? 0;
+    message.column = object.column ?? 0;
+    message.value = (object.value !== undefined && object.value !== null) ? BigInt(object.value) : 0n;
     return message;
   },
 };
