@@ -118,7 +118,7 @@ describe("simulation - three replicas, faulty network, crashes", function () {
 
   /** The first violation among the first `seeds` seeds with a deliberate bug switched on. */
   async function firstViolation(
-    bug: "forgetOwnRowOnCrash" | "giftBeforeDurable",
+    bug: "forgetOwnRowOnCrash" | "giftBeforeDurable" | "omitContext",
     seeds: number,
   ): Promise<SimulationViolation | undefined> {
     for (let seed = 1; seed <= seeds; seed++) {
@@ -133,7 +133,11 @@ describe("simulation - three replicas, faulty network, crashes", function () {
   }
 
   it("catches a replica that forgets its own slot on restart (checker self-test)", async () => {
-    expect((await firstViolation("forgetOwnRowOnCrash", 300))?.detail).to.match(/durable (grants|debits)|holds/);
+    expect((await firstViolation("forgetOwnRowOnCrash", 300))?.detail).to.match(/durable (grants|debits)|holds|rights\(r\d\) = -\d+ below/);
+  });
+
+  it("catches a view that is not causally closed when messages carry no context (checker self-test)", async () => {
+    expect((await firstViolation("omitContext", 300))?.detail).to.match(/not causally closed/);
   });
 
   it("catches a donor that replies before its transfer is durable (checker self-test)", async () => {

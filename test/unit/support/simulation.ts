@@ -32,11 +32,13 @@ export interface SimulationOptions {
   readonly drainTurns?: number;
   /**
    * Fail when a replica's own view shows a STRICT account below zero (its view is
-   * not causally closed). Off by default: replication ships each writer's own row
-   * only, so a view can hold a debit without the grant that funded it; such views
-   * are counted in `causalGaps`.
+   * not causally closed). On by default: every replication message carries the
+   * other rows of its accounts as context, as in production; `false` only counts
+   * such views in `causalGaps`.
    */
   readonly requireCausalViews?: boolean;
+  /** Deliberate bug for self-tests of the checker: replication messages carry no causal context. */
+  readonly omitContext?: boolean;
   /** Spread every grant's rights over the regions (NodeConfig.spreadGrants); off by default, see WritePath.grant. */
   readonly spreadGrants?: boolean;
   /** Deliberate bug for self-tests of the checker: a crashed replica comes back with an empty own row. */
@@ -117,7 +119,7 @@ const DEFAULT_DRAIN_TURNS = 12;
 const QUIESCE_MS = 400;
 
 type Payload =
-  | { readonly kind: "row"; readonly changes: readonly SlotChange[] }
+  | { readonly kind: "row"; readonly changes: readonly SlotChange[]; readonly context: readonly SlotChange[] }
   | { readonly kind: "ask"; readonly id: number; readonly life: number; readonly ask: RightsAsk }
   | { readonly kind: "reply"; readonly id: number; readonly life: number; readonly gift: RightsGift };
 
@@ -544,6 +546,7 @@ class Simulation {
     const life = node.life;
     switch (payload.kind) {
       case "row":
+        this.mergeRow(node, payload.context);
         this.mergeRow(node, payload.changes);
         break;
       case "ask": {
@@ -576,6 +579,8 @@ class Simulation {
     const life = node.life;
     const state = life.state;
     for (const c of changes) {
+      // A replica's own row is never taken from another's view of it.
+      if (c.writer === node.index) continue;
       const before = state.slot(c.accountId, c.writer, c.column);
       if (!state.merge(c.accountId, c.writer, c.column, c.value)) continue;
       if (c.column === N && c.writer !== node.index) life.broker.afterPeerDebit(c.accountId, c.writer, c.value - before, this.nowMs);
@@ -717,7 +722,21 @@ class Simulation {
       row[ack.account] = (row[ack.account] ?? 0n) + ack.amount;
     }
     node.pendingAcks = [];
-    if (changes.length > 0) for (let to = 0; to < N; to++) this.send(node.index, to, { kind: "row", changes });
+    // Like production: each message carries the other rows of its accounts (its
+    // causal context), durable with it, so a restart from the log is closed too.
+    const context = this.options.omitContext === true ? [] : node.life.state.otherRows(new Set(changes.map((c) => c.accountId)));
+    for (const c of context) node.log.push(c);
+    // A JetStream consumer applies a writer's messages in order and without
+    // gaps, so it holds the writer's whole row up to each message; this network
+    // loses and reorders, so each message carries the durable row of its accounts.
+    const accounts = new Set(changes.map((c) => this.accountIndex(c.accountId)));
+    const rows: SlotChange[] = [];
+    for (const account of accounts) {
+      this.rowAt(node.durable, account).forEach((value, column) => {
+        if (value !== 0n) rows.push({ accountId: this.accountIdAt(account), writer: node.index, column, value });
+      });
+    }
+    if (changes.length > 0) for (let to = 0; to < N; to++) this.send(node.index, to, { kind: "row", changes: rows, context });
     const commits = node.life.commits;
     node.life.commits = [];
     for (const waiter of commits) waiter.resolve();
@@ -732,7 +751,8 @@ class Simulation {
         if (value !== 0n) changes.push({ accountId: this.accountIdAt(account), writer: node.index, column, value });
       }),
     );
-    if (changes.length > 0) this.send(node.index, to, { kind: "row", changes });
+    const context = node.life.state.otherRows(new Set(changes.map((c) => c.accountId)));
+    if (changes.length > 0) this.send(node.index, to, { kind: "row", changes, context });
   }
 
   // ---- invariants ----------------------------------------------------------------
@@ -791,7 +811,7 @@ class Simulation {
           const seen = node.life.state.balance(accountId);
           if (seen >= 0n) continue;
           this.stats.causalGaps++;
-          if (this.options.requireCausalViews === true) {
+          if (this.options.requireCausalViews !== false) {
             const view = node.life.state.exportAccount(accountId).join(",");
             this.fail(`${accountId}: r${node.index} sees a STRICT balance of ${seen} (view not causally closed: [${view}])`);
           }
