@@ -16,6 +16,7 @@ import { TallyNode, type NodeTransports } from "../node/tally-node";
 import { ReplicaLog } from "../replication/jetstream-log";
 import { NatsRightsTransport } from "../replication/nats-rights-transport";
 import { SnapshotStore } from "../replication/snapshot-store";
+import { SettledStream } from "../replication/settled-stream";
 import { serveSnapshotRequests } from "../replication/snapshot-requests";
 import { StatusExchange } from "../replication/status-exchange";
 import { startGrpcServer, type RunningServer } from "../server/grpc-server";
@@ -132,6 +133,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     options.postgres ?? (options.postgresUrl === undefined || options.postgresUrl === "" ? undefined : { url: options.postgresUrl, ...DEFAULT_POSTGRES });
   const connection = await openNats(config.natsUrl, `tally-${config.region}`);
   const log = await ReplicaLog.over(connection, { placeByRegion: config.placeStreamsByRegion });
+  const settledStream = new SettledStream(connection, new ReplicaSet(config.regions), badMessageSink(metrics, logger));
   let node: TallyNode | undefined;
   let settlement: RunningSettlement | undefined;
   let grpc: RunningServer | undefined;
@@ -141,7 +143,11 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     trackConnection(connection, metrics);
     const started = await TallyNode.start(config, natsTransports(connection, log, config, metrics, logger), metrics, logger);
     node = started;
-    if (postgres !== undefined) settlement = await startSettlement(started, postgres, options.settleIntervalMs ?? 0, logger);
+    await settledStream.ensure();
+    void settledStream.follow((batch) => {
+      for (const a of batch.accounts) started.views.settled.apply(a.accountId, { granted: a.granted, debited: a.debited, settlementId: batch.settlementId });
+    });
+    if (postgres !== undefined) settlement = await startSettlement(started, postgres, options.settleIntervalMs ?? 0, logger, settledStream);
     grpc = await startGrpcServer(started, options.grpcAddress, {
       noopService: options.noopService ?? false,
       ...(settlement === undefined ? {} : { settlement: settlement.admin }),
@@ -160,6 +166,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     refresh();
   } catch (error) {
     clearInterval(gauges);
+    settledStream.stop();
     await grpc?.stop();
     await settlement?.stop();
     await node?.close();
@@ -178,6 +185,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     stop: () => {
       stopping ??= (async () => {
         clearInterval(gauges);
+        settledStream.stop();
         await running.grpc.stop();
         await settlement?.stop();
         await running.node.close();

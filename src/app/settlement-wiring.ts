@@ -12,14 +12,24 @@ import { migrate } from "../settlement/migrate";
 import { Settler } from "../settlement/settler";
 import { ledgerEntryToWire, overspendToWire, settlementToWire } from "../server/wire";
 import type { SettlementAdmin } from "../server/admin-service";
-import type { SettledBalanceSource } from "../server/balances-service";
+import type { SettledBalances } from "../core/settled-balances";
+import type { SettledStream } from "../replication/settled-stream";
+import type { SettledAccountValue } from "../replication/settled-codec";
+import type { SettleResult } from "../settlement/settler";
+import type { SettlementAccount } from "../settlement/settlement-input";
 
 export interface RunningSettlement {
-  readonly admin: SettlementAdmin & SettledBalanceSource;
+  readonly admin: SettlementAdmin;
   stop(): Promise<void>;
 }
 
-export async function startSettlement(node: TallyNode, postgres: PostgresSettings, intervalMs: number, logger: Logger): Promise<RunningSettlement> {
+export async function startSettlement(
+  node: TallyNode,
+  postgres: PostgresSettings,
+  intervalMs: number,
+  logger: Logger,
+  settledStream: SettledStream,
+): Promise<RunningSettlement> {
   // Every connection has a connect and a statement timeout: a slow or gone
   // Postgres fails a settlement, it never stalls the node.
   const pool = new Pool({
@@ -58,11 +68,22 @@ export async function startSettlement(node: TallyNode, postgres: PostgresSetting
     readSnapshot: (region, onChunk) => node.transports.snapshots.read(region, onChunk),
   };
   const source = () => collectCut(cutSources, logger);
-  const stopPeriodic = intervalMs > 0 ? settler.startPeriodic(intervalMs, source) : undefined;
+  // A settlement, then the totals it changed published for every node's reads.
+  const settleAndPublish = async (): Promise<SettleResult> => {
+    const input = await source();
+    const changed: SettledAccountValue[] = [];
+    const result = await settler.settle({ ...input, accounts: noting(input.accounts, node.views.settled, changed) });
+    const settlement = result.settlement;
+    if (!result.skipped && !result.unchanged && settlement !== undefined && changed.length > 0) {
+      await settledStream.publish(settlement.id, changed);
+    }
+    return result;
+  };
+  const stopPeriodic = intervalMs > 0 ? periodic(intervalMs, settleAndPublish, logger) : undefined;
   const q = settler.queries;
-  const admin: SettlementAdmin & SettledBalanceSource = {
+  const admin: SettlementAdmin = {
     settle: async () => {
-      const result = await settler.settle(await source());
+      const result = await settleAndPublish();
       return {
         settlement: result.skipped || result.settlement === undefined ? undefined : settlementToWire(result.settlement),
         skipped: result.skipped,
@@ -97,10 +118,6 @@ export async function startSettlement(node: TallyNode, postgres: PostgresSetting
       const last = await q.lastSettlement();
       return last === undefined ? undefined : settlementToWire(last);
     },
-    settledBalance: async (accountId) => {
-      const settled = await q.settledBalance(accountId);
-      return settled.settlementId === undefined ? undefined : { balance: settled.balance, settlementId: settled.settlementId };
-    },
   };
   return {
     admin,
@@ -108,5 +125,44 @@ export async function startSettlement(node: TallyNode, postgres: PostgresSetting
       await stopPeriodic?.();
       await pool.end();
     },
+  };
+}
+
+/** The cut's accounts, passed through; those whose settled totals will change are noted. */
+function* noting(accounts: Iterable<SettlementAccount> | AsyncIterable<SettlementAccount>, settled: SettledBalances, changed: SettledAccountValue[]): Generator<SettlementAccount> {
+  if (!(Symbol.iterator in accounts)) throw new Error("the cut's accounts must be a synchronous iterable");
+  for (const account of accounts) {
+    const granted = account.granted.reduce((a, b) => a + b, 0n);
+    const debited = account.debited.reduce((a, b) => a + b, 0n);
+    if (settled.differs(account.accountId, granted, debited)) changed.push({ accountId: account.accountId, granted, debited });
+    yield account;
+  }
+}
+
+/** Settles every `intervalMs` (runs never overlap); the returned function stops and waits for a run. */
+function periodic(intervalMs: number, run: () => Promise<unknown>, logger: Logger): () => Promise<void> {
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+  const schedule = (): void => {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      running = run()
+        .then(
+          () => undefined,
+          (error: unknown) => logger.warn("settlement failed", { error: error instanceof Error ? error.message : String(error) }),
+        )
+        .finally(() => {
+          running = undefined;
+          schedule();
+        });
+    }, intervalMs);
+    timer.unref();
+  };
+  schedule();
+  return async () => {
+    stopped = true;
+    if (timer !== undefined) clearTimeout(timer);
+    await running;
   };
 }

@@ -5,6 +5,7 @@
 import type { Contribution, ReplicaState } from "../core/replica-state";
 import type { Policy } from "../core/policy";
 import { digestHex } from "../core/row-digest";
+import { SettledBalances } from "../core/settled-balances";
 import type { TallyMetrics } from "../metrics/tally-metrics";
 import type { BalanceWatchHub } from "./balance-watch";
 import type { PeerSet, PeerView } from "./peer-set";
@@ -18,6 +19,8 @@ export interface RegionView extends Contribution {
 
 export interface BalanceView {
   readonly balance: bigint;
+  /** Last settled balance and the settlement that last changed it (0, 0 when never settled). */
+  readonly settled: { readonly balance: bigint; readonly settlementId: bigint };
   readonly localRights: bigint;
   readonly regions: RegionView[];
   readonly policy: Policy;
@@ -39,6 +42,9 @@ export interface ViewedNode {
 }
 
 export class NodeViews {
+  /** Settled totals per account, as the settlements published them (TALLY_SETTLED). */
+  readonly settled = new SettledBalances();
+
   constructor(
     private readonly node: ViewedNode,
     private readonly now: () => number = Date.now,
@@ -52,7 +58,8 @@ export class NodeViews {
       appliedSequence: c.replica === region ? this.node.sequence : (peers.appliedSequence(c.replica) ?? 0),
       stalenessMs: c.replica === region ? 0 : peers.stalenessMs(c.replica, nowMs),
     }));
-    return { balance: state.balance(accountId), localRights: state.rights(accountId), regions, policy: state.policy(accountId) };
+    const settled = this.settled.get(accountId) ?? { balance: 0n, settlementId: 0n };
+    return { balance: state.balance(accountId), settled, localRights: state.rights(accountId), regions, policy: state.policy(accountId) };
   }
 
   appliedVector(): Record<string, number> {

@@ -22,3 +22,7 @@ export function rightsSubject(replica: string): string {
 export function snapshotSubject(replica: string): string {
   return `tally.snapshot.${replica}`;
 }
+
+/** The stream and subject where settlers publish what each settlement recorded. */
+export const SETTLED_STREAM = "TALLY_SETTLED";
+export const SETTLED_SUBJECT = "tally.settled";

@@ -11,11 +11,6 @@ import { batchItems, debitItem, waitMs } from "./request-validation";
 import { DeadlineExpiredError, statusLabel, toStatus } from "./status-mapping";
 import { balanceToWire, debitResponse as answerToWire } from "./wire";
 
-/** Last settled balance of an account, when settlement is configured. */
-export interface SettledBalanceSource {
-  settledBalance(accountId: string): Promise<{ balance: bigint; settlementId: bigint } | undefined>;
-}
-
 function debitResponse(decision: Decision): DebitResponse {
   return answerToWire(decision.answer, decision.replayed);
 }
@@ -43,7 +38,7 @@ function expired(call: { getDeadline(): Date | number; cancelled: boolean }): De
   return undefined;
 }
 
-export function balancesService(node: TallyNode, settled?: SettledBalanceSource): BalancesServer {
+export function balancesService(node: TallyNode): BalancesServer {
   const { metrics, config } = node;
   return {
     debit(call: ServerUnaryCall<DebitRequest, DebitResponse>, callback) {
@@ -142,16 +137,8 @@ export function balancesService(node: TallyNode, settled?: SettledBalanceSource)
         fail(callback, error);
         return;
       }
-      const view = node.views.balanceView(accountId);
-      if (settled === undefined) {
-        callback(null, balanceToWire(accountId, view, { balance: 0n, settlementId: 0n }));
-        return;
-      }
-      settled.settledBalance(accountId).then(
-        (s) => callback(null, balanceToWire(accountId, view, { balance: s?.balance ?? 0n, settlementId: s?.settlementId ?? 0n })),
-        // The local view is still worth answering when Postgres is down.
-        () => callback(null, balanceToWire(accountId, view, { balance: 0n, settlementId: 0n })),
-      );
+      // From memory only: the settled part comes from the settlements' stream, never a database round trip.
+      callback(null, balanceToWire(accountId, node.views.balanceView(accountId)));
     },
 
     watchBalance(call: ServerWritableStream<WatchBalanceRequest, WatchBalanceResponse>) {

@@ -11,7 +11,7 @@ import { AdminService } from "../generated/tally/v1/admin";
 import { BalancesService } from "../generated/tally/v1/balances";
 import type { TallyNode } from "../node/tally-node";
 import { adminService, type SettlementAdmin } from "./admin-service";
-import { balancesService, type SettledBalanceSource } from "./balances-service";
+import { balancesService } from "./balances-service";
 import { NoopService, noopImplementation } from "./noop-service";
 
 /** Largest request accepted (a full 10,000-item batch fits comfortably). */
@@ -27,13 +27,13 @@ export interface RunningServer {
 export async function startGrpcServer(
   node: TallyNode,
   address: string,
-  options: { settlement?: SettlementAdmin & SettledBalanceSource; noopService?: boolean } = {},
+  options: { settlement?: SettlementAdmin; noopService?: boolean } = {},
 ): Promise<RunningServer> {
   const server = new Server({
     "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
     "grpc.max_send_message_length": 64 * 1024 * 1024,
   });
-  server.addService(BalancesService, balancesService(node, options.settlement));
+  server.addService(BalancesService, balancesService(node));
   server.addService(AdminService, adminService(node, options.settlement));
   if (options.noopService === true) server.addService(NoopService, noopImplementation);
   const health = new HealthImplementation({

@@ -58,11 +58,7 @@ export function accountPolicyToWire(policy: Policy): AccountPolicy {
   return { mode: modeToWire(policy.mode), overdraftLimit: policy.overdraftLimit, lowWaterMark: policy.lowWaterMark };
 }
 
-export function balanceToWire(
-  accountId: string,
-  view: BalanceView,
-  settled: { readonly balance: bigint; readonly settlementId: bigint },
-): GetBalanceResponse {
+export function balanceToWire(accountId: string, view: BalanceView): GetBalanceResponse {
   return {
     accountId,
     balance: view.balance,
@@ -76,8 +72,8 @@ export function balanceToWire(
       stalenessMs: BigInt(r.stalenessMs),
     })),
     policy: accountPolicyToWire(view.policy),
-    settledBalance: settled.balance,
-    settlementId: settled.settlementId,
+    settledBalance: view.settled.balance,
+    settlementId: view.settled.settlementId,
   };
 }
 

@@ -55,7 +55,13 @@ describe("settlement - three regions settled into Postgres", function () {
     expect(result.settlement?.id).to.be.a("bigint");
     for (const a of accounts) {
       const expected = (granted.get(a) ?? 0n) - sum(approved(attempts).filter((x) => x.accountId === a));
-      const view = await cluster.balance("central", a);
+      // The settled part reaches every region through the settlements' stream, not a database read.
+      let view = await cluster.balance("central", a);
+      for (let tries = 0; view.settlementId !== result.settlement?.id && tries < 200; tries++) {
+        await sleep(25);
+        view = await cluster.balance("central", a);
+      }
+      expect(view.settlementId, `settlement of ${a} seen at central`).to.equal(result.settlement?.id);
       expect(view.settledBalance, `settled balance of ${a}`).to.equal(expected);
       expect(view.balance).to.equal(expected);
       const history = await unary(admin("east"), admin("east").getAccountHistory, { accountId: a, pageSize: 0, pageToken: "" });

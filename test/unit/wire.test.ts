@@ -136,8 +136,8 @@ describe("wire - views", () => {
           { replica: "west", granted: 0n, debited: 0n, rights: 50n, appliedSequence: 9, stalenessMs: 250 },
         ],
         policy: { mode: Mode.Overdraft, overdraftLimit: 10n, lowWaterMark: 5n },
+        settled: { balance: 60n, settlementId: 3n },
       },
-      { balance: 60n, settlementId: 3n },
     );
     expect(response).to.deep.equal({
       accountId: "acct",

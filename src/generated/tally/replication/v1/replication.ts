@@ -249,6 +249,31 @@ export interface SnapshotChunk {
   policies: PolicyValue[];
 }
 
+/**
+ * What one settlement recorded for the accounts whose totals it changed,
+ * published by the settler on the TALLY_SETTLED stream after its transaction
+ * commits. Nodes keep the latest per account in memory, so GetBalance reports
+ * the settled balance without a database round trip.
+ */
+export interface SettledBatch {
+  /** Id of the settlement (settlements.id in Postgres). */
+  settlementId: bigint;
+  /** Accounts in this part of the settlement. */
+  accounts: SettledAccount[];
+  /** The settler's cluster identity. */
+  cluster: ClusterIdentity | undefined;
+}
+
+/** One account's settled totals, summed over every region. */
+export interface SettledAccount {
+  /** Account id. */
+  accountId: string;
+  /** Σ credits granted in every region, as settled. */
+  granted: bigint;
+  /** Σ debits in every region, as settled. */
+  debited: bigint;
+}
+
 function createBaseClusterIdentity(): ClusterIdentity {
   return { hash: 0n, replicas: [] };
 }
@@ -1792,6 +1817,177 @@ export const SnapshotChunk: MessageFns<SnapshotChunk> = {
     message.accounts = object.accounts?.map((e) => AccountCounter.fromPartial(e)) || [];
     message.requests = object.requests?.map((e) => RequestRecord.fromPartial(e)) || [];
     message.policies = object.policies?.map((e) => PolicyValue.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSettledBatch(): SettledBatch {
+  return { settlementId: 0n, accounts: [], cluster: undefined };
+}
+
+export const SettledBatch: MessageFns<SettledBatch> = {
+  encode(message: SettledBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.settlementId !== 0n) {
+      if (BigInt.asUintN(64, message.settlementId) !== message.settlementId) {
+        throw new globalThis.Error("value provided for field message.settlementId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.settlementId);
+    }
+    for (const v of message.accounts) {
+      SettledAccount.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.cluster !== undefined) {
+      ClusterIdentity.encode(message.cluster, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SettledBatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSettledBatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.settlementId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accounts.push(SettledAccount.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.cluster = ClusterIdentity.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SettledBatch>): SettledBatch {
+    return SettledBatch.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SettledBatch>): SettledBatch {
+    const message = createBaseSettledBatch();
+    message.settlementId = (object.settlementId !== undefined && object.settlementId !== null)
+      ? BigInt(object.settlementId)
+      : 0n;
+    message.accounts = object.accounts?.map((e) => SettledAccount.fromPartial(e)) || [];
+    message.cluster = (object.cluster !== undefined && object.cluster !== null)
+      ? ClusterIdentity.fromPartial(object.cluster)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSettledAccount(): SettledAccount {
+  return { accountId: "", granted: 0n, debited: 0n };
+}
+
+export const SettledAccount: MessageFns<SettledAccount> = {
+  encode(message: SettledAccount, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.granted !== 0n) {
+      if (BigInt.asIntN(64, message.granted) !== message.granted) {
+        throw new globalThis.Error("value provided for field message.granted of type int64 too large");
+      }
+      writer.uint32(16).int64(message.granted);
+    }
+    if (message.debited !== 0n) {
+      if (BigInt.asIntN(64, message.debited) !== message.debited) {
+        throw new globalThis.Error("value provided for field message.debited of type int64 too large");
+      }
+      writer.uint32(24).int64(message.debited);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SettledAccount {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSettledAccount();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.granted = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.debited = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SettledAccount>): SettledAccount {
+    return SettledAccount.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SettledAccount>): SettledAccount {
+    const message = createBaseSettledAccount();
+    message.accountId = object.accountId ?? "";
+    message.granted = (object.granted !== undefined && object.granted !== null) ? BigInt(object.granted) : 0n;
+    message.debited = (object.debited !== undefined && object.debited !== null) ? BigInt(object.debited) : 0n;
     return message;
   },
 };
