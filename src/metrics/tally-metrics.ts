@@ -171,6 +171,12 @@ export class TallyMetrics {
     buckets: [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30],
     registers: [this.registry],
   });
+  readonly peerClockOffset = new Gauge({
+    name: "tally_peer_clock_offset_seconds",
+    help: "A peer's wall clock minus this node's, estimated from its status messages (transit time included).",
+    labelNames: ["peer"] as const,
+    registers: [this.registry],
+  });
   readonly snapshotBytes = new Gauge({
     name: "tally_snapshot_bytes",
     help: "Size of the last snapshot written by this node.",

@@ -22,6 +22,7 @@ export interface PartsContext {
   readonly metrics: TallyMetrics;
   readonly logger: Logger;
   readonly now: () => number;
+  readonly monotonic: () => number;
 }
 
 export function createWriter(
@@ -121,7 +122,8 @@ export function createPeerSet(
       logger.error("a message in a peer's stream was refused; waiting for its snapshot to cover it", { peer, sequence, reason });
     },
     maxSlotValue: perReplicaShare(config.regions.length),
-    now: ctx.now,
+    // Heard-ago and lag on the monotonic clock: a stepped wall clock must not move them.
+    now: ctx.monotonic,
   });
 }
 

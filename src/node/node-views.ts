@@ -47,7 +47,8 @@ export class NodeViews {
 
   constructor(
     private readonly node: ViewedNode,
-    private readonly now: () => number = Date.now,
+    /** The peers' times are on the node's monotonic clock. */
+    private readonly now: () => number = () => node.monotonic(),
   ) {}
 
   balanceView(accountId: string): BalanceView {
@@ -109,6 +110,7 @@ export class NodeViews {
       metrics.peerLastHeard.set({ peer: peer.region }, peer.lastHeardMs / 1000);
     }
     for (const [peer, count] of this.node.peers.newDivergences()) metrics.divergences.inc({ peer }, count);
+    for (const [peer, offsetMs] of this.node.peers.offsets()) metrics.peerClockOffset.set({ peer }, offsetMs / 1000);
     metrics.appliedSequence.set({ peer: region }, this.node.sequence);
   }
 }

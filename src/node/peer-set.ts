@@ -38,6 +38,8 @@ export interface PeerSetOptions {
 export class PeerSet {
   private readonly followers = new Map<string, PeerFollower>();
   private readonly reportedDivergences = new Map<string, number>();
+  /** Each peer's wall clock minus ours, estimated from its last status (transit time included, so a few ms high). */
+  private readonly clockOffsets = new Map<string, number>();
 
   constructor(private readonly options: PeerSetOptions) {
     const { state, region } = options;
@@ -78,6 +80,7 @@ export class PeerSet {
 
   /** A peer's status broadcast. */
   observe(replica: string, status: PeerStatus): void {
+    this.clockOffsets.set(replica, status.sentAtMs - status.receivedAtMs);
     this.followers.get(replica)?.observeStatus(status.ownSequence, status.ownDigest, status.applied[this.options.region]);
   }
 
@@ -113,12 +116,17 @@ export class PeerSet {
       appliedSequence: f.appliedSequence,
       reportedSequence: f.reportedSequence,
       pending: f.pending,
-      lagSeconds: f.pending > 0 && f.lastPublishedAtMs > 0 ? Math.max(0, nowMs - f.lastPublishedAtMs) / 1000 : 0,
+      lagSeconds: f.lagMs(nowMs) / 1000,
       converged: f.pending === 0 && (f.converged ?? f.appliedSequence === 0),
       digest: digestHex(this.options.state.rowDigest(this.options.state.replicas.indexOf(region))),
       lastHeardMs: f.lastHeardMs === 0 ? 0 : Math.max(0, nowMs - f.lastHeardMs),
       reachable: f.lastHeardMs !== 0 && nowMs - f.lastHeardMs < 5_000,
     }));
+  }
+
+  /** Each heard peer's clock offset in milliseconds (its wall clock minus ours). */
+  offsets(): ReadonlyMap<string, number> {
+    return this.clockOffsets;
   }
 
   /** Divergences found since the last call, per peer (for a counter). */

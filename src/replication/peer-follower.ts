@@ -38,7 +38,10 @@ export class PeerFollower {
   /** Highest sequence the writer is known to have published (from the consumer or its status). */
   reportedSequence = 0;
   lastPublishedAtMs = 0;
+  /** Local monotonic time of the last message or status from the writer (0: never). */
   lastHeardMs = 0;
+  /** Local monotonic time since which changes have been pending (0: none pending). */
+  private pendingSinceMs = 0;
   /** undefined until a digest was compared. */
   converged: boolean | undefined;
   divergences = 0;
@@ -69,6 +72,20 @@ export class PeerFollower {
 
   get pending(): number {
     return Math.max(0, this.reportedSequence - this.appliedSequence);
+  }
+
+  /**
+   * How long changes of the writer have been waiting here, on the local
+   * monotonic clock: never the writer's clock, so a skewed peer cannot fake
+   * lag or hide it.
+   */
+  lagMs(nowMs: number): number {
+    if (this.pending === 0) {
+      this.pendingSinceMs = 0;
+      return 0;
+    }
+    if (this.pendingSinceMs === 0) this.pendingSinceMs = nowMs;
+    return Math.max(0, nowMs - this.pendingSinceMs);
   }
 
   get caughtUp(): boolean {
