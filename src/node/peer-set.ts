@@ -102,7 +102,7 @@ export class PeerSet {
 
   stalenessMs(peer: string, nowMs: number): number {
     const follower = this.followers.get(peer);
-    return follower === undefined || follower.lastHeardMs === 0 ? 0 : Math.max(0, nowMs - follower.lastHeardMs);
+    return follower === undefined || follower.lastHeardMs === 0 ? 0 : Math.max(0, Math.round(nowMs - follower.lastHeardMs));
   }
 
   /** True when every peer is applied up to what it reported and its digest matched. */
@@ -119,7 +119,8 @@ export class PeerSet {
       lagSeconds: f.lagMs(nowMs) / 1000,
       converged: f.pending === 0 && (f.converged ?? f.appliedSequence === 0),
       digest: digestHex(this.options.state.rowDigest(this.options.state.replicas.indexOf(region))),
-      lastHeardMs: f.lastHeardMs === 0 ? 0 : Math.max(0, nowMs - f.lastHeardMs),
+      // Whole milliseconds: the monotonic clock has fractions, the wire has integers.
+      lastHeardMs: f.lastHeardMs === 0 ? 0 : Math.max(0, Math.round(nowMs - f.lastHeardMs)),
       reachable: f.lastHeardMs !== 0 && nowMs - f.lastHeardMs < 5_000,
     }));
   }
