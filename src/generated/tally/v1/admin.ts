@@ -2006,6 +2006,8 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
  * - INVALID_ARGUMENT: a field is malformed; the message names the field. Nothing changed.
  * - FAILED_PRECONDITION: the request is well formed but not possible now (for
  *   example a transfer larger than this region's spare rights). Nothing changed.
+ * - OUT_OF_RANGE: a transfer or an overdraft limit beyond the int64-safe cap
+ *   (int64 max / number of regions); the message names the cap. Nothing changed.
  * - NOT_FOUND: the named region or settlement does not exist.
  * - UNAVAILABLE: a dependency (replication log, Postgres) is unreachable. Retry.
  * - UNIMPLEMENTED: this node was started without the component (for example

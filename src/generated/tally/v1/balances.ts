@@ -1040,11 +1040,22 @@ export const WatchBalanceResponse: MessageFns<WatchBalanceResponse> = {
  * - INVALID_ARGUMENT: a field is malformed; the message names the field
  *   (for example "account_id: must match [A-Za-z0-9._:@/-]{1,128}"). Nothing changed.
  * - ALREADY_EXISTS: `request_id` was used before with different parameters. Nothing changed.
- * - RESOURCE_EXHAUSTED: the message or batch exceeds the node's size limit. Nothing changed.
+ * - RESOURCE_EXHAUSTED: the message or batch exceeds the node's size limit, a
+ *   batch is too large to replicate, the node's request log is full (every
+ *   acknowledged request id is kept for its retention window, so new requests
+ *   are refused rather than an id forgotten), or WatchBalance's per-node or
+ *   per-account watcher limit is reached. The message says which. Nothing changed.
+ * - OUT_OF_RANGE: the write would take one of the account's counters in this
+ *   region past its int64-safe cap (int64 max / number of regions, for the
+ *   region's cumulative grants, debits or transfers to one peer), so that every
+ *   sum stays within int64 whatever the regions do concurrently. The message
+ *   names the cap. Nothing changed; it cannot succeed later in this region.
  * - DEADLINE_EXCEEDED: the call's deadline passed before an answer. A debit may
  *   or may not have been applied: retry with the same `request_id` to learn which.
  * - UNAVAILABLE: the node cannot make the change durable right now (replication
- *   log unreachable) or is shutting down. Retry with the same `request_id`.
+ *   log unreachable), is starting, is shutting down, or was fenced by a second
+ *   writer of its region. Nothing was acknowledged; retry with the same
+ *   `request_id` (at this node or another region's).
  * - INTERNAL: a bug. Report it; retry with the same `request_id` is safe.
  */
 export type BalancesService = typeof BalancesService;
