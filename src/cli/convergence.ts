@@ -7,6 +7,8 @@ import type { ClusterStatusResponse } from "../generated/tally/v1/admin";
 export function convergedEverywhere(statuses: readonly ClusterStatusResponse[]): boolean {
   const first = statuses[0];
   if (first === undefined) return false;
+  // A node that cannot make writes durable is not converged, whatever its rows say.
+  if (statuses.some((s) => s.writesRefused !== "")) return false;
   return first.peers.every((peer) =>
     statuses.every((s) => {
       const view = s.peers.find((p) => p.region === peer.region);

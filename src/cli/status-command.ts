@@ -72,6 +72,13 @@ function verdict(statuses: readonly NodeStatus[]): string[] {
       ...failed.map((s) => `  ${s.address} ${s.unreachable === true ? "cannot be reached" : "failed"}: ${s.error ?? "no answer"}`),
     ];
   }
+  const refusing = answered.filter((s) => s.writesRefused !== "");
+  if (refusing.length > 0) {
+    return [
+      `NOT CONVERGED: ${refusing.length} node(s) refuse writes:`,
+      ...refusing.map((s) => `  ${s.region}: ${s.writesRefused}`),
+    ];
+  }
   return [
     convergedEverywhere(answered)
       ? "CONVERGED: every node holds every region's row at the same sequence and digest."

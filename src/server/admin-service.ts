@@ -125,6 +125,7 @@ export function adminService(node: TallyNode, settlement?: SettlementAdmin): Adm
           accounts: BigInt(node.state.accountCount),
           peers: node.views.peerViews().map(peerToWire),
           lastSettlement,
+          writesRefused: node.unavailableReason ?? "",
         };
       });
     },

@@ -17,6 +17,7 @@ const answered = (region: string): ClusterStatusResponse => ({
   accounts: 3n,
   peers: [{ region, appliedSequence: 7n, reportedSequence: 7n, pending: 0n, lagSeconds: 0, converged: true, digest: "abc", lastHeardMs: 0n }],
   lastSettlement: undefined,
+  writesRefused: "",
 });
 
 describe("cli errors - formatting failures for people", () => {

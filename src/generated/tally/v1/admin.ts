@@ -231,7 +231,15 @@ export interface ClusterStatusResponse {
   /** Accounts held in memory. */
   accounts: bigint;
   /** Last successful settlement seen, if any. */
-  lastSettlement: Settlement | undefined;
+  lastSettlement:
+    | Settlement
+    | undefined;
+  /**
+   * Why this node refuses writes now (starting, stopping, fenced by a second
+   * writer of its region, or its durable commits keep failing); empty when it
+   * accepts them. Reads are served either way.
+   */
+  writesRefused: string;
 }
 
 function createBaseGetAccountPolicyRequest(): GetAccountPolicyRequest {
@@ -1903,7 +1911,7 @@ export const PeerStatus: MessageFns<PeerStatus> = {
 };
 
 function createBaseClusterStatusResponse(): ClusterStatusResponse {
-  return { region: "", peers: [], accounts: 0n, lastSettlement: undefined };
+  return { region: "", peers: [], accounts: 0n, lastSettlement: undefined, writesRefused: "" };
 }
 
 export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
@@ -1922,6 +1930,9 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
     }
     if (message.lastSettlement !== undefined) {
       Settlement.encode(message.lastSettlement, writer.uint32(34).fork()).join();
+    }
+    if (message.writesRefused !== "") {
+      writer.uint32(42).string(message.writesRefused);
     }
     return writer;
   },
@@ -1971,6 +1982,14 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
             message.lastSettlement = Settlement.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.writesRefused = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1994,6 +2013,7 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
     message.lastSettlement = (object.lastSettlement !== undefined && object.lastSettlement !== null)
       ? Settlement.fromPartial(object.lastSettlement)
       : undefined;
+    message.writesRefused = object.writesRefused ?? "";
     return message;
   },
 };
