@@ -51,8 +51,8 @@ describe("hardening - idempotency and request log on one node", function () {
       const answers = await Promise.all([first, second]);
       expect(answers.map((a) => a.replayed).sort()).to.deep.equal([false, true]);
       expect(answers.every((a) => a.answer.outcome === CoreOutcome.Approved)).to.equal(true);
-      expect(answers[0]!.answer.balance).to.equal(93n);
-      expect(answers[1]!.answer.balance).to.equal(93n);
+      expect(answers[0].answer.balance).to.equal(93n);
+      expect(answers[1].answer.balance).to.equal(93n);
       expect(node.state.balance("tick-1")).to.equal(93n);
       const retry = await node.debit(item, 0);
       expect(retry.replayed).to.equal(true);
@@ -82,7 +82,6 @@ describe("hardening - idempotency and request log on one node", function () {
       expect(uc.replayed).to.equal(false);
       expect(bc.map((r) => r.replayed)).to.deep.equal([true, true]);
       expect(node.state.balance("tick-2")).to.equal(965n);
-      expect(node.state.balance("tick-2")).to.equal(running.node.state.balance("tick-2"));
     });
   });
 
@@ -284,7 +283,7 @@ describe("hardening - a second writer process of the same region", function () {
     await first.stop();
 
     // At the live node: acknowledged ids replay, the rest apply once; totals exact.
-    const live = b!;
+    const live = b;
     for (const call of calls) {
       const retry = await unary(live.balances, live.balances.debit, { accountId: "fence-1", amount: 3n, requestId: call.requestId, maxWaitMs: 0 });
       expect(retry.outcome).to.equal(DebitOutcome.DEBIT_OUTCOME_APPROVED);
