@@ -186,9 +186,11 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
       stopping ??= (async () => {
         clearInterval(gauges);
         settledStream.stop();
-        await running.grpc.stop();
+        // The node stops writing while the gRPC server shuts down: calls waiting
+        // on commits (NATS down) end UNAVAILABLE within the commit grace, so the
+        // graceful shutdown need not wait out its force timeout and cancel them.
+        await Promise.all([running.grpc.stop(), running.node.close()]);
         await settlement?.stop();
-        await running.node.close();
         await log.close();
         const httpServer = running.http;
         if (httpServer !== undefined) await new Promise<void>((r) => httpServer.close(() => r()));

@@ -155,22 +155,34 @@ export class ReplicaLog implements StreamAppender {
     });
   }
 
-  /** Reads `replica`'s whole stream from `fromSeq` to its current end. */
+  /**
+   * Reads `replica`'s whole stream from `fromSeq` to its current end. If
+   * `onMessage` throws (a message refused), reading stops and the returned
+   * promise rejects with that error.
+   */
   async replay(replica: string, fromSeq: number, onMessage: (message: LoggedMessage) => void): Promise<number> {
     const last = await this.lastSequence(replica);
     if (last < fromSeq) return last;
     let reached = 0;
+    let failed = false;
     await new Promise<void>((resolve, reject) => {
       this.follow(replica, fromSeq, (m) => {
-        onMessage(m);
+        if (failed || reached >= last) return;
+        try {
+          onMessage(m);
+        } catch (error) {
+          // Thrown inside the consumer's callback it would be lost and the replay would never end.
+          failed = true;
+          reject(error instanceof Error ? error : new Error(String(error)));
+          return;
+        }
         reached = m.seq;
         if (m.seq >= last) resolve();
       }).then((messages) => {
-        const stop = (): void => messages.stop();
         const check = setInterval(() => {
-          if (reached >= last) {
+          if (reached >= last || failed) {
             clearInterval(check);
-            stop();
+            messages.stop();
           }
         }, 5);
       }, reject);

@@ -13,6 +13,7 @@ import {
   UnknownReplicaError,
 } from "../core/errors";
 import { NodeUnavailableError } from "../node/node-errors";
+import { WriterFencedError } from "../replication/replica-writer";
 import {
   RegressedTotalsError,
   SettlementConflictError,
@@ -58,6 +59,9 @@ export function toStatus(error: unknown): Partial<ServiceError> {
   if (error instanceof TransferRefusedError) return build(status.FAILED_PRECONDITION, error.message);
   if (error instanceof UnknownReplicaError) return build(status.NOT_FOUND, error.message);
   if (error instanceof NodeUnavailableError) return build(status.UNAVAILABLE, error.message);
+  // Another process appended to this region's stream: this node stopped
+  // writing and the change was not acknowledged; retry at the live node.
+  if (error instanceof WriterFencedError) return build(status.UNAVAILABLE, `${error.message}; the change was not acknowledged`);
   if (error instanceof DeadlineExpiredError) return build(status.DEADLINE_EXCEEDED, error.message);
   if (error instanceof SettlementUnavailableError) return build(status.UNAVAILABLE, error.message);
   if (error instanceof SettlementConflictError) return build(status.UNAVAILABLE, `${error.message}; retry`);

@@ -1,7 +1,8 @@
 // Starting and stopping around NATS outages: a node that cannot reach NATS at
 // start says where it tried; a node stops on SIGTERM even when its nats-server
-// is gone (draining the connection waits for a server, so a stop during an
-// outage must not hang and leave the orchestrator to kill it).
+// is gone with debits in flight (draining the connection waits for a server,
+// so a stop during an outage must not hang and leave the orchestrator to kill
+// it), and the calls waiting on commits end UNAVAILABLE, not cancelled.
 
 import { expect } from "chai";
 import { rmSync } from "node:fs";
@@ -10,6 +11,16 @@ import { NodeProcess } from "../../src/devcluster/node-process";
 import { runNode } from "../../src/app/run-node";
 import { jsonLogger } from "../../src/node/logger";
 import { startStandaloneNats, tempDir } from "../support/nats";
+import { status, type ServiceError } from "@grpc/grpc-js";
+import { clients, unary } from "../support/grpc-clients";
+
+async function waitFor(check: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`condition not met in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 /** Resolves with the ms until `pid` exited, or undefined if it still runs after `limitMs`. */
 async function exitWithin(pid: number, limitMs: number): Promise<number | undefined> {
@@ -41,22 +52,55 @@ describe("lifecycle", function () {
     expect((error as Error).message).to.include(`cannot connect to NATS at ${url}`);
   });
 
-  it("lifecycle - a node whose nats-server was killed still stops on SIGTERM", async () => {
+  it("lifecycle - a node whose nats-server was killed -9 under load exits promptly on SIGTERM and its in-flight calls end UNAVAILABLE", async () => {
     const dir = tempDir("shutdown");
     const nats = await startStandaloneNats(dir);
     const [grpcPort, metricsPort] = await freePorts(2);
     const node = new NodeProcess({ region: "east", regions: ["east"], natsUrl: nats.url, grpcPort: grpcPort!, metricsPort: metricsPort!, logDir: dir });
+    const c = clients(node.grpcAddress);
     try {
       await node.start();
       const pid = node.pid;
       expect(pid).to.be.a("number");
+      await unary(c.balances, c.balances.grant, { accountId: "down-1", amount: 1_000_000n, requestId: "down-g" });
+      const calls: Array<{ id: string; ended?: number; ok?: boolean; code?: number; details?: string }> = [];
+      let stop = false;
+      let n = 0;
+      const worker = async (): Promise<void> => {
+        while (!stop) {
+          const call: (typeof calls)[number] = { id: `down-d-${n++}` };
+          calls.push(call);
+          try {
+            await unary(c.balances, c.balances.debit, { accountId: "down-1", amount: 1n, requestId: call.id, maxWaitMs: 0 }, { deadline: Date.now() + 30_000 });
+            call.ok = true;
+          } catch (error) {
+            call.code = (error as ServiceError).code;
+            call.details = (error as ServiceError).details;
+          }
+          call.ended = Date.now();
+        }
+      };
+      const load = Promise.all(Array.from({ length: 8 }, () => worker()));
+      await waitFor(() => calls.filter((x) => x.ok === true).length >= 50);
       await nats.kill();
-      await new Promise((r) => setTimeout(r, 1_000)); // the client is now reconnecting
+      // Debits are now stuck in flight: their commits cannot be published.
+      await waitFor(() => calls.filter((x) => x.ended === undefined).length >= 8);
+      stop = true;
+      const inFlight = calls.filter((x) => x.ended === undefined);
+      const signalled = Date.now();
       process.kill(pid!, "SIGTERM");
-      // Generous: the bound is the drain timeout (3 s) plus the gRPC shutdown (at most 5 s).
       const exitedAfterMs = await exitWithin(pid!, 20_000);
       expect(exitedAfterMs, "node still running 20 s after SIGTERM").to.not.equal(undefined);
+      // Calls waiting on commits end after the commit grace (2 s); the NATS drain gives up after 3 s.
+      await load;
+      expect(exitedAfterMs!, "exit after SIGTERM").to.be.lessThan(6_000);
+      for (const call of inFlight) {
+        expect(call.ok, `${call.id} was acknowledged with its NATS server gone`).to.not.equal(true);
+        expect(call.code, `${call.id}: ${call.details ?? ""}`).to.equal(status.UNAVAILABLE);
+        expect(call.ended! - signalled, `${call.id} ended late`).to.be.lessThan(4_000);
+      }
     } finally {
+      c.close();
       await node.kill();
       await nats.stop();
       rmSync(dir, { recursive: true, force: true });
