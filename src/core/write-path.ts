@@ -5,7 +5,8 @@
 
 import { DebitOutcome, type Answer, type ReplicaState, type SlotChange } from "./replica-state";
 import type { RequestTime } from "./request-log";
-import { RequestConflictError } from "./errors";
+import { BoundExceededError, RequestConflictError } from "./errors";
+import { maxRegionDebitTotal } from "./bounds";
 import type { DurableWrite, RequestRecord } from "./durable-write";
 
 export interface DebitItem {
@@ -181,7 +182,7 @@ export class WritePath {
     const requests: RequestRecord[] = [];
     const decided: Array<[DebitItem, DecidedDebit]> = [];
     const tickets: Array<[Ticket, Answer]> = [];
-    let failure: Error | undefined;
+    let failure: Error | undefined = this.batchPastCap(items, admissions);
     admissions.forEach((admission, index) => {
       const item = items[index]!;
       if (admission.kind === "duplicate") return;
@@ -214,6 +215,33 @@ export class WritePath {
       );
     };
     return { write: { slots, requests }, decided, tickets, failure, results };
+  }
+
+  /**
+   * A batch is refused whole, before anything is decided, when its new debits
+   * of one account could take the region's debit counter past its int64-safe
+   * cap (counted as if every one were approved, so nothing is applied).
+   */
+  private batchPastCap(items: readonly DebitItem[], admissions: ReturnType<WritePath["admitBatch"]>): Error | undefined {
+    const totals = new Map<string, bigint>();
+    admissions.forEach((admission, index) => {
+      if (admission.kind !== "new") return;
+      const item = items[index]!;
+      totals.set(item.accountId, (totals.get(item.accountId) ?? 0n) + item.amount);
+    });
+    for (const [accountId, total] of totals) {
+      const headroom = this.state.debitHeadroom(accountId);
+      if (total > headroom) {
+        const cap = maxRegionDebitTotal(this.state.replicas.size);
+        return new BoundExceededError(
+          "debits",
+          cap,
+          `the batch's debits of account "${accountId}" (${total}) would take the region's cumulative debits past ${cap} ` +
+            `(int64 max / ${this.state.replicas.size} regions; room left ${headroom}); nothing in the batch was applied`,
+        );
+      }
+    }
+    return undefined;
   }
 
   /** Grants credit here; with `spread`, an equal share of its rights moves to every other region in the same write. */

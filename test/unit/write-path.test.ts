@@ -419,3 +419,22 @@ describe("write path - purge floor", () => {
     );
   });
 });
+
+describe("write path - batch caps", () => {
+  it("write path - a batch whose debits of one account could pass the region's int64-safe cap is refused whole, nothing applied", () => {
+    const w = writePath();
+    w.state.grant("a", 100n);
+    w.state.grant("b", 100n);
+    const before = w.state.exportAccount("a");
+    const cap = (2n ** 63n - 1n) / 3n;
+    const items = [item("b", 5n, "x1"), item("a", cap - 1n, "x2"), item("a", 2n, "x3")];
+    const batch = w.debitBatch(items, w.admitBatch(items, 0), { stampMs: 1, nowMs: 1 });
+    expect(batch.failure?.name).to.equal("BoundExceededError");
+    expect(batch.failure?.message).to.match(/nothing in the batch was applied/);
+    expect(batch.write.slots).to.deep.equal([]);
+    expect(w.state.exportAccount("a")).to.deep.equal(before);
+    expect(w.state.balance("b")).to.equal(100n);
+    // The ids were released: admitted anew.
+    expect(w.admit("x1", debitFingerprint("b", 5n), 0).kind).to.equal("new");
+  });
+});
