@@ -1,14 +1,74 @@
 // A TCP proxy placed in front of a region's NATS gateway port. It reads the
 // gateway CONNECT line to learn which region a link comes from, so a test can
 // cut exactly one region's links (a partition) and heal them, and it can add
-// one-way delay to simulate a WAN.
+// one-way delay to simulate a WAN. The delay may change while links carry
+// traffic (a bench measures with and without it on the same links): bytes
+// always leave in the order they arrived, so a shorter delay never lets a
+// chunk overtake one still held back.
 
 import { createServer, connect, type Server, type Socket } from "node:net";
+import { performance } from "node:perf_hooks";
 
 interface Link {
   readonly from: string | undefined;
   readonly client: Socket;
   readonly upstream: Socket;
+  readonly pipes: readonly DelayedPipe[];
+}
+
+/** One direction of a link: chunks held until due, written strictly in arrival order. */
+class DelayedPipe {
+  private readonly held: Array<{ readonly due: number; readonly chunk: Buffer }> = [];
+  private head = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly to: Socket) {}
+
+  push(chunk: Buffer, delayMs: number): void {
+    if (delayMs <= 0 && this.head === this.held.length) {
+      this.write(chunk);
+      return;
+    }
+    this.held.push({ due: performance.now() + delayMs, chunk });
+    this.schedule();
+  }
+
+  close(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.held.length = 0;
+    this.head = 0;
+  }
+
+  private schedule(): void {
+    const next = this.held[this.head];
+    if (this.timer !== undefined || next === undefined) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.flush();
+    }, Math.max(0, next.due - performance.now()));
+  }
+
+  private flush(): void {
+    // Timers fire on a millisecond clock: anything due within the next millisecond goes now.
+    const now = performance.now() + 1;
+    for (let next = this.held[this.head]; next !== undefined && next.due <= now; next = this.held[this.head]) {
+      this.head++;
+      this.write(next.chunk);
+    }
+    if (this.head === this.held.length) {
+      this.held.length = 0;
+      this.head = 0;
+    } else if (this.head > 1024) {
+      this.held.splice(0, this.head);
+      this.head = 0;
+    }
+    this.schedule();
+  }
+
+  private write(chunk: Buffer): void {
+    if (!this.to.destroyed) this.to.write(chunk);
+  }
 }
 
 export class GatewayProxy {
@@ -64,10 +124,17 @@ export class GatewayProxy {
       return;
     }
     const upstream = connect({ port: this.targetPort, host: this.host });
-    const link: { from: string | undefined; client: Socket; upstream: Socket } = { from: undefined, client, upstream };
+    const toUpstream = new DelayedPipe(upstream);
+    const toClient = new DelayedPipe(client);
+    const link: { from: string | undefined; client: Socket; upstream: Socket; pipes: readonly DelayedPipe[] } = {
+      from: undefined,
+      client,
+      upstream,
+      pipes: [toUpstream, toClient],
+    };
     this.links.add(link);
     let sniffed = "";
-    const forward = (from: Socket, to: Socket, sniff: boolean): void => {
+    const forward = (from: Socket, to: DelayedPipe, sniff: boolean): void => {
       from.on("data", (chunk: Buffer) => {
         // Only the first few KB can hold a gateway CONNECT; other protocols are never sniffed further.
         if (sniff && link.from === undefined && sniffed.length < 4096) {
@@ -81,12 +148,11 @@ export class GatewayProxy {
             }
           }
         }
-        if (this.delayMs > 0) setTimeout(() => to.write(chunk), this.delayMs);
-        else to.write(chunk);
+        to.push(chunk, this.delayMs);
       });
     };
-    forward(client, upstream, true);
-    forward(upstream, client, false);
+    forward(client, toUpstream, true);
+    forward(upstream, toClient, false);
     const close = (): void => this.drop(link);
     client.on("error", close);
     upstream.on("error", close);
@@ -96,6 +162,7 @@ export class GatewayProxy {
 
   private drop(link: Link): void {
     this.links.delete(link);
+    for (const pipe of link.pipes) pipe.close();
     link.client.destroy();
     link.upstream.destroy();
   }
