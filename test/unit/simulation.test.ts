@@ -34,7 +34,7 @@ function total(reports: readonly SimulationReport[], key: Exclude<keyof Simulati
 }
 
 describe("simulation - three replicas, faulty network, crashes", function () {
-  this.timeout(120_000);
+  this.timeout(300_000);
 
   if (ONLY_SEED !== undefined) {
     it(`keeps the invariants and converges for seed ${ONLY_SEED}`, async () => {
