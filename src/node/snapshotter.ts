@@ -9,7 +9,7 @@ import type { ReplicaState } from "../core/replica-state";
 import { purgeFloor } from "../core/write-path";
 import type { ReplicaLog } from "../replication/jetstream-log";
 import type { ReplicaWriter } from "../replication/replica-writer";
-import { encodeSnapshot, headerToWire, SNAPSHOT_FORMAT_SEALED, type SnapshotHeaderValue } from "../replication/snapshot-codec";
+import { encodeSnapshot, headerToWire, SNAPSHOT_FORMAT_SEALED, type SnapshotHeaderValue, type SnapshotPace } from "../replication/snapshot-codec";
 import type { SnapshotStore } from "../replication/snapshot-store";
 import type { Logger } from "./logger";
 import type { PeerSet } from "./peer-set";
@@ -25,6 +25,8 @@ export interface SnapshotterOptions {
   readonly maxRetainedMessages: number;
   readonly logger: Logger;
   readonly now: () => number;
+  /** How much of the event loop encoding may take; DEFAULT_SNAPSHOT_PACE when absent. */
+  readonly pace?: SnapshotPace;
   onWritten(seconds: number, bytes: number): void;
 }
 
@@ -102,7 +104,7 @@ export class Snapshotter {
         yield chunk;
       }
     };
-    await this.options.store.write(region, counted(encodeSnapshot(frozen, headerToWire(header))));
+    await this.options.store.write(region, counted(encodeSnapshot(frozen, headerToWire(header), this.options.pace)));
     this.last = header;
     const keepFrom = purgeFloor(durableSequence + 1, peers.appliedOfOurs(), this.options.maxRetainedMessages);
     const purged = keepFrom > 1 ? await this.options.log.purgeBelow(region, keepFrom) : 0;

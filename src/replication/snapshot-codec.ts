@@ -36,8 +36,19 @@ export const SNAPSHOT_FORMAT_SEALED = 2;
 
 const ACCOUNTS_PER_CHUNK = 1_000;
 const RECORDS_PER_CHUNK = 2_000;
-/** Encoding runs in slices of about this many ms between yields to the event loop. */
-const SLICE_MS = 4;
+/**
+ * How hard encoding may use the event loop: it runs in slices of about
+ * `sliceMs`, then rests so that it takes at most `duty` of the thread. The
+ * request path shares the thread, so a snapshot that takes it all (yielding
+ * only between chunks) multiplied Debit latency several times over while it ran.
+ */
+export interface SnapshotPace {
+  readonly sliceMs: number;
+  /** Share of the thread, in (0, 1]; 1 yields with setImmediate only. */
+  readonly duty: number;
+}
+
+export const DEFAULT_SNAPSHOT_PACE: SnapshotPace = { sliceMs: 2, duty: 0.25 };
 
 const SEAL_BYTES = 32;
 /** Field 6 (`seal`), wire type 2, then a one-byte length of 32. */
@@ -84,10 +95,10 @@ export function encodeSnapshotHeader(header: SnapshotHeader): Uint8Array {
  * Encodes a frozen state as a sealed snapshot: a header chunk (identity, and
  * the counts of accounts, requests and policies, which it sets from the state),
  * the content chunks, then a trailer chunk; each chunk ends with a seal chained
- * over every chunk before it. Work runs in slices of a few ms with a yield to
- * the event loop between them. `header.replicas` must be the state's.
+ * over every chunk before it. Work runs in slices paced by `pace` (see
+ * SnapshotPace). `header.replicas` must be the state's.
  */
-export async function* encodeSnapshot(frozen: FrozenState, header: SnapshotHeader): AsyncGenerator<Uint8Array> {
+export async function* encodeSnapshot(frozen: FrozenState, header: SnapshotHeader, pace: SnapshotPace = DEFAULT_SNAPSHOT_PACE): AsyncGenerator<Uint8Array> {
   if (frozen.replicas.length !== header.replicas.length || frozen.replicas.some((name, k) => name !== header.replicas[k])) {
     throw new Error(`snapshot header lists [${header.replicas.join(",")}] but the state has [${frozen.replicas.join(",")}]`);
   }
@@ -108,10 +119,13 @@ export async function* encodeSnapshot(frozen: FrozenState, header: SnapshotHeade
     chunks++;
     return framed;
   };
-  // Yields to the event loop once the current slice has run SLICE_MS.
+  const duty = Math.min(1, Math.max(0.01, pace.duty));
+  // Once the current slice has run sliceMs: rests for its share, or just yields at duty 1.
   const pause = async (): Promise<void> => {
-    if (performance.now() - sliceStarted < SLICE_MS) return;
-    await yieldToEventLoop();
+    const ran = performance.now() - sliceStarted;
+    if (ran < pace.sliceMs) return;
+    if (duty >= 1) await yieldToEventLoop();
+    else await new Promise((resolve) => setTimeout(resolve, Math.ceil((ran * (1 - duty)) / duty)));
     sliceStarted = performance.now();
   };
   yield emit({ ...emptyChunk(), header: sealedHeader });
