@@ -393,8 +393,9 @@ class AnswerRing {
     };
     const oldCapacity = old.ids.length;
     const capacity = Math.min(this.limit, Math.max(INITIAL_CAPACITY, oldCapacity * 2));
-    this.ids = new Array<string | undefined>(capacity);
-    this.fingerprints = new Array<string | undefined>(capacity);
+    // Filled by push: `new Array(n)` of a large n is a dictionary-mode array, slow to read and to copy.
+    this.ids = packedArray(capacity);
+    this.fingerprints = packedArray(capacity);
     this.outcomes = new Uint8Array(capacity);
     this.balances = new BigInt64Array(capacity);
     this.rights = new BigInt64Array(capacity);
@@ -412,6 +413,12 @@ class AnswerRing {
       this.receivedAt[to] = old.receivedAt[from]!;
     }
   }
+}
+
+function packedArray(length: number): Array<string | undefined> {
+  const out: Array<string | undefined> = [];
+  for (let k = 0; k < length; k++) out.push(undefined);
+  return out;
 }
 
 function fitsInt64(value: bigint): boolean {
