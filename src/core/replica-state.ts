@@ -27,7 +27,7 @@ import {
 } from "./policy";
 import {
   RequestLog,
-  type RememberedAnswer,
+  type FrozenRequests,
   type RequestLogFill,
   type RequestLogLimits,
   type RequestTime,
@@ -37,7 +37,7 @@ import type { ReplicaSet } from "./replica-set";
 import { slotHash } from "./row-digest";
 
 export { DebitOutcome, type Answer } from "./answer";
-export type { RequestLogFill, RequestTime, RestoreTime } from "./request-log";
+export type { FrozenAnswer, FrozenRequests, RequestLogFill, RequestTime, RestoreTime } from "./request-log";
 
 /** The absolute new value of one slot in the row of `writer`. */
 export interface SlotChange {
@@ -68,7 +68,8 @@ export interface FrozenState {
   readonly width: number;
   readonly ids: readonly string[];
   readonly slots: BigUint64Array;
-  readonly requests: ReadonlyArray<readonly [string, RememberedAnswer]>;
+  /** Remembered answers, copied column-wise (no object per answer until read). */
+  readonly requests: FrozenRequests;
   readonly policies: ReadonlyArray<readonly [string, PolicyWrite]>;
 }
 
@@ -182,7 +183,7 @@ export class ReplicaState {
       width: this.table.width,
       ids,
       slots,
-      requests: this.requests.entries(),
+      requests: this.requests.freeze(),
       policies: [...this.policies.entries()],
     };
   }

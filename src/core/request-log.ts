@@ -175,6 +175,17 @@ export class RequestLog {
     this.insert(requestId, fingerprint, answer, time.stampMs, time.nowMs - clamped, false);
   }
 
+  /**
+   * A copy of every remembered answer taken at one instant, for a snapshot, in
+   * the order of entries(). Cheap enough to take on the request path: the ring
+   * columns are copied as they are (typed arrays by memcpy, the id and
+   * fingerprint arrays by one slice each), and an answer becomes an object only
+   * when the encoder reads it, chunk by chunk.
+   */
+  freeze(): FrozenRequests {
+    return new FrozenRequests(this.acknowledged.freeze(), this.refusals.freeze());
+  }
+
   /** Every remembered answer: acknowledged ones oldest first, then refusals oldest first. */
   entries(): Array<[string, RememberedAnswer]> {
     const out: Array<[string, RememberedAnswer]> = [];
@@ -192,6 +203,73 @@ export class RequestLog {
     this.acknowledged.push(requestId, fingerprint, answer, stampMs, receivedAtMs, local);
     if (local) this.local++;
   }
+}
+
+/** One remembered answer as a snapshot carries it. */
+export interface FrozenAnswer extends RememberedAnswer {
+  readonly requestId: string;
+}
+
+/** Remembered answers frozen by RequestLog.freeze(): acknowledged ones oldest first, then refusals. */
+export class FrozenRequests {
+  constructor(
+    private readonly acknowledged: FrozenRing,
+    private readonly refusals: FrozenRing,
+  ) {}
+
+  get size(): number {
+    return this.acknowledged.size + this.refusals.size;
+  }
+
+  /** The answer at `index` (0 ≤ index < size). */
+  record(index: number): FrozenAnswer {
+    if (!Number.isSafeInteger(index) || index < 0 || index >= this.size) throw new RangeError(`no frozen request at ${index} (size ${this.size})`);
+    const ackSize = this.acknowledged.size;
+    return index < ackSize ? this.acknowledged.record(index) : this.refusals.record(index - ackSize);
+  }
+
+  /** Every answer as an array (tests and small states). */
+  toArray(): FrozenAnswer[] {
+    const out: FrozenAnswer[] = [];
+    for (let k = 0; k < this.size; k++) out.push(this.record(k));
+    return out;
+  }
+}
+
+interface RingColumns {
+  readonly ids: ReadonlyArray<string | undefined>;
+  readonly fingerprints: ReadonlyArray<string | undefined>;
+  readonly outcomes: Uint8Array;
+  readonly balances: BigInt64Array;
+  readonly rights: BigInt64Array;
+  readonly stamps: Float64Array;
+  readonly wide: ReadonlyMap<number, Answer>;
+  readonly first: number;
+  readonly next: number;
+}
+
+class FrozenRing {
+  constructor(private readonly columns: RingColumns) {}
+
+  get size(): number {
+    return this.columns.next - this.columns.first;
+  }
+
+  record(offset: number): FrozenAnswer {
+    const c = this.columns;
+    const sequence = c.first + offset;
+    const at = sequence % c.ids.length;
+    return {
+      requestId: c.ids[at]!,
+      fingerprint: c.fingerprints[at]!,
+      answer: c.wide.get(sequence) ?? unpackAnswer(c.outcomes[at]!, c.balances[at]!, c.rights[at]!),
+      answeredAtMs: c.stamps[at]!,
+    };
+  }
+}
+
+function unpackAnswer(packed: number, balance: bigint, localRights: bigint): Answer {
+  return { kind: (packed & GRANT_BIT) !== 0 ? "grant" : "debit", outcome: packed & ~(GRANT_BIT | LOCAL_BIT), balance, localRights };
 }
 
 /**
@@ -263,6 +341,21 @@ class AnswerRing {
     return local;
   }
 
+  /** A copy of the columns as they are (ring layout kept; receive times are not needed). */
+  freeze(): FrozenRing {
+    return new FrozenRing({
+      ids: this.ids.slice(),
+      fingerprints: this.fingerprints.slice(),
+      outcomes: this.outcomes.slice(),
+      balances: this.balances.slice(),
+      rights: this.rights.slice(),
+      stamps: this.stamps.slice(),
+      wide: new Map(this.wide),
+      first: this.first,
+      next: this.next,
+    });
+  }
+
   collect(out: Array<[string, RememberedAnswer]>): void {
     for (let sequence = this.first; sequence < this.next; sequence++) {
       const at = sequence % this.ids.length;
@@ -273,13 +366,7 @@ class AnswerRing {
   private answerAt(sequence: number, at: number): Answer {
     const wide = this.wide.get(sequence);
     if (wide !== undefined) return wide;
-    const packed = this.outcomes[at]!;
-    return {
-      kind: (packed & GRANT_BIT) !== 0 ? "grant" : "debit",
-      outcome: packed & ~(GRANT_BIT | LOCAL_BIT),
-      balance: this.balances[at]!,
-      localRights: this.rights[at]!,
-    };
+    return unpackAnswer(this.outcomes[at]!, this.balances[at]!, this.rights[at]!);
   }
 
   /** Returns whether the dropped entry was admitted locally. */
@@ -306,8 +393,9 @@ class AnswerRing {
     };
     const oldCapacity = old.ids.length;
     const capacity = Math.min(this.limit, Math.max(INITIAL_CAPACITY, oldCapacity * 2));
-    this.ids = new Array<string | undefined>(capacity);
-    this.fingerprints = new Array<string | undefined>(capacity);
+    // Filled by push: `new Array(n)` of a large n is a dictionary-mode array, slow to read and to copy.
+    this.ids = packedArray(capacity);
+    this.fingerprints = packedArray(capacity);
     this.outcomes = new Uint8Array(capacity);
     this.balances = new BigInt64Array(capacity);
     this.rights = new BigInt64Array(capacity);
@@ -325,6 +413,12 @@ class AnswerRing {
       this.receivedAt[to] = old.receivedAt[from]!;
     }
   }
+}
+
+function packedArray(length: number): Array<string | undefined> {
+  const out: Array<string | undefined> = [];
+  for (let k = 0; k < length; k++) out.push(undefined);
+  return out;
 }
 
 function fitsInt64(value: bigint): boolean {

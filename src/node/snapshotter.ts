@@ -9,7 +9,7 @@ import type { ReplicaState } from "../core/replica-state";
 import { purgeFloor } from "../core/write-path";
 import type { ReplicaLog } from "../replication/jetstream-log";
 import type { ReplicaWriter } from "../replication/replica-writer";
-import { encodeSnapshot, headerToWire, type SnapshotHeaderValue } from "../replication/snapshot-codec";
+import { encodeSnapshot, headerToWire, SNAPSHOT_FORMAT_SEALED, type SnapshotHeaderValue, type SnapshotPace } from "../replication/snapshot-codec";
 import type { SnapshotStore } from "../replication/snapshot-store";
 import type { Logger } from "./logger";
 import type { PeerSet } from "./peer-set";
@@ -25,6 +25,8 @@ export interface SnapshotterOptions {
   readonly maxRetainedMessages: number;
   readonly logger: Logger;
   readonly now: () => number;
+  /** How much of the event loop encoding may take; DEFAULT_SNAPSHOT_PACE when absent. */
+  readonly pace?: SnapshotPace;
   onWritten(seconds: number, bytes: number): void;
 }
 
@@ -32,6 +34,7 @@ export class Snapshotter {
   private running: Promise<SnapshotHeaderValue> | undefined;
   private last: SnapshotHeaderValue | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
 
   constructor(private readonly options: SnapshotterOptions) {}
 
@@ -40,16 +43,29 @@ export class Snapshotter {
     this.last = header;
   }
 
+  /**
+   * Takes a snapshot every interval at this region's phase of the wall clock
+   * (see snapshotDelay), so regions snapshot in turn rather than together,
+   * whenever each node started.
+   */
   start(): void {
-    if (this.options.intervalMs <= 0) return;
-    this.timer = setInterval(() => {
-      this.take().catch((error: unknown) => this.options.logger.warn("snapshot failed", { error: String(error) }));
-    }, this.options.intervalMs);
-    this.timer.unref();
+    const { intervalMs, region, state, now } = this.options;
+    if (intervalMs <= 0) return;
+    const schedule = (): void => {
+      if (this.stopped) return;
+      this.timer = setTimeout(() => {
+        this.take()
+          .catch((error: unknown) => this.options.logger.warn("snapshot failed", { error: String(error) }))
+          .finally(schedule);
+      }, snapshotDelay(now(), intervalMs, state.replicas.indexOf(region), state.replicas.size));
+      this.timer.unref();
+    };
+    schedule();
   }
 
   stop(): void {
-    if (this.timer !== undefined) clearInterval(this.timer);
+    this.stopped = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
   }
 
   /** Writes a snapshot unless nothing changed since the last one; resolves with the current header. */
@@ -63,7 +79,9 @@ export class Snapshotter {
   private async write(): Promise<SnapshotHeaderValue> {
     const { region, state, writer, peers, logger, now } = this.options;
     const started = now();
+    const freezeStarted = performance.now();
     const frozen = state.freeze();
+    const freezeMs = performance.now() - freezeStarted;
     const applied = peers.applied();
     const durableSequence = await writer.barrier();
     if (this.last !== undefined && unchanged(this.last, durableSequence, applied)) return this.last;
@@ -75,6 +93,9 @@ export class Snapshotter {
       applied,
       takenAtMs: started,
       accounts: frozen.ids.length,
+      requests: frozen.requests.size,
+      policies: frozen.policies.length,
+      format: SNAPSHOT_FORMAT_SEALED,
     };
     let bytes = 0;
     const counted = async function* (chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
@@ -83,12 +104,20 @@ export class Snapshotter {
         yield chunk;
       }
     };
-    await this.options.store.write(region, counted(encodeSnapshot(frozen, headerToWire(header))));
+    await this.options.store.write(region, counted(encodeSnapshot(frozen, headerToWire(header), this.options.pace)));
     this.last = header;
     const keepFrom = purgeFloor(durableSequence + 1, peers.appliedOfOurs(), this.options.maxRetainedMessages);
     const purged = keepFrom > 1 ? await this.options.log.purgeBelow(region, keepFrom) : 0;
     this.options.onWritten((now() - started) / 1000, bytes);
-    logger.info("snapshot written", { accounts: frozen.ids.length, durableSequence, purged, bytes, ms: now() - started });
+    logger.info("snapshot written", {
+      accounts: frozen.ids.length,
+      requests: frozen.requests.size,
+      durableSequence,
+      purged,
+      bytes,
+      freezeMs: Math.round(freezeMs * 10) / 10,
+      ms: now() - started,
+    });
     return header;
   }
 }
@@ -96,4 +125,15 @@ export class Snapshotter {
 function unchanged(last: SnapshotHeaderValue, durableSequence: number, applied: Readonly<Record<string, number>>): boolean {
   if (last.durableSequence !== durableSequence) return false;
   return Object.entries(applied).every(([peer, sequence]) => (last.applied[peer] ?? 0) === sequence);
+}
+
+/**
+ * Ms from `nowMs` (wall clock) to this region's next snapshot time: region k of
+ * n snapshots at wall times ≡ k·interval/n (mod interval), so the regions of a
+ * cluster take turns, spread evenly over the interval. At least 1 ms.
+ */
+export function snapshotDelay(nowMs: number, intervalMs: number, index: number, regions: number): number {
+  const phase = Math.floor((Math.max(0, index) * intervalMs) / Math.max(1, regions));
+  const into = (((nowMs - phase) % intervalMs) + intervalMs) % intervalMs;
+  return Math.max(1, intervalMs - into);
 }

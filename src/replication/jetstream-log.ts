@@ -29,6 +29,25 @@ export interface ReplicaLogOptions {
   readonly publishTimeoutMs?: number;
 }
 
+/** Longest wait for the next message while replaying a stream. */
+export const DEFAULT_REPLAY_IDLE_TIMEOUT_MS = 10_000;
+
+export interface ReplayOptions {
+  /** Give up when no message arrives for this long; default DEFAULT_REPLAY_IDLE_TIMEOUT_MS. */
+  readonly idleTimeoutMs?: number;
+}
+
+/** A replay that cannot deliver the range it was asked for; the message names the stream and the gap. */
+export class ReplayError extends Error {
+  override readonly name = "ReplayError";
+  constructor(
+    readonly replica: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 export interface LoggedMessage {
   readonly seq: number;
   readonly data: Uint8Array;
@@ -155,38 +174,74 @@ export class ReplicaLog implements StreamAppender {
     });
   }
 
+  /** The last message of `replica`'s stream, or undefined when it holds none (empty, purged, or no stream). */
+  async lastMessage(replica: string): Promise<{ seq: number; data: Uint8Array } | undefined> {
+    try {
+      const message = await this.jsm.streams.getMessage(streamName(replica), { last_by_subj: deltaSubject(replica) });
+      return { seq: message.seq, data: message.data };
+    } catch (error) {
+      const code = jetStreamErrorCode(error);
+      if (code === JS_NO_MESSAGE || code === JS_STREAM_NOT_FOUND) return undefined;
+      throw error;
+    }
+  }
+
   /**
-   * Reads `replica`'s whole stream from `fromSeq` to its current end. If
-   * `onMessage` throws (a message refused), reading stops and the returned
-   * promise rejects with that error.
+   * Reads `replica`'s stream from `fromSeq` to the end it had when called, in
+   * order, every message exactly once. Throws ReplayError rather than wait for
+   * messages that are not there: when the stream starts above `fromSeq`
+   * (purged), when a message inside the range is missing (deleted), or when
+   * nothing arrives for `idleTimeoutMs` (server gone). An error thrown by
+   * `onMessage` ends the replay with that error. Returns the last sequence.
    */
-  async replay(replica: string, fromSeq: number, onMessage: (message: LoggedMessage) => void): Promise<number> {
-    const last = await this.lastSequence(replica);
+  async replay(replica: string, fromSeq: number, onMessage: (message: LoggedMessage) => void, options: ReplayOptions = {}): Promise<number> {
+    const { first, last } = await this.bounds(replica);
     if (last < fromSeq) return last;
-    let reached = 0;
-    let failed = false;
-    await new Promise<void>((resolve, reject) => {
-      this.follow(replica, fromSeq, (m) => {
-        if (failed || reached >= last) return;
-        try {
-          onMessage(m);
-        } catch (error) {
-          // Thrown inside the consumer's callback it would be lost and the replay would never end.
-          failed = true;
-          reject(error instanceof Error ? error : new Error(String(error)));
-          return;
-        }
-        reached = m.seq;
-        if (m.seq >= last) resolve();
-      }).then((messages) => {
-        const check = setInterval(() => {
-          if (reached >= last || failed) {
-            clearInterval(check);
-            messages.stop();
-          }
-        }, 5);
-      }, reject);
+    if (first > fromSeq) {
+      throw new ReplayError(replica, `stream of ${replica} starts at ${first}: messages ${fromSeq}..${first - 1} were purged`);
+    }
+    const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_REPLAY_IDLE_TIMEOUT_MS;
+    const consumer = await this.js.consumers.get(streamName(replica), {
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: Math.max(1, fromSeq),
     });
+    const messages = await consumer.consume({ max_messages: 256, expires: 2_000, idle_heartbeat: 1_000 });
+    let expected = fromSeq;
+    let stalled = false;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        stalled = true;
+        messages.stop();
+      }, idleTimeoutMs);
+    };
+    arm();
+    try {
+      for await (const m of messages) {
+        if (m.seq !== expected) {
+          throw new ReplayError(replica, `stream of ${replica}: messages ${expected}..${m.seq - 1} are missing (deleted) inside ${fromSeq}..${last}`);
+        }
+        onMessage({ seq: m.seq, data: m.data, pending: m.info.pending });
+        expected = m.seq + 1;
+        if (m.seq >= last) break;
+        if (m.info.pending === 0) {
+          throw new ReplayError(replica, `stream of ${replica}: messages ${m.seq + 1}..${last} are missing (deleted) at the end of ${fromSeq}..${last}`);
+        }
+        arm();
+      }
+    } finally {
+      clearTimeout(timer);
+      messages.stop();
+    }
+    if (expected <= last) {
+      throw new ReplayError(
+        replica,
+        stalled
+          ? `stream of ${replica}: no message for ${idleTimeoutMs} ms while replaying ${fromSeq}..${last} (reached ${expected - 1})`
+          : `stream of ${replica}: the read ended at ${expected - 1} of ${fromSeq}..${last}`,
+      );
+    }
     return last;
   }
 

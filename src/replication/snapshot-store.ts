@@ -7,9 +7,56 @@ import { StorageType, type ObjectStore } from "nats";
 import type { ReplicaSet } from "../core/replica-set";
 import type { ReplicaLog } from "./jetstream-log";
 import { inboundContext, type InboundContext } from "./inbound";
-import { readSnapshot, type SnapshotChunkValue, type SnapshotHeaderValue } from "./snapshot-codec";
+import { readSnapshot, SnapshotDamagedError, type SnapshotChunkValue, type SnapshotHeaderValue } from "./snapshot-codec";
 
 const OBJECT_NAME = "state";
+
+/** A read that receives nothing for this long is given up (its chunks are gone from the store). */
+export const DEFAULT_SNAPSHOT_IDLE_TIMEOUT_MS = 10_000;
+
+export interface SnapshotReadOptions {
+  /** Longest wait for the next piece of the object; default DEFAULT_SNAPSHOT_IDLE_TIMEOUT_MS. */
+  readonly idleTimeoutMs?: number;
+}
+
+/**
+ * The pieces of an object-store read, given up with an error when none comes
+ * for `idleTimeoutMs` (the store's reader waits forever for chunks that were
+ * deleted) and with the store's own error (digest mismatch) reworded.
+ */
+async function* boundedPieces(data: ReadableStream<Uint8Array>, replica: string, idleTimeoutMs: number): AsyncGenerator<Uint8Array> {
+  const reader = data.getReader();
+  let received = 0;
+  try {
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined;
+      const idle = new Promise<"idle">((resolve) => {
+        timer = setTimeout(() => resolve("idle"), idleTimeoutMs);
+      });
+      let next: Awaited<ReturnType<typeof reader.read>> | "idle";
+      try {
+        next = await Promise.race([reader.read(), idle]);
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        throw new SnapshotDamagedError("undecodable", `snapshot of ${replica}: the object store refused the object after ${received} bytes (${reason})`, 0);
+      } finally {
+        clearTimeout(timer);
+      }
+      if (next === "idle") {
+        throw new SnapshotDamagedError(
+          "undecodable",
+          `snapshot of ${replica}: no data for ${idleTimeoutMs} ms after ${received} bytes (the object's chunks are missing from the store)`,
+          0,
+        );
+      }
+      if (next.done) return;
+      received += next.value.length;
+      yield next.value;
+    }
+  } finally {
+    reader.cancel().catch(() => undefined);
+  }
+}
 
 export function snapshotBucket(replica: string): string {
   return `TALLY_SNAP_${replica.toUpperCase().replace(/-/g, "_")}`;
@@ -40,6 +87,15 @@ export class SnapshotStore {
     return store;
   }
 
+  /** Removes `replica`'s snapshot (operators and tests); true when there was one. */
+  async remove(replica: string): Promise<boolean> {
+    const store = await this.bucket(replica);
+    return store.delete(OBJECT_NAME).then(
+      (r) => r.success,
+      () => false,
+    );
+  }
+
   async write(replica: string, chunks: AsyncIterable<Uint8Array>): Promise<void> {
     const store = await this.bucket(replica);
     const iterator = chunks[Symbol.asyncIterator]();
@@ -59,18 +115,21 @@ export class SnapshotStore {
    * Returns its header, or undefined when the replica has none yet; throws
    * when the snapshot is damaged or foreign.
    */
-  async read(replica: string, onChunk: (chunk: SnapshotChunkValue) => void): Promise<SnapshotHeaderValue | undefined> {
+  async read(replica: string, onChunk: (chunk: SnapshotChunkValue) => void, options: SnapshotReadOptions = {}): Promise<SnapshotHeaderValue | undefined> {
     const store = await this.bucket(replica);
     const result = await store.get(OBJECT_NAME);
     if (result === null) return undefined;
+    // The store's own digest check fails the stream (seen by boundedPieces); keep its promise from going unhandled.
+    result.error.catch(() => undefined);
     let header: SnapshotHeaderValue | undefined;
-    for await (const chunk of readSnapshot(result.data, { ...this.ctx, expectedReplica: replica })) {
+    const pieces = boundedPieces(result.data, replica, options.idleTimeoutMs ?? DEFAULT_SNAPSHOT_IDLE_TIMEOUT_MS);
+    for await (const chunk of readSnapshot(pieces, { ...this.ctx, expectedReplica: replica })) {
       if (chunk.header !== undefined) header = chunk.header;
       onChunk(chunk);
     }
-    const error = await result.error;
+    const error = await result.error.catch((e: unknown) => e);
     // Resolves to null or undefined on success, to an Error on a corrupt or cut read.
-    if (error instanceof Error) throw error;
+    if (error instanceof Error) throw new SnapshotDamagedError("undecodable", `snapshot of ${replica}: ${error.message}`, 0);
     if (header === undefined) throw new Error(`snapshot of ${replica} has no header`);
     return header;
   }

@@ -398,3 +398,22 @@ describe("request log - properties", () => {
     );
   });
 });
+
+describe("request log - frozen copy for snapshots", () => {
+  it("holds the answers of entries() at the instant it was taken, whatever happens after", () => {
+    const log = new RequestLog({ retentionMs: 1_000, maxEntries: 100, maxRefusals: 3 });
+    const approved = { kind: "debit" as const, outcome: DebitOutcome.Approved, balance: 5n, localRights: 4n };
+    const refused = { kind: "debit" as const, outcome: DebitOutcome.InsufficientCredit, balance: 1n, localRights: 0n };
+    const wide = { kind: "grant" as const, outcome: DebitOutcome.Approved, balance: 1n << 70n, localRights: 3n };
+    for (let k = 0; k < 2_000; k++) log.rememberReplicated(`a-${k}`, `f-${k}`, approved, { stampMs: k, nowMs: k / 10 });
+    log.remember("wide", "fw", wide, { stampMs: 7, nowMs: 200 });
+    for (let k = 0; k < 5; k++) log.remember(`r-${k}`, `fr-${k}`, refused, { stampMs: 9, nowMs: 200 });
+    const expected = log.entries().map(([requestId, r]) => ({ requestId, ...r }));
+    const frozen = log.freeze();
+    log.expire(1_150);
+    log.remember("later", "fl", approved, { stampMs: 9, nowMs: 1_150 });
+    expect(frozen.size).to.equal(expected.length);
+    expect(frozen.toArray()).to.deep.equal(expected);
+    expect(() => frozen.record(frozen.size)).to.throw(RangeError);
+  });
+});

@@ -13,6 +13,7 @@ import { ReplicaState, type FrozenState } from "../../src/core/replica-state";
 import { SnapshotChunk, SnapshotHeader } from "../../src/generated/tally/replication/v1/replication";
 import { clusterToWire, InboundRejectedError } from "../../src/replication/inbound";
 import {
+  SNAPSHOT_FORMAT_SEALED,
   decodeSnapshotChunk,
   decodeSnapshotHeader,
   encodeSnapshot,
@@ -57,6 +58,9 @@ function header(accounts: number, replicas: readonly string[] = NAMES): Snapshot
     takenAtMs: 1_700_000_000_000n,
     accounts: BigInt(accounts),
     cluster: undefined,
+    requests: 0n,
+    policies: 0n,
+    format: 0,
   };
 }
 
@@ -70,6 +74,23 @@ function westState(ops: ReadonlyArray<{ account: string; amount: bigint; kind: n
     else state.applyPolicy(op.account, { mode: Mode.Overdraft, overdraftLimit: op.amount, lowWaterMark: 0n, writtenAtMs: 5 + k, logical: 0, replica: "west" });
   });
   return state.freeze();
+}
+
+function emptyChunk(): SnapshotChunk {
+  return { header: undefined, accounts: [], requests: [], policies: [], trailer: undefined, seal: Buffer.alloc(0) };
+}
+
+/** Chunks framed as writers before seals wrote them: length prefix, body, nothing else. */
+function unsealed(chunks: readonly SnapshotChunk[]): Uint8Array {
+  const parts = chunks.map((c) => SnapshotChunk.encode(c).finish());
+  const out = new Uint8Array(parts.reduce((n, p) => n + 4 + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    new DataView(out.buffer).setUint32(offset, p.length);
+    out.set(p, offset + 4);
+    offset += 4 + p.length;
+  }
+  return out;
 }
 
 const opsArb = fc.array(
@@ -149,11 +170,14 @@ describe("snapshot codec - round trip", () => {
           applied: { east: 3, central: 4 },
           takenAtMs: 1_700_000_000_000,
           accounts: frozen.ids.length,
+          requests: frozen.requests.size,
+          policies: frozen.policies.length,
+          format: SNAPSHOT_FORMAT_SEALED,
         });
         const accounts = chunks.flatMap((c) => c.accounts);
         expect(accounts.map((a) => a.accountId)).to.deep.equal(frozen.ids);
         accounts.forEach((a, k) => expect(a.values).to.deep.equal(Array.from(frozen.slots.subarray(k * WIDTH, (k + 1) * WIDTH))));
-        expect(chunks.flatMap((c) => c.requests)).to.deep.equal(frozen.requests.map(([requestId, r]) => ({ requestId, ...r })));
+        expect(chunks.flatMap((c) => c.requests)).to.deep.equal(frozen.requests.toArray());
         expect(chunks.flatMap((c) => c.policies)).to.deep.equal(frozen.policies.map(([accountId, write]) => ({ accountId, write })));
       }),
       { numRuns: 50 },
@@ -215,7 +239,7 @@ describe("snapshot codec - refusals", () => {
 
   it("refuses chunks with counters of the wrong width or above int64, and unknown outcomes", () => {
     const body = (chunk: Partial<SnapshotChunk>): Uint8Array =>
-      SnapshotChunk.encode({ header: undefined, accounts: [], requests: [], policies: [], ...chunk }).finish();
+      SnapshotChunk.encode({ header: undefined, accounts: [], requests: [], policies: [], trailer: undefined, seal: Buffer.alloc(0), ...chunk }).finish();
     const values = Array.from({ length: WIDTH }, () => 1n);
     expect(decodeSnapshotChunk(body({ accounts: [{ accountId: "a", values }] }), SNAP_CTX, false).ok).to.equal(true);
     expectRejected(decodeSnapshotChunk(body({ accounts: [{ accountId: "a", values: values.slice(1) }] }), SNAP_CTX, false), "field", "values");
@@ -230,9 +254,16 @@ describe("snapshot codec - refusals", () => {
     expectRejected(decodeSnapshotChunk(body({ header: header(0) }), SNAP_CTX, false), "field", "after the first");
   });
 
-  it("refuses a snapshot whose account count differs from its header, or with stray bytes", async () => {
+  it("refuses an unsealed (older) snapshot whose account count differs from its header, or with stray bytes", async () => {
     const frozen = westState([{ account: "a", amount: 5n, kind: 0 }]);
-    expect((await refusal(pieces(await bytesOf(frozen, header(2)), []))).message).to.contain("holds 1 accounts, its header says 2");
+    const values = Array.from(frozen.slots.subarray(0, WIDTH));
+    const legacy = (accounts: number): Uint8Array =>
+      unsealed([
+        { ...emptyChunk(), header: { ...header(accounts), cluster: clusterToWire(clusterIdentity(NAMES)) } },
+        { ...emptyChunk(), accounts: [{ accountId: "a", values }] },
+      ]);
+    expect((await readAll(pieces(legacy(1), [3]))).flatMap((c) => c.accounts)).to.have.length(1);
+    expect((await refusal(pieces(legacy(2), []))).message).to.contain("holds 1 accounts, its header says 2");
     const bytes = await bytesOf(frozen, header(1));
     expect((await refusal(pieces(Uint8Array.from([...bytes, 0, 0]), []))).code).to.equal("undecodable");
     expect((await refusal(pieces(new Uint8Array(0), []))).message).to.contain("empty");
@@ -290,5 +321,114 @@ describe("snapshot codec - fuzz", () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe("snapshot codec - seals, trailer and counts", function () {
+  this.timeout(60_000);
+  /** A west state spanning several chunks of each kind: 2,500 accounts, 4,500 remembered answers, 3 policies. */
+  function bigState(): FrozenState {
+    const state = new ReplicaState({ replicas: REPLICAS, self: "west" });
+    for (let k = 0; k < 2_500; k++) state.grant(`acct-${k}`, BigInt(100 + k));
+    for (let k = 0; k < 4_500; k++) {
+      const answer = state.debit(`acct-${k % 2_500}`, 1n, false).answer;
+      state.remember(`req-${k}`, `d|acct-${k % 2_500}|1`, answer, { stampMs: 1_000 + k, nowMs: 1_000 + k });
+    }
+    for (let k = 0; k < 3; k++) {
+      state.applyPolicy(`acct-${k}`, { mode: Mode.Overdraft, overdraftLimit: 5n, lowWaterMark: 0n, writtenAtMs: 10, logical: 0, replica: "west" });
+    }
+    return state.freeze();
+  }
+
+  /** Offsets of every framed chunk of `bytes`. */
+  function frames(bytes: Uint8Array): Array<{ start: number; end: number }> {
+    const out: Array<{ start: number; end: number }> = [];
+    for (let offset = 0; offset < bytes.length; ) {
+      const length = new DataView(bytes.buffer, bytes.byteOffset + offset, 4).getUint32(0);
+      out.push({ start: offset, end: offset + 4 + length });
+      offset += 4 + length;
+    }
+    return out;
+  }
+
+  const without = (bytes: Uint8Array, frame: { start: number; end: number }): Uint8Array =>
+    Uint8Array.from([...bytes.subarray(0, frame.start), ...bytes.subarray(frame.end)]);
+
+  let frozen: FrozenState;
+  let bytes: Uint8Array;
+  before(async () => {
+    frozen = bigState();
+    bytes = await bytesOf(frozen, header(frozen.ids.length));
+  });
+
+  it("writes a sealed header with every count, and reads back every account, request and policy", async () => {
+    const chunks = await readAll(pieces(bytes, [7, 5_000, 70_000]));
+    const h = chunks[0]?.header;
+    expect(h).to.include({ format: SNAPSHOT_FORMAT_SEALED, accounts: 2_500, requests: frozen.requests.size, policies: 3 });
+    expect(chunks.flatMap((c) => c.accounts)).to.have.length(2_500);
+    expect(chunks.flatMap((c) => c.requests)).to.deep.equal(frozen.requests.toArray());
+    expect(chunks.flatMap((c) => c.policies)).to.have.length(3);
+    expect(chunks.at(-1)?.trailer).to.deep.equal({ accounts: 2_500, requests: frozen.requests.size, policies: 3, chunks: chunks.length - 1 });
+    expect(frames(bytes).length).to.be.greaterThan(6);
+  });
+
+  it("refuses a snapshot cut at any chunk boundary (e.g. its request and policy chunks missing)", async () => {
+    for (const frame of frames(bytes).slice(0, -1)) {
+      const error = await refusal(pieces(bytes.subarray(0, frame.end), []));
+      expect(error.message).to.contain("snapshot of west").and.contain("without its trailer");
+    }
+  });
+
+  it("refuses a snapshot cut inside a chunk", async () => {
+    for (const cut of [1, 5, 100, 9_999, Math.floor(bytes.length / 2), bytes.length - 1]) {
+      const error = await refusal(pieces(bytes.subarray(0, cut), []));
+      expect(error.message).to.contain("snapshot of west");
+    }
+  });
+
+  it("refuses a snapshot with any chunk removed (first, middle, last) before yielding anything after the gap", async () => {
+    const all = frames(bytes);
+    for (const [k, frame] of all.entries()) {
+      const seen: SnapshotChunkValue[] = [];
+      let error: unknown;
+      try {
+        for await (const chunk of readSnapshot(pieces(without(bytes, frame), []), SNAP_CTX)) seen.push(chunk);
+      } catch (e) {
+        error = e;
+      }
+      expect(error, `chunk ${k} removed`).to.be.instanceOf(InboundRejectedError);
+      expect(seen.length, `chunk ${k} removed`).to.be.at.most(k);
+    }
+  });
+
+  it("refuses two chunks swapped", async () => {
+    const [, a, b] = frames(bytes);
+    const swapped = Uint8Array.from([...bytes.subarray(0, a!.start), ...bytes.subarray(b!.start, b!.end), ...bytes.subarray(a!.start, a!.end), ...bytes.subarray(b!.end)]);
+    expect((await refusal(pieces(swapped, []))).message).to.contain("fails its seal");
+  });
+
+  it("refuses any single flipped byte, never yielding the altered chunk", async () => {
+    fc.assert(
+      fc.asyncProperty(fc.nat({ max: bytes.length - 1 }), fc.integer({ min: 1, max: 255 }), async (at, mask) => {
+        const altered = Uint8Array.from(bytes);
+        altered[at] = altered[at]! ^ mask;
+        const frame = frames(bytes).findIndex((f) => at >= f.start && at < f.end);
+        const seen: SnapshotChunkValue[] = [];
+        let error: unknown;
+        try {
+          for await (const chunk of readSnapshot(pieces(altered, []), SNAP_CTX)) seen.push(chunk);
+        } catch (e) {
+          error = e;
+        }
+        ensure(error instanceof InboundRejectedError, `byte ${at} flipped: accepted`);
+        ensure(seen.length <= frame, `byte ${at} flipped: the altered chunk ${frame} was yielded`);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("refuses bytes after the trailer", async () => {
+    const extra = Uint8Array.from([...bytes, ...bytes.subarray(frames(bytes)[1]!.start, frames(bytes)[1]!.end)]);
+    expect((await refusal(pieces(extra, []))).message).to.contain("after the trailer");
   });
 });

@@ -227,12 +227,37 @@ export interface SnapshotHeader {
    * Absent in snapshots written before identities existed (then `replicas`
    * alone identifies the layout).
    */
-  cluster: ClusterIdentity | undefined;
+  cluster:
+    | ClusterIdentity
+    | undefined;
+  /** Number of remembered requests in the snapshot. */
+  requests: bigint;
+  /** Number of explicit policies in the snapshot. */
+  policies: bigint;
+  /**
+   * Layout version. 0: written before sealing (no seals, no trailer; only the
+   * account count is checked). 2: sealed - every chunk ends with `seal`, and a
+   * last chunk carrying `trailer` closes the snapshot; a reader refuses a
+   * sealed snapshot with a bad seal, a missing trailer or counts that differ.
+   */
+  format: number;
 }
 
 export interface SnapshotHeader_AppliedEntry {
   key: string;
   value: bigint;
+}
+
+/** Closes a sealed snapshot: what the writer wrote, repeated at the end. */
+export interface SnapshotTrailer {
+  /** Accounts written (equal to the header's). */
+  accounts: bigint;
+  /** Remembered requests written (equal to the header's). */
+  requests: bigint;
+  /** Explicit policies written (equal to the header's). */
+  policies: bigint;
+  /** Chunks written before this one, the header chunk included. */
+  chunks: bigint;
 }
 
 /** A piece of a snapshot. Chunks are stored length-prefixed (4-byte big endian). */
@@ -247,6 +272,17 @@ export interface SnapshotChunk {
   requests: RequestRecord[];
   /** Explicit policies. */
   policies: PolicyValue[];
+  /** Set on the last chunk of a sealed snapshot (header format 2) only. */
+  trailer:
+    | SnapshotTrailer
+    | undefined;
+  /**
+   * Sealed snapshots only: SHA-256 over the previous chunk's seal (32 zero
+   * bytes before the first chunk) and this chunk's encoded fields before this
+   * one. Always written last, so a reader checks a chunk before using it and
+   * a chunk moved, lost or altered breaks the chain.
+   */
+  seal: Buffer;
 }
 
 /**
@@ -1491,6 +1527,9 @@ function createBaseSnapshotHeader(): SnapshotHeader {
     takenAtMs: 0n,
     accounts: 0n,
     cluster: undefined,
+    requests: 0n,
+    policies: 0n,
+    format: 0,
   };
 }
 
@@ -1531,6 +1570,21 @@ export const SnapshotHeader: MessageFns<SnapshotHeader> = {
     }
     if (message.cluster !== undefined) {
       ClusterIdentity.encode(message.cluster, writer.uint32(66).fork()).join();
+    }
+    if (message.requests !== 0n) {
+      if (BigInt.asUintN(64, message.requests) !== message.requests) {
+        throw new globalThis.Error("value provided for field message.requests of type uint64 too large");
+      }
+      writer.uint32(72).uint64(message.requests);
+    }
+    if (message.policies !== 0n) {
+      if (BigInt.asUintN(64, message.policies) !== message.policies) {
+        throw new globalThis.Error("value provided for field message.policies of type uint64 too large");
+      }
+      writer.uint32(80).uint64(message.policies);
+    }
+    if (message.format !== 0) {
+      writer.uint32(88).uint32(message.format);
     }
     return writer;
   },
@@ -1615,6 +1669,30 @@ export const SnapshotHeader: MessageFns<SnapshotHeader> = {
             message.cluster = ClusterIdentity.decode(reader, reader.uint32());
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.requests = reader.uint64() as bigint;
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.policies = reader.uint64() as bigint;
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.format = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1654,6 +1732,9 @@ export const SnapshotHeader: MessageFns<SnapshotHeader> = {
     message.cluster = (object.cluster !== undefined && object.cluster !== null)
       ? ClusterIdentity.fromPartial(object.cluster)
       : undefined;
+    message.requests = (object.requests !== undefined && object.requests !== null) ? BigInt(object.requests) : 0n;
+    message.policies = (object.policies !== undefined && object.policies !== null) ? BigInt(object.policies) : 0n;
+    message.format = object.format ?? 0;
     return message;
   },
 };
@@ -1728,8 +1809,111 @@ export const SnapshotHeader_AppliedEntry: MessageFns<SnapshotHeader_AppliedEntry
   },
 };
 
+function createBaseSnapshotTrailer(): SnapshotTrailer {
+  return { accounts: 0n, requests: 0n, policies: 0n, chunks: 0n };
+}
+
+export const SnapshotTrailer: MessageFns<SnapshotTrailer> = {
+  encode(message: SnapshotTrailer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accounts !== 0n) {
+      if (BigInt.asUintN(64, message.accounts) !== message.accounts) {
+        throw new globalThis.Error("value provided for field message.accounts of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.accounts);
+    }
+    if (message.requests !== 0n) {
+      if (BigInt.asUintN(64, message.requests) !== message.requests) {
+        throw new globalThis.Error("value provided for field message.requests of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.requests);
+    }
+    if (message.policies !== 0n) {
+      if (BigInt.asUintN(64, message.policies) !== message.policies) {
+        throw new globalThis.Error("value provided for field message.policies of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.policies);
+    }
+    if (message.chunks !== 0n) {
+      if (BigInt.asUintN(64, message.chunks) !== message.chunks) {
+        throw new globalThis.Error("value provided for field message.chunks of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.chunks);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnapshotTrailer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnapshotTrailer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.accounts = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.requests = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.policies = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.chunks = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SnapshotTrailer>): SnapshotTrailer {
+    return SnapshotTrailer.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SnapshotTrailer>): SnapshotTrailer {
+    const message = createBaseSnapshotTrailer();
+    message.accounts = (object.accounts !== undefined && object.accounts !== null) ? BigInt(object.accounts) : 0n;
+    message.requests = (object.requests !== undefined && object.requests !== null) ? BigInt(object.requests) : 0n;
+    message.policies = (object.policies !== undefined && object.policies !== null) ? BigInt(object.policies) : 0n;
+    message.chunks = (object.chunks !== undefined && object.chunks !== null) ? BigInt(object.chunks) : 0n;
+    return message;
+  },
+};
+
 function createBaseSnapshotChunk(): SnapshotChunk {
-  return { header: undefined, accounts: [], requests: [], policies: [] };
+  return { header: undefined, accounts: [], requests: [], policies: [], trailer: undefined, seal: Buffer.alloc(0) };
 }
 
 export const SnapshotChunk: MessageFns<SnapshotChunk> = {
@@ -1745,6 +1929,12 @@ export const SnapshotChunk: MessageFns<SnapshotChunk> = {
     }
     for (const v of message.policies) {
       PolicyValue.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.trailer !== undefined) {
+      SnapshotTrailer.encode(message.trailer, writer.uint32(42).fork()).join();
+    }
+    if (message.seal.length !== 0) {
+      writer.uint32(50).bytes(message.seal);
     }
     return writer;
   },
@@ -1794,6 +1984,22 @@ export const SnapshotChunk: MessageFns<SnapshotChunk> = {
             message.policies.push(PolicyValue.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.trailer = SnapshotTrailer.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.seal = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1817,6 +2023,10 @@ export const SnapshotChunk: MessageFns<SnapshotChunk> = {
     message.accounts = object.accounts?.map((e) => AccountCounter.fromPartial(e)) || [];
     message.requests = object.requests?.map((e) => RequestRecord.fromPartial(e)) || [];
     message.policies = object.policies?.map((e) => PolicyValue.fromPartial(e)) || [];
+    message.trailer = (object.trailer !== undefined && object.trailer !== null)
+      ? SnapshotTrailer.fromPartial(object.trailer)
+      : undefined;
+    message.seal = object.seal ?? Buffer.alloc(0);
     return message;
   },
 };
