@@ -408,7 +408,7 @@ describe("snapshot codec - seals, trailer and counts", function () {
   });
 
   it("refuses any single flipped byte, never yielding the altered chunk", async () => {
-    fc.assert(
+    await fc.assert(
       fc.asyncProperty(fc.nat({ max: bytes.length - 1 }), fc.integer({ min: 1, max: 255 }), async (at, mask) => {
         const altered = Uint8Array.from(bytes);
         altered[at] = altered[at]! ^ mask;
