@@ -160,6 +160,8 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
       started.views.refreshGauges();
       // Reads still work when writes do not; health says which.
       health.setStatus("tally.v1.Balances", started.unavailableReason === undefined ? "SERVING" : "NOT_SERVING");
+      // Ready but not caught up with every region is a visible degraded state, not a silent one.
+      health.setStatus("tally.replication", started.peers.allConverged ? "SERVING" : "NOT_SERVING");
     };
     gauges = setInterval(refresh, 1_000);
     gauges.unref();
