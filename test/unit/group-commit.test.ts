@@ -5,7 +5,7 @@
 import { expect } from "chai";
 import type { SlotChange } from "../../src/core/replica-state";
 import type { CommitBatch } from "../../src/core/durable-write";
-import { GroupCommitter, PoisonWriteError } from "../../src/replication/group-commit";
+import { GroupCommitter, PoisonWriteError } from "../../src/replication/replica-writer";
 
 const slot = (accountId: string, value: bigint, column = 0): SlotChange => ({ accountId, writer: 0, column, value });
 

@@ -8,7 +8,7 @@ import type { DurableWrite } from "../../src/core/durable-write";
 import { ReplicaSet } from "../../src/core/replica-set";
 import type { SlotChange } from "../../src/core/replica-state";
 import { decodeDeltaOrThrow } from "../../src/replication/delta-codec";
-import { PoisonWriteError } from "../../src/replication/group-commit";
+import { PoisonWriteError } from "../../src/replication/replica-writer";
 import { ReplicaWriter, WriterFencedError, type StreamAppender, type ReplicaWriterOptions } from "../../src/replication/replica-writer";
 import { track, turns, until } from "./support/conditions";
 
