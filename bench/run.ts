@@ -18,6 +18,7 @@ import { fmt, progress, table, type LatencySummary } from "./stats";
 import { getBalanceTable, runGetBalanceBench } from "./getbalance-bench";
 import { runUnaryBench } from "./unary-bench";
 import { p99Ratio, runWanBench, wanTable } from "./wan-bench";
+import { runWatchBench, watchBenchReport } from "./watch-bench";
 
 interface Bar {
   readonly bar: string;
@@ -213,6 +214,16 @@ async function main(): Promise<void> {
     bar: "Endgame: STRICT balance reaches exactly 0",
     measured: `final ${allowance.endgame.finalBalance}, spent ${allowance.endgame.spent}/${allowance.endgame.granted}`,
     pass: allowance.endgame.finalBalance === "0" && allowance.endgame.spent === allowance.endgame.granted,
+  });
+
+  progress("5c/8 watchers: Debit with and without 1,000 WatchBalance streams on the debited accounts");
+  const watch = await runWatchBench({ calls: size.calls, concurrency, rounds: size.rounds, watchers: 1_000, accounts: 100 });
+  results.watchers = watch;
+  print(`Watchers: Debit with and without ${watch.watchers} open WatchBalance streams on the debited accounts (concurrency ${concurrency}, ${size.rounds} interleaved round(s))`, watchBenchReport(watch, size.calls));
+  bars.push({
+    bar: "Debit p99 with 1,000 watchers <= 2x without (same run)",
+    measured: `${fmt(watch.p99Ratio, 2)}x (${fmt(watch.with.p99Ms, 2)} vs ${fmt(watch.without.p99Ms, 2)} ms)`,
+    pass: watch.p99Ratio <= 2,
   });
 
   progress(`6/8 memory per account (${size.memAccounts} accounts, 3 replicas, every slot set)`);

@@ -136,6 +136,8 @@ export function nodeTunables(read: Source): Omit<NodeConfig, "region" | "regions
     snapshotIntervalMs: int("snapshot-interval-ms", "TALLY_SNAPSHOT_INTERVAL_MS", d.snapshotIntervalMs, 0, 24 * 3_600_000),
     maxRetainedMessages: int("max-retained-messages", "TALLY_MAX_RETAINED_MESSAGES", d.maxRetainedMessages, 0, 100_000_000),
     spreadGrants: booleanOption(read, { flag: "spread-grants", env: "TALLY_SPREAD_GRANTS" }),
+    maxWatchers: int("max-watchers", "TALLY_MAX_WATCHERS", d.maxWatchers, 1, 1_000_000),
+    maxWatchersPerAccount: int("max-watchers-per-account", "TALLY_MAX_WATCHERS_PER_ACCOUNT", d.maxWatchersPerAccount, 1, 1_000_000),
   };
 }
 

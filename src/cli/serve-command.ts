@@ -36,6 +36,8 @@ export const SERVE_HELP = `tally serve - run one regional node
   --snapshot-interval-ms N snapshot when changed, every N ms (TALLY_SNAPSHOT_INTERVAL_MS) [60000]
   --max-remembered-requests N  idempotency capacity (TALLY_MAX_REMEMBERED_REQUESTS) [2000000]
   --request-retention-ms N     idempotency window (TALLY_REQUEST_RETENTION_MS) [900000]
+  --max-watchers N         WatchBalance streams per node (TALLY_MAX_WATCHERS) [10000]
+  --max-watchers-per-account N  WatchBalance streams per account (TALLY_MAX_WATCHERS_PER_ACCOUNT) [100]
   --pg-pool-size N, --pg-connect-timeout-ms N, --pg-statement-timeout-ms N   settlement pool
   --noop-service           also serve the no-op baseline RPC used by benchmarks
 `;
@@ -61,6 +63,8 @@ const STRING_FLAGS = [
   "catch-up-timeout-ms",
   "status-interval-ms",
   "max-retained-messages",
+  "max-watchers",
+  "max-watchers-per-account",
   "pg-pool-size",
   "pg-connect-timeout-ms",
   "pg-statement-timeout-ms",

@@ -33,6 +33,10 @@ export interface NodeConfig {
    * commit, instead of leaving them where the grant landed (then demand moves them).
    */
   readonly spreadGrants: boolean;
+  /** WatchBalance streams open on this node at once; more are refused (RESOURCE_EXHAUSTED). Bounds their memory. */
+  readonly maxWatchers: number;
+  /** WatchBalance streams of one account on this node at once; more are refused (RESOURCE_EXHAUSTED). */
+  readonly maxWatchersPerAccount: number;
 }
 
 export const DEFAULT_NODE_CONFIG: Omit<NodeConfig, "region" | "regions" | "natsUrl" | "defaultPolicy"> = {
@@ -48,4 +52,6 @@ export const DEFAULT_NODE_CONFIG: Omit<NodeConfig, "region" | "regions" | "natsU
   snapshotIntervalMs: 60_000,
   maxRetainedMessages: 200_000,
   spreadGrants: false,
+  maxWatchers: 10_000,
+  maxWatchersPerAccount: 100,
 };

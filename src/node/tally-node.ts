@@ -37,7 +37,7 @@ export interface Decision {
 export class TallyNode {
   readonly state: ReplicaState;
   readonly writes: WritePath;
-  readonly watches = new BalanceWatchHub();
+  readonly watches: BalanceWatchHub;
   readonly peers: PeerSet;
   readonly rights: RightsBroker;
   readonly views: NodeViews;
@@ -63,6 +63,10 @@ export class TallyNode {
       requestLog: { retentionMs: config.requestRetentionMs, maxEntries: config.maxRememberedRequests },
     });
     this.writes = new WritePath(this.state);
+    this.watches = new BalanceWatchHub({
+      limits: { maxPerNode: config.maxWatchers, maxPerAccount: config.maxWatchersPerAccount },
+      onListenerError: (error) => logger.error("balance watcher failed", { error: error instanceof Error ? error.message : String(error) }),
+    });
     this.peers = createPeerSet(this, {
       apply: (delta) => this.applyDelta(delta),
       catchUpFromSnapshot: (replica) => this.catchUpFromSnapshot(replica),

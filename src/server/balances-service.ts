@@ -5,7 +5,16 @@ import { status, type sendUnaryData, type ServerUnaryCall, type ServerWritableSt
 import { validateAccountId, validateAmount, validateRequestId } from "../core/validation";
 import { InvalidArgumentError } from "../core/errors";
 import { INT64_MAX } from "../core/amounts";
-import type { BalancesServer, DebitRequest, DebitResponse, WatchBalanceRequest, WatchBalanceResponse } from "../generated/tally/v1/balances";
+import {
+  BalancesService,
+  WatchBalanceResponse,
+  type BalancesServer,
+  type DebitRequest,
+  type DebitResponse,
+  type WatchBalanceRequest,
+} from "../generated/tally/v1/balances";
+import type { ChangeRound } from "../node/balance-watch";
+import type { BalanceView } from "../node/node-views";
 import type { TallyNode, Decision } from "../node/tally-node";
 import { batchItems, debitItem, waitMs } from "./request-validation";
 import { DeadlineExpiredError, statusLabel, toStatus } from "./status-mapping";
@@ -40,6 +49,7 @@ function expired(call: { getDeadline(): Date | number; cancelled: boolean }): De
 
 export function balancesService(node: TallyNode): BalancesServer {
   const { metrics, config } = node;
+  const sharedEvents = new SharedWatchEvents(node);
   return {
     debit(call: ServerUnaryCall<DebitRequest, DebitResponse>, callback) {
       const timer = metrics.debitLatency.unary.startTimer();
@@ -152,7 +162,7 @@ export function balancesService(node: TallyNode): BalancesServer {
         call.emit("error", toStatus(error));
         return;
       }
-      watchBalance(node, call, accountId, call.request.lowBalanceThreshold);
+      watchBalance(node, call, accountId, call.request.lowBalanceThreshold, sharedEvents);
     },
   };
 }
@@ -161,39 +171,45 @@ export function balancesService(node: TallyNode): BalancesServer {
  * Streams balance changes with backpressure: while the client is not reading
  * (write() returned false) changes are only counted, and one event with the
  * latest value is written on 'drain'. Memory per watcher is constant.
+ * Changes arrive coalesced per tick (BalanceWatchHub); watchers of the same
+ * account given the same round share one response object, encoded once.
  */
 function watchBalance(
   node: TallyNode,
   call: ServerWritableStream<WatchBalanceRequest, WatchBalanceResponse>,
   accountId: string,
   callThreshold: bigint,
+  shared: SharedWatchEvents,
 ): void {
   let coalesced = 0;
   let blocked = false;
   let ended = false;
-  const send = (): void => {
-    if (ended) return;
-    const view = node.views.balanceView(accountId);
-    const threshold = callThreshold > 0n ? callThreshold : view.policy.lowWaterMark;
-    const event: WatchBalanceResponse = {
-      accountId,
-      balance: view.balance,
-      localRights: view.localRights,
-      lowBalance: threshold > 0n && view.balance <= threshold,
-      coalesced: Math.max(1, coalesced),
-    };
+  const write = (event: WatchBalanceResponse): void => {
     coalesced = 0;
     blocked = !call.write(event);
   };
-  const onChange = (): void => {
-    coalesced++;
-    if (!blocked) send();
-  };
-  const unwatch = node.watches.watch(accountId, onChange, () => {
+  const sendLatest = (): void => {
     if (ended) return;
-    end();
-    call.emit("error", { code: status.UNAVAILABLE, details: "node is shutting down" });
-  });
+    write(watchEvent(accountId, node.views.balanceView(accountId), callThreshold, Math.max(1, coalesced)));
+  };
+  const onChanges = (changes: number, round: ChangeRound): void => {
+    if (ended) return;
+    coalesced += changes;
+    if (!blocked) write(shared.event(round, callThreshold, coalesced));
+  };
+  let unwatch: () => void;
+  try {
+    unwatch = node.watches.watch(accountId, onChanges, () => {
+      if (ended) return;
+      end();
+      call.emit("error", { code: status.UNAVAILABLE, details: "node is shutting down" });
+    });
+  } catch (error) {
+    // A watch limit: refused before anything was registered or sent.
+    node.logger.debug("call refused", { rpc: "WatchBalance", code: toStatus(error).code, error: error instanceof Error ? error.message : String(error) });
+    call.emit("error", toStatus(error));
+    return;
+  }
   const end = (): void => {
     if (ended) return;
     ended = true;
@@ -202,11 +218,79 @@ function watchBalance(
   };
   call.on("drain", () => {
     blocked = false;
-    if (coalesced > 0) send();
+    if (coalesced > 0) sendLatest();
   });
   call.on("cancelled", end);
   call.on("close", end);
   call.on("error", end);
   node.metrics.watchers.set(node.watches.size);
-  send();
+  sendLatest();
 }
+
+function watchEvent(accountId: string, view: BalanceView, callThreshold: bigint, coalesced: number): WatchBalanceResponse {
+  const threshold = callThreshold > 0n ? callThreshold : view.policy.lowWaterMark;
+  return {
+    accountId,
+    balance: view.balance,
+    localRights: view.localRights,
+    lowBalance: threshold > 0n && view.balance <= threshold,
+    coalesced,
+  };
+}
+
+/**
+ * The events of the round being delivered: the hub calls every watcher of an
+ * account in one synchronous loop, so one view serves them all, and watchers
+ * that would get equal events (same low-balance flag and count, the usual
+ * case) get the same object. Only the latest round is kept.
+ */
+class SharedWatchEvents {
+  private round: ChangeRound | undefined;
+  private view: BalanceView | undefined;
+  private readonly events = new Map<number, WatchBalanceResponse>();
+
+  constructor(private readonly node: TallyNode) {}
+
+  event(round: ChangeRound, callThreshold: bigint, coalesced: number): WatchBalanceResponse {
+    let view = this.view;
+    if (round !== this.round || view === undefined) {
+      this.round = round;
+      view = this.view = this.node.views.balanceView(round.accountId);
+      this.events.clear();
+    }
+    const threshold = callThreshold > 0n ? callThreshold : view.policy.lowWaterMark;
+    const key = coalesced * 2 + (threshold > 0n && view.balance <= threshold ? 1 : 0);
+    let event = this.events.get(key);
+    if (event === undefined) {
+      // Frozen: it is written to many streams, and grpc-js may serialize it after this call.
+      event = Object.freeze(watchEvent(round.accountId, view, callThreshold, coalesced));
+      this.events.set(key, event);
+    }
+    return event;
+  }
+}
+
+/**
+ * grpc-js serializes each server-stream write with the method's
+ * responseSerialize; the generated one encodes every time, and a pre-encoded
+ * buffer cannot be written through the generated types. This one encodes a
+ * response object once and reuses the bytes for every stream that object is
+ * written to (grpc-js copies them into its own frame). Keyed by identity:
+ * shared events are frozen.
+ */
+const encodedWatchEvents = new WeakMap<WatchBalanceResponse, Buffer>();
+
+function serializeWatchEvent(event: WatchBalanceResponse): Buffer {
+  let bytes = encodedWatchEvents.get(event);
+  if (bytes === undefined) {
+    bytes = Buffer.from(WatchBalanceResponse.encode(event).finish());
+    encodedWatchEvents.set(event, bytes);
+  }
+  return bytes;
+}
+
+/** The Balances service definition to serve: the generated one, with WatchBalance events encoded once per shared event. */
+export const BalancesServiceDefinition: typeof BalancesService = {
+  ...BalancesService,
+  watchBalance: { ...BalancesService.watchBalance, responseSerialize: serializeWatchEvent },
+};

@@ -8,10 +8,9 @@ import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import { DESCRIPTOR_SET_BASE64 } from "../generated/descriptor-set";
 import { AdminService } from "../generated/tally/v1/admin";
-import { BalancesService } from "../generated/tally/v1/balances";
 import type { TallyNode } from "../node/tally-node";
 import { adminService, type SettlementAdmin } from "./admin-service";
-import { balancesService } from "./balances-service";
+import { balancesService, BalancesServiceDefinition } from "./balances-service";
 import { NoopService, noopImplementation } from "./noop-service";
 
 /** Largest request accepted (a full 10,000-item batch fits comfortably). */
@@ -33,7 +32,7 @@ export async function startGrpcServer(
     "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
     "grpc.max_send_message_length": 64 * 1024 * 1024,
   });
-  server.addService(BalancesService, balancesService(node));
+  server.addService(BalancesServiceDefinition, balancesService(node));
   server.addService(AdminService, adminService(node, options.settlement));
   if (options.noopService === true) server.addService(NoopService, noopImplementation);
   const health = new HealthImplementation({

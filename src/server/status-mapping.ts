@@ -12,6 +12,7 @@ import {
   TransferRefusedError,
   UnknownReplicaError,
 } from "../core/errors";
+import { WatchLimitError } from "../node/balance-watch";
 import { NodeUnavailableError } from "../node/node-errors";
 import { WriterFencedError } from "../replication/replica-writer";
 import {
@@ -53,6 +54,7 @@ export function toStatus(error: unknown): Partial<ServiceError> {
   // could have produced: corrupt or forged. It was refused and nothing changed.
   if (error instanceof ReplicaDataRejectedError) return build(status.DATA_LOSS, error.message);
   if (error instanceof LimitExceededError) return build(status.RESOURCE_EXHAUSTED, error.message);
+  if (error instanceof WatchLimitError) return build(status.RESOURCE_EXHAUSTED, error.message);
   if (error instanceof RequestLogFullError) {
     return build(status.RESOURCE_EXHAUSTED, `${error.message}; nothing changed, retry later with backoff`);
   }
