@@ -383,7 +383,9 @@ export async function* readSnapshot(data: AsyncIterable<Uint8Array>, ctx: Snapsh
         if (seal !== undefined) {
           sealed = true;
           previous = seal;
-        } else if (sealed) {
+        } else if (sealed || endsWithSeal(body)) {
+          // A chunk that carries a seal must match it; only a chunk of an older,
+          // unsealed snapshot has none.
           fail("field", `chunk ${index} fails its seal (altered, reordered, or a chunk before it is missing)`);
         }
       }
