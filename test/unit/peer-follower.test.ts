@@ -207,6 +207,20 @@ describe("peer follower - following", () => {
     expect(f.refusedAt).to.equal(undefined);
   });
 
+  it("peer follower - lag is measured on the local clock from when changes became pending, whatever the writer's clock says", async () => {
+    const { log, f } = setup();
+    await f.start();
+    // A writer an hour ahead publishes: its stamps never enter the lag.
+    log.current.deliver({ ...message(1, "a", 2), data: encodeDelta(REPLICAS, 1, { slots: [], requests: [], policies: [] }, Date.now() + 3_600_000, "") });
+    expect(f.pending).to.equal(2);
+    expect(f.lagMs(10_000)).to.equal(0);
+    expect(f.lagMs(10_750)).to.equal(750);
+    log.current.deliver(message(2, "b", 0));
+    log.current.deliver(message(3, "c", 0));
+    expect(f.pending).to.equal(0);
+    expect(f.lagMs(20_000)).to.equal(0);
+  });
+
   it("peer follower - a status claiming a sequence far beyond the stream is ignored", async () => {
     const { f } = setup();
     await f.start();
