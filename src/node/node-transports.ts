@@ -3,7 +3,7 @@
 // request traffic over core NATS.
 
 import type { RightsTransport } from "../core/rights-messages";
-import type { SnapshotHeaderValue } from "../replication/snapshot-codec";
+import type { SnapshotHeaderValue } from "../replication/snapshot-decoder";
 import type { ReplicaLog } from "../replication/jetstream-log";
 import type { SnapshotStore } from "../replication/snapshot-store";
 import type { PeerStatus, StatusSnapshot } from "../replication/status-exchange";

@@ -5,7 +5,8 @@
 import type { ReplicaState } from "../core/replica-state";
 import { decodeDelta, decodeDeltaOrThrow, type DecodedDelta } from "../replication/delta-codec";
 import { inboundContext, InboundRejectedError } from "../replication/inbound";
-import { SNAPSHOT_FORMAT_SEALED, type SnapshotChunkValue, type SnapshotHeaderValue } from "../replication/snapshot-codec";
+import type { SnapshotChunkValue, SnapshotHeaderValue } from "../replication/snapshot-decoder";
+import { SNAPSHOT_FORMAT_SEALED } from "../replication/snapshot-seal";
 import { ReplayError, type ReplicaLog } from "../replication/jetstream-log";
 import type { SnapshotStore } from "../replication/snapshot-store";
 import type { Logger } from "./logger";

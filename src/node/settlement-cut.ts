@@ -4,7 +4,7 @@
 // snapshot holds everything its own operations depended on, so the join is
 // causally closed; the cut records, per region, the stream sequence it covers.
 
-import type { SnapshotChunkValue, SnapshotHeaderValue } from "../replication/snapshot-codec";
+import type { SnapshotChunkValue, SnapshotHeaderValue } from "../replication/snapshot-decoder";
 import { rightsOf } from "../core/escrow-counter";
 import { ReplicaState } from "../core/replica-state";
 import type { ReplicaSet } from "../core/replica-set";

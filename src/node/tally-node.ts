@@ -12,7 +12,7 @@ import { performance } from "node:perf_hooks";
 import { debitFingerprint, grantFingerprint, WritePath, type Admission, type DebitItem, type DebitStep } from "../core/write-path";
 import type { DecodedDelta } from "../replication/delta-codec";
 import type { ReplicaWriter, WriterFencedError } from "../replication/replica-writer";
-import type { SnapshotHeaderValue } from "../replication/snapshot-codec";
+import type { SnapshotHeaderValue } from "../replication/snapshot-decoder";
 import type { TallyMetrics } from "../metrics/tally-metrics";
 import { BalanceWatchHub } from "./balance-watch";
 import type { Logger } from "./logger";

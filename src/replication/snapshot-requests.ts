@@ -4,7 +4,8 @@
 import type { NatsConnection } from "nats";
 import type { ReplicaSet } from "../core/replica-set";
 import { inboundContext } from "./inbound";
-import { decodeSnapshotHeader, encodeSnapshotHeader, headerToWire, type SnapshotHeaderValue } from "./snapshot-codec";
+import { decodeSnapshotHeader, type SnapshotHeaderValue } from "./snapshot-decoder";
+import { encodeSnapshotHeader, headerToWire } from "./snapshot-encoder";
 import { snapshotSubject } from "./subjects";
 
 /** Serves this region's snapshot requests until the returned function is called. */

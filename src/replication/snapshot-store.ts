@@ -7,7 +7,8 @@ import { StorageType, type ObjectStore } from "nats";
 import type { ReplicaSet } from "../core/replica-set";
 import type { ReplicaLog } from "./jetstream-log";
 import { inboundContext, type InboundContext } from "./inbound";
-import { readSnapshot, SnapshotDamagedError, type SnapshotChunkValue, type SnapshotHeaderValue } from "./snapshot-codec";
+import type { SnapshotChunkValue, SnapshotHeaderValue } from "./snapshot-decoder";
+import { readSnapshot, SnapshotDamagedError } from "./snapshot-reader";
 
 const OBJECT_NAME = "state";
 

@@ -13,16 +13,15 @@ import { ReplicaState, type FrozenState } from "../../src/core/replica-state";
 import { SnapshotChunk, SnapshotHeader } from "../../src/generated/tally/replication/v1/replication";
 import { clusterToWire, InboundRejectedError } from "../../src/replication/inbound";
 import {
-  SNAPSHOT_FORMAT_SEALED,
   decodeSnapshotChunk,
   decodeSnapshotHeader,
-  encodeSnapshot,
-  encodeSnapshotHeader,
-  readSnapshot,
   type SnapshotChunkValue,
   type SnapshotContext,
   type SnapshotHeaderValue,
-} from "../../src/replication/snapshot-codec";
+} from "../../src/replication/snapshot-decoder";
+import { encodeSnapshot, encodeSnapshotHeader } from "../../src/replication/snapshot-encoder";
+import { readSnapshot } from "../../src/replication/snapshot-reader";
+import { SNAPSHOT_FORMAT_SEALED } from "../../src/replication/snapshot-seal";
 import {
   ACCOUNT_ID,
   accountIdArb,

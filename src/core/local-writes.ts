@@ -1,0 +1,121 @@
+// A replica's local writes (debit, grant, transfer): each changes only the
+// replica's own row of an account's counter, and checks every bound before
+// anything changes, so a refused write leaves the state as it was.
+
+import type { AccountTable } from "./account-table";
+import { DebitOutcome, type Answer } from "./answer";
+import { checkDebitTotal, checkGrantTotal, checkTransferTotal, requirePositive } from "./bound-checks";
+import { balanceOf, debitColumn, rightsOf } from "./escrow-counter";
+import { TransferRefusedError } from "./errors";
+import type { SlotChange } from "./slot-change";
+
+export interface DebitResult {
+  readonly answer: Answer;
+  /** Empty when nothing was spent. */
+  readonly changes: SlotChange[];
+  /** The global balance (as known here) could have covered a refused debit. */
+  readonly globallyCoverable: boolean;
+}
+
+/** What the local writes need of a replica's state. */
+export interface OwnRow {
+  readonly table: AccountTable;
+  /** Index of this replica: the row it writes. */
+  readonly self: number;
+  /** Sets slot `column` of the own row of the account at `base`, keeping the row's digest. */
+  write(accountId: string, base: number, column: number, value: bigint): void;
+}
+
+/** This replica's own slot `column` of an account (0 when the account is unknown). */
+export function ownSlot(row: OwnRow, base: number | undefined, column: number): bigint {
+  return base === undefined ? 0n : row.table.read(base, row.self, column);
+}
+
+/**
+ * Spends `amount` from this replica's rights, which may go down to −`overdraft`
+ * (0 unless the policy and the caller allow overdraft).
+ */
+export function localDebit(row: OwnRow, accountId: string, amount: bigint, overdraft: bigint): DebitResult {
+  requirePositive(amount);
+  const { table, self } = row;
+  const existing = table.baseOf(accountId);
+  const rights = existing === undefined ? 0n : rightsOf(table.view(existing), self);
+  // Overdraft may be used before any grant reached this replica.
+  if (rights - amount < -overdraft) {
+    const balance = existing === undefined ? 0n : balanceOf(table.view(existing));
+    return {
+      answer: { kind: "debit", outcome: DebitOutcome.InsufficientCredit, balance, localRights: rights },
+      changes: [],
+      globallyCoverable: balance >= amount,
+    };
+  }
+  const n = table.n;
+  const column = debitColumn(n);
+  const next = ownSlot(row, existing, column) + amount;
+  checkDebitTotal(n, accountId, next, amount);
+  const base = existing ?? table.ensure(accountId);
+  row.write(accountId, base, column, next);
+  const outcome = rights - amount < 0n ? DebitOutcome.ApprovedWithOverdraft : DebitOutcome.Approved;
+  const view = table.view(base);
+  return {
+    answer: { kind: "debit", outcome, balance: balanceOf(view), localRights: rights - amount },
+    changes: [{ accountId, writer: self, column, value: next }],
+    globallyCoverable: true,
+  };
+}
+
+/**
+ * Adds credits granted at this replica; they become this replica's rights.
+ * With `spread` (and more than one replica), ⌊amount / n⌋ of them is at once
+ * transferred to each other replica, atomically with the grant.
+ */
+export function localGrant(row: OwnRow, accountId: string, amount: bigint, spread: boolean): { answer: Answer; changes: SlotChange[] } {
+  requirePositive(amount);
+  const { table, self } = row;
+  const n = table.n;
+  const existing = table.baseOf(accountId);
+  const next = ownSlot(row, existing, self) + amount;
+  checkGrantTotal(n, accountId, next, amount);
+  const share = spread && n > 1 ? amount / BigInt(n) : 0n;
+  const moves: [number, bigint][] = [];
+  if (share > 0n) {
+    for (let peer = 0; peer < n; peer++) {
+      if (peer === self) continue;
+      const moved = ownSlot(row, existing, peer) + share;
+      checkTransferTotal(n, accountId, moved, share);
+      moves.push([peer, moved]);
+    }
+  }
+  const base = existing ?? table.ensure(accountId);
+  row.write(accountId, base, self, next);
+  const changes: SlotChange[] = [{ accountId, writer: self, column: self, value: next }];
+  for (const [peer, moved] of moves) {
+    row.write(accountId, base, peer, moved);
+    changes.push({ accountId, writer: self, column: peer, value: moved });
+  }
+  const view = table.view(base);
+  return {
+    answer: {
+      kind: "grant",
+      outcome: DebitOutcome.Approved,
+      balance: balanceOf(view),
+      localRights: rightsOf(view, self),
+    },
+    changes,
+  };
+}
+
+/** Gives `amount` of this replica's own (non-overdraft) rights to replica `to`. */
+export function localTransfer(row: OwnRow, accountId: string, to: number, amount: bigint): SlotChange[] {
+  const { table, self } = row;
+  if (to === self) throw new TransferRefusedError(accountId, "cannot transfer to the same region");
+  const base = table.baseOf(accountId);
+  const rights = base === undefined ? 0n : rightsOf(table.view(base), self);
+  if (base === undefined || amount <= 0n || rights < amount) {
+    throw new TransferRefusedError(accountId, `needs ${amount} spare rights, region has ${rights}`);
+  }
+  const next = table.read(base, self, to) + amount;
+  checkTransferTotal(table.n, accountId, next, amount);
+  row.write(accountId, base, to, next);
+  return [{ accountId, writer: self, column: to, value: next }];
+}
