@@ -32,9 +32,9 @@ function row(name: string, s: LatencySummary): string[] {
   return [name, fmt(s.perSecond, 0), fmt(s.p50Ms, 3), fmt(s.p99Ms, 3)];
 }
 
-function memoryBench(accounts: number): MemoryBenchResult {
+function memoryBench(accounts: number, requestIds: number): MemoryBenchResult {
   // A fresh process with --expose-gc, so the measurement sees only the state.
-  const out = execFileSync(process.execPath, ["--expose-gc", resolve(__dirname, "memory-bench.js"), String(accounts)], { encoding: "utf8" });
+  const out = execFileSync(process.execPath, ["--expose-gc", resolve(__dirname, "memory-bench.js"), String(accounts), String(requestIds)], { encoding: "utf8" });
   return JSON.parse(out) as MemoryBenchResult;
 }
 
@@ -48,8 +48,8 @@ async function main(): Promise<void> {
   const quick = process.argv.includes("--quick");
   const command = `npm run bench${quick ? " -- --quick" : ""}`;
   const size = quick
-    ? { calls: 3_000, rounds: 1, accounts: 1_000, batchSize: 500, batches: 20, pgCalls: 2_000, wanCalls: 1_000, wanCentralCalls: 300, getBalanceCalls: 3_000, listCalls: 20, convDebits: 100, memAccounts: 100_000, settleAccounts: 50_000 }
-    : { calls: 20_000, rounds: 3, accounts: 10_000, batchSize: 1_000, batches: 100, pgCalls: 10_000, wanCalls: 4_000, wanCentralCalls: 2_000, getBalanceCalls: 20_000, listCalls: 50, convDebits: 500, memAccounts: 1_000_000, settleAccounts: 1_000_000 };
+    ? { calls: 3_000, rounds: 1, accounts: 1_000, batchSize: 500, batches: 20, pgCalls: 2_000, wanCalls: 1_000, wanCentralCalls: 300, getBalanceCalls: 3_000, listCalls: 20, convDebits: 100, memAccounts: 100_000, memRequestIds: 200_000, settleAccounts: 50_000 }
+    : { calls: 20_000, rounds: 3, accounts: 10_000, batchSize: 1_000, batches: 100, pgCalls: 10_000, wanCalls: 4_000, wanCentralCalls: 2_000, getBalanceCalls: 20_000, listCalls: 50, convDebits: 500, memAccounts: 1_000_000, memRequestIds: 2_000_000, settleAccounts: 1_000_000 };
   const concurrency = 32;
   const sections: string[] = [];
   const results: Record<string, unknown> = { command, date: new Date().toISOString(), cpus: cpus().length, loadAverageAtStart: loadavg()[0] };
@@ -226,17 +226,26 @@ async function main(): Promise<void> {
     pass: watch.p99Ratio <= 2,
   });
 
-  progress(`6/8 memory per account (${size.memAccounts} accounts, 3 replicas, every slot set)`);
-  const memory = memoryBench(size.memAccounts);
+  progress(`6/8 memory per account (${size.memAccounts} accounts, 3 replicas, every slot set) and per remembered request id (${size.memRequestIds})`);
+  const memory = memoryBench(size.memAccounts, size.memRequestIds);
   results.memory = memory;
+  const perId = (bytes: number): string => `${fmt(bytes, 0)} B (${fmt((bytes * 2_000_000) / 2 ** 20, 0)} MiB at 2M ids)`;
   print(
-    "Node memory per account (3 replicas)",
+    "Node memory per account (3 replicas) and per remembered request id",
     table(
-      ["accounts", "bytes/account", "heap", "array buffers"],
-      [[String(memory.accounts), fmt(memory.bytesPerAccount, 1), fmt(memory.heapBytesPerAccount, 1), fmt(memory.arrayBufferBytesPerAccount, 1)]],
+      ["accounts", "bytes/account", "heap", "array buffers", "RSS"],
+      [[String(memory.accounts), fmt(memory.bytesPerAccount, 1), fmt(memory.heapBytesPerAccount, 1), fmt(memory.arrayBufferBytesPerAccount, 1), fmt(memory.rssBytesPerAccount, 1)]],
     ) +
-      `\n\nRemembered request ids (idempotency; a node keeps up to 2,000,000 for 15 minutes by default): ${memory.requestIds.toLocaleString("en-US")} more cost ` +
-      `${fmt(memory.bytesPerRequestId, 0)} bytes each; one full GC with the accounts and ids held took ${fmt(memory.fullGcMs, 0)} ms.`,
+      `\n\nRemembered request ids (idempotency; a node admits up to 2,000,000 of its own for 15 minutes by default, and also holds its peers'), ` +
+      `${memory.requestIds.toLocaleString("en-US")} ids held on top of the accounts, all after forced GC:\n\n` +
+      table(
+        ["ids held", "heap + array buffers per id", "RSS per id"],
+        [
+          ["after one window (ids added)", perId(memory.bytesPerRequestId), perId(memory.rssBytesPerRequestId)],
+          ["after a second window (steady state: as many expire as arrive)", perId(memory.steadyBytesPerRequestId), perId(memory.steadyRssBytesPerRequestId)],
+        ],
+      ) +
+      `\n\nOne full GC with the accounts and ids held took ${fmt(memory.fullGcMs, 0)} ms; remembering the ids of both windows took ${fmt(memory.requestSeconds, 1)} s.`,
   );
   bars.push({ bar: "<= 300 bytes per account (3 replicas)", measured: `${fmt(memory.bytesPerAccount, 1)} B`, pass: memory.bytesPerAccount <= 300 });
 

@@ -26,19 +26,16 @@
 // from the front never stops early at an out-of-order entry.
 //
 // A node remembers up to millions of ids, so the answers are packed into typed
-// columns of a ring: per entry the heap holds only the id and fingerprint
-// strings, not an object graph (a wrapper, the answer, two bigints), which kept
-// ~450 bytes per id on the heap and made every full GC walk them all.
+// columns of a ring (answer-ring.ts): per entry the heap holds only the id
+// string, the key of one Map; the fingerprint is kept as ASCII bytes in one
+// buffer (fingerprint-bytes.ts) and compared byte for byte, so equality is
+// exact. Measured by bench/memory-bench.ts (see README, "Sizing").
 
 import { DebitOutcome, type Answer } from "./answer";
-import { InvalidArgumentError, RequestConflictError, RequestLogFullError } from "./errors";
+import { AnswerRing, type FrozenAnswer, type FrozenRing, type RememberedAnswer } from "./answer-ring";
+import { InvalidArgumentError, RequestLogFullError } from "./errors";
 
-export interface RememberedAnswer {
-  readonly fingerprint: string;
-  readonly answer: Answer;
-  /** Wall-clock time of the answer at the region that decided it (as on the wire). */
-  readonly answeredAtMs: number;
-}
+export type { FrozenAnswer, RememberedAnswer } from "./answer-ring";
 
 export interface RequestLogLimits {
   /** How long a request id is remembered after it was recorded here. */
@@ -73,13 +70,6 @@ export interface RequestLogFill {
   /** Most local acknowledged ids at once (maxEntries). */
   readonly capacity: number;
 }
-
-const INITIAL_CAPACITY = 1024;
-// Packed with the outcome in one byte.
-const GRANT_BIT = 0x80;
-const LOCAL_BIT = 0x40;
-const INT64_MIN = -(1n << 63n);
-const INT64_MAX = (1n << 63n) - 1n;
 
 export class RequestLog {
   private readonly acknowledged = new AnswerRing(Number.POSITIVE_INFINITY);
@@ -178,8 +168,8 @@ export class RequestLog {
   /**
    * A copy of every remembered answer taken at one instant, for a snapshot, in
    * the order of entries(). Cheap enough to take on the request path: the ring
-   * columns are copied as they are (typed arrays by memcpy, the id and
-   * fingerprint arrays by one slice each), and an answer becomes an object only
+   * columns are copied as they are (typed arrays and the fingerprint bytes by
+   * memcpy, the id array by one slice), and an answer becomes an object only
    * when the encoder reads it, chunk by chunk.
    */
   freeze(): FrozenRequests {
@@ -203,11 +193,6 @@ export class RequestLog {
     this.acknowledged.push(requestId, fingerprint, answer, stampMs, receivedAtMs, local);
     if (local) this.local++;
   }
-}
-
-/** One remembered answer as a snapshot carries it. */
-export interface FrozenAnswer extends RememberedAnswer {
-  readonly requestId: string;
 }
 
 /** Remembered answers frozen by RequestLog.freeze(): acknowledged ones oldest first, then refusals. */
@@ -234,193 +219,4 @@ export class FrozenRequests {
     for (let k = 0; k < this.size; k++) out.push(this.record(k));
     return out;
   }
-}
-
-interface RingColumns {
-  readonly ids: ReadonlyArray<string | undefined>;
-  readonly fingerprints: ReadonlyArray<string | undefined>;
-  readonly outcomes: Uint8Array;
-  readonly balances: BigInt64Array;
-  readonly rights: BigInt64Array;
-  readonly stamps: Float64Array;
-  readonly wide: ReadonlyMap<number, Answer>;
-  readonly first: number;
-  readonly next: number;
-}
-
-class FrozenRing {
-  constructor(private readonly columns: RingColumns) {}
-
-  get size(): number {
-    return this.columns.next - this.columns.first;
-  }
-
-  record(offset: number): FrozenAnswer {
-    const c = this.columns;
-    const sequence = c.first + offset;
-    const at = sequence % c.ids.length;
-    return {
-      requestId: c.ids[at]!,
-      fingerprint: c.fingerprints[at]!,
-      answer: c.wide.get(sequence) ?? unpackAnswer(c.outcomes[at]!, c.balances[at]!, c.rights[at]!),
-      answeredAtMs: c.stamps[at]!,
-    };
-  }
-}
-
-function unpackAnswer(packed: number, balance: bigint, localRights: bigint): Answer {
-  return { kind: (packed & GRANT_BIT) !== 0 ? "grant" : "debit", outcome: packed & ~(GRANT_BIT | LOCAL_BIT), balance, localRights };
-}
-
-/**
- * Answers in typed columns of a ring, in order of local receive time. At most
- * `limit` entries: beyond it the oldest goes (only the refusal ring has a finite limit).
- */
-class AnswerRing {
-  /** Request id → absolute sequence of its entry; the entry sits at sequence % capacity. */
-  private readonly sequences = new Map<string, number>();
-  private ids: Array<string | undefined> = [];
-  private fingerprints: Array<string | undefined> = [];
-  private outcomes = new Uint8Array(0);
-  private balances = new BigInt64Array(0);
-  private rights = new BigInt64Array(0);
-  private stamps = new Float64Array(0);
-  private receivedAt = new Float64Array(0);
-  /** Answers whose values do not fit the int64 columns (never on the wire, kept exact anyway). */
-  private readonly wide = new Map<number, Answer>();
-  private first = 0;
-  private next = 0;
-
-  constructor(private readonly limit: number) {}
-
-  get size(): number {
-    return this.next - this.first;
-  }
-
-  has(requestId: string): boolean {
-    return this.sequences.has(requestId);
-  }
-
-  lookup(requestId: string, fingerprint: string): Answer | undefined {
-    const sequence = this.sequences.get(requestId);
-    if (sequence === undefined) return undefined;
-    const at = sequence % this.ids.length;
-    if (this.fingerprints[at] !== fingerprint) throw new RequestConflictError(requestId);
-    return this.answerAt(sequence, at);
-  }
-
-  push(requestId: string, fingerprint: string, answer: Answer, stampMs: number, receivedAtMs: number, local: boolean): void {
-    if (this.size >= this.limit) this.dropOldest();
-    // Never before the newest entry, so the ring stays ordered and eviction
-    // from the front is exact; holding an id a little longer is the safe side.
-    const newest = this.size === 0 ? Number.NEGATIVE_INFINITY : this.receivedAt[(this.next - 1) % this.ids.length]!;
-    const receivedAt = Math.max(receivedAtMs, newest);
-    if (this.size === this.ids.length) this.grow();
-    const sequence = this.next++;
-    const at = sequence % this.ids.length;
-    this.ids[at] = requestId;
-    this.fingerprints[at] = fingerprint;
-    this.outcomes[at] = answer.outcome | (answer.kind === "grant" ? GRANT_BIT : 0) | (local ? LOCAL_BIT : 0);
-    if (fitsInt64(answer.balance) && fitsInt64(answer.localRights)) {
-      this.balances[at] = answer.balance;
-      this.rights[at] = answer.localRights;
-    } else {
-      this.wide.set(sequence, answer);
-    }
-    this.stamps[at] = stampMs;
-    this.receivedAt[at] = receivedAt;
-    this.sequences.set(requestId, sequence);
-  }
-
-  /** Drops entries received before `oldestAllowed`; returns how many of them were local. */
-  expire(oldestAllowed: number): number {
-    let local = 0;
-    while (this.size > 0 && this.receivedAt[this.first % this.ids.length]! < oldestAllowed) {
-      if (this.dropOldest()) local++;
-    }
-    return local;
-  }
-
-  /** A copy of the columns as they are (ring layout kept; receive times are not needed). */
-  freeze(): FrozenRing {
-    return new FrozenRing({
-      ids: this.ids.slice(),
-      fingerprints: this.fingerprints.slice(),
-      outcomes: this.outcomes.slice(),
-      balances: this.balances.slice(),
-      rights: this.rights.slice(),
-      stamps: this.stamps.slice(),
-      wide: new Map(this.wide),
-      first: this.first,
-      next: this.next,
-    });
-  }
-
-  collect(out: Array<[string, RememberedAnswer]>): void {
-    for (let sequence = this.first; sequence < this.next; sequence++) {
-      const at = sequence % this.ids.length;
-      out.push([this.ids[at]!, { fingerprint: this.fingerprints[at]!, answer: this.answerAt(sequence, at), answeredAtMs: this.stamps[at]! }]);
-    }
-  }
-
-  private answerAt(sequence: number, at: number): Answer {
-    const wide = this.wide.get(sequence);
-    if (wide !== undefined) return wide;
-    return unpackAnswer(this.outcomes[at]!, this.balances[at]!, this.rights[at]!);
-  }
-
-  /** Returns whether the dropped entry was admitted locally. */
-  private dropOldest(): boolean {
-    const sequence = this.first++;
-    const at = sequence % this.ids.length;
-    this.sequences.delete(this.ids[at]!);
-    this.wide.delete(sequence);
-    this.ids[at] = undefined;
-    this.fingerprints[at] = undefined;
-    return (this.outcomes[at]! & LOCAL_BIT) !== 0;
-  }
-
-  /** Doubles the ring (up to the limit), keeping every entry at sequence % capacity. */
-  private grow(): void {
-    const old = {
-      ids: this.ids,
-      fingerprints: this.fingerprints,
-      outcomes: this.outcomes,
-      balances: this.balances,
-      rights: this.rights,
-      stamps: this.stamps,
-      receivedAt: this.receivedAt,
-    };
-    const oldCapacity = old.ids.length;
-    const capacity = Math.min(this.limit, Math.max(INITIAL_CAPACITY, oldCapacity * 2));
-    // Filled by push: `new Array(n)` of a large n is a dictionary-mode array, slow to read and to copy.
-    this.ids = packedArray(capacity);
-    this.fingerprints = packedArray(capacity);
-    this.outcomes = new Uint8Array(capacity);
-    this.balances = new BigInt64Array(capacity);
-    this.rights = new BigInt64Array(capacity);
-    this.stamps = new Float64Array(capacity);
-    this.receivedAt = new Float64Array(capacity);
-    for (let sequence = this.first; sequence < this.next; sequence++) {
-      const from = sequence % oldCapacity;
-      const to = sequence % capacity;
-      this.ids[to] = old.ids[from];
-      this.fingerprints[to] = old.fingerprints[from];
-      this.outcomes[to] = old.outcomes[from]!;
-      this.balances[to] = old.balances[from]!;
-      this.rights[to] = old.rights[from]!;
-      this.stamps[to] = old.stamps[from]!;
-      this.receivedAt[to] = old.receivedAt[from]!;
-    }
-  }
-}
-
-function packedArray(length: number): Array<string | undefined> {
-  const out: Array<string | undefined> = [];
-  for (let k = 0; k < length; k++) out.push(undefined);
-  return out;
-}
-
-function fitsInt64(value: bigint): boolean {
-  return value >= INT64_MIN && value <= INT64_MAX;
 }

@@ -417,3 +417,67 @@ describe("request log - frozen copy for snapshots", () => {
     expect(() => frozen.record(frozen.size)).to.throw(RangeError);
   });
 });
+
+describe("request log - fingerprints kept as bytes", () => {
+  const account = fc.stringMatching(/^[A-Za-z0-9._:@/-]{1,128}$/);
+  const amount = fc.bigInt({ min: 1n, max: (1n << 63n) - 1n });
+  const serviceFingerprint = fc.tuple(fc.constantFrom("d", "g"), account, amount).map(([kind, a, n]) => `${kind}|${a}|${n}`);
+  /** What the service builds, what the wire admits (printable ASCII), and strings kept apart (beyond ASCII). */
+  const fingerprint = fc.oneof(serviceFingerprint, fc.stringMatching(/^[\x20-\x7e]{0,40}$/), fc.string({ unit: "binary", maxLength: 12 }));
+  /** `base` changed in one place: the nearest neighbours an exact comparison must still tell apart. */
+  const nearMiss = fc.tuple(serviceFingerprint, fc.nat(), fc.integer({ min: 0x20, max: 0x7e }), fc.constantFrom("change", "drop", "add")).map(([base, pos, code, how]) => {
+    const k = pos % base.length;
+    const c = String.fromCharCode(code);
+    const other = how === "change" ? base.slice(0, k) + c + base.slice(k + 1) : how === "drop" ? base.slice(0, k) + base.slice(k + 1) : base.slice(0, k) + c + base.slice(k);
+    return [base, other] as const;
+  });
+
+  it("never takes two different fingerprints for the same one: a retry with other parameters is a conflict, for either kind of answer", () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.tuple(fingerprint, fingerprint), nearMiss), fc.nat(3_000), ([first, second], filler) => {
+        // Filler entries move the fingerprint to any place in the byte ring, across its end and its growth.
+        const log = new RequestLog({ retentionMs: 1_000, maxEntries: 10_000, maxRefusals: 10_000 });
+        // The first half expires when "acked" arrives, so the ring's head moves and its tail may wrap.
+        for (let k = 0; k < filler; k++) log.rememberReplicated(`x${k}`, `d|filler-${k}|${k + 1}`, answer(k), at(k < filler / 2 ? 0 : 2_000));
+        log.remember("acked", first, answer(1), at(2_000));
+        log.remember("refused", first, refusal(2), at(2_000));
+        expect(log.lookup("acked", first)).to.deep.equal(answer(1));
+        expect(log.lookup("refused", first)).to.deep.equal(refusal(2));
+        if (first === second) return;
+        expect(() => log.lookup("acked", second)).to.throw(RequestConflictError).with.property("requestId", "acked");
+        expect(() => log.lookup("refused", second)).to.throw(RequestConflictError).with.property("requestId", "refused");
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  it("tells apart every pair in an exhaustive space of short fingerprints, and gives each back exactly", () => {
+    // Every debit and grant of accounts "a", "b", "ab" for amounts 1..40: 240 fingerprints, all 57,600 pairs compared.
+    const space: string[] = [];
+    for (const kind of ["d", "g"]) for (const a of ["a", "b", "ab"]) for (let n = 1; n <= 40; n++) space.push(`${kind}|${a}|${n}`);
+    const log = new RequestLog({ retentionMs: 1_000, maxEntries: space.length });
+    space.forEach((f, k) => log.remember(`r${k}`, f, answer(k), at(0)));
+    for (let k = 0; k < space.length; k++) {
+      for (let other = 0; other < space.length; other++) {
+        if (other === k) expect(log.lookup(`r${k}`, space[other]!)).to.deep.equal(answer(k));
+        else expect(() => log.lookup(`r${k}`, space[other]!)).to.throw(RequestConflictError);
+      }
+    }
+    expect(log.entries().map(([, r]) => r.fingerprint)).to.deep.equal(space);
+  });
+
+  it("gives back every fingerprint exactly in entries() and a frozen copy: beyond ASCII, empty, and wrapped around the buffer end", () => {
+    const log = new RequestLog({ retentionMs: 100, maxEntries: 100_000 });
+    // Fill, then let most of it expire, so later fingerprints wrap around the byte buffer's end.
+    for (let k = 0; k < 3_000; k++) log.remember(`old${k}`, `d|old-account-${k}|${k + 1}`, answer(k), at(0));
+    const kept = ["d|acct-1|5", "", "g|kontö|7", "d|😀|1", "x".repeat(70_000), ...Array.from({ length: 2_000 }, (_, k) => `g|wrapped-${k}|${k * 7919 + 1}`)];
+    kept.forEach((f, k) => log.remember(`n${k}`, f, answer(k), at(101)));
+    expect(log.size).to.equal(kept.length);
+    const frozen = log.freeze();
+    log.expire(1_000);
+    expect(frozen.toArray().map((r) => r.fingerprint)).to.deep.equal(kept);
+    kept.forEach((f, k) => log.remember(`again${k}`, f, answer(k), at(1_000)));
+    expect(log.entries().map(([, r]) => r.fingerprint)).to.deep.equal(kept);
+    kept.forEach((f, k) => expect(log.lookup(`again${k}`, f)).to.deep.equal(answer(k)));
+  });
+});
