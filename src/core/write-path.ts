@@ -209,7 +209,10 @@ export class WritePath {
       }
     });
     const results = async (): Promise<Array<{ answer: Answer; replayed: boolean }>> => {
-      const own = await Promise.all(answers.map(async (a) => (a instanceof Promise ? { answer: await a, replayed: true } : a)));
+      // Joined answers are awaited; the usual batch has none and costs no promise per item.
+      const own = answers.some((a) => a instanceof Promise)
+        ? await Promise.all(answers.map(async (a) => (a instanceof Promise ? { answer: await a, replayed: true } : a)))
+        : (answers as Array<{ answer: Answer; replayed: boolean } | undefined>);
       return admissions.map((admission, index) =>
         admission.kind === "duplicate" ? { answer: own[admission.of]!.answer, replayed: true } : own[index]!,
       );
