@@ -83,12 +83,16 @@ describe("lifecycle", function () {
       const load = Promise.all(Array.from({ length: 8 }, () => worker()));
       await waitFor(() => calls.filter((x) => x.ok === true).length >= 50);
       await nats.kill();
-      // Calls started from now on cannot be made durable (one whose publish was
-      // already acknowledged on the wire when the server died may still succeed).
-      const killedAt = Date.now();
-      await waitFor(() => calls.filter((x) => x.started > killedAt && x.ended === undefined).length >= 4);
+      // Debits are now stuck in flight: their commits cannot be published. An ack
+      // already on the wire when the server died may still arrive: wait until no
+      // call has ended for 300 ms, so every call still open is truly stuck.
+      await waitFor(() => calls.filter((x) => x.ended === undefined).length >= 8);
+      await waitFor(() => {
+        const lastEnded = Math.max(0, ...calls.map((x) => x.ended ?? 0));
+        return Date.now() - lastEnded >= 300;
+      });
       stop = true;
-      const inFlight = calls.filter((x) => x.started > killedAt && x.ended === undefined);
+      const inFlight = calls.filter((x) => x.ended === undefined);
       const signalled = Date.now();
       process.kill(pid!, "SIGTERM");
       const exitedAfterMs = await exitWithin(pid!, 20_000);
