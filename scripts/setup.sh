@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
+# Local certificates for the two-command start and the tests (src/devcluster/local-ca.ts).
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || [ -n "${PG_BIN_DIR:-}" ] || [ -n "${TALLY_PG_BIN:-}" ] || missing+=(postgresql-15)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 /usr/bin/python3 -c 'import grpc, grpc_tools' >/dev/null 2>&1 || missing+=(python3-grpcio python3-grpc-tools)
