@@ -1,13 +1,17 @@
 #!/usr/bin/env node
 // The single `tally` entry point; each verb lives in its own file.
 
-import { serveCommand, SERVE_HELP } from "./serve-command";
-import { upCommand, UP_HELP } from "./up-command";
-import { statusCommand, STATUS_HELP } from "./status-command";
-import { settlementCommand, SETTLEMENT_HELP } from "./settlement-commands";
-import { formatCliError } from "./cli-errors";
+// Verbs are loaded on use: a misconfigured `serve` must fail within a second,
+// before the gRPC, NATS and Postgres libraries are even loaded.
 
-const HELP = `tally - multi-region credit balances
+async function help(): Promise<string> {
+  const [serve, up, status, settlement] = await Promise.all([
+    import("./serve-command"),
+    import("./up-command"),
+    import("./status-command"),
+    import("./settlement-commands"),
+  ]);
+  return `tally - multi-region credit balances
 
 usage: tally <command> [options]
 
@@ -18,33 +22,34 @@ commands:
   settle    run a settlement now; settlements, overspends, history read the ledger
   help      this text; "tally <command> --help" for a command's options
 
-${UP_HELP}
-${SERVE_HELP}
-${STATUS_HELP}
-${SETTLEMENT_HELP}`;
+${up.UP_HELP}
+${serve.SERVE_HELP}
+${status.STATUS_HELP}
+${settlement.SETTLEMENT_HELP}`;
+}
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
     case "serve":
-      return serveCommand(rest);
+      return (await import("./serve-command")).serveCommand(rest);
     case "up":
-      return upCommand(rest);
+      return (await import("./up-command")).upCommand(rest);
     case "status":
-      return statusCommand(rest);
+      return (await import("./status-command")).statusCommand(rest);
     case "settle":
     case "settlements":
     case "overspends":
     case "history":
-      return settlementCommand(command, rest);
+      return (await import("./settlement-commands")).settlementCommand(command, rest);
     case undefined:
     case "help":
     case "--help":
     case "-h":
-      process.stdout.write(HELP);
+      process.stdout.write(await help());
       return;
     default:
-      process.stderr.write(`unknown command "${command}"\n\n${HELP}`);
+      process.stderr.write(`unknown command "${command}"\n\n${await help()}`);
       process.exitCode = 2;
   }
 }
@@ -63,7 +68,8 @@ function dropOutputOnClosedPipe(stream: NodeJS.WriteStream): void {
 dropOutputOnClosedPipe(process.stdout);
 dropOutputOnClosedPipe(process.stderr);
 
-main(process.argv.slice(2)).catch((error: unknown) => {
+main(process.argv.slice(2)).catch(async (error: unknown) => {
+  const { formatCliError } = await import("./cli-errors");
   process.stderr.write(`${formatCliError(error)}\n`);
   process.exitCode = 1;
 });

@@ -3,7 +3,7 @@
 // Every option is validated (src/app/config.ts) before any connection opens.
 
 import { parseArgs } from "node:util";
-import { runNode } from "../app/run-node";
+import type { RunNodeOptions } from "../app/run-node";
 import {
   addressOption,
   booleanOption,
@@ -89,7 +89,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const read = optionSource(values, env);
   const { region, regions } = regionsOption(read({ flag: "region", env: "TALLY_REGION" }), read({ flag: "regions", env: "TALLY_REGIONS" }));
   const postgres = postgresOption(read);
-  const running = await runNode({
+  const options: RunNodeOptions = {
     region,
     regions,
     natsUrl: urlOption(read, { flag: "nats", env: "TALLY_NATS_URL" }, "nats://127.0.0.1:4222", ["nats", "tls"]) ?? "",
@@ -103,7 +103,11 @@ export async function serveCommand(argv: string[]): Promise<void> {
     logLevel: levelFromEnv(env.TALLY_LOG),
     config: nodeTunables(read),
     noopService: values["noop-service"] ?? false,
-  });
+  };
+  // Loaded only once every option is valid: a bad flag exits before the
+  // gRPC, NATS and Postgres libraries load, and before any connection opens.
+  const { runNode } = await import("../app/run-node");
+  const running = await runNode(options);
   process.stdout.write(
     `${JSON.stringify({ event: "ready", region, grpcPort: running.grpcPort, metricsPort: running.metricsPort, sequence: running.node.sequence })}\n`,
   );

@@ -368,4 +368,28 @@ describe("hardening - region identity at start", function () {
     expect(result!.ms, `exit after ${result!.ms} ms, help after ${help!.ms} ms`).to.be.lessThan(help!.ms + 1_000);
     expect(result!.output).to.match(/--regions \(TALLY_REGIONS\) names "east" twice/);
   });
+
+  it("configuration errors - every misconfiguration exits non-zero within a second, naming the flag, before any connection", async () => {
+    const help = await serveExit(["--help"], 10_000);
+    const [p1, p2] = await freePorts(2);
+    const base = ["--nats", nats().url, "--grpc", `127.0.0.1:${p1!}`, "--metrics-port", String(p2!)];
+    const cases: readonly { args: readonly string[]; names: RegExp }[] = [
+      { args: ["--region", "mars", "--regions", "east,west,central"], names: /--region \(TALLY_REGION\) mars/ },
+      { args: ["--region", "east", "--metrics-port", "70000"], names: /--metrics-port \(TALLY_METRICS_PORT\)/ },
+      { args: ["--region", "east", "--default-mode", "sometimes"], names: /--default-mode/ },
+      { args: ["--region", "east", "--rights-wait-ms", "-5"], names: /--rights-wait-ms/ },
+      { args: ["--region", "east", "--nats", "http://127.0.0.1:1"], names: /--nats/ },
+      { args: ["--region", "east", "--grpc-port", "1"], names: /--grpc-port/ },
+      { args: ["--regions", "east,west"], names: /--region/ },
+    ];
+    for (const { args, names } of cases) {
+      // Later flags win in parseArgs, so each case's own value overrides the base one.
+      const result = await serveExit([...base, ...args], 5_000);
+      expect(result, `still running: ${args.join(" ")}`).to.not.equal(undefined);
+      expect(result!.code, `${args.join(" ")}: ${result!.output}`).to.not.equal(0);
+      expect(result!.ms, `${args.join(" ")}: exit after ${result!.ms} ms, help after ${help!.ms} ms`).to.be.lessThan(help!.ms + 1_000);
+      expect(result!.output, args.join(" ")).to.match(names);
+      expect(result!.output).to.not.include('"event":"ready"');
+    }
+  });
 });
