@@ -65,9 +65,19 @@ export class Snapshotter {
     schedule();
   }
 
-  stop(): void {
+  /**
+   * Stops the timer and cuts a snapshot being written short; resolves once its
+   * write has ended (within `graceMs`), so the NATS connection is never closed
+   * under the object store's chunk publishes (which would reject unobserved).
+   */
+  async stop(graceMs = 5_000): Promise<void> {
     this.stopped = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
+    const running = this.running;
+    if (running === undefined) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([running.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+    clearTimeout(timer);
   }
 
   /** Writes a snapshot unless nothing changed since the last one; resolves with the current header. */
@@ -100,8 +110,11 @@ export class Snapshotter {
       format: SNAPSHOT_FORMAT_SEALED,
     };
     let bytes = 0;
+    const isStopped = (): boolean => this.stopped;
     const counted = async function* (chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
       for await (const chunk of chunks) {
+        // A node stopping mid-snapshot ends the object here; the store drops its partial chunks.
+        if (isStopped()) throw new Error(`snapshot of ${region} cut short: the node is stopping`);
         bytes += chunk.length;
         yield chunk;
       }

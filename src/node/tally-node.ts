@@ -329,12 +329,13 @@ export class TallyNode {
     this.ready = false;
     this.rights.stop();
     for (const stop of this.stops) stop();
-    this.snapshotter?.stop();
+    const snapshotEnded = this.snapshotter?.stop();
     this.watches.closeAll();
     // Commits already published get a short grace to be acknowledged; the rest end now.
     const deadline = this.now() + 2_000;
     while (this.writer !== undefined && !this.writer.idle && this.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     this.writer?.stop(new NodeUnavailableError("node is shutting down; the change was not acknowledged"));
     this.peers.stop();
+    await snapshotEnded;
   }
 }
