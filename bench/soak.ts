@@ -435,6 +435,7 @@ function rowText(s: Sample): string[] {
     s.seconds === 0 ? "-" : `${s.errors}/${s.rejected}`,
     trio(r.map((x) => x.nodeRss / MB)),
     trio(r.map((x) => x.heapAfterGc / MB), 1),
+    trio(r.map((x) => x.externalAfterGc / MB), 1),
     trio(r.map((x) => x.fds)),
     trio(r.map((x) => x.store.total / MB), 1),
     trio(r.map((x) => x.stream?.messages ?? Number.NaN)),
@@ -453,6 +454,7 @@ const HEADERS = [
   "errors/rejected",
   "node RSS MB (e/w/c)",
   "heap after GC MB",
+  "external after GC MB",
   "node fds",
   "JetStream store MB",
   "own stream msgs",
@@ -491,6 +493,10 @@ function renderReport(samples: readonly Sample[], o: ReportOptions): { table: st
   const firstHalf = loaded.filter((s) => s.seconds <= (o.minutes * 60) / 2);
   const rssRate = perMinute((r) => r.nodeRss / MB, loaded);
   const heapRate = perMinute((r) => r.heapAfterGc / MB, loaded);
+  // Second half: past the request-id window (15 min by default), whether memory levels off.
+  const rssRateSecond = perMinute((r) => r.nodeRss / MB, half);
+  const heapRateSecond = perMinute((r) => r.heapAfterGc / MB, half);
+  const externalRateSecond = perMinute((r) => r.externalAfterGc / MB, half);
   const fdRate = perMinute((r) => r.fds, loaded);
   const storeRate = perMinute((r) => r.store.total / MB, loaded);
   const storeRateFirst = perMinute((r) => r.store.total / MB, firstHalf);
@@ -504,7 +510,8 @@ function renderReport(samples: readonly Sample[], o: ReportOptions): { table: st
   const tableText = table(HEADERS, samples.map(rowText));
   const summary =
     `Summary (least-squares growth per minute over the loaded rows, east / west / central): ` +
-    `node RSS ${trio(rssRate, 2)} MB/min; heap after GC ${trio(heapRate, 2)} MB/min; fds ${trio(fdRate, 2)}/min; ` +
+    `node RSS ${trio(rssRate, 2)} MB/min (second half ${trio(rssRateSecond, 2)}); heap after GC ${trio(heapRate, 2)} MB/min ` +
+    `(second half ${trio(heapRateSecond, 2)}); external after GC, second half ${trio(externalRateSecond, 2)} MB/min; fds ${trio(fdRate, 2)}/min; ` +
     `JetStream store ${trio(storeRate, 2)} MB/min (first half ${trio(storeRateFirst, 2)}, second half ${trio(storeRateSecond, 2)}). ` +
     `Debit p99 first interval ${fmt(first?.p99Ms ?? Number.NaN, 2)} ms, last ${fmt(last?.p99Ms ?? Number.NaN, 2)} ms ` +
     `(p50 ${fmt(first?.p50Ms ?? Number.NaN, 2)} -> ${fmt(last?.p50Ms ?? Number.NaN, 2)} ms). ` +
@@ -541,6 +548,7 @@ function renderReport(samples: readonly Sample[], o: ReportOptions): { table: st
     "Columns: debits/s, p50 and p99 are the Debits completed in the interval ending at that row (all regions, as the client saw them); " +
     "node RSS is VmRSS from /proc; heap after GC is `process.memoryUsage().heapUsed` right after a full `gc()` inside each node " +
     `(nodes run with \`--expose-gc\` and a preloaded hook from bench/soak.ts; each GC took ${fmt(Math.min(...gcMs), 0)}-${fmt(Math.max(...gcMs), 0)} ms); ` +
+    "external after GC is `process.memoryUsage().external` at the same moment (memory outside the JS heap: typed arrays, buffers); " +
     "node fds is /proc/<pid>/fd (one of them is the hook's socket); JetStream store is the allocated size of each nats-server's `jetstream` store directory; " +
     "own stream msgs is the region's TALLY_<REGION> stream as its server reports it; remembered ids are request ids the node keeps for idempotency (15 minutes by default). " +
     "Three figures are east / west / central.\n\n" +
