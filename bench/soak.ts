@@ -539,7 +539,7 @@ function renderReport(samples: readonly Sample[], o: ReportOptions): { table: st
 
   const gcMs = loaded.flatMap((s) => s.regions.map((r) => r.gcMs)).filter(Number.isFinite);
   const markdown =
-    `Command: \`npm run build && ${o.command}\` (what \`npm run soak\` runs after setup, with a shorter duration) on ${new Date().toISOString().slice(0, 10)}: ` +
+    `Command: \`npm run build && ${o.command}\` (\`npm run soak\` runs it after setup; \`--minutes\` defaults to 30) on ${new Date().toISOString().slice(0, 10)}: ` +
     `${cpus().length} cores (${cpus()[0]?.model ?? "unknown CPU"}), Node ${process.version}, 1-minute load average ${fmt(loadavg()[0] ?? 0, 2)} at the end. ` +
     "The machine is shared with other work and noisy, so latency figures move with its load; the growth rates are the point.\n\n" +
     `Setup: the local 3-region cluster (\`LocalCluster\`: three nats-servers joined by gateways, three node processes), ${o.accounts} accounts granted in every region, ` +
