@@ -2,6 +2,7 @@
 // row comes back from the durable log (latest snapshot plus the stream tail)
 // before it serves, so a restarted node never re-spends rights it gave away.
 
+import { DebitOutcome } from "../core/answer";
 import type { ReplicaState } from "../core/replica-state";
 import { decodeDelta, decodeDeltaOrThrow, type DecodedDelta } from "../replication/delta-codec";
 import { inboundContext, InboundRejectedError } from "../replication/inbound";
@@ -58,13 +59,19 @@ export interface NodeClock {
   monotonic(): number;
 }
 
-/** Merges one snapshot chunk (rows, remembered answers, policies) into `state`. */
-export function applySnapshotChunk(state: ReplicaState, chunk: SnapshotChunkValue, clock: NodeClock): void {
+/**
+ * Merges one snapshot chunk (rows, remembered answers, policies) into `state`.
+ * From a peer's snapshot (catching up past purged messages) refusals are
+ * left out: they are remembered by the region that decided them only, and a
+ * catch-up must leave the state the peer's stream would have.
+ */
+export function applySnapshotChunk(state: ReplicaState, chunk: SnapshotChunkValue, clock: NodeClock, origin: "own" | "peer"): void {
   for (const account of chunk.accounts) state.mergeAccount(account.accountId, account.values);
   const wallNowMs = clock.now();
   const nowMs = clock.monotonic();
   for (let k = 0; k < chunk.requests.length; k++) {
     const r = chunk.requests[k]!;
+    if (origin === "peer" && r.answer.outcome === DebitOutcome.InsufficientCredit) continue;
     state.restoreRequest(r.requestId, r.fingerprint, r.answer, { stampMs: r.answeredAtMs, nowMs, wallNowMs });
   }
   for (const p of chunk.policies) state.applyPolicy(p.accountId, p.write);
@@ -95,7 +102,7 @@ export async function recoverOwnRow(options: RecoveryOptions): Promise<Recovered
       region,
       (chunk) => {
         if (chunk.header !== undefined) seen = chunk.header;
-        applySnapshotChunk(state, chunk, clock);
+        applySnapshotChunk(state, chunk, clock, "own");
       },
       readOptions,
     );

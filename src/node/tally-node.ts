@@ -161,7 +161,7 @@ export class TallyNode {
   }
 
   private catchUpFromSnapshot = async (replica: string): Promise<number> => {
-    const header = await this.transports.snapshots.read(replica, (chunk) => applySnapshotChunk(this.state, chunk, this));
+    const header = await this.transports.snapshots.read(replica, (chunk) => applySnapshotChunk(this.state, chunk, this, "peer"));
     if (header === undefined) throw new Error(`no snapshot of ${replica} to cover purged messages`);
     this.logger.info("caught up from a peer snapshot", { peer: replica, replayFrom: header.replayFrom });
     return header.replayFrom - 1;

@@ -285,6 +285,9 @@ describe("hardening - three regions under faults", function () {
         const answer = await unary(east, east.debit, { accountId: "purge-1", amount: 3n, requestId: `purge-de-${i}`, maxWaitMs: 0 });
         expect(answer.outcome).to.equal(DebitOutcome.DEBIT_OUTCOME_APPROVED);
       }
+      // A refusal at east while central is down: it is east's alone, and stays so through east's snapshot.
+      const refusedAtEast = await unary(c("east").balances, c("east").balances.debit, { accountId: "purge-1", amount: 1_000_000n, requestId: "purge-refused", maxWaitMs: 0 });
+      expect(refusedAtEast.outcome).to.equal(DebitOutcome.DEBIT_OUTCOME_INSUFFICIENT_CREDIT);
       // Snapshots now (as a settlement would ask): each purges its stream below what the snapshot covers.
       for (const region of ["east", "west"]) await raw.request(`tally.snapshot.${region}`, new Uint8Array(0), { timeout: 15_000 });
       for (const region of ["east", "west"]) {
@@ -305,5 +308,12 @@ describe("hardening - three regions under faults", function () {
       20_000,
     );
     await cluster.waitConverged(["purge-1", "purge-2"], 20_000);
+    // Caught up from east's snapshot, central took east's acknowledged ids but not its refusals
+    // (the stream never carries them): the same id is decided afresh there, never replayed.
+    const central = c("central").balances;
+    const atCentral = await unary(central, central.debit, { accountId: "purge-1", amount: 1_000_000n, requestId: "purge-refused", maxWaitMs: 0 });
+    expect(atCentral.replayed, "central replayed a refusal decided at east").to.equal(false);
+    const approvedAtCentral = await unary(central, central.debit, { accountId: "purge-1", amount: 3n, requestId: "purge-de-0", maxWaitMs: 0 });
+    expect(approvedAtCentral.replayed, "an approval of east is replayed at central").to.equal(true);
   });
 });
