@@ -5,7 +5,7 @@
 import { expect } from "chai";
 import { DebitOutcome } from "../../src/generated/tally/v1/balances";
 import { TestCluster } from "../support/cluster";
-import { approved, debitLoad, sleep, sum, type Attempt } from "../support/debit-load";
+import { approved, debitLoad, newProgress, sum, until, type Attempt } from "../support/debit-load";
 import { unary } from "../support/grpc-clients";
 
 describe("replication - three regions over a NATS supercluster", function () {
@@ -58,6 +58,7 @@ describe("replication - three regions over a NATS supercluster", function () {
     const accounts = Array.from({ length: 20 }, (_, i) => `crash-${i}`);
     for (const a of accounts) await grant("east", a, 1_000_000n, `crash-g-${a}`);
     let stop = false;
+    const crashProgress = newProgress();
     const load = debitLoad({
       client: () => cluster.region("east").clients.balances,
       accounts,
@@ -67,10 +68,13 @@ describe("replication - three regions over a NATS supercluster", function () {
       maxCalls: 200_000,
       prefix: "crash",
       deadlineMs: 2_000,
+      progress: crashProgress,
     });
-    await sleep(1_500);
+    await until("200 debits approved at east", () => crashProgress.approved >= 200);
     await cluster.region("east").node.kill();
-    await sleep(300);
+    // Every worker has seen the crash (a call failed after the kill) before the load stops.
+    const failedBefore = crashProgress.failed;
+    await until("the load to see east gone", () => crashProgress.failed >= failedBefore + 16);
     stop = true;
     const attempts = await load;
     const acked = approved(attempts);
@@ -106,10 +110,11 @@ describe("replication - three regions over a NATS supercluster", function () {
     }
     await cluster.waitConverged(accounts);
     await cluster.nats.partition("central");
-    await sleep(500);
     let stop = false;
-    const loads = ["east", "central"].map((region) =>
+    const progress = { east: newProgress(), central: newProgress() };
+    const loads = (["east", "central"] as const).map((region) =>
       debitLoad({
+        progress: progress[region],
         client: () => cluster.region(region).clients.balances,
         accounts,
         amount: 7n,
@@ -119,7 +124,7 @@ describe("replication - three regions over a NATS supercluster", function () {
         prefix: `part-${region}`,
       }),
     );
-    await sleep(2_500);
+    await until("150 approvals on each side of the partition", () => progress.east.approved >= 150 && progress.central.approved >= 150, 60_000);
     stop = true;
     const [eastAttempts, centralAttempts] = await Promise.all(loads);
     expect(approved(centralAttempts!).length, "the cut-off region kept approving from its own rights").to.be.greaterThan(0);
@@ -139,6 +144,7 @@ describe("replication - three regions over a NATS supercluster", function () {
     await grant("west", "natsr", 5_000n, "natsr-g");
     await cluster.waitConverged(["natsr"]);
     let stop = false;
+    const natsProgress = newProgress();
     const load = debitLoad({
       client: () => cluster.region("west").clients.balances,
       accounts: ["natsr"],
@@ -148,10 +154,13 @@ describe("replication - three regions over a NATS supercluster", function () {
       maxCalls: 5_000,
       prefix: "natsr",
       deadlineMs: 10_000,
+      progress: natsProgress,
     });
-    await sleep(500);
+    await until("50 debits approved at west", () => natsProgress.approved >= 50);
     await cluster.nats.region("west").nats.restart();
-    await sleep(1_500);
+    // West approves again after its nats-server came back.
+    const approvedAtRestart = natsProgress.approved;
+    await until("west approving again after the restart", () => natsProgress.approved >= approvedAtRestart + 50, 60_000);
     stop = true;
     const attempts: Attempt[] = await load;
     const acked = approved(attempts);

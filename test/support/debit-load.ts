@@ -25,6 +25,25 @@ export interface LoadOptions {
   readonly prefix: string;
   readonly maxWaitMs?: number;
   readonly deadlineMs?: number;
+  /** Live counts, for tests that wait for the load to reach a point instead of sleeping. */
+  readonly progress?: LoadProgress;
+}
+
+export interface LoadProgress {
+  approved: number;
+  refused: number;
+  failed: number;
+}
+
+export const newProgress = (): LoadProgress => ({ approved: 0, refused: 0, failed: 0 });
+
+/** Resolves once `check` holds, polling every 10 ms; fails after `timeoutMs` naming `what`. */
+export async function until(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 export async function debitLoad(options: LoadOptions): Promise<Attempt[]> {
@@ -47,7 +66,12 @@ export async function debitLoad(options: LoadOptions): Promise<Attempt[]> {
           { accountId: attempt.accountId, amount: attempt.amount, requestId: attempt.requestId, maxWaitMs: options.maxWaitMs ?? 0 },
           { deadline: Date.now() + (options.deadlineMs ?? 5_000) },
         );
+        if (options.progress !== undefined) {
+          if (isApproved(attempt.answer)) options.progress.approved++;
+          else options.progress.refused++;
+        }
       } catch (error) {
+        if (options.progress !== undefined) options.progress.failed++;
         attempt.error = error instanceof Error ? error.message : String(error);
         await new Promise((r) => setTimeout(r, 20));
       }
@@ -57,12 +81,15 @@ export async function debitLoad(options: LoadOptions): Promise<Attempt[]> {
   return attempts;
 }
 
-export function approved(attempts: readonly Attempt[]): Attempt[] {
-  return attempts.filter(
-    (a) =>
-      a.answer !== undefined &&
-      (a.answer.outcome === DebitOutcome.DEBIT_OUTCOME_APPROVED || a.answer.outcome === DebitOutcome.DEBIT_OUTCOME_APPROVED_WITH_OVERDRAFT),
+function isApproved(answer: DebitResponse | undefined): boolean {
+  return (
+    answer !== undefined &&
+    (answer.outcome === DebitOutcome.DEBIT_OUTCOME_APPROVED || answer.outcome === DebitOutcome.DEBIT_OUTCOME_APPROVED_WITH_OVERDRAFT)
   );
+}
+
+export function approved(attempts: readonly Attempt[]): Attempt[] {
+  return attempts.filter((a) => isApproved(a.answer));
 }
 
 export function sum(attempts: readonly Attempt[]): bigint {
