@@ -34,9 +34,40 @@ export type Admission =
   | { readonly kind: "joined"; readonly decision: Promise<Answer> }
   | { readonly kind: "new"; readonly ticket: Ticket };
 
-interface InFlight {
-  readonly fingerprint: string;
-  readonly decision: Promise<Answer>;
+/**
+ * A request being decided. Most are never joined, so the ticket itself is
+ * the entry and a promise is made only when a duplicate arrives (a batch of
+ * thousands then costs no promise per item).
+ */
+class InFlight implements Ticket {
+  private joiners: Array<{ resolve(answer: Answer): void; reject(error: unknown): void }> | undefined;
+
+  constructor(
+    private readonly requestId: string,
+    readonly fingerprint: string,
+    private readonly registry: Map<string, InFlight>,
+  ) {}
+
+  private release(): void {
+    if (this.registry.get(this.requestId) === this) this.registry.delete(this.requestId);
+  }
+
+  join(): Promise<Answer> {
+    const joined = new Promise<Answer>((resolve, reject) => (this.joiners ??= []).push({ resolve, reject }));
+    // A joiner that stops listening (its call ended) must not leave an unhandled rejection behind.
+    joined.catch(() => undefined);
+    return joined;
+  }
+
+  resolve(answer: Answer): void {
+    this.release();
+    for (const joiner of this.joiners ?? []) joiner.resolve(answer);
+  }
+
+  reject(error: unknown): void {
+    this.release();
+    for (const joiner of this.joiners ?? []) joiner.reject(error);
+  }
 }
 
 export interface DebitRequestInput {
@@ -112,7 +143,7 @@ export class WritePath {
     const pending = this.inFlight.get(requestId);
     if (pending !== undefined) {
       if (pending.fingerprint !== fingerprint) throw new RequestConflictError(requestId);
-      return { kind: "joined", decision: pending.decision };
+      return { kind: "joined", decision: pending.join() };
     }
     const recalled = this.state.recall(requestId, fingerprint);
     return recalled === undefined ? undefined : { kind: "replay", answer: recalled };
@@ -261,27 +292,9 @@ export class WritePath {
   }
 
   private register(requestId: string, fingerprint: string): Ticket {
-    let settle: Ticket = { resolve: () => undefined, reject: () => undefined };
-    const decision = new Promise<Answer>((resolve, reject) => {
-      settle = { resolve, reject };
-    });
-    // Joiners see the same outcome; an unobserved rejection is not an error here.
-    decision.catch(() => undefined);
-    const entry: InFlight = { fingerprint, decision };
+    const entry = new InFlight(requestId, fingerprint, this.inFlight);
     this.inFlight.set(requestId, entry);
-    const release = (): void => {
-      if (this.inFlight.get(requestId) === entry) this.inFlight.delete(requestId);
-    };
-    return {
-      resolve: (answer) => {
-        release();
-        settle.resolve(answer);
-      },
-      reject: (error) => {
-        release();
-        settle.reject(error);
-      },
-    };
+    return entry;
   }
 }
 
