@@ -1,6 +1,10 @@
 // Convergence latency across three real regions on loopback: from the moment
-// a debit is acknowledged at east to the moment west and central stream the
-// new balance (WatchBalance), for a paced series of debits.
+// a debit is sent to east to the moment west and central stream the new
+// balance (WatchBalance), for a paced series of debits. Measured from the
+// send, not the ack: the peers often see the change before east's client has
+// its answer, so an ack-based figure would be negative. The send-based figure
+// is an upper bound of commit-to-visible (it includes east's own decision and
+// durable commit).
 
 import { credentials } from "@grpc/grpc-js";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -44,10 +48,11 @@ export async function runConvergenceBench(options: { debits: number; spacingMs: 
     progress(`convergence: ${options.debits} debits at east, watched at west and central`);
     const acked: Array<{ balance: bigint; at: bigint }> = [];
     for (let i = 0; i < options.debits; i++) {
+      const sentAt = process.hrtime.bigint();
       const answer = await new Promise<{ balance: bigint }>((resolve, reject) =>
         east.debit({ accountId: account, amount: 1n, requestId: `conv-${i}`, maxWaitMs: 0 }, (e, r) => (e ? reject(e) : resolve(r))),
       );
-      acked.push({ balance: answer.balance, at: process.hrtime.bigint() });
+      acked.push({ balance: answer.balance, at: sentAt });
       await new Promise((r) => setTimeout(r, options.spacingMs));
     }
     await new Promise((r) => setTimeout(r, 1_000));
@@ -57,7 +62,7 @@ export async function runConvergenceBench(options: { debits: number; spacingMs: 
         // Coalescing may skip a balance; the first later (lower) balance seen counts.
         let first: bigint | undefined;
         for (const [balance, at] of seen[w]!) if (balance <= a.balance && (first === undefined || at < first)) first = at;
-        return first === undefined ? Number.POSITIVE_INFINITY : Math.max(0, Number(first - a.at));
+        return first === undefined ? Number.POSITIVE_INFINITY : Number(first - a.at);
       });
     const westLag = lag(0);
     const centralLag = lag(1);

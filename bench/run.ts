@@ -170,7 +170,7 @@ async function main(): Promise<void> {
   const conv = await runConvergenceBench({ debits: size.convDebits, spacingMs: 5 });
   results.convergence = conv;
   print(
-    `Convergence: debit acknowledged at east -> visible at west/central (${conv.debits} debits, WatchBalance)`,
+    `Convergence: debit sent to east -> visible at west/central (${conv.debits} debits, WatchBalance)`,
     table(
       ["to", "p50 ms", "p99 ms", "max ms"],
       [
