@@ -2,6 +2,8 @@
 // override environment variables, which override defaults. A bad value is an
 // error naming the flag (and its variable) and what it must be.
 
+import { accessSync, constants } from "node:fs";
+import { readNkeySeed, type NatsClientSecurity } from "../security/nats-credentials";
 import { Mode, validatePolicy, type Policy } from "../core/policy";
 import { DEFAULT_NODE_CONFIG, type NodeConfig } from "../node/node-config";
 
@@ -160,4 +162,43 @@ export function postgresOption(read: Source): PostgresSettings | undefined {
     connectTimeoutMs: integerOption(read, { flag: "pg-connect-timeout-ms", env: "TALLY_PG_CONNECT_TIMEOUT_MS" }, DEFAULT_POSTGRES.connectTimeoutMs, 100, 600_000),
     statementTimeoutMs: integerOption(read, { flag: "pg-statement-timeout-ms", env: "TALLY_PG_STATEMENT_TIMEOUT_MS" }, DEFAULT_POSTGRES.statementTimeoutMs, 100, 3_600_000),
   };
+}
+
+// --- NATS and Postgres security (issue 16) ---
+
+/** `--insecure`: plaintext, unauthenticated links; local experiments only (warned at every start). */
+export function insecureOption(read: Source): boolean {
+  return booleanOption(read, { flag: "insecure", env: "TALLY_INSECURE" });
+}
+
+/** A readable file, named by `option`; undefined when unset. */
+export function fileOption(read: Source, option: Option): string | undefined {
+  const value = read(option);
+  if (value === undefined) return undefined;
+  try {
+    accessSync(value, constants.R_OK);
+  } catch {
+    throw new ConfigError(`${describe(option)} must name a readable file; cannot read "${value}"`);
+  }
+  return value;
+}
+
+/** NATS TLS (the CA that signed the servers) and this node's nkey seed file; both required unless insecure. */
+export function natsSecurityOption(read: Source, insecure: boolean): NatsClientSecurity | undefined {
+  const caOption = { flag: "nats-ca", env: "TALLY_NATS_CA" };
+  const nkeyOption = { flag: "nats-nkey", env: "TALLY_NATS_NKEY" };
+  const caFile = fileOption(read, caOption);
+  const nkeyFile = fileOption(read, nkeyOption);
+  if (insecure) {
+    if (caFile !== undefined || nkeyFile !== undefined) throw new ConfigError(`--insecure (TALLY_INSECURE) conflicts with ${describe(caFile !== undefined ? caOption : nkeyOption)}`);
+    return undefined;
+  }
+  if (caFile === undefined) throw new ConfigError(`${describe(caOption)} is required (the CA of the NATS servers), or --insecure for a local experiment`);
+  if (nkeyFile === undefined) throw new ConfigError(`${describe(nkeyOption)} is required (this node's nkey seed file), or --insecure for a local experiment`);
+  try {
+    readNkeySeed(nkeyFile);
+  } catch (error) {
+    throw new ConfigError(`${describe(nkeyOption)}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  return { caFile, nkeyFile };
 }

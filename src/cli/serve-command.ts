@@ -8,7 +8,9 @@ import {
   addressOption,
   booleanOption,
   defaultPolicyOption,
+  insecureOption,
   integerOption,
+  natsSecurityOption,
   nodeTunables,
   optionSource,
   postgresOption,
@@ -22,6 +24,9 @@ export const SERVE_HELP = `tally serve - run one regional node
   --region NAME            this node's region (env TALLY_REGION)              [required]
   --regions A,B,C          every region, same order on every node (TALLY_REGIONS) [default: --region]
   --nats URL               NATS server of this region (TALLY_NATS_URL)         [nats://127.0.0.1:4222]
+  --nats-ca FILE           CA of the NATS servers' certificates (TALLY_NATS_CA) [required unless --insecure]
+  --nats-nkey FILE         this node's NATS nkey seed file (TALLY_NATS_NKEY)   [required unless --insecure]
+  --insecure               no TLS and no credentials: local experiments only, warned at every start (TALLY_INSECURE=1)
   --grpc HOST:PORT         gRPC listen address (TALLY_GRPC_ADDR)               [127.0.0.1:50051]
   --metrics-port PORT      /metrics port (TALLY_METRICS_PORT)                  [9464]
   --metrics-host HOST      /metrics listen host (TALLY_METRICS_HOST)           [127.0.0.1]
@@ -46,6 +51,8 @@ const STRING_FLAGS = [
   "region",
   "regions",
   "nats",
+  "nats-ca",
+  "nats-nkey",
   "grpc",
   "metrics-port",
   "metrics-host",
@@ -78,6 +85,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       "place-by-region": { type: "boolean" },
       "noop-service": { type: "boolean" },
       "spread-grants": { type: "boolean" },
+      insecure: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -89,10 +97,12 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const read = optionSource(values, env);
   const { region, regions } = regionsOption(read({ flag: "region", env: "TALLY_REGION" }), read({ flag: "regions", env: "TALLY_REGIONS" }));
   const postgres = postgresOption(read);
+  const natsSecurity = natsSecurityOption(read, insecureOption(read));
   const running = await runNode({
     region,
     regions,
     natsUrl: urlOption(read, { flag: "nats", env: "TALLY_NATS_URL" }, "nats://127.0.0.1:4222", ["nats", "tls"]) ?? "",
+    ...(natsSecurity === undefined ? {} : { natsSecurity }),
     grpcAddress: addressOption(read, { flag: "grpc", env: "TALLY_GRPC_ADDR" }, "127.0.0.1:50051"),
     metricsPort: integerOption(read, { flag: "metrics-port", env: "TALLY_METRICS_PORT" }, 9464, 0, 65_535),
     metricsHost: read({ flag: "metrics-host", env: "TALLY_METRICS_HOST" }) ?? "127.0.0.1",

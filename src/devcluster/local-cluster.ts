@@ -5,6 +5,7 @@
 import { freePorts } from "./free-port";
 import { NatsSupercluster, REGIONS } from "./nats-supercluster";
 import { NodeProcess } from "./node-process";
+import type { NatsClientSecurity } from "../security/nats-credentials";
 
 export interface LocalClusterOptions {
   /** Data and log directory. */
@@ -17,6 +18,12 @@ export interface LocalClusterOptions {
   readonly postgresUrl?: string;
   readonly extraArgs?: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
+  /** NATS without TLS or users (experiments only); by default credentials live in `<dir>/tls`. */
+  readonly insecureNats?: boolean;
+}
+
+function natsCredentials(security: NatsClientSecurity | undefined): { natsSecurity?: NatsClientSecurity } {
+  return security === undefined ? {} : { natsSecurity: security };
 }
 
 export class LocalCluster {
@@ -26,7 +33,7 @@ export class LocalCluster {
   ) {}
 
   static async start(options: LocalClusterOptions): Promise<LocalCluster> {
-    const nats = await NatsSupercluster.start(options.dir);
+    const nats = await NatsSupercluster.start(options.dir, { insecure: options.insecureNats ?? false });
     if (options.wanDelayMs !== undefined) await nats.setWanDelay(options.wanDelayMs);
     const spare = await freePorts(REGIONS.length * 2);
     const nodes = REGIONS.map(
@@ -35,6 +42,7 @@ export class LocalCluster {
           region,
           regions: REGIONS,
           natsUrl: nats.region(region).nats.url,
+          ...natsCredentials(nats.region(region).nats.clientSecurity(region)),
           grpcPort: options.grpcPorts?.[i] ?? spare[i * 2]!,
           metricsPort: options.metricsPorts?.[i] ?? spare[i * 2 + 1]!,
           logDir: options.dir,

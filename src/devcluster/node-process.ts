@@ -6,6 +6,7 @@ import { createWriteStream, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { stopChild } from "./stop-child";
+import type { NatsClientSecurity } from "../security/nats-credentials";
 
 export const CLI_ENTRY = resolve(__dirname, "..", "cli", "main.js");
 
@@ -13,6 +14,8 @@ export interface NodeProcessOptions {
   readonly region: string;
   readonly regions: readonly string[];
   readonly natsUrl: string;
+  /** NATS credentials (--nats-ca, --nats-nkey); absent means --insecure. */
+  readonly natsSecurity?: NatsClientSecurity;
   readonly grpcPort: number;
   readonly metricsPort: number;
   readonly logDir: string;
@@ -53,6 +56,7 @@ export class NodeProcess {
       o.regions.join(","),
       "--nats",
       o.natsUrl,
+      ...(o.natsSecurity === undefined ? ["--insecure"] : ["--nats-ca", o.natsSecurity.caFile, "--nats-nkey", o.natsSecurity.nkeyFile]),
       "--grpc",
       this.grpcAddress,
       "--metrics-port",

@@ -14,6 +14,7 @@ import { NodeStatus, ReplicaDelta, RightsRequest, type ClusterIdentity } from ".
 import { TestCluster } from "../support/cluster";
 import { approved, debitLoad, sum, type Attempt } from "../support/debit-load";
 import { unary } from "../support/grpc-clients";
+import { natsConnectOptions } from "../support/nats";
 import { startPostgres, type PostgresServer } from "../support/postgres";
 
 const REGIONS = ["east", "west", "central"] as const;
@@ -160,7 +161,7 @@ describe("hardening - three regions under faults", function () {
     const loads = REGIONS.map((region) =>
       debitLoad({ client: () => c(region).balances, accounts: accounts.get(region)!, amount: 5n, concurrency: 3, stop: () => stop, maxCalls: 100_000, prefix: `stray-${region}` }),
     );
-    const raw: NatsConnection = await connect({ servers: cluster.nats.region("east").nats.url });
+    const raw: NatsConnection = await connect(natsConnectOptions(cluster.nats.region("east").nats));
     try {
       const validStatus = NodeStatus.encode({ replica: "west", ownSequence: 1n, ownDigest: "", applied: {}, sentAtMs: BigInt(Date.now()), cluster: OURS }).finish();
       const statuses = [
@@ -271,8 +272,7 @@ describe("hardening - three regions under faults", function () {
   it("restart after purge - a region killed -9 while its peers write, snapshot and purge past it catches up from their snapshots without a new write", async () => {
     await cluster.grant("east", "purge-1", 1_000n, "purge-g-east-0");
     await cluster.waitConverged(["purge-1"]);
-    const jsUrl = cluster.nats.region("east").nats.url;
-    const raw = await connect({ servers: jsUrl });
+    const raw = await connect(natsConnectOptions(cluster.nats.region("east").nats));
     try {
       const jsm = await raw.jetstreamManager();
       const lastAtKill = new Map<string, number>();
