@@ -145,7 +145,14 @@ export function nodeTunables(read: Source): Omit<NodeConfig, "region" | "regions
 
 /** Postgres pool settings: size and the timeouts every settlement connection uses. */
 export interface PostgresSettings {
+  /** The settler's connection (settlements run as this role). */
   readonly url: string;
+  /** Migrations (and the settler's and reader's grants) run as this role; the settler's URL when absent. */
+  readonly ownerUrl?: string;
+  /** The read-only role that serves settlements, overspends and history; the settler's URL when absent. */
+  readonly readerUrl?: string;
+  /** CA of the server certificate; TLS with host verification on every connection when set. */
+  readonly caFile?: string;
   readonly poolSize: number;
   readonly connectTimeoutMs: number;
   readonly statementTimeoutMs: number;
@@ -201,4 +208,30 @@ export function natsSecurityOption(read: Source, insecure: boolean): NatsClientS
     throw new ConfigError(`${describe(nkeyOption)}: ${error instanceof Error ? error.message : String(error)}`);
   }
   return { caFile, nkeyFile };
+}
+
+/** Postgres roles and TLS: owner and reader URLs, and the CA (required with --postgres unless insecure). */
+export function postgresSecurityOption(read: Source, insecure: boolean, settlerUrl: string | undefined): Pick<PostgresSettings, "ownerUrl" | "readerUrl" | "caFile"> {
+  const schemes = ["postgres", "postgresql"];
+  const ownerOption = { flag: "postgres-owner-url", env: "TALLY_POSTGRES_OWNER_URL" };
+  const readerOption = { flag: "postgres-reader-url", env: "TALLY_POSTGRES_READER_URL" };
+  const caOption = { flag: "postgres-ca", env: "TALLY_POSTGRES_CA" };
+  const ownerUrl = urlOption(read, ownerOption, undefined, schemes);
+  const readerUrl = urlOption(read, readerOption, undefined, schemes);
+  const caFile = fileOption(read, caOption);
+  if (settlerUrl === undefined) {
+    const stray = [ownerOption, readerOption, caOption].find((o) => read(o) !== undefined);
+    if (stray !== undefined) throw new ConfigError(`${describe(stray)} needs --postgres (TALLY_POSTGRES_URL), the settler's connection`);
+    return {};
+  }
+  for (const [option, url] of [[ownerOption, ownerUrl], [readerOption, readerUrl]] as const) {
+    if (url !== undefined && new URL(url).username === "") throw new ConfigError(`${describe(option)} must name its role (postgres://ROLE@host/db); got "${url}"`);
+    if (url !== undefined && /[?&](sslmode|ssl)=/.test(url)) throw new ConfigError(`${describe(option)}: TLS is set by --postgres-ca (TALLY_POSTGRES_CA), not in the URL; got "${url}"`);
+  }
+  if (/[?&](sslmode|ssl)=/.test(settlerUrl)) throw new ConfigError(`--postgres (TALLY_POSTGRES_URL): TLS is set by --postgres-ca (TALLY_POSTGRES_CA), not in the URL`);
+  if (insecure && caFile !== undefined) throw new ConfigError(`--insecure (TALLY_INSECURE) conflicts with ${describe(caOption)}`);
+  if (!insecure && caFile === undefined) {
+    throw new ConfigError(`${describe(caOption)} is required with --postgres (the CA of the Postgres server's certificate), or --insecure for a local experiment`);
+  }
+  return { ...(ownerUrl === undefined ? {} : { ownerUrl }), ...(readerUrl === undefined ? {} : { readerUrl }), ...(caFile === undefined ? {} : { caFile }) };
 }

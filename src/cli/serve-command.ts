@@ -14,6 +14,7 @@ import {
   nodeTunables,
   optionSource,
   postgresOption,
+  postgresSecurityOption,
   regionsOption,
   urlOption,
 } from "../app/config";
@@ -30,7 +31,10 @@ export const SERVE_HELP = `tally serve - run one regional node
   --grpc HOST:PORT         gRPC listen address (TALLY_GRPC_ADDR)               [127.0.0.1:50051]
   --metrics-port PORT      /metrics port (TALLY_METRICS_PORT)                  [9464]
   --metrics-host HOST      /metrics listen host (TALLY_METRICS_HOST)           [127.0.0.1]
-  --postgres URL           enables settlement (TALLY_POSTGRES_URL)
+  --postgres URL           enables settlement, as the settler role (TALLY_POSTGRES_URL)
+  --postgres-owner-url URL migrations run as this owner role (TALLY_POSTGRES_OWNER_URL) [--postgres]
+  --postgres-reader-url URL  read-only role for listings and history (TALLY_POSTGRES_READER_URL) [--postgres]
+  --postgres-ca FILE       CA of the Postgres server certificate; TLS, host verified (TALLY_POSTGRES_CA) [required unless --insecure]
   --settle-interval-ms N   periodic settlement (TALLY_SETTLE_INTERVAL_MS)      [0 = on demand]
   --place-by-region        place each region's stream in the NATS cluster of that name
   --default-mode M         strict | overdraft (TALLY_DEFAULT_MODE)             [strict]
@@ -57,6 +61,9 @@ const STRING_FLAGS = [
   "metrics-port",
   "metrics-host",
   "postgres",
+  "postgres-owner-url",
+  "postgres-reader-url",
+  "postgres-ca",
   "settle-interval-ms",
   "default-mode",
   "default-overdraft",
@@ -96,8 +103,11 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const env = process.env;
   const read = optionSource(values, env);
   const { region, regions } = regionsOption(read({ flag: "region", env: "TALLY_REGION" }), read({ flag: "regions", env: "TALLY_REGIONS" }));
-  const postgres = postgresOption(read);
-  const natsSecurity = natsSecurityOption(read, insecureOption(read));
+  const insecure = insecureOption(read);
+  const settlerPostgres = postgresOption(read);
+  const postgresSecurity = postgresSecurityOption(read, insecure, settlerPostgres?.url);
+  const postgres = settlerPostgres === undefined ? undefined : { ...settlerPostgres, ...postgresSecurity };
+  const natsSecurity = natsSecurityOption(read, insecure);
   const running = await runNode({
     region,
     regions,
