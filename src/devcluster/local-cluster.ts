@@ -4,7 +4,7 @@
 
 import { freePorts } from "./free-port";
 import { NatsSupercluster, REGIONS } from "./nats-supercluster";
-import { NodeProcess } from "./node-process";
+import { NodeProcess, type PostgresSecurity } from "./node-process";
 import type { NatsClientSecurity } from "../security/nats-credentials";
 
 export interface LocalClusterOptions {
@@ -16,6 +16,7 @@ export interface LocalClusterOptions {
   /** One-way delay on every gateway link (a simulated WAN), set before the nodes start. */
   readonly wanDelayMs?: number;
   readonly postgresUrl?: string;
+  readonly postgresSecurity?: PostgresSecurity;
   readonly extraArgs?: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
   /** NATS without TLS or users (experiments only); by default credentials live in `<dir>/tls`. */
@@ -49,6 +50,7 @@ export class LocalCluster {
           extraArgs: ["--place-by-region", ...(options.extraArgs ?? [])],
           env: { TALLY_LOG: "warn", ...options.env },
           ...(options.postgresUrl !== undefined ? { postgresUrl: options.postgresUrl } : {}),
+          ...(options.postgresSecurity !== undefined ? { postgresSecurity: options.postgresSecurity } : {}),
         }),
     );
     const cluster = new LocalCluster(nats, nodes);

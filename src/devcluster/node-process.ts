@@ -20,10 +20,27 @@ export interface NodeProcessOptions {
   readonly metricsPort: number;
   readonly logDir: string;
   readonly postgresUrl?: string;
+  /** Owner and reader roles and the server's CA (--postgres-owner-url, --postgres-reader-url, --postgres-ca). */
+  readonly postgresSecurity?: PostgresSecurity;
   readonly extraArgs?: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
   /** Flags for the node runtime itself (e.g. --cpu-prof for profiling). */
   readonly nodeFlags?: readonly string[];
+}
+
+export interface PostgresSecurity {
+  readonly ownerUrl?: string;
+  readonly readerUrl?: string;
+  readonly caFile?: string;
+}
+
+function postgresSecurityFlags(security: PostgresSecurity | undefined): string[] {
+  if (security === undefined) return [];
+  return [
+    ...(security.ownerUrl === undefined ? [] : ["--postgres-owner-url", security.ownerUrl]),
+    ...(security.readerUrl === undefined ? [] : ["--postgres-reader-url", security.readerUrl]),
+    ...(security.caFile === undefined ? [] : ["--postgres-ca", security.caFile]),
+  ];
 }
 
 export class NodeProcess {
@@ -61,7 +78,7 @@ export class NodeProcess {
       this.grpcAddress,
       "--metrics-port",
       String(o.metricsPort),
-      ...(o.postgresUrl !== undefined ? ["--postgres", o.postgresUrl] : []),
+      ...(o.postgresUrl !== undefined ? ["--postgres", o.postgresUrl, ...postgresSecurityFlags(o.postgresSecurity)] : []),
       ...(o.extraArgs ?? []),
     ];
     const child = spawn(process.execPath, args, {

@@ -15,7 +15,8 @@ import { TestCluster } from "../support/cluster";
 import { approved, debitLoad, sum, type Attempt } from "../support/debit-load";
 import { unary } from "../support/grpc-clients";
 import { natsConnectOptions } from "../support/nats";
-import { startPostgres, type PostgresServer } from "../support/postgres";
+import { startPostgres, type PostgresServer, type SettlementRoles } from "../support/postgres";
+import { postgresSsl } from "../../src/security/postgres-tls";
 
 const REGIONS = ["east", "west", "central"] as const;
 const U64_MAX = (1n << 64n) - 1n;
@@ -60,12 +61,14 @@ function alive(pid: number | undefined): boolean {
 describe("hardening - three regions under faults", function () {
   this.timeout(180_000);
   let postgres: PostgresServer;
+  let roles: SettlementRoles;
   let cluster: TestCluster;
 
   before(async function () {
     this.timeout(120_000);
     postgres = await startPostgres();
-    cluster = await TestCluster.start({ postgresUrl: await postgres.createDatabase("tally"), extraArgs: ["--max-retained-messages", "0"] });
+    roles = await postgres.provisionRoles("tally");
+    cluster = await TestCluster.start({ postgres: roles, extraArgs: ["--max-retained-messages", "0"] });
   });
   after(async function () {
     this.timeout(60_000);
@@ -125,7 +128,8 @@ describe("hardening - three regions under faults", function () {
     const final = await settle("central");
     expect(final.skipped).to.equal(false);
 
-    const pg = new Client({ connectionString: cluster.region("east").node.options.postgresUrl });
+    // The ledger as its read-only role sees it, over TLS.
+    const pg = new Client({ connectionString: roles.readerUrl, ssl: postgresSsl(roles.caFile) });
     await pg.connect();
     try {
       const rows = await pg.query<{ account_id: string; granted: string; debited: string }>(
