@@ -220,7 +220,8 @@ export function postgresSecurityOption(read: Source, insecure: boolean, settlerU
   const readerUrl = urlOption(read, readerOption, undefined, schemes);
   const caFile = fileOption(read, caOption);
   if (settlerUrl === undefined) {
-    const stray = [ownerOption, readerOption, caOption].find((o) => read(o) !== undefined);
+    // A CA alone is harmless (shared environments set it for every node); a role URL alone is a mistake.
+    const stray = [ownerOption, readerOption].find((o) => read(o) !== undefined);
     if (stray !== undefined) throw new ConfigError(`${describe(stray)} needs --postgres (TALLY_POSTGRES_URL), the settler's connection`);
     return {};
   }

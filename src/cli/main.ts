@@ -3,6 +3,7 @@
 
 import { serveCommand, SERVE_HELP } from "./serve-command";
 import { upCommand, UP_HELP } from "./up-command";
+import { credentialsCommand, CREDENTIALS_HELP } from "./credentials-command";
 import { statusCommand, STATUS_HELP } from "./status-command";
 import { settlementCommand, SETTLEMENT_HELP } from "./settlement-commands";
 import { formatCliError } from "./cli-errors";
@@ -13,12 +14,14 @@ usage: tally <command> [options]
 
 commands:
   up        start a local 3-region cluster (NATS supercluster, Postgres, 3 nodes)
+  credentials  write the local CA and credentials (NATS, Postgres) without starting anything
   serve     run one regional node
   status    every node's view of every region: lag, convergence, last settlement
   settle    run a settlement now; settlements, overspends, history read the ledger
   help      this text; "tally <command> --help" for a command's options
 
 ${UP_HELP}
+${CREDENTIALS_HELP}
 ${SERVE_HELP}
 ${STATUS_HELP}
 ${SETTLEMENT_HELP}`;
@@ -30,6 +33,9 @@ async function main(argv: string[]): Promise<void> {
       return serveCommand(rest);
     case "up":
       return upCommand(rest);
+    case "credentials":
+      credentialsCommand(rest);
+      return;
     case "status":
       return statusCommand(rest);
     case "settle":

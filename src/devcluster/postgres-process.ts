@@ -187,7 +187,7 @@ export async function startLocalPostgres(requestedRoot: string, port?: number, t
 }
 
 /** Each role's password, kept beside the CA (0600) so restarts reuse it. */
-function rolePasswords(tlsDir: string): RolePasswords {
+export function rolePasswords(tlsDir: string): RolePasswords {
   const read = (kind: keyof RolePasswords): string => {
     const file = join(tlsDir, `postgres-${kind}.password`);
     if (!existsSync(file)) writeFileSync(file, `${randomBytes(18).toString("base64url")}\n`, { mode: 0o600 });

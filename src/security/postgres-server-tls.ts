@@ -5,7 +5,7 @@
 
 import { chownSync, copyFileSync, chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { LocalCa } from "../devcluster/local-ca";
+import { LocalCa, type IssuedCertificate } from "../devcluster/local-ca";
 import { POSTGRES_ROLES } from "./postgres-roles";
 
 export interface ServerIdentity {
@@ -19,8 +19,7 @@ export interface ServerIdentity {
  * turn TLS on, with the CA file for clients.
  */
 export function preparePostgresTls(tlsDir: string, dataDir: string, owner: ServerIdentity | undefined): { settings: Record<string, string>; caFile: string } {
-  const ca = LocalCa.ensure(tlsDir);
-  const issued = ca.ensureIssued({ name: "postgres-server", commonName: "tally-postgres", dnsNames: ["localhost", "postgres"], ipAddresses: ["127.0.0.1"], usage: "server" });
+  const { ca, issued } = issuePostgresServerCertificate(tlsDir);
   const certFile = join(dataDir, "tally-server.crt");
   const keyFile = join(dataDir, "tally-server.key");
   copyFileSync(issued.certFile, certFile);
@@ -31,6 +30,13 @@ export function preparePostgresTls(tlsDir: string, dataDir: string, owner: Serve
     chownSync(keyFile, owner.uid, owner.gid);
   }
   return { settings: { ssl: "on", ssl_cert_file: certFile, ssl_key_file: keyFile, password_encryption: "scram-sha-256" }, caFile: ca.certFile };
+}
+
+/** The CA in `tlsDir` and `postgres-server.crt/.key` for loopback and the `postgres` host (docker-compose). */
+export function issuePostgresServerCertificate(tlsDir: string): { ca: LocalCa; issued: IssuedCertificate } {
+  const ca = LocalCa.ensure(tlsDir);
+  const issued = ca.ensureIssued({ name: "postgres-server", commonName: "tally-postgres", dnsNames: ["localhost", "postgres"], ipAddresses: ["127.0.0.1"], usage: "server" });
+  return { ca, issued };
 }
 
 const HBA_MARK = "# tally: roles over TLS only";
