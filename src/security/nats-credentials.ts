@@ -8,6 +8,18 @@ import { join } from "node:path";
 import { nkeys } from "nats";
 import { LocalCa } from "../devcluster/local-ca";
 
+/** The part of nkeys.js used here; `nats` re-exports it untyped. */
+interface NkeysApi {
+  createUser(): { getSeed(): Uint8Array };
+  fromSeed(seed: Uint8Array): { getPublicKey(): string };
+}
+const userKeys = nkeys as NkeysApi;
+
+/** A fresh nkey user seed (`SU...`), as text. */
+export function createUserSeed(): string {
+  return new TextDecoder().decode(userKeys.createUser().getSeed());
+}
+
 /** The users deploy/nats/auth.conf knows: one per region, and `ops` (every subject). */
 export const NATS_USERS = ["east", "west", "central", "ops"] as const;
 export type NatsUser = (typeof NATS_USERS)[number];
@@ -49,11 +61,11 @@ export function ensureNatsSecurity(tlsDir: string, hostNames: readonly string[] 
   for (const user of NATS_USERS) {
     const seedFile = join(tlsDir, `nats-${user}.nk`);
     if (!existsSync(seedFile)) {
-      writeFileSync(seedFile, `${new TextDecoder().decode(nkeys.createUser().getSeed())}\n`, { mode: 0o600 });
+      writeFileSync(seedFile, `${createUserSeed()}\n`, { mode: 0o600 });
       chmodSync(seedFile, 0o600);
     }
     seedFiles[user] = seedFile;
-    publicKeys[user] = nkeys.fromSeed(readNkeySeed(seedFile)).getPublicKey();
+    publicKeys[user] = userKeys.fromSeed(readNkeySeed(seedFile)).getPublicKey();
   }
   return { caFile: ca.certFile, serverCertFile: server.certFile, serverKeyFile: server.keyFile, publicKeys, seedFiles };
 }

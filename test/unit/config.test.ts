@@ -6,7 +6,7 @@ import fc from "fast-check";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { nkeys } from "nats";
+import { createUserSeed } from "../../src/security/nats-credentials";
 import { Mode, STRICT_DEFAULT } from "../../src/core/policy";
 import {
   addressOption,
@@ -243,7 +243,7 @@ describe("config - NATS and Postgres security", () => {
   const seed = join(dir, "node.nk");
   const notSeed = join(dir, "not-a-seed.nk");
   writeFileSync(ca, "-----BEGIN CERTIFICATE-----\n");
-  writeFileSync(seed, `${new TextDecoder().decode(nkeys.createUser().getSeed())}\n`);
+  writeFileSync(seed, `${createUserSeed()}\n`);
   writeFileSync(notSeed, "hello\n");
   after(() => rmSync(dir, { recursive: true, force: true }));
 
