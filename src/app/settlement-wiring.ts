@@ -8,7 +8,7 @@ import type { TallyNode } from "../node/tally-node";
 import { collectCut, type CutSources } from "../node/settlement-cut";
 import { requestSnapshot } from "../replication/snapshot-requests";
 import type { PostgresSettings } from "./config";
-import { migrate } from "../settlement/migrate";
+import { migrate, MIGRATION_LOCK_KEY } from "../settlement/migrate";
 import { Settler } from "../settlement/settler";
 import { SettlementQueries } from "../settlement/settlement-queries";
 import { grantSettlementRoles, roleOfUrl } from "../security/postgres-roles";
@@ -197,8 +197,14 @@ async function migrateAsOwner(postgres: PostgresSettings, settlerPool: Pool, log
     const report = await migrate(ownerPool);
     const client = await ownerPool.connect();
     try {
-      const readerUrl = postgres.readerUrl;
-      await grantSettlementRoles(client, { settler: roleOfUrl(postgres.url), ...(readerUrl === undefined ? {} : { reader: roleOfUrl(readerUrl) }) });
+      // Nodes start together: concurrent GRANTs on one table fail ("tuple concurrently updated"), so they queue on the migrations' lock.
+      await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK_KEY.toString()]);
+      try {
+        const readerUrl = postgres.readerUrl;
+        await grantSettlementRoles(client, { settler: roleOfUrl(postgres.url), ...(readerUrl === undefined ? {} : { reader: roleOfUrl(readerUrl) }) });
+      } finally {
+        await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY.toString()]);
+      }
     } finally {
       client.release();
     }
