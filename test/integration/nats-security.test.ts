@@ -6,13 +6,15 @@
 // and changes nothing.
 
 import { expect } from "chai";
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { AckPolicy, connect, ErrorCode, NatsError, type NatsConnection } from "nats";
 import { runNode, type RunningNode } from "../../src/app/run-node";
 import { jsonLogger } from "../../src/node/logger";
 import { streamName } from "../../src/replication/subjects";
-import { natsAccess, natsConnectOptions, useSupercluster } from "../support/nats";
+import { freePorts } from "../../src/devcluster/free-port";
+import { NatsProcess } from "../../src/devcluster/nats-process";
+import { natsAccess, natsConnectOptions, tempDir, useSupercluster } from "../support/nats";
 
 const REGIONS = ["east", "west", "central"];
 
@@ -184,5 +186,27 @@ describe("nats security - TLS, a nkey per node and per-region permissions", func
       (error: unknown) => (error instanceof Error ? error.message : String(error)),
     );
     expect(plain).to.not.equal("connected");
+  });
+});
+
+describe("nats security - --insecure is for experiments and says so", function () {
+  this.timeout(60_000);
+  let nats: NatsProcess | undefined;
+  let dir: string | undefined;
+  after(async () => {
+    await nats?.stop();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("nats security - a node without NATS credentials (the insecure server) logs a warning at start", async () => {
+    dir = tempDir("insecure");
+    const [client, monitor] = await freePorts(2);
+    nats = new NatsProcess({ config: "standalone.conf", serverName: "insecure", clientPort: client!, monitorPort: monitor!, dataDir: join(dir, "nats") });
+    await nats.start();
+    const lines: string[] = [];
+    const node = await runNode({ region: "east", regions: ["east"], natsUrl: nats.url, grpcAddress: "127.0.0.1:0", logger: jsonLogger("east", "warn", (l) => lines.push(l)) });
+    await node.stop();
+    const warnings = lines.map((l) => JSON.parse(l) as { level: string; msg: string }).filter((l) => l.level === "warn" && l.msg.startsWith("insecure"));
+    expect(warnings.map((w) => w.msg)).to.deep.equal(["insecure: NATS connection without TLS or credentials (--insecure); for local experiments only"]);
   });
 });
