@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { freePorts } from "../src/devcluster/free-port";
 import { ProxyHost } from "../src/devcluster/gateway-proxy-host";
 import { NatsProcess } from "../src/devcluster/nats-process";
+import { ensureNatsSecurity } from "../src/security/nats-credentials";
 import { NodeProcess } from "../src/devcluster/node-process";
 import { AdminClient, type ListSettlementsResponse, type SettleResponse } from "../src/generated/tally/v1/admin";
 import { BalancesClient, type DebitRequest, type GetBalanceResponse } from "../src/generated/tally/v1/balances";
@@ -81,13 +82,13 @@ export async function runGetBalanceBench(options: GetBalanceBenchOptions): Promi
     const [proxyPort, clientPort, monitorPort, grpcPort, metricsPort] = await freePorts(5);
     await proxy.start([{ name: "postgres", listenPort: proxyPort!, targetPort: postgres.port }]);
     await proxy.setDelay(delayMs);
-    nats = new NatsProcess({ config: "standalone.conf", serverName: "bench", clientPort: clientPort!, monitorPort: monitorPort!, dataDir: join(dir, "nats") });
+    nats = new NatsProcess({ config: "standalone.conf", serverName: "bench", clientPort: clientPort!, monitorPort: monitorPort!, dataDir: join(dir, "nats"), security: ensureNatsSecurity(join(dir, "tls")) });
     await nats.start();
     progress(`getbalance: starting a node with settlement, Postgres ${delayMs} ms one way away (migrations run through the delay)`);
     node = new NodeProcess({
       region: "east",
       regions: ["east"],
-      natsUrl: nats.url,
+      natsUrl: nats.url, natsSecurity: nats.clientSecurity("east"),
       grpcPort: grpcPort!,
       metricsPort: metricsPort!,
       logDir: dir,

@@ -15,7 +15,7 @@ import { runNode } from "../src/app/run-node";
 import { DebitOutcome } from "../src/core/answer";
 import { RequestLog } from "../src/core/request-log";
 import { jsonLogger } from "../src/node/logger";
-import { startStandaloneNats, tempDir } from "../test/support/nats";
+import { natsAccess, startStandaloneNats, tempDir } from "../test/support/nats";
 import { fmt, table } from "./stats";
 
 export interface SnapshotBenchResult {
@@ -57,7 +57,7 @@ async function main(): Promise<void> {
   const running = await runNode({
     region: "east",
     regions: ["east", "west", "central"],
-    natsUrl: nats.url,
+    ...natsAccess(nats, "east"),
     grpcAddress: "127.0.0.1:0",
     logger: jsonLogger("east", "info", (line) => lines.push(line)),
     config: { snapshotIntervalMs: 0, catchUpTimeoutMs: 200, maxRememberedRequests: requestIds * 2 + 10_000_000, requestRetentionMs: 3_600_000 },

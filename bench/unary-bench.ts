@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePorts } from "../src/devcluster/free-port";
 import { NatsProcess } from "../src/devcluster/nats-process";
+import { ensureNatsSecurity } from "../src/security/nats-credentials";
 import { NodeProcess } from "../src/devcluster/node-process";
 import { BalancesClient, type DebitBatchRequest, type DebitRequest } from "../src/generated/tally/v1/balances";
 import { cpuShares } from "./cpu";
@@ -50,12 +51,12 @@ function merge(parts: Array<{ latenciesNs: number[]; seconds: number }>, opsPerC
 export async function runUnaryBench(options: UnaryBenchOptions): Promise<UnaryBenchResult> {
   const dir = mkdtempSync(join(tmpdir(), "tally-bench-"));
   const [client, monitor, grpcPort, metricsPort] = await freePorts(4);
-  const nats = new NatsProcess({ config: "standalone.conf", serverName: "bench", clientPort: client!, monitorPort: monitor!, dataDir: join(dir, "nats") });
+  const nats = new NatsProcess({ config: "standalone.conf", serverName: "bench", clientPort: client!, monitorPort: monitor!, dataDir: join(dir, "nats"), security: ensureNatsSecurity(join(dir, "tls")) });
   await nats.start();
   const node = new NodeProcess({
     region: "east",
     regions: ["east"],
-    natsUrl: nats.url,
+    natsUrl: nats.url, natsSecurity: nats.clientSecurity("east"),
     grpcPort: grpcPort!,
     metricsPort: metricsPort!,
     logDir: dir,

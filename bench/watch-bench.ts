@@ -12,6 +12,7 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { freePorts } from "../src/devcluster/free-port";
 import { NatsProcess } from "../src/devcluster/nats-process";
+import { ensureNatsSecurity } from "../src/security/nats-credentials";
 import { NodeProcess } from "../src/devcluster/node-process";
 import { BalancesClient, type DebitRequest } from "../src/generated/tally/v1/balances";
 import { closedLoop } from "./load";
@@ -96,9 +97,9 @@ async function startWatchers(address: string, options: WatchBenchOptions): Promi
 export async function runWatchBench(options: WatchBenchOptions): Promise<WatchBenchResult> {
   const dir = mkdtempSync(join(tmpdir(), "tally-watch-bench-"));
   const [client, monitor, grpcPort, metricsPort] = await freePorts(4);
-  const nats = new NatsProcess({ config: "standalone.conf", serverName: "bench", clientPort: client!, monitorPort: monitor!, dataDir: join(dir, "nats") });
+  const nats = new NatsProcess({ config: "standalone.conf", serverName: "bench", clientPort: client!, monitorPort: monitor!, dataDir: join(dir, "nats"), security: ensureNatsSecurity(join(dir, "tls")) });
   await nats.start();
-  const node = new NodeProcess({ region: "east", regions: ["east"], natsUrl: nats.url, grpcPort: grpcPort!, metricsPort: metricsPort!, logDir: dir });
+  const node = new NodeProcess({ region: "east", regions: ["east"], natsUrl: nats.url, natsSecurity: nats.clientSecurity("east"), grpcPort: grpcPort!, metricsPort: metricsPort!, logDir: dir });
   await node.start();
   const balances = new BalancesClient(node.grpcAddress, credentials.createInsecure());
   try {

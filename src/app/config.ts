@@ -2,6 +2,9 @@
 // override environment variables, which override defaults. A bad value is an
 // error naming the flag (and its variable) and what it must be.
 
+import { accessSync, constants } from "node:fs";
+import type { NatsClientSecurity } from "../security/nats-credentials";
+import { readNkeySeed } from "../security/nkey-file";
 import { Mode, validatePolicy, type Policy } from "../core/policy";
 import { DEFAULT_NODE_CONFIG, type NodeConfig } from "../node/node-config";
 
@@ -143,7 +146,14 @@ export function nodeTunables(read: Source): Omit<NodeConfig, "region" | "regions
 
 /** Postgres pool settings: size and the timeouts every settlement connection uses. */
 export interface PostgresSettings {
+  /** The settler's connection (settlements run as this role). */
   readonly url: string;
+  /** Migrations (and the settler's and reader's grants) run as this role; the settler's URL when absent. */
+  readonly ownerUrl?: string;
+  /** The read-only role that serves settlements, overspends and history; the settler's URL when absent. */
+  readonly readerUrl?: string;
+  /** CA of the server certificate; TLS with host verification on every connection when set. */
+  readonly caFile?: string;
   readonly poolSize: number;
   readonly connectTimeoutMs: number;
   readonly statementTimeoutMs: number;
@@ -160,4 +170,70 @@ export function postgresOption(read: Source): PostgresSettings | undefined {
     connectTimeoutMs: integerOption(read, { flag: "pg-connect-timeout-ms", env: "TALLY_PG_CONNECT_TIMEOUT_MS" }, DEFAULT_POSTGRES.connectTimeoutMs, 100, 600_000),
     statementTimeoutMs: integerOption(read, { flag: "pg-statement-timeout-ms", env: "TALLY_PG_STATEMENT_TIMEOUT_MS" }, DEFAULT_POSTGRES.statementTimeoutMs, 100, 3_600_000),
   };
+}
+
+// --- NATS and Postgres security (issue 16) ---
+
+/** `--insecure`: plaintext, unauthenticated links; local experiments only (warned at every start). */
+export function insecureOption(read: Source): boolean {
+  return booleanOption(read, { flag: "insecure", env: "TALLY_INSECURE" });
+}
+
+/** A readable file, named by `option`; undefined when unset. */
+export function fileOption(read: Source, option: Option): string | undefined {
+  const value = read(option);
+  if (value === undefined) return undefined;
+  try {
+    accessSync(value, constants.R_OK);
+  } catch {
+    throw new ConfigError(`${describe(option)} must name a readable file; cannot read "${value}"`);
+  }
+  return value;
+}
+
+/** NATS TLS (the CA that signed the servers) and this node's nkey seed file; both required unless insecure. */
+export function natsSecurityOption(read: Source, insecure: boolean): NatsClientSecurity | undefined {
+  const caOption = { flag: "nats-ca", env: "TALLY_NATS_CA" };
+  const nkeyOption = { flag: "nats-nkey", env: "TALLY_NATS_NKEY" };
+  const caFile = fileOption(read, caOption);
+  const nkeyFile = fileOption(read, nkeyOption);
+  if (insecure) {
+    if (caFile !== undefined || nkeyFile !== undefined) throw new ConfigError(`--insecure (TALLY_INSECURE) conflicts with ${describe(caFile !== undefined ? caOption : nkeyOption)}`);
+    return undefined;
+  }
+  if (caFile === undefined) throw new ConfigError(`${describe(caOption)} is required (the CA of the NATS servers), or --insecure for a local experiment`);
+  if (nkeyFile === undefined) throw new ConfigError(`${describe(nkeyOption)} is required (this node's nkey seed file), or --insecure for a local experiment`);
+  try {
+    readNkeySeed(nkeyFile);
+  } catch (error) {
+    throw new ConfigError(`${describe(nkeyOption)}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  return { caFile, nkeyFile };
+}
+
+/** Postgres roles and TLS: owner and reader URLs, and the CA (required with --postgres unless insecure). */
+export function postgresSecurityOption(read: Source, insecure: boolean, settlerUrl: string | undefined): Pick<PostgresSettings, "ownerUrl" | "readerUrl" | "caFile"> {
+  const schemes = ["postgres", "postgresql"];
+  const ownerOption = { flag: "postgres-owner-url", env: "TALLY_POSTGRES_OWNER_URL" };
+  const readerOption = { flag: "postgres-reader-url", env: "TALLY_POSTGRES_READER_URL" };
+  const caOption = { flag: "postgres-ca", env: "TALLY_POSTGRES_CA" };
+  const ownerUrl = urlOption(read, ownerOption, undefined, schemes);
+  const readerUrl = urlOption(read, readerOption, undefined, schemes);
+  const caFile = fileOption(read, caOption);
+  if (settlerUrl === undefined) {
+    // A CA alone is harmless (shared environments set it for every node); a role URL alone is a mistake.
+    const stray = [ownerOption, readerOption].find((o) => read(o) !== undefined);
+    if (stray !== undefined) throw new ConfigError(`${describe(stray)} needs --postgres (TALLY_POSTGRES_URL), the settler's connection`);
+    return {};
+  }
+  for (const [option, url] of [[ownerOption, ownerUrl], [readerOption, readerUrl]] as const) {
+    if (url !== undefined && new URL(url).username === "") throw new ConfigError(`${describe(option)} must name its role (postgres://ROLE@host/db); got "${url}"`);
+    if (url !== undefined && /[?&](sslmode|ssl)=/.test(url)) throw new ConfigError(`${describe(option)}: TLS is set by --postgres-ca (TALLY_POSTGRES_CA), not in the URL; got "${url}"`);
+  }
+  if (/[?&](sslmode|ssl)=/.test(settlerUrl)) throw new ConfigError(`--postgres (TALLY_POSTGRES_URL): TLS is set by --postgres-ca (TALLY_POSTGRES_CA), not in the URL`);
+  if (insecure && caFile !== undefined) throw new ConfigError(`--insecure (TALLY_INSECURE) conflicts with ${describe(caOption)}`);
+  if (!insecure && caFile === undefined) {
+    throw new ConfigError(`${describe(caOption)} is required with --postgres (the CA of the Postgres server's certificate), or --insecure for a local experiment`);
+  }
+  return { ...(ownerUrl === undefined ? {} : { ownerUrl }), ...(readerUrl === undefined ? {} : { readerUrl }), ...(caFile === undefined ? {} : { caFile }) };
 }

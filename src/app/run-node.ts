@@ -22,11 +22,15 @@ import { StatusExchange } from "../replication/status-exchange";
 import { startGrpcServer, type RunningServer } from "../server/grpc-server";
 import { DEFAULT_POSTGRES, type PostgresSettings } from "./config";
 import { startSettlement, type RunningSettlement } from "./settlement-wiring";
+import type { NatsClientSecurity } from "../security/nats-credentials";
+import { natsSecureOptions, type NatsSecureOptions } from "../security/nats-connection-options";
 
 export interface RunNodeOptions {
   readonly region: string;
   readonly regions: readonly string[];
   readonly natsUrl: string;
+  /** NATS TLS and this node's nkey; without it the connection is plaintext and unauthenticated (--insecure). */
+  readonly natsSecurity?: NatsClientSecurity;
   /** host:port for gRPC; port 0 picks a free one. */
   readonly grpcAddress: string;
   /** Port for /metrics; 0 picks a free one; undefined disables the endpoint. */
@@ -55,11 +59,12 @@ export interface RunningNode {
   stop(): Promise<void>;
 }
 
-async function openNats(url: string, name: string): Promise<NatsConnection> {
+async function openNats(url: string, name: string, secure: NatsSecureOptions | undefined): Promise<NatsConnection> {
   try {
     return await connect({
       servers: url,
       name,
+      ...secure,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
       pingInterval: 5_000,
@@ -131,7 +136,9 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
   };
   const postgres =
     options.postgres ?? (options.postgresUrl === undefined || options.postgresUrl === "" ? undefined : { url: options.postgresUrl, ...DEFAULT_POSTGRES });
-  const connection = await openNats(config.natsUrl, `tally-${config.region}`);
+  if (options.natsSecurity === undefined) logger.warn("insecure: NATS connection without TLS or credentials (--insecure); for local experiments only", { natsUrl: config.natsUrl });
+  const natsSecure = options.natsSecurity === undefined ? undefined : natsSecureOptions(options.natsSecurity, config.region);
+  const connection = await openNats(config.natsUrl, `tally-${config.region}`, natsSecure);
   const log = await ReplicaLog.over(connection, { placeByRegion: config.placeStreamsByRegion });
   const settledStream = new SettledStream(connection, new ReplicaSet(config.regions), badMessageSink(metrics, logger));
   let node: TallyNode | undefined;

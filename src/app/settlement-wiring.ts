@@ -8,8 +8,11 @@ import type { TallyNode } from "../node/tally-node";
 import { collectCut, type CutSources } from "../node/settlement-cut";
 import { requestSnapshot } from "../replication/snapshot-requests";
 import type { PostgresSettings } from "./config";
-import { migrate } from "../settlement/migrate";
+import { migrate, MIGRATION_LOCK_KEY } from "../settlement/migrate";
 import { Settler } from "../settlement/settler";
+import { SettlementQueries } from "../settlement/settlement-queries";
+import { grantSettlementRoles, roleOfUrl } from "../security/postgres-roles";
+import { postgresSsl } from "../security/postgres-tls";
 import { ledgerEntryToWire, overspendToWire, settlementToWire } from "../server/wire";
 import type { SettlementAdmin } from "../server/admin-service";
 import type { SettledBalances } from "../core/settled-balances";
@@ -32,17 +35,10 @@ export async function startSettlement(
 ): Promise<RunningSettlement> {
   // Every connection has a connect and a statement timeout: a slow or gone
   // Postgres fails a settlement, it never stalls the node.
-  const pool = new Pool({
-    connectionString: postgres.url,
-    max: postgres.poolSize,
-    connectionTimeoutMillis: postgres.connectTimeoutMs,
-    statement_timeout: postgres.statementTimeoutMs,
-    query_timeout: postgres.statementTimeoutMs + 1_000,
-    idle_in_transaction_session_timeout: postgres.statementTimeoutMs,
-  });
-  pool.on("error", (error) => logger.warn("settlement pool error", { error: error.message }));
-  const report = await migrate(pool);
-  logger.info("settlement migrations applied", { applied: report.applied.length });
+  const pool = settlementPool(postgres, postgres.url, postgres.poolSize, logger);
+  await migrateAsOwner(postgres, pool, logger);
+  // Listings and history go through the read-only role when one is given.
+  const readerPool = postgres.readerUrl === undefined ? undefined : settlementPool(postgres, postgres.readerUrl, 2, logger);
   const metrics = node.metrics;
   const settler = new Settler({
     pool,
@@ -80,7 +76,7 @@ export async function startSettlement(
     return result;
   };
   const stopPeriodic = intervalMs > 0 ? periodic(intervalMs, settleAndPublish, logger) : undefined;
-  const q = settler.queries;
+  const q = readerPool === undefined ? settler.queries : new SettlementQueries(readerPool);
   const admin: SettlementAdmin = {
     settle: async () => {
       const result = await settleAndPublish();
@@ -124,6 +120,7 @@ export async function startSettlement(
     stop: async () => {
       await stopPeriodic?.();
       await pool.end();
+      await readerPool?.end();
     },
   };
 }
@@ -165,4 +162,54 @@ function periodic(intervalMs: number, run: () => Promise<unknown>, logger: Logge
     if (timer !== undefined) clearTimeout(timer);
     await running;
   };
+}
+
+function settlementPool(postgres: PostgresSettings, url: string, size: number, logger: Logger): Pool {
+  const ssl = postgresSsl(postgres.caFile);
+  const pool = new Pool({
+    connectionString: url,
+    max: size,
+    connectionTimeoutMillis: postgres.connectTimeoutMs,
+    statement_timeout: postgres.statementTimeoutMs,
+    query_timeout: postgres.statementTimeoutMs + 1_000,
+    idle_in_transaction_session_timeout: postgres.statementTimeoutMs,
+    ...(ssl === undefined ? {} : { ssl }),
+  });
+  pool.on("error", (error) => logger.warn("settlement pool error", { error: error.message }));
+  return pool;
+}
+
+/**
+ * Applies the migrations as the owner role and grants the settler (and the
+ * reader) exactly their rights; without an owner URL the settler's own
+ * connection migrates, and owning the schema it could alter the triggers.
+ */
+async function migrateAsOwner(postgres: PostgresSettings, settlerPool: Pool, logger: Logger): Promise<void> {
+  if (postgres.ownerUrl === undefined) {
+    const report = await migrate(settlerPool);
+    logger.warn("settlement migrations ran as the settler's role: it owns the schema (give --postgres-owner-url for least privilege)", {
+      applied: report.applied.length,
+    });
+    return;
+  }
+  const ownerPool = settlementPool(postgres, postgres.ownerUrl, 1, logger);
+  try {
+    const report = await migrate(ownerPool);
+    const client = await ownerPool.connect();
+    try {
+      // Nodes start together: concurrent GRANTs on one table fail ("tuple concurrently updated"), so they queue on the migrations' lock.
+      await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK_KEY.toString()]);
+      try {
+        const readerUrl = postgres.readerUrl;
+        await grantSettlementRoles(client, { settler: roleOfUrl(postgres.url), ...(readerUrl === undefined ? {} : { reader: roleOfUrl(readerUrl) }) });
+      } finally {
+        await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY.toString()]);
+      }
+    } finally {
+      client.release();
+    }
+    logger.info("settlement migrations applied as the owner role", { applied: report.applied.length });
+  } finally {
+    await ownerPool.end();
+  }
 }

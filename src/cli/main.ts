@@ -5,9 +5,10 @@
 // before the gRPC, NATS and Postgres libraries are even loaded.
 
 async function help(): Promise<string> {
-  const [serve, up, status, settlement] = await Promise.all([
+  const [serve, up, credentials, status, settlement] = await Promise.all([
     import("./serve-command"),
     import("./up-command"),
+    import("./credentials-command"),
     import("./status-command"),
     import("./settlement-commands"),
   ]);
@@ -17,12 +18,14 @@ usage: tally <command> [options]
 
 commands:
   up        start a local 3-region cluster (NATS supercluster, Postgres, 3 nodes)
+  credentials  write the local CA and credentials (NATS, Postgres) without starting anything
   serve     run one regional node
   status    every node's view of every region: lag, convergence, last settlement
   settle    run a settlement now; settlements, overspends, history read the ledger
   help      this text; "tally <command> --help" for a command's options
 
 ${up.UP_HELP}
+${credentials.CREDENTIALS_HELP}
 ${serve.SERVE_HELP}
 ${status.STATUS_HELP}
 ${settlement.SETTLEMENT_HELP}`;
@@ -35,6 +38,9 @@ async function main(argv: string[]): Promise<void> {
       return (await import("./serve-command")).serveCommand(rest);
     case "up":
       return (await import("./up-command")).upCommand(rest);
+    case "credentials":
+      (await import("./credentials-command")).credentialsCommand(rest);
+      return;
     case "status":
       return (await import("./status-command")).statusCommand(rest);
     case "settle":

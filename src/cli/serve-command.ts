@@ -8,10 +8,13 @@ import {
   addressOption,
   booleanOption,
   defaultPolicyOption,
+  insecureOption,
   integerOption,
+  natsSecurityOption,
   nodeTunables,
   optionSource,
   postgresOption,
+  postgresSecurityOption,
   regionsOption,
   urlOption,
 } from "../app/config";
@@ -22,10 +25,16 @@ export const SERVE_HELP = `tally serve - run one regional node
   --region NAME            this node's region (env TALLY_REGION)              [required]
   --regions A,B,C          every region, same order on every node (TALLY_REGIONS) [default: --region]
   --nats URL               NATS server of this region (TALLY_NATS_URL)         [nats://127.0.0.1:4222]
+  --nats-ca FILE           CA of the NATS servers' certificates (TALLY_NATS_CA) [required unless --insecure]
+  --nats-nkey FILE         this node's NATS nkey seed file (TALLY_NATS_NKEY)   [required unless --insecure]
+  --insecure               no TLS and no credentials: local experiments only, warned at every start (TALLY_INSECURE=1)
   --grpc HOST:PORT         gRPC listen address (TALLY_GRPC_ADDR)               [127.0.0.1:50051]
   --metrics-port PORT      /metrics port (TALLY_METRICS_PORT)                  [9464]
   --metrics-host HOST      /metrics listen host (TALLY_METRICS_HOST)           [127.0.0.1]
-  --postgres URL           enables settlement (TALLY_POSTGRES_URL)
+  --postgres URL           enables settlement, as the settler role (TALLY_POSTGRES_URL)
+  --postgres-owner-url URL migrations run as this owner role (TALLY_POSTGRES_OWNER_URL) [--postgres]
+  --postgres-reader-url URL  read-only role for listings and history (TALLY_POSTGRES_READER_URL) [--postgres]
+  --postgres-ca FILE       CA of the Postgres server certificate; TLS, host verified (TALLY_POSTGRES_CA) [required unless --insecure]
   --settle-interval-ms N   periodic settlement (TALLY_SETTLE_INTERVAL_MS)      [0 = on demand]
   --place-by-region        place each region's stream in the NATS cluster of that name
   --default-mode M         strict | overdraft (TALLY_DEFAULT_MODE)             [strict]
@@ -46,10 +55,15 @@ const STRING_FLAGS = [
   "region",
   "regions",
   "nats",
+  "nats-ca",
+  "nats-nkey",
   "grpc",
   "metrics-port",
   "metrics-host",
   "postgres",
+  "postgres-owner-url",
+  "postgres-reader-url",
+  "postgres-ca",
   "settle-interval-ms",
   "default-mode",
   "default-overdraft",
@@ -78,6 +92,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       "place-by-region": { type: "boolean" },
       "noop-service": { type: "boolean" },
       "spread-grants": { type: "boolean" },
+      insecure: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -88,11 +103,16 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const env = process.env;
   const read = optionSource(values, env);
   const { region, regions } = regionsOption(read({ flag: "region", env: "TALLY_REGION" }), read({ flag: "regions", env: "TALLY_REGIONS" }));
-  const postgres = postgresOption(read);
+  const insecure = insecureOption(read);
+  const settlerPostgres = postgresOption(read);
+  const postgresSecurity = postgresSecurityOption(read, insecure, settlerPostgres?.url);
+  const postgres = settlerPostgres === undefined ? undefined : { ...settlerPostgres, ...postgresSecurity };
+  const natsSecurity = natsSecurityOption(read, insecure);
   const options: RunNodeOptions = {
     region,
     regions,
     natsUrl: urlOption(read, { flag: "nats", env: "TALLY_NATS_URL" }, "nats://127.0.0.1:4222", ["nats", "tls"]) ?? "",
+    ...(natsSecurity === undefined ? {} : { natsSecurity }),
     grpcAddress: addressOption(read, { flag: "grpc", env: "TALLY_GRPC_ADDR" }, "127.0.0.1:50051"),
     metricsPort: integerOption(read, { flag: "metrics-port", env: "TALLY_METRICS_PORT" }, 9464, 0, 65_535),
     metricsHost: read({ flag: "metrics-host", env: "TALLY_METRICS_HOST" }) ?? "127.0.0.1",

@@ -41,7 +41,7 @@ export async function upCommand(argv: string[]): Promise<void> {
   let postgres: LocalPostgres | undefined;
   if (values["no-postgres"] !== true) {
     say("starting Postgres ...");
-    postgres = await startLocalPostgres(resolve(dataDir, "postgres"));
+    postgres = await startLocalPostgres(resolve(dataDir, "postgres"), undefined, resolve(dataDir, "tls"));
     if (postgres.relocated !== undefined) say(`Postgres keeps its files in ${postgres.dataRoot}: ${postgres.relocated}.`);
   }
   say(`starting the NATS supercluster (${REGIONS.join(", ")}) and one node per region in ${dataDir} ...`);
@@ -52,7 +52,13 @@ export async function upCommand(argv: string[]): Promise<void> {
       grpcPorts: REGIONS.map((_, i) => grpcBase + i),
       metricsPorts: REGIONS.map((_, i) => metricsBase + i),
       env: { TALLY_LOG: "info" },
-      ...(postgres !== undefined ? { postgresUrl: postgres.url, extraArgs: ["--settle-interval-ms", "60000"] } : {}),
+      ...(postgres?.roles !== undefined
+        ? {
+            postgresUrl: postgres.roles.settlerUrl,
+            postgresSecurity: { ownerUrl: postgres.roles.ownerUrl, readerUrl: postgres.roles.readerUrl, caFile: postgres.roles.caFile },
+            extraArgs: ["--settle-interval-ms", "60000"],
+          }
+        : {}),
     });
   } catch (error) {
     await postgres?.stop();
@@ -68,7 +74,8 @@ export async function upCommand(argv: string[]): Promise<void> {
   for (const n of nodes) {
     say(`  ${n.options.region.padEnd(8)} gRPC ${n.grpcAddress}   metrics ${n.metricsUrl}   NATS ${n.options.natsUrl}`);
   }
-  if (postgres !== undefined) say(`  postgres ${postgres.url}   data ${postgres.dataRoot}`);
+  if (postgres !== undefined) say(`  postgres ${postgres.roles?.readerUrl.replace(/:[^:@/]*@/, ":***@") ?? postgres.url}   data ${postgres.dataRoot}`);
+  say(`credentials (local CA, NATS nkeys and certificates, Postgres role passwords): ${resolve(dataDir, "tls")}`);
   say(`logs: ${dataDir}/node-<region>.log   status: npm run tally -- status`);
   say("Ctrl-C stops everything.");
   await new Promise<void>((resolveStop) => {

@@ -4,7 +4,8 @@
 
 import { freePorts } from "./free-port";
 import { NatsSupercluster, REGIONS } from "./nats-supercluster";
-import { NodeProcess } from "./node-process";
+import { NodeProcess, type PostgresSecurity } from "./node-process";
+import type { NatsClientSecurity } from "../security/nats-credentials";
 
 export interface LocalClusterOptions {
   /** Data and log directory. */
@@ -15,8 +16,15 @@ export interface LocalClusterOptions {
   /** One-way delay on every gateway link (a simulated WAN), set before the nodes start. */
   readonly wanDelayMs?: number;
   readonly postgresUrl?: string;
+  readonly postgresSecurity?: PostgresSecurity;
   readonly extraArgs?: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
+  /** NATS without TLS or users (experiments only); by default credentials live in `<dir>/tls`. */
+  readonly insecureNats?: boolean;
+}
+
+function natsCredentials(security: NatsClientSecurity | undefined): { natsSecurity?: NatsClientSecurity } {
+  return security === undefined ? {} : { natsSecurity: security };
 }
 
 export class LocalCluster {
@@ -26,7 +34,7 @@ export class LocalCluster {
   ) {}
 
   static async start(options: LocalClusterOptions): Promise<LocalCluster> {
-    const nats = await NatsSupercluster.start(options.dir);
+    const nats = await NatsSupercluster.start(options.dir, { insecure: options.insecureNats ?? false });
     if (options.wanDelayMs !== undefined) await nats.setWanDelay(options.wanDelayMs);
     const spare = await freePorts(REGIONS.length * 2);
     const nodes = REGIONS.map(
@@ -35,12 +43,14 @@ export class LocalCluster {
           region,
           regions: REGIONS,
           natsUrl: nats.region(region).nats.url,
+          ...natsCredentials(nats.region(region).nats.clientSecurity(region)),
           grpcPort: options.grpcPorts?.[i] ?? spare[i * 2]!,
           metricsPort: options.metricsPorts?.[i] ?? spare[i * 2 + 1]!,
           logDir: options.dir,
           extraArgs: ["--place-by-region", ...(options.extraArgs ?? [])],
           env: { TALLY_LOG: "warn", ...options.env },
           ...(options.postgresUrl !== undefined ? { postgresUrl: options.postgresUrl } : {}),
+          ...(options.postgresSecurity !== undefined ? { postgresSecurity: options.postgresSecurity } : {}),
         }),
     );
     const cluster = new LocalCluster(nats, nodes);

@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, createWriteStream } from "node:fs";
 import { join, resolve } from "node:path";
+import { natsServerEnv, natsClientSecurity, type NatsClientSecurity, type NatsSecurityFiles, type NatsUser } from "../security/nats-credentials";
 import { natsServerBinary } from "./binaries";
 import { stopChild } from "./stop-child";
 import { waitForPort } from "./wait-for-port";
@@ -11,8 +12,10 @@ import { waitForPort } from "./wait-for-port";
 export const DEPLOY_NATS_DIR = resolve(__dirname, "..", "..", "..", "deploy", "nats");
 
 export interface NatsProcessOptions {
-  /** deploy/nats/<config> */
+  /** deploy/nats/<config>; its `-insecure` twin when `security` is absent. */
   readonly config: "region.conf" | "standalone.conf";
+  /** TLS and users; without them the server runs the insecure config (experiments only). */
+  readonly security?: NatsSecurityFiles;
   readonly serverName: string;
   readonly clientPort: number;
   readonly monitorPort: number;
@@ -28,6 +31,17 @@ export class NatsProcess {
 
   get url(): string {
     return `nats://127.0.0.1:${this.options.clientPort}`;
+  }
+
+  /** A client's credentials for this server; undefined when it runs insecure. */
+  clientSecurity(user: NatsUser): NatsClientSecurity | undefined {
+    return this.options.security === undefined ? undefined : natsClientSecurity(this.options.security, user);
+  }
+
+  /** `tally serve` flags reaching this server as `user` (or insecurely). */
+  nodeFlags(user: NatsUser): string[] {
+    const security = this.clientSecurity(user);
+    return ["--nats", this.url, ...(security === undefined ? ["--insecure"] : ["--nats-ca", security.caFile, "--nats-nkey", security.nkeyFile])];
   }
 
   get monitorUrl(): string {
@@ -51,10 +65,12 @@ export class NatsProcess {
       NATS_LISTEN: `127.0.0.1:${options.clientPort}`,
       NATS_MONITOR_PORT: String(options.monitorPort),
       NATS_STORE_DIR: options.dataDir,
+      ...(options.security === undefined ? {} : natsServerEnv(options.security)),
       ...options.env,
     };
     const log = createWriteStream(join(options.dataDir, "nats-server.log"), { flags: "a" });
-    const child = spawn(natsServerBinary(), ["-c", join(DEPLOY_NATS_DIR, options.config)], {
+    const config = options.security === undefined ? options.config.replace(/\.conf$/, "-insecure.conf") : options.config;
+    const child = spawn(natsServerBinary(), ["-c", join(DEPLOY_NATS_DIR, config)], {
       env,
       stdio: ["ignore", "pipe", "pipe"],
     });

@@ -6,6 +6,12 @@ import { join } from "node:path";
 import { freePorts } from "./free-port";
 import { ProxyHost } from "./gateway-proxy-host";
 import { NatsProcess } from "./nats-process";
+import { ensureNatsSecurity } from "../security/nats-credentials";
+
+export interface SuperclusterOptions {
+  /** No TLS and no users (experiments only); by default `<baseDir>/tls` holds the CA and credentials. */
+  readonly insecure?: boolean;
+}
 
 export const REGIONS = ["east", "west", "central"] as const;
 export type RegionName = (typeof REGIONS)[number];
@@ -23,7 +29,8 @@ export class NatsSupercluster {
 
   private constructor(readonly regions: readonly SuperclusterRegion[]) {}
 
-  static async start(baseDir: string): Promise<NatsSupercluster> {
+  static async start(baseDir: string, options: SuperclusterOptions = {}): Promise<NatsSupercluster> {
+    const security = options.insecure === true ? undefined : ensureNatsSecurity(join(baseDir, "tls"));
     const ports = await freePorts(REGIONS.length * 5);
     const take = (): number => {
       const port = ports.shift();
@@ -50,6 +57,7 @@ export class NatsSupercluster {
         clientPort: p.client,
         monitorPort: p.monitor,
         dataDir: join(baseDir, `nats-${p.name}`),
+        ...(security === undefined ? {} : { security }),
         env: {
           TALLY_REGION: p.name,
           NATS_CLUSTER_LISTEN: `127.0.0.1:${p.cluster}`,

@@ -6,6 +6,7 @@ import { createWriteStream, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { stopChild } from "./stop-child";
+import type { NatsClientSecurity } from "../security/nats-credentials";
 
 export const CLI_ENTRY = resolve(__dirname, "..", "cli", "main.js");
 
@@ -13,14 +14,33 @@ export interface NodeProcessOptions {
   readonly region: string;
   readonly regions: readonly string[];
   readonly natsUrl: string;
+  /** NATS credentials (--nats-ca, --nats-nkey); absent means --insecure. */
+  readonly natsSecurity?: NatsClientSecurity;
   readonly grpcPort: number;
   readonly metricsPort: number;
   readonly logDir: string;
   readonly postgresUrl?: string;
+  /** Owner and reader roles and the server's CA (--postgres-owner-url, --postgres-reader-url, --postgres-ca). */
+  readonly postgresSecurity?: PostgresSecurity;
   readonly extraArgs?: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
   /** Flags for the node runtime itself (e.g. --cpu-prof for profiling). */
   readonly nodeFlags?: readonly string[];
+}
+
+export interface PostgresSecurity {
+  readonly ownerUrl?: string;
+  readonly readerUrl?: string;
+  readonly caFile?: string;
+}
+
+function postgresSecurityFlags(security: PostgresSecurity | undefined): string[] {
+  if (security === undefined) return [];
+  return [
+    ...(security.ownerUrl === undefined ? [] : ["--postgres-owner-url", security.ownerUrl]),
+    ...(security.readerUrl === undefined ? [] : ["--postgres-reader-url", security.readerUrl]),
+    ...(security.caFile === undefined ? [] : ["--postgres-ca", security.caFile]),
+  ];
 }
 
 export class NodeProcess {
@@ -53,11 +73,12 @@ export class NodeProcess {
       o.regions.join(","),
       "--nats",
       o.natsUrl,
+      ...(o.natsSecurity === undefined ? ["--insecure"] : ["--nats-ca", o.natsSecurity.caFile, "--nats-nkey", o.natsSecurity.nkeyFile]),
       "--grpc",
       this.grpcAddress,
       "--metrics-port",
       String(o.metricsPort),
-      ...(o.postgresUrl !== undefined ? ["--postgres", o.postgresUrl] : []),
+      ...(o.postgresUrl !== undefined ? ["--postgres", o.postgresUrl, ...postgresSecurityFlags(o.postgresSecurity)] : []),
       ...(o.extraArgs ?? []),
     ];
     const child = spawn(process.execPath, args, {

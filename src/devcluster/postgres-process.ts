@@ -5,16 +5,29 @@
 // reach the requested directory (under /root, say), the files go to /tmp.
 
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { chownSync, existsSync, lstatSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client } from "pg";
 import { postgresBinDir } from "./binaries";
+import { lockPublicSchema, POSTGRES_ROLES, provisionSettlementRoles, type RolePasswords } from "../security/postgres-roles";
+import { preparePostgresTls, requireTlsForRoles } from "../security/postgres-server-tls";
 import { freePort } from "./free-port";
 
+/** The settlement roles' URLs (TLS only, verified against `caFile`). */
+export interface LocalPostgresRoles {
+  readonly ownerUrl: string;
+  readonly settlerUrl: string;
+  readonly readerUrl: string;
+  readonly caFile: string;
+}
+
 export interface LocalPostgres {
+  /** Superuser over TCP: plaintext without `tlsDir`; with it, superuser access is through the socket only and this is the socket URL. */
   readonly url: string;
+  /** With `tlsDir`: the owner, settler and reader roles of the `tally` database. */
+  readonly roles?: LocalPostgresRoles;
   /** Where its data, log and socket are: the requested directory or, when relocated, its stand-in. */
   readonly dataRoot: string;
   /** Why the files are not in the requested directory, when they are not. */
@@ -110,13 +123,21 @@ function logTail(logFile: string, lines = 15): string {
   }
 }
 
-export async function startLocalPostgres(requestedRoot: string, port?: number): Promise<LocalPostgres> {
+/**
+ * Starts (initdb on first use) the local Postgres. With `tlsDir` (the local
+ * CA's directory) it serves TLS with a certificate from that CA, refuses every
+ * plaintext TCP connection, and provisions the settlement roles.
+ */
+export async function startLocalPostgres(requestedRoot: string, port?: number, tlsDir?: string): Promise<LocalPostgres> {
   const bin = postgresBinDir();
   const user = postgresUser();
   const identity = user === undefined ? {} : { uid: user.uid, gid: user.gid };
   const { root: dataRoot, relocated } = serverRoot(requestedRoot, user);
   const dataDir = join(dataRoot, "data");
   if (!existsSync(join(dataDir, "PG_VERSION"))) initdb(bin, dataDir, user);
+  const tls = tlsDir === undefined ? undefined : preparePostgresTls(tlsDir, dataDir, user);
+  if (tls !== undefined) requireTlsForRoles(dataDir, true);
+  const tlsArgs = Object.entries(tls?.settings ?? {}).flatMap(([name, value]) => ["-c", `${name}=${value}`]);
   const listenPort = port ?? (await freePort());
   const logFile = join(dataRoot, "postgres.log");
   const log = openSync(logFile, "a");
@@ -125,14 +146,15 @@ export async function startLocalPostgres(requestedRoot: string, port?: number): 
   try {
     child = spawn(
       join(bin, "postgres"),
-      ["-D", dataDir, "-c", "listen_addresses=127.0.0.1", "-c", `port=${listenPort}`, "-c", `unix_socket_directories=${dataRoot}`],
+      ["-D", dataDir, "-c", "listen_addresses=127.0.0.1", "-c", `port=${listenPort}`, "-c", `unix_socket_directories=${dataRoot}`, ...tlsArgs],
       { ...identity, stdio: ["ignore", log, log], env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LC_ALL: "C", TZ: "UTC" } },
     );
   } finally {
     closeSync(log);
   }
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const url = `postgres://postgres@127.0.0.1:${listenPort}/postgres`;
+  // With TLS required over TCP, the superuser administers through the socket.
+  const url = tls === undefined ? `postgres://postgres@127.0.0.1:${listenPort}/postgres` : `postgres://postgres@/postgres?host=${encodeURIComponent(dataRoot)}&port=${listenPort}`;
   const deadline = Date.now() + 30_000;
   for (;;) {
     const client = new Client({ connectionString: url, connectionTimeoutMillis: 1_000 });
@@ -150,14 +172,52 @@ export async function startLocalPostgres(requestedRoot: string, port?: number): 
       await new Promise((r) => setTimeout(r, 100));
     }
   }
+  const roles = tls === undefined || tlsDir === undefined ? undefined : await provisionLocalRoles(url, tlsDir, listenPort, tls.caFile);
   return {
     url,
     dataRoot,
+    ...(roles !== undefined ? { roles } : {}),
     ...(relocated !== undefined ? { relocated } : {}),
     stop: async () => {
       if (child.exitCode !== null) return;
       child.kill("SIGINT"); // fast shutdown
       await exited;
     },
+  };
+}
+
+/** Each role's password, kept beside the CA (0600) so restarts reuse it. */
+export function rolePasswords(tlsDir: string): RolePasswords {
+  const read = (kind: keyof RolePasswords): string => {
+    const file = join(tlsDir, `postgres-${kind}.password`);
+    if (!existsSync(file)) writeFileSync(file, `${randomBytes(18).toString("base64url")}\n`, { mode: 0o600 });
+    return readFileSync(file, "utf8").trim();
+  };
+  return { owner: read("owner"), settler: read("settler"), reader: read("reader") };
+}
+
+async function provisionLocalRoles(superuserUrl: string, tlsDir: string, port: number, caFile: string): Promise<LocalPostgresRoles> {
+  const passwords = rolePasswords(tlsDir);
+  const database = "tally";
+  const admin = new Client({ connectionString: superuserUrl });
+  await admin.connect();
+  try {
+    await provisionSettlementRoles(admin, database, passwords);
+  } finally {
+    await admin.end();
+  }
+  const inDatabase = new Client({ connectionString: superuserUrl.replace("/postgres?", `/${database}?`) });
+  await inDatabase.connect();
+  try {
+    await lockPublicSchema(inDatabase);
+  } finally {
+    await inDatabase.end();
+  }
+  const url = (role: string, password: string): string => `postgres://${role}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
+  return {
+    ownerUrl: url(POSTGRES_ROLES.owner, passwords.owner),
+    settlerUrl: url(POSTGRES_ROLES.settler, passwords.settler),
+    readerUrl: url(POSTGRES_ROLES.reader, passwords.reader),
+    caFile,
   };
 }

@@ -14,7 +14,9 @@ import { NodeStatus, ReplicaDelta, RightsRequest, type ClusterIdentity } from ".
 import { TestCluster } from "../support/cluster";
 import { approved, debitLoad, sum, type Attempt } from "../support/debit-load";
 import { unary } from "../support/grpc-clients";
-import { startPostgres, type PostgresServer } from "../support/postgres";
+import { natsConnectOptions } from "../support/nats";
+import { startPostgres, type PostgresServer, type SettlementRoles } from "../support/postgres";
+import { postgresSsl } from "../../src/security/postgres-tls";
 
 const REGIONS = ["east", "west", "central"] as const;
 const U64_MAX = (1n << 64n) - 1n;
@@ -59,12 +61,14 @@ function alive(pid: number | undefined): boolean {
 describe("hardening - three regions under faults", function () {
   this.timeout(180_000);
   let postgres: PostgresServer;
+  let roles: SettlementRoles;
   let cluster: TestCluster;
 
   before(async function () {
     this.timeout(120_000);
     postgres = await startPostgres();
-    cluster = await TestCluster.start({ postgresUrl: await postgres.createDatabase("tally"), extraArgs: ["--max-retained-messages", "0"] });
+    roles = await postgres.provisionRoles("tally");
+    cluster = await TestCluster.start({ postgres: roles, extraArgs: ["--max-retained-messages", "0"] });
   });
   after(async function () {
     this.timeout(60_000);
@@ -124,7 +128,8 @@ describe("hardening - three regions under faults", function () {
     const final = await settle("central");
     expect(final.skipped).to.equal(false);
 
-    const pg = new Client({ connectionString: cluster.region("east").node.options.postgresUrl });
+    // The ledger as its read-only role sees it, over TLS.
+    const pg = new Client({ connectionString: roles.readerUrl, ssl: postgresSsl(roles.caFile) });
     await pg.connect();
     try {
       const rows = await pg.query<{ account_id: string; granted: string; debited: string }>(
@@ -160,7 +165,7 @@ describe("hardening - three regions under faults", function () {
     const loads = REGIONS.map((region) =>
       debitLoad({ client: () => c(region).balances, accounts: accounts.get(region)!, amount: 5n, concurrency: 3, stop: () => stop, maxCalls: 100_000, prefix: `stray-${region}` }),
     );
-    const raw: NatsConnection = await connect({ servers: cluster.nats.region("east").nats.url });
+    const raw: NatsConnection = await connect(natsConnectOptions(cluster.nats.region("east").nats));
     try {
       const validStatus = NodeStatus.encode({ replica: "west", ownSequence: 1n, ownDigest: "", applied: {}, sentAtMs: BigInt(Date.now()), cluster: OURS }).finish();
       const statuses = [
@@ -271,8 +276,7 @@ describe("hardening - three regions under faults", function () {
   it("restart after purge - a region killed -9 while its peers write, snapshot and purge past it catches up from their snapshots without a new write", async () => {
     await cluster.grant("east", "purge-1", 1_000n, "purge-g-east-0");
     await cluster.waitConverged(["purge-1"]);
-    const jsUrl = cluster.nats.region("east").nats.url;
-    const raw = await connect({ servers: jsUrl });
+    const raw = await connect(natsConnectOptions(cluster.nats.region("east").nats));
     try {
       const jsm = await raw.jetstreamManager();
       const lastAtKill = new Map<string, number>();

@@ -20,7 +20,7 @@ describe("settlement - three regions settled into Postgres", function () {
   before(async function () {
     this.timeout(120_000);
     postgres = await startPostgres();
-    cluster = await TestCluster.start({ postgresUrl: await postgres.createDatabase("tally") });
+    cluster = await TestCluster.start({ postgres: await postgres.provisionRoles("tally") });
   });
   after(async function () {
     this.timeout(60_000);

@@ -9,7 +9,7 @@ import { service as healthService } from "grpc-health-check";
 import { runNode, type RunningNode } from "../../src/app/run-node";
 import { DebitOutcome, type DebitRequest } from "../../src/generated/tally/v1/balances";
 import { PolicyMode } from "../../src/generated/tally/v1/common";
-import { useStandaloneNats } from "../support/nats";
+import { useStandaloneNats, natsAccess } from "../support/nats";
 import { clients, failure, unary, type Clients } from "../support/grpc-clients";
 import { jsonLogger } from "../../src/node/logger";
 
@@ -27,7 +27,7 @@ describe("balances api - single node over real gRPC and JetStream", function () 
     running = await runNode({
       region: "east",
       regions: ["east"],
-      natsUrl: nats().url,
+      ...natsAccess(nats(), "east"),
       grpcAddress: "127.0.0.1:0",
       logger: quiet,
     });

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { runNode, type RunningNode } from "../../src/app/run-node";
 import { freePort } from "../../src/devcluster/free-port";
 import { jsonLogger } from "../../src/node/logger";
-import { useStandaloneNats } from "../support/nats";
+import { useStandaloneNats, natsAccess } from "../support/nats";
 import { repoRoot } from "../support/repo-root";
 
 interface CliResult {
@@ -42,7 +42,7 @@ describe("cli - the tally command against a live node", function () {
     running = await runNode({
       region: "east",
       regions: ["east"],
-      natsUrl: nats().url,
+      ...natsAccess(nats(), "east"),
       grpcAddress: "127.0.0.1:0",
       logger: jsonLogger("east", "error"),
     });

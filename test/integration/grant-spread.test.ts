@@ -4,7 +4,7 @@
 import { expect } from "chai";
 import { runNode, type RunningNode } from "../../src/app/run-node";
 import { jsonLogger } from "../../src/node/logger";
-import { useStandaloneNats } from "../support/nats";
+import { useStandaloneNats, natsAccess } from "../support/nats";
 
 describe("grant spreading - rights of a grant split over regions", function () {
   this.timeout(60_000);
@@ -20,7 +20,7 @@ describe("grant spreading - rights of a grant split over regions", function () {
         await runNode({
           region,
           regions: ["east", "west"],
-          natsUrl: nats().url,
+          ...natsAccess(nats(), region),
           grpcAddress: "127.0.0.1:0",
           logger: jsonLogger(region, "error"),
           config: { spreadGrants: true, catchUpTimeoutMs: 1_000 },

@@ -15,7 +15,7 @@ import { DebitOutcome as CoreOutcome } from "../../src/core/replica-state";
 import { DebitOutcome, type DebitResponse } from "../../src/generated/tally/v1/balances";
 import { jsonLogger } from "../../src/node/logger";
 import { clients, failure, unary, type Clients } from "../support/grpc-clients";
-import { startStandaloneNats, tempDir, useStandaloneNats } from "../support/nats";
+import { startStandaloneNats, tempDir, useStandaloneNats, natsAccess } from "../support/nats";
 
 const quiet = jsonLogger("east", "error");
 
@@ -35,7 +35,7 @@ describe("hardening - idempotency and request log on one node", function () {
   describe("hardening - idempotency inside one tick", () => {
     let running: RunningNode;
     before(async () => {
-      running = await runNode({ region: "east", regions: ["east"], natsUrl: nats().url, grpcAddress: "127.0.0.1:0", logger: quiet });
+      running = await runNode({ region: "east", regions: ["east"], ...natsAccess(nats(), "east"), grpcAddress: "127.0.0.1:0", logger: quiet });
     });
     after(async () => {
       await running.stop();
@@ -93,7 +93,7 @@ describe("hardening - idempotency and request log on one node", function () {
       running = await runNode({
         region: "east",
         regions: ["east"],
-        natsUrl: nats().url,
+        ...natsAccess(nats(), "east"),
         grpcAddress: "127.0.0.1:0",
         logger: quiet,
         config: { maxRememberedRequests: CAP, snapshotIntervalMs: 0 },
@@ -202,7 +202,7 @@ describe("hardening - a second writer process of the same region", function () {
     const node = new NodeProcess({
       region: "east",
       regions: ["east"],
-      natsUrl: nats.url,
+      ...natsAccess(nats, "east"),
       grpcPort: grpcPort!,
       metricsPort: metricsPort!,
       logDir: `${dir}/${name}`,
@@ -326,7 +326,7 @@ describe("hardening - region identity at start", function () {
     const writer = new NodeProcess({
       region: "east",
       regions: ["east", "west", "central"],
-      natsUrl: nats().url,
+      ...natsAccess(nats(), "east"),
       grpcPort: grpcPort!,
       metricsPort: metricsPort!,
       logDir: dir,
@@ -340,7 +340,7 @@ describe("hardening - region identity at start", function () {
       c.close();
       await writer.stop();
       const [p1, p2] = await freePorts(2);
-      const args = ["--region", "east", "--nats", nats().url, "--grpc", `127.0.0.1:${p1!}`, "--metrics-port", String(p2!), "--catch-up-timeout-ms", "0"];
+      const args = ["--region", "east", ...nats().nodeFlags("east"), "--grpc", `127.0.0.1:${p1!}`, "--metrics-port", String(p2!), "--catch-up-timeout-ms", "0"];
       const result = await serveExit([...args, "--regions", "west,east,central"], 30_000);
       expect(result, "the reordered node is still running (it started serving)").to.not.equal(undefined);
       expect(result!.code, result!.output).to.not.equal(0);
@@ -359,7 +359,7 @@ describe("hardening - region identity at start", function () {
     expect(help?.code).to.equal(0);
     const [p1, p2] = await freePorts(2);
     const result = await serveExit(
-      ["--region", "east", "--regions", "east,east,central", "--nats", nats().url, "--grpc", `127.0.0.1:${p1!}`, "--metrics-port", String(p2!)],
+      ["--region", "east", "--regions", "east,east,central", ...nats().nodeFlags("east"), "--grpc", `127.0.0.1:${p1!}`, "--metrics-port", String(p2!)],
       5_000,
     );
     expect(result).to.not.equal(undefined);

@@ -10,7 +10,7 @@ import { freePorts } from "../../src/devcluster/free-port";
 import { NodeProcess } from "../../src/devcluster/node-process";
 import { runNode } from "../../src/app/run-node";
 import { jsonLogger } from "../../src/node/logger";
-import { startStandaloneNats, tempDir } from "../support/nats";
+import { natsAccess, startStandaloneNats, tempDir } from "../support/nats";
 import { status, type ServiceError } from "@grpc/grpc-js";
 import { clients, unary } from "../support/grpc-clients";
 
@@ -56,7 +56,7 @@ describe("lifecycle", function () {
     const dir = tempDir("shutdown");
     const nats = await startStandaloneNats(dir);
     const [grpcPort, metricsPort] = await freePorts(2);
-    const node = new NodeProcess({ region: "east", regions: ["east"], natsUrl: nats.url, grpcPort: grpcPort!, metricsPort: metricsPort!, logDir: dir });
+    const node = new NodeProcess({ region: "east", regions: ["east"], ...natsAccess(nats, "east"), grpcPort: grpcPort!, metricsPort: metricsPort!, logDir: dir });
     const c = clients(node.grpcAddress);
     try {
       await node.start();

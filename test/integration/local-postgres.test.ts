@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { Client } from "pg";
 import { canReach, postgresUser, startLocalPostgres, type LocalPostgres } from "../../src/devcluster/postgres-process";
 import { tempDir } from "../support/nats";
+import { postgresSsl } from "../../src/security/postgres-tls";
 
 describe("local postgres - data dir and initdb failures", function () {
   this.timeout(120_000);
@@ -37,6 +38,39 @@ describe("local postgres - data dir and initdb failures", function () {
       expect(answer.rows[0]?.one).to.equal(1);
     } finally {
       await postgres?.stop();
+    }
+  });
+
+  it("local postgres - with the local CA it serves TLS only over TCP, with the settlement roles, across restarts", async () => {
+    const root = tempDir("pg-tls");
+    cleanup.push(root);
+    const tlsDir = join(root, "tls");
+    for (let start = 0; start < 2; start++) {
+      const postgres = await startLocalPostgres(join(root, "postgres"), undefined, tlsDir);
+      try {
+        const roles = postgres.roles;
+        if (roles === undefined) throw new Error("no roles provisioned");
+        const settler = new Client({ connectionString: roles.settlerUrl, ssl: postgresSsl(roles.caFile) });
+        await settler.connect();
+        const tls = await settler.query<{ ssl: boolean; role: string }>("SELECT ssl, current_user AS role FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
+        await settler.end();
+        expect(tls.rows[0]).to.deep.equal({ ssl: true, role: "tally_settler" });
+        const port = new URL(roles.settlerUrl).port;
+        for (const url of [roles.settlerUrl, `postgres://postgres@127.0.0.1:${port}/postgres`]) {
+          const plain = new Client({ connectionString: url });
+          plain.on("error", () => undefined);
+          const refused = await plain.connect().then(
+            async () => {
+              await plain.end();
+              return "connected";
+            },
+            (error: Error) => error.message,
+          );
+          expect(refused, `plaintext ${new URL(url).username}`).to.match(/no pg_hba\.conf entry|rejects connection/);
+        }
+      } finally {
+        await postgres.stop();
+      }
     }
   });
 

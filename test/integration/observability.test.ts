@@ -9,7 +9,7 @@ import { parse } from "yaml";
 import { runNode, type RunningNode } from "../../src/app/run-node";
 import { jsonLogger } from "../../src/node/logger";
 import { clients, unary, type Clients } from "../support/grpc-clients";
-import { useStandaloneNats } from "../support/nats";
+import { useStandaloneNats, natsAccess } from "../support/nats";
 import { DEPLOY_PROMETHEUS_DIR, PrometheusProcess, promtool, type VectorSample } from "../support/prometheus";
 
 const ROOT = resolve(__dirname, "..", "..", "..");
@@ -169,7 +169,7 @@ describe("observability - a live node", function () {
     running = await runNode({
       region: "east",
       regions: ["east", "west", "central"],
-      natsUrl: nats().url,
+      ...natsAccess(nats(), "east"),
       grpcAddress: "127.0.0.1:0",
       metricsPort: 0,
       logger: jsonLogger("east", "error"),

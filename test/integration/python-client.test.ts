@@ -8,7 +8,7 @@ import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { runNode, type RunningNode } from "../../src/app/run-node";
 import { jsonLogger } from "../../src/node/logger";
-import { tempDir, useStandaloneNats } from "../support/nats";
+import { tempDir, useStandaloneNats, natsAccess } from "../support/nats";
 import { repoRoot } from "../support/repo-root";
 
 /** Debian's interpreter: python3-grpcio and python3-grpc-tools install for it, not for a pyenv one. */
@@ -101,7 +101,7 @@ describe("python client - stubs generated from proto drive a live node", functio
     running = await runNode({
       region: "east",
       regions: ["east"],
-      natsUrl: nats().url,
+      ...natsAccess(nats(), "east"),
       grpcAddress: "127.0.0.1:0",
       logger: jsonLogger("east", "error"),
     });

@@ -7,7 +7,7 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { runNode, type RunningNode } from "../../src/app/run-node";
 import { jsonLogger } from "../../src/node/logger";
-import { useStandaloneNats } from "../support/nats";
+import { useStandaloneNats, natsAccess } from "../support/nats";
 import { repoRoot } from "../support/repo-root";
 
 interface BufCurlResult {
@@ -42,7 +42,7 @@ describe("reflection - buf curl calls a live node through reflection alone", fun
     running = await runNode({
       region: "east",
       regions: ["east"],
-      natsUrl: nats().url,
+      ...natsAccess(nats(), "east"),
       grpcAddress: "127.0.0.1:0",
       logger: jsonLogger("east", "error"),
     });

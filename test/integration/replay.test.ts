@@ -10,7 +10,7 @@ import { ReplicaState } from "../../src/core/replica-state";
 import { jsonLogger } from "../../src/node/logger";
 import { decodeDeltaOrThrow, type DecodedDelta } from "../../src/replication/delta-codec";
 import { ReplicaLog } from "../../src/replication/jetstream-log";
-import { useStandaloneNats } from "../support/nats";
+import { useStandaloneNats, natsAccess, natsConnectOptions } from "../support/nats";
 
 const REGIONS = ["east", "west"];
 
@@ -26,7 +26,7 @@ describe("replay - duplicates and reordering change nothing", function () {
     const running = await runNode({
       region: "east",
       regions: REGIONS,
-      natsUrl: nats().url,
+      ...natsAccess(nats(), "east"),
       grpcAddress: "127.0.0.1:0",
       logger: jsonLogger("east", "error"),
       config: { catchUpTimeoutMs: 500, snapshotIntervalMs: 0 },
@@ -36,7 +36,7 @@ describe("replay - duplicates and reordering change nothing", function () {
       for (let i = 0; i < 40; i++) await running.node.grant(`r-${i % 7}`, BigInt(100 + i), `rg-${i}`);
       await Promise.all(Array.from({ length: 60 }, (_, i) => running.node.debit({ accountId: `r-${i % 7}`, amount: 3n, requestId: `rd-${i}` }, 0)));
       await running.node.transfer("r-1", "west", 10n);
-      const log = await ReplicaLog.over(await connect({ servers: nats().url }), { placeByRegion: false });
+      const log = await ReplicaLog.over(await connect(natsConnectOptions(nats())), { placeByRegion: false });
       const deltas: DecodedDelta[] = [];
       await log.replay("east", 1, (m) => deltas.push(decodeDeltaOrThrow(replicas, m.data, "east")));
       await log.close();

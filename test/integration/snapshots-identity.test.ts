@@ -9,7 +9,7 @@ import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { runNode, type RunningNode } from "../../src/app/run-node";
 import { jsonLogger } from "../../src/node/logger";
-import { useStandaloneNats } from "../support/nats";
+import { useStandaloneNats, natsAccess, natsUser } from "../support/nats";
 import { repoRoot } from "../support/repo-root";
 
 const CLI = join(repoRoot(), "dist", "src", "cli", "main.js");
@@ -45,7 +45,7 @@ describe("snapshots - region list checked against the streams at start", functio
     const node = await runNode({
       region,
       regions: REGIONS,
-      natsUrl: nats().url,
+      ...natsAccess(nats(), region),
       grpcAddress: "127.0.0.1:0",
       logger: jsonLogger(region, "error"),
       config: { snapshotIntervalMs: 0, catchUpTimeoutMs: 500 },
@@ -69,7 +69,7 @@ describe("snapshots - region list checked against the streams at start", functio
     for (const node of running) await node.stop();
   });
 
-  const args = (region: string): string[] => ["--region", region, "--regions", "west,east,central", "--nats", nats().url, "--grpc", "127.0.0.1:0", "--metrics-port", "0"];
+  const args = (region: string): string[] => ["--region", region, "--regions", "west,east,central", ...nats().nodeFlags(natsUser(region)), "--grpc", "127.0.0.1:0", "--metrics-port", "0"];
 
   it("snapshots - a restarted west listing west,east,central exits 1 naming both lists", async () => {
     const result = await serve(args("west"));

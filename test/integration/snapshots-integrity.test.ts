@@ -13,7 +13,7 @@ import { Mode } from "../../src/core/policy";
 import { jsonLogger } from "../../src/node/logger";
 import { snapshotBucket } from "../../src/replication/snapshot-store";
 import { streamName } from "../../src/replication/subjects";
-import { useStandaloneNats } from "../support/nats";
+import { useStandaloneNats, natsAccess, natsConnectOptions } from "../support/nats";
 
 type Damage = "truncated" | "middle chunk deleted" | "last chunk deleted" | "byte flipped" | "object deleted" | "stream message deleted";
 
@@ -29,7 +29,7 @@ describe("snapshots - integrity of stored snapshots at restart", function () {
   let counter = 0;
 
   before(async () => {
-    nc = await connect({ servers: nats().url });
+    nc = await connect(natsConnectOptions(nats()));
     jsm = await nc.jetstreamManager();
   });
   after(async () => {
@@ -48,7 +48,7 @@ describe("snapshots - integrity of stored snapshots at restart", function () {
     const node = await runNode({
       region,
       regions: [region, `${region}-peer`],
-      natsUrl: nats().url,
+      ...natsAccess(nats(), "ops"),
       grpcAddress: "127.0.0.1:0",
       logger: jsonLogger(region, "info", (line) => lines.push(line)),
       config: { snapshotIntervalMs: 0, catchUpTimeoutMs: 300, ...(purge ? { maxRetainedMessages: 0 } : {}) },

@@ -5,7 +5,7 @@
 import { expect } from "chai";
 import { runNode, type RunningNode } from "../../src/app/run-node";
 import { jsonLogger } from "../../src/node/logger";
-import { useStandaloneNats } from "../support/nats";
+import { useStandaloneNats, natsAccess } from "../support/nats";
 
 const REGIONS = ["east", "west"];
 
@@ -18,7 +18,7 @@ describe("snapshots - bounded recovery and purged streams", function () {
     const node = await runNode({
       region,
       regions: REGIONS,
-      natsUrl: nats().url,
+      ...natsAccess(nats(), region),
       grpcAddress: "127.0.0.1:0",
       logger: jsonLogger(region, "error"),
       // Purge everything a snapshot covers, so peers must use snapshots.

@@ -11,7 +11,7 @@ import { runNode, type RunningNode } from "../../src/app/run-node";
 import { WatchBalanceResponse } from "../../src/generated/tally/v1/balances";
 import { jsonLogger } from "../../src/node/logger";
 import { clients, unary, type Clients } from "../support/grpc-clients";
-import { useStandaloneNats } from "../support/nats";
+import { useStandaloneNats, natsAccess } from "../support/nats";
 
 function nextEvent(stream: ClientReadableStream<WatchBalanceResponse>, predicate: (e: WatchBalanceResponse) => boolean): Promise<WatchBalanceResponse> {
   return new Promise((resolve, reject) => {
@@ -32,7 +32,7 @@ describe("watch balance - live balance stream", function () {
   let c: Clients;
 
   before(async () => {
-    running = await runNode({ region: "east", regions: ["east"], natsUrl: nats().url, grpcAddress: "127.0.0.1:0", logger: jsonLogger("east", "error") });
+    running = await runNode({ region: "east", regions: ["east"], ...natsAccess(nats(), "east"), grpcAddress: "127.0.0.1:0", logger: jsonLogger("east", "error") });
     c = clients(`127.0.0.1:${running.grpcPort}`);
   });
   after(async () => {
@@ -190,7 +190,7 @@ describe("watch balance - limits", function () {
     running = await runNode({
       region: "east",
       regions: ["east"],
-      natsUrl: nats().url,
+      ...natsAccess(nats(), "east"),
       grpcAddress: "127.0.0.1:0",
       logger: jsonLogger("east", "error"),
       config: { maxWatchers: 4, maxWatchersPerAccount: 2 },

@@ -11,6 +11,7 @@ import type { GetBalanceResponse, GrantResponse } from "../../src/generated/tall
 import { convergedEverywhere } from "../../src/cli/convergence";
 import { clients, unary, type Clients } from "./grpc-clients";
 import { tempDir } from "./nats";
+import type { SettlementRoles } from "./postgres";
 
 export interface RegionHandle {
   readonly name: string;
@@ -29,12 +30,14 @@ export class TestCluster {
     return this.local.nats;
   }
 
-  static async start(options: { extraArgs?: string[]; postgresUrl?: string } = {}): Promise<TestCluster> {
+  /** `postgres`: the settlement roles (the nodes settle as its settler, over TLS). */
+  static async start(options: { extraArgs?: string[]; postgres?: SettlementRoles } = {}): Promise<TestCluster> {
+    const pg = options.postgres;
     const dir = tempDir("e2e");
     const local = await LocalCluster.start({
       dir,
       ...(options.extraArgs !== undefined ? { extraArgs: options.extraArgs } : {}),
-      ...(options.postgresUrl !== undefined ? { postgresUrl: options.postgresUrl } : {}),
+      ...(pg !== undefined ? { postgresUrl: pg.settlerUrl, postgresSecurity: { ownerUrl: pg.ownerUrl, readerUrl: pg.readerUrl, caFile: pg.caFile } } : {}),
     });
     const regions = local.nodes.map((node) => ({ name: node.options.region, node, clients: clients(node.grpcAddress) }));
     return new TestCluster(local, regions, dir);

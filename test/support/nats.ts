@@ -7,6 +7,9 @@ import { join } from "node:path";
 import { freePorts } from "../../src/devcluster/free-port";
 import { NatsProcess } from "../../src/devcluster/nats-process";
 import { NatsSupercluster } from "../../src/devcluster/nats-supercluster";
+import { ensureNatsSecurity, NATS_USERS, type NatsClientSecurity, type NatsUser } from "../../src/security/nats-credentials";
+import { natsSecureOptions } from "../../src/security/nats-connection-options";
+import type { ConnectionOptions } from "nats";
 
 export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `tally-${prefix}-`));
@@ -20,6 +23,7 @@ export async function startStandaloneNats(dir: string): Promise<NatsProcess> {
     clientPort: client!,
     monitorPort: monitor!,
     dataDir: join(dir, "nats"),
+    security: ensureNatsSecurity(join(dir, "tls")),
   });
   await nats.start();
   return nats;
@@ -63,4 +67,23 @@ export function useSupercluster(): () => { cluster: NatsSupercluster; dir: strin
     if (cluster === undefined || dir === undefined) throw new Error("supercluster not started");
     return { cluster, dir };
   };
+}
+
+/** runNode options reaching `nats` as `user` (a region's node, or `ops` for a region auth.conf does not list). */
+export function natsAccess(nats: NatsProcess, user: string): { natsUrl: string; natsSecurity?: NatsClientSecurity } {
+  const natsSecurity = nats.clientSecurity(natsUser(user));
+  return natsSecurity === undefined ? { natsUrl: nats.url } : { natsUrl: nats.url, natsSecurity };
+}
+
+/** nats.js connection options for a test's own client, as `user` (default `ops`: every subject). */
+/** `name` as a user auth.conf knows (a region's node or ops); throws for any other name. */
+export function natsUser(name: string): NatsUser {
+  const found = NATS_USERS.find((u) => u === name);
+  if (found === undefined) throw new Error(`no NATS user "${name}" in deploy/nats/auth.conf (users: ${NATS_USERS.join(", ")})`);
+  return found;
+}
+
+export function natsConnectOptions(nats: NatsProcess, user: NatsUser = "ops"): ConnectionOptions {
+  const security = nats.clientSecurity(user);
+  return { servers: nats.url, ...(security === undefined ? {} : natsSecureOptions(security, user)) };
 }

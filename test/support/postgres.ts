@@ -12,7 +12,10 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
+import { randomBytes } from "node:crypto";
 import { Client } from "pg";
+import { lockPublicSchema, POSTGRES_ROLES, provisionSettlementRoles } from "../../src/security/postgres-roles";
+import { preparePostgresTls, requireTlsForRoles } from "../../src/security/postgres-server-tls";
 
 export interface PostgresOptions {
   /** Extra `-c name=value` server settings, e.g. { shared_buffers: "512MB" }. */
@@ -45,6 +48,18 @@ export interface PostgresServer {
   logTail(lines?: number): string;
   /** Teardown: kill the server and remove the temp dir. Safe to call twice. */
   destroy(): Promise<void>;
+  /** CA of the server's certificate (TLS is on; the Tally roles may connect only over TLS). */
+  readonly caFile: string;
+  /** Creates the owner, settler and reader roles and a database owned by the owner; their URLs. */
+  provisionRoles(database: string): Promise<SettlementRoles>;
+}
+
+/** Connection URLs of the three settlement roles (all over TLS, verified against `caFile`). */
+export interface SettlementRoles {
+  readonly ownerUrl: string;
+  readonly settlerUrl: string;
+  readonly readerUrl: string;
+  readonly caFile: string;
 }
 
 const INSTALL_HINT =
@@ -121,6 +136,8 @@ class EphemeralPostgres implements PostgresServer {
   private destroyed = false;
   private readonly dataDir: string;
   private readonly logFile: string;
+  private tlsSettings: Record<string, string> = {};
+  caFile = "";
 
   constructor(
     private readonly bin: string,
@@ -160,6 +177,36 @@ class EphemeralPostgres implements PostgresServer {
         code === 0 ? resolve() : reject(new Error(`initdb exited with ${code}:\n${output.slice(-4000)}`)),
       );
     });
+    const tls = preparePostgresTls(path.join(this.dir, "tls"), this.dataDir, process.getuid?.() === 0 ? this.owner : undefined);
+    this.tlsSettings = tls.settings;
+    this.caFile = tls.caFile;
+    requireTlsForRoles(this.dataDir);
+  }
+
+  async provisionRoles(database: string): Promise<SettlementRoles> {
+    const passwords = { owner: secret(), settler: secret(), reader: secret() };
+    const admin = new Client({ connectionString: this.url });
+    await admin.connect();
+    try {
+      await provisionSettlementRoles(admin, database, passwords);
+    } finally {
+      await admin.end();
+    }
+    const inDatabase = new Client({ connectionString: this.urlFor(database) });
+    await inDatabase.connect();
+    try {
+      await lockPublicSchema(inDatabase);
+    } finally {
+      await inDatabase.end();
+    }
+    const url = (role: string, password: string): string =>
+      `postgres://${role}:${encodeURIComponent(password)}@127.0.0.1:${this.port}/${encodeURIComponent(database)}`;
+    return {
+      ownerUrl: url(POSTGRES_ROLES.owner, passwords.owner),
+      settlerUrl: url(POSTGRES_ROLES.settler, passwords.settler),
+      readerUrl: url(POSTGRES_ROLES.reader, passwords.reader),
+      caFile: this.caFile,
+    };
   }
 
   async startOnFreePort(): Promise<void> {
@@ -189,6 +236,7 @@ class EphemeralPostgres implements PostgresServer {
       synchronous_commit: durable ? "on" : "off",
       full_page_writes: durable ? "on" : "off",
       logging_collector: "off",
+      ...this.tlsSettings,
       ...this.options.settings,
     };
     const args = ["-D", this.dataDir];
@@ -457,6 +505,10 @@ async function within(promise: Promise<void> | undefined, ms: number): Promise<b
   } finally {
     clearTimeout(timer);
   }
+}
+
+function secret(): string {
+  return randomBytes(18).toString("base64url");
 }
 
 function sleep(ms: number): Promise<void> {

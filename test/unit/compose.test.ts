@@ -5,13 +5,35 @@
 // really listens on.
 
 import { expect } from "chai";
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { rolePasswords } from "../../src/devcluster/postgres-process";
+import { ensureNatsSecurity, NATS_USERS } from "../../src/security/nats-credentials";
+import { issuePostgresServerCertificate } from "../../src/security/postgres-server-tls";
 import { dirname, join, posix, resolve } from "node:path";
 import { parse, parseAllDocuments } from "yaml";
 import { repoRoot } from "../support/repo-root";
 
 const ROOT = repoRoot();
 const REGION_CONF = "deploy/nats/region.conf";
+const AUTH_CONF = "deploy/nats/auth.conf";
+/** Where `tally credentials` (and `tally up`) write the credentials; generated, so not in the repo. */
+const CREDENTIALS_DIR = ".tally/tls";
+const CREDENTIALS_TARGET = "/etc/tally/tls";
+
+/** The files `tally credentials` writes, generated once into a temp dir. */
+function generatedCredentials(): Set<string> {
+  const dir = mkdtempSync(join(tmpdir(), "tally-compose-creds-"));
+  try {
+    const tls = join(dir, "tls");
+    ensureNatsSecurity(tls);
+    issuePostgresServerCertificate(tls);
+    rolePasswords(tls);
+    return new Set(readdirSync(tls));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 // ---- a typed view of the parts of a compose file checked here ---------------
 
@@ -113,11 +135,11 @@ function hostPort(address: string): { host: string; port: number } {
   return { host: match[1] ?? "", port: Number(match[2]) };
 }
 
-/** `$VARS` a NATS config reads (comments ignored). */
+/** `$VARS` a NATS config reads (comments and quoted strings, such as "$JS.API.>" subjects, ignored). */
 function confVariables(conf: string): Set<string> {
   const vars = new Set<string>();
   for (const line of conf.split("\n")) {
-    const code = line.replace(/#.*$/, "");
+    const code = line.replace(/"[^"]*"/g, '""').replace(/#.*$/, "");
     for (const m of code.matchAll(/\$([A-Za-z_][A-Za-z0-9_]*)/g)) vars.add(m[1] ?? "");
   }
   return vars;
@@ -190,6 +212,8 @@ describe("compose - docker-compose.yml describes the same topology as the tests"
     for (const s of services) {
       for (const m of s.mounts) {
         if (m.bind) {
+          // The credentials directory is generated (checked file by file below).
+          if (posix.normalize(m.source) === CREDENTIALS_DIR && m.target === CREDENTIALS_TARGET) continue;
           if (!existsSync(resolve(ROOT, m.source))) missing.push(`${s.name}: ${m.source}`);
         } else if (!compose.namedVolumes.has(m.source)) {
           missing.push(`${s.name}: named volume ${m.source} is not declared under volumes:`);
@@ -222,7 +246,7 @@ describe("compose - docker-compose.yml describes the same topology as the tests"
   });
 
   it("compose - NATS services run deploy/nats/region.conf and set every variable it reads", () => {
-    const variables = confVariables(conf);
+    const variables = new Set([...confVariables(conf), ...confVariables(readFileSync(join(ROOT, AUTH_CONF), "utf8"))]);
     expect(variables.size, "variables parsed from region.conf").to.be.greaterThan(10);
     for (const s of natsServices) {
       const target = s.mounts.find((m) => resolve(ROOT, m.source) === join(ROOT, REGION_CONF))?.target ?? "";
@@ -287,12 +311,52 @@ describe("compose - docker-compose.yml describes the same topology as the tests"
       expect(env(node, "TALLY_METRICS_HOST"), `${node.name} metrics host`).to.equal("0.0.0.0");
       expect(Number(env(node, "TALLY_METRICS_PORT")), `${node.name} metrics port`).to.be.greaterThan(0);
       expect(Number(env(node, "TALLY_SETTLE_INTERVAL_MS")), `${node.name} settle interval`).to.be.greaterThan(0);
-      const url = new URL(env(node, "TALLY_POSTGRES_URL"));
-      expect(url.hostname, `${node.name} Postgres host`).to.equal(pg.name);
-      expect(url.port === "" ? 5432 : Number(url.port)).to.equal(Number(pg.env.get("PGPORT") ?? "5432"));
-      expect(decodeURIComponent(url.username)).to.equal(env(pg, "POSTGRES_USER"));
-      expect(decodeURIComponent(url.password)).to.equal(env(pg, "POSTGRES_PASSWORD"));
-      expect(url.pathname.slice(1)).to.equal(env(pg, "POSTGRES_DB"));
+      // Settler, owner and reader: the roles init-roles.sh creates, with the passwords it is given.
+      const initRoles = readFileSync(join(ROOT, "deploy/postgres/init-roles.sh"), "utf8");
+      for (const [variable, role, password] of [
+        ["TALLY_POSTGRES_URL", "tally_settler", "TALLY_PG_SETTLER_PASSWORD"],
+        ["TALLY_POSTGRES_OWNER_URL", "tally_owner", "TALLY_PG_OWNER_PASSWORD"],
+        ["TALLY_POSTGRES_READER_URL", "tally_reader", "TALLY_PG_READER_PASSWORD"],
+      ] as const) {
+        const url = new URL(env(node, variable));
+        expect(url.hostname, `${node.name} ${variable} host`).to.equal(pg.name);
+        expect(url.port === "" ? 5432 : Number(url.port)).to.equal(Number(pg.env.get("PGPORT") ?? "5432"));
+        expect(decodeURIComponent(url.username), variable).to.equal(role);
+        expect(decodeURIComponent(url.password), variable).to.equal(`\${${password}}`);
+        expect(pg.env.has(password), `postgres gets ${password}`).to.equal(true);
+        expect(initRoles, `init-roles.sh creates ${role} with ${password}`).to.match(new RegExp(`CREATE ROLE ${role} .*PASSWORD '\\$${password}'`));
+        expect(url.pathname.slice(1)).to.equal("tally");
+      }
+      expect(initRoles).to.include("CREATE DATABASE tally OWNER tally_owner");
+    }
+  });
+
+  it("compose - NATS and nodes use the credentials `tally credentials` writes, mounted where their variables point", () => {
+    const files = generatedCredentials();
+    const credentialPaths = (s: Service): string[] =>
+      [...s.env.entries()].filter(([, v]) => v.startsWith(`${CREDENTIALS_TARGET}/`)).map(([k, v]) => `${k}=${v}`);
+    for (const s of [...natsServices, ...tallyNodes, service("postgres")]) {
+      expect(s.mounts.some((m) => m.bind && posix.normalize(m.source) === CREDENTIALS_DIR && m.target === CREDENTIALS_TARGET), `${s.name} mounts ${CREDENTIALS_DIR}`).to.equal(true);
+      for (const entry of credentialPaths(s)) {
+        const file = entry.slice(entry.indexOf("=") + CREDENTIALS_TARGET.length + 2);
+        expect(files.has(file), `${s.name} ${entry} is a file tally credentials writes`).to.equal(true);
+      }
+    }
+    for (const s of natsServices) {
+      // auth.conf sits beside region.conf: it is included by relative path.
+      const target = s.mounts.find((m) => resolve(ROOT, m.source) === join(ROOT, REGION_CONF))?.target ?? "";
+      expect(s.mounts.find((m) => resolve(ROOT, m.source) === join(ROOT, AUTH_CONF))?.target, `${s.name} auth.conf`).to.equal(posix.join(posix.dirname(target), "auth.conf"));
+      for (const user of NATS_USERS) {
+        const name = `NATS_NKEY_${user.toUpperCase()}`;
+        expect(env(s, name), `${s.name} ${name} comes from compose.env`).to.match(new RegExp(`^\\$\\{${name}(:\\?[^}]*)?\\}$`));
+      }
+      expect(credentialPaths(s).length, `${s.name} TLS files`).to.equal(3);
+    }
+    for (const node of tallyNodes) {
+      expect(env(node, "TALLY_NATS_NKEY"), `${node.name} uses its own region's nkey`).to.equal(`${CREDENTIALS_TARGET}/nats-${env(node, "TALLY_REGION")}.nk`);
+      expect(env(node, "TALLY_NATS_CA")).to.equal(`${CREDENTIALS_TARGET}/ca.crt`);
+      expect(env(node, "TALLY_POSTGRES_CA")).to.equal(`${CREDENTIALS_TARGET}/ca.crt`);
+      expect(node.env.has("TALLY_INSECURE"), `${node.name} is not insecure`).to.equal(false);
     }
   });
 
@@ -425,7 +489,7 @@ describe("compose - the deploy/k8s example agrees with region.conf and the node 
 
   it("compose - k8s NATS StatefulSets set every region.conf variable and reach each other's gateways", function () {
     if (objects.length === 0) this.skip();
-    const variables = confVariables(conf);
+    const variables = new Set([...confVariables(conf), ...confVariables(readFileSync(join(ROOT, AUTH_CONF), "utf8"))]);
     for (const region of regions) {
       const env = containerEnv(named("StatefulSet", `nats-${region}`));
       expect([...variables].filter((v) => (env.get(v) ?? "") === ""), `nats-${region} unset variables`).to.deep.equal([]);
@@ -453,6 +517,10 @@ describe("compose - the deploy/k8s example agrees with region.conf and the node 
       expect(hostPort(env.get("TALLY_GRPC_ADDR") ?? "").port).to.equal(servicePort(`tally-${region}`, "grpc"));
       expect(Number(env.get("TALLY_METRICS_PORT"))).to.equal(servicePort(`tally-${region}`, "metrics"));
       expect(env.get("TALLY_METRICS_HOST")).to.equal("0.0.0.0");
+      expect(env.get("TALLY_NATS_NKEY"), `tally-${region} uses its own nkey`).to.equal(`/etc/tally/tls/nats-${region}.nk`);
+      expect(env.get("TALLY_NATS_CA")).to.equal("/etc/tally/tls/ca.crt");
+      expect(env.get("TALLY_POSTGRES_CA")).to.equal("/etc/tally/tls/ca.crt");
+      expect(env.has("TALLY_INSECURE"), `tally-${region} is not insecure`).to.equal(false);
     }
   });
 });

@@ -3,6 +3,10 @@
 
 import { expect } from "chai";
 import fc from "fast-check";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createUserSeed } from "../../src/security/nats-credentials";
 import { Mode, STRICT_DEFAULT } from "../../src/core/policy";
 import {
   addressOption,
@@ -10,10 +14,13 @@ import {
   ConfigError,
   DEFAULT_POSTGRES,
   defaultPolicyOption,
+  insecureOption,
   integerOption,
+  natsSecurityOption,
   nodeTunables,
   optionSource,
   postgresOption,
+  postgresSecurityOption,
   regionsOption,
   urlOption,
   type Option,
@@ -227,5 +234,45 @@ describe("config - node tunables", () => {
 
   it("config - a tunable out of range is a ConfigError naming its flag and variable", () => {
     expectNamed(configError(() => nodeTunables(flags({ "status-interval-ms": "10" }))), "status-interval-ms", "TALLY_STATUS_INTERVAL_MS");
+  });
+});
+
+describe("config - NATS and Postgres security", () => {
+  const dir = mkdtempSync(join(tmpdir(), "tally-config-sec-"));
+  const ca = join(dir, "ca.crt");
+  const seed = join(dir, "node.nk");
+  const notSeed = join(dir, "not-a-seed.nk");
+  writeFileSync(ca, "-----BEGIN CERTIFICATE-----\n");
+  writeFileSync(seed, `${createUserSeed()}\n`);
+  writeFileSync(notSeed, "hello\n");
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("config - NATS needs a CA and an nkey file unless --insecure, each named with its variable", () => {
+    expectNamed(configError(() => natsSecurityOption(NONE, false)), "nats-ca", "TALLY_NATS_CA");
+    expectNamed(configError(() => natsSecurityOption(flags({ "nats-ca": ca }), false)), "nats-nkey", "TALLY_NATS_NKEY");
+    expect(natsSecurityOption(flags({ "nats-ca": ca, "nats-nkey": seed }), false)).to.deep.equal({ caFile: ca, nkeyFile: seed });
+    expect(natsSecurityOption(NONE, true)).to.equal(undefined);
+  });
+
+  it("config - an unreadable file, a file with no nkey seed, or credentials with --insecure are ConfigErrors", () => {
+    expectNamed(configError(() => natsSecurityOption(flags({ "nats-ca": join(dir, "absent.crt"), "nats-nkey": seed }), false)), "nats-ca", "TALLY_NATS_CA");
+    expectNamed(configError(() => natsSecurityOption(flags({ "nats-ca": ca, "nats-nkey": notSeed }), false)), "nats-nkey", "TALLY_NATS_NKEY");
+    expect(configError(() => natsSecurityOption(flags({ "nats-ca": ca }), true))).to.contain("--insecure");
+    expectNamed(configError(() => insecureOption(flags({ insecure: "maybe" }))), "insecure", "TALLY_INSECURE");
+  });
+
+  it("config - Postgres needs its CA unless --insecure; owner and reader URLs must name a role and need --postgres", () => {
+    const settler = "postgres://tally_settler:pw@db/tally";
+    expectNamed(configError(() => postgresSecurityOption(NONE, false, settler)), "postgres-ca", "TALLY_POSTGRES_CA");
+    expect(postgresSecurityOption(flags({ "postgres-ca": ca, "postgres-owner-url": "postgres://tally_owner:pw@db/tally" }), false, settler)).to.deep.equal({
+      ownerUrl: "postgres://tally_owner:pw@db/tally",
+      caFile: ca,
+    });
+    expect(postgresSecurityOption(NONE, true, settler)).to.deep.equal({});
+    expectNamed(configError(() => postgresSecurityOption(flags({ "postgres-ca": ca, "postgres-reader-url": "postgres://db/tally" }), false, settler)), "postgres-reader-url", "TALLY_POSTGRES_READER_URL");
+    expectNamed(configError(() => postgresSecurityOption(flags({ "postgres-owner-url": "postgres://o@db/tally" }), false, undefined)), "postgres-owner-url", "TALLY_POSTGRES_OWNER_URL");
+    expect(configError(() => postgresSecurityOption(flags({ "postgres-ca": ca }), false, `${settler}?sslmode=disable`))).to.contain("--postgres-ca");
+    // A CA with no settlement configured is ignored (shared environments set it for every node).
+    expect(postgresSecurityOption(flags({ "postgres-ca": ca }), false, undefined)).to.deep.equal({});
   });
 });
