@@ -2,7 +2,6 @@
 // a debit is acknowledged at east to the moment west and central stream the
 // new balance (WatchBalance), for a paced series of debits.
 
-import { credentials } from "@grpc/grpc-js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,7 +22,7 @@ export async function runConvergenceBench(options: { debits: number; spacingMs: 
   const nodes = cluster.nodes;
   const clients: BalancesClient[] = [];
   try {
-    for (const n of nodes) clients.push(new BalancesClient(n.grpcAddress, credentials.createInsecure()));
+    for (const n of nodes) clients.push(new BalancesClient(n.grpcAddress, cluster.clientCredentials("all")));
     const [east, west, central] = clients as [BalancesClient, BalancesClient, BalancesClient];
     const account = "conv-bench";
     await new Promise<void>((resolve, reject) =>

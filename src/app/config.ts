@@ -4,6 +4,9 @@
 
 import { Mode, validatePolicy, type Policy } from "../core/policy";
 import { DEFAULT_NODE_CONFIG, type NodeConfig } from "../node/node-config";
+import type { GrpcSecurityOptions } from "../security/grpc-security";
+import { readTlsFiles } from "../security/reloading-server-credentials";
+import { loadRoleMap } from "../security/role-map";
 
 /** A configuration error: the process exits non-zero with this message. */
 export class ConfigError extends Error {
@@ -160,4 +163,48 @@ export function postgresOption(read: Source): PostgresSettings | undefined {
     connectTimeoutMs: integerOption(read, { flag: "pg-connect-timeout-ms", env: "TALLY_PG_CONNECT_TIMEOUT_MS" }, DEFAULT_POSTGRES.connectTimeoutMs, 100, 600_000),
     statementTimeoutMs: integerOption(read, { flag: "pg-statement-timeout-ms", env: "TALLY_PG_STATEMENT_TIMEOUT_MS" }, DEFAULT_POSTGRES.statementTimeoutMs, 100, 3_600_000),
   };
+}
+
+// ---- gRPC security (mTLS, roles, audit, admin listener) -------------------
+
+export const INSECURE_OPTION: Option = { flag: "insecure", env: "TALLY_INSECURE" };
+const GRPC_TLS_OPTIONS = {
+  certFile: { flag: "grpc-tls-cert", env: "TALLY_GRPC_TLS_CERT" },
+  keyFile: { flag: "grpc-tls-key", env: "TALLY_GRPC_TLS_KEY" },
+  caFile: { flag: "grpc-tls-ca", env: "TALLY_GRPC_TLS_CA" },
+} as const;
+const GRPC_ROLES_OPTION: Option = { flag: "grpc-roles", env: "TALLY_GRPC_ROLES" };
+
+/**
+ * mTLS with a role file unless --insecure; every file is read and checked here
+ * (certificate matches key, role file well-formed) before any connection opens.
+ */
+export function grpcSecurityOption(read: Source): GrpcSecurityOptions {
+  const auditLogFile = read({ flag: "audit-log", env: "TALLY_AUDIT_LOG" });
+  if (booleanOption(read, INSECURE_OPTION)) return { kind: "insecure", auditLogFile };
+  const required = (option: Option): string => {
+    const value = read(option);
+    if (value === undefined) throw new ConfigError(`${describe(option)} is required (mTLS is the default; ${describe(INSECURE_OPTION)} serves plaintext for local experiments)`);
+    return value;
+  };
+  const tls = { certFile: required(GRPC_TLS_OPTIONS.certFile), keyFile: required(GRPC_TLS_OPTIONS.keyFile), caFile: required(GRPC_TLS_OPTIONS.caFile) };
+  const rolesFile = required(GRPC_ROLES_OPTION);
+  try {
+    readTlsFiles(tls);
+  } catch (error) {
+    const flags = Object.values(GRPC_TLS_OPTIONS).map(describe).join(", ");
+    throw new ConfigError(`${flags}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  try {
+    loadRoleMap(rolesFile);
+  } catch (error) {
+    throw new ConfigError(`${describe(GRPC_ROLES_OPTION)}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  return { kind: "mtls", tls, rolesFile, auditLogFile };
+}
+
+/** host:port of the separate Admin + reflection listener, if asked for. */
+export function adminListenOption(read: Source): string | undefined {
+  const option = { flag: "admin-listen", env: "TALLY_ADMIN_LISTEN" };
+  return read(option) === undefined ? undefined : addressOption(read, option, "");
 }

@@ -20,6 +20,7 @@ import { SettledStream } from "../replication/settled-stream";
 import { serveSnapshotRequests } from "../replication/snapshot-requests";
 import { StatusExchange } from "../replication/status-exchange";
 import { startGrpcServer, type RunningServer } from "../server/grpc-server";
+import { openGrpcSecurity, type GrpcSecurityOptions } from "../security/grpc-security";
 import { DEFAULT_POSTGRES, type PostgresSettings } from "./config";
 import { startSettlement, type RunningSettlement } from "./settlement-wiring";
 
@@ -45,11 +46,16 @@ export interface RunNodeOptions {
   readonly config?: Partial<NodeConfig>;
   /** Also serve the no-op baseline service used by benchmarks. */
   readonly noopService?: boolean;
+  // gRPC security (src/security): mTLS + roles, or an explicit { kind: "insecure" }.
+  readonly grpcSecurity: GrpcSecurityOptions;
+  /** host:port of a separate Admin + reflection listener; undefined serves them with Balances. */
+  readonly adminAddress?: string | undefined;
 }
 
 export interface RunningNode {
   readonly node: TallyNode;
   readonly grpcPort: number;
+  readonly adminPort: number | undefined;
   readonly metricsPort: number | undefined;
   readonly metrics: TallyMetrics;
   stop(): Promise<void>;
@@ -131,7 +137,15 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
   };
   const postgres =
     options.postgres ?? (options.postgresUrl === undefined || options.postgresUrl === "" ? undefined : { url: options.postgresUrl, ...DEFAULT_POSTGRES });
-  const connection = await openNats(config.natsUrl, `tally-${config.region}`);
+  // Certificates and the role file are checked before any connection opens.
+  const grpcSecurity = openGrpcSecurity(options.grpcSecurity, config.region, logger);
+  let connection: NatsConnection;
+  try {
+    connection = await openNats(config.natsUrl, `tally-${config.region}`);
+  } catch (error) {
+    await grpcSecurity.stop();
+    throw error;
+  }
   const log = await ReplicaLog.over(connection, { placeByRegion: config.placeStreamsByRegion });
   const settledStream = new SettledStream(connection, new ReplicaSet(config.regions), badMessageSink(metrics, logger));
   let node: TallyNode | undefined;
@@ -150,6 +164,8 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     if (postgres !== undefined) settlement = await startSettlement(started, postgres, options.settleIntervalMs ?? 0, logger, settledStream);
     grpc = await startGrpcServer(started, options.grpcAddress, {
       noopService: options.noopService ?? false,
+      security: grpcSecurity,
+      adminAddress: options.adminAddress,
       ...(settlement === undefined ? {} : { settlement: settlement.admin }),
     });
     if (options.metricsPort !== undefined) {
@@ -173,6 +189,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     await settlement?.stop();
     await node?.close();
     await log.close();
+    await grpcSecurity.stop();
     throw error;
   }
   const address = http?.address();
@@ -182,6 +199,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
   return {
     node: running.node,
     grpcPort: running.grpc.port,
+    adminPort: running.grpc.adminPort,
     metricsPort,
     metrics,
     stop: () => {
@@ -194,6 +212,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
         await Promise.all([running.grpc.stop(), running.node.close()]);
         await settlement?.stop();
         await log.close();
+        await grpcSecurity.stop();
         const httpServer = running.http;
         if (httpServer !== undefined) await new Promise<void>((r) => httpServer.close(() => r()));
       })();

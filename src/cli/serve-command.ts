@@ -6,6 +6,8 @@ import { parseArgs } from "node:util";
 import { runNode } from "../app/run-node";
 import {
   addressOption,
+  adminListenOption,
+  grpcSecurityOption,
   booleanOption,
   defaultPolicyOption,
   integerOption,
@@ -40,6 +42,17 @@ export const SERVE_HELP = `tally serve - run one regional node
   --max-watchers-per-account N  WatchBalance streams per account (TALLY_MAX_WATCHERS_PER_ACCOUNT) [100]
   --pg-pool-size N, --pg-connect-timeout-ms N, --pg-statement-timeout-ms N   settlement pool
   --noop-service           also serve the no-op baseline RPC used by benchmarks
+
+  gRPC security (mTLS with client certificates and roles is the default; docs/api.md):
+  --grpc-tls-cert FILE     server certificate, PEM (TALLY_GRPC_TLS_CERT)       [required]
+  --grpc-tls-key FILE      its private key (TALLY_GRPC_TLS_KEY)                [required]
+  --grpc-tls-ca FILE       CAs trusted for client certificates (TALLY_GRPC_TLS_CA) [required]
+  --grpc-roles FILE        principal -> roles JSON file (TALLY_GRPC_ROLES)     [required]
+                           the three TLS files are re-read when they change (no restart)
+  --audit-log FILE         audit lines (JSON) for Grant and Admin calls (TALLY_AUDIT_LOG) [stderr]
+  --admin-listen HOST:PORT separate listener for Admin and reflection (TALLY_ADMIN_LISTEN)
+  --insecure               plaintext gRPC, no certificates, no roles (TALLY_INSECURE=1);
+                           local experiments only, warns at every start
 `;
 
 const STRING_FLAGS = [
@@ -68,6 +81,12 @@ const STRING_FLAGS = [
   "pg-pool-size",
   "pg-connect-timeout-ms",
   "pg-statement-timeout-ms",
+  "grpc-tls-cert",
+  "grpc-tls-key",
+  "grpc-tls-ca",
+  "grpc-roles",
+  "audit-log",
+  "admin-listen",
 ] as const;
 
 export async function serveCommand(argv: string[]): Promise<void> {
@@ -78,6 +97,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       "place-by-region": { type: "boolean" },
       "noop-service": { type: "boolean" },
       "spread-grants": { type: "boolean" },
+      insecure: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -89,6 +109,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const read = optionSource(values, env);
   const { region, regions } = regionsOption(read({ flag: "region", env: "TALLY_REGION" }), read({ flag: "regions", env: "TALLY_REGIONS" }));
   const postgres = postgresOption(read);
+  const grpcSecurity = grpcSecurityOption(read);
+  const adminAddress = adminListenOption(read);
   const running = await runNode({
     region,
     regions,
@@ -103,9 +125,11 @@ export async function serveCommand(argv: string[]): Promise<void> {
     logLevel: levelFromEnv(env.TALLY_LOG),
     config: nodeTunables(read),
     noopService: values["noop-service"] ?? false,
+    grpcSecurity,
+    adminAddress,
   });
   process.stdout.write(
-    `${JSON.stringify({ event: "ready", region, grpcPort: running.grpcPort, metricsPort: running.metricsPort, sequence: running.node.sequence })}\n`,
+    `${JSON.stringify({ event: "ready", region, grpcPort: running.grpcPort, adminPort: running.adminPort, metricsPort: running.metricsPort, sequence: running.node.sequence })}\n`,
   );
   await new Promise<void>((resolve) => {
     const stop = (): void => {

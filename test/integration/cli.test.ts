@@ -9,6 +9,7 @@ import { freePort } from "../../src/devcluster/free-port";
 import { jsonLogger } from "../../src/node/logger";
 import { useStandaloneNats } from "../support/nats";
 import { repoRoot } from "../support/repo-root";
+import { testGrpcSecurity, testPki } from "../support/grpc-clients";
 
 interface CliResult {
   readonly code: number | null;
@@ -21,7 +22,7 @@ const CLI = join(repoRoot(), "dist", "src", "cli", "main.js");
 /** Runs `tally ARGS`; with `closedStdout` the reader of its stdout is gone before it writes (`| head -0`). */
 function tally(args: readonly string[], options: { closedStdout?: boolean } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, TALLY_TLS_DIR: testPki().dir }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     if (options.closedStdout === true) child.stdout.destroy();
@@ -43,7 +44,7 @@ describe("cli - the tally command against a live node", function () {
       region: "east",
       regions: ["east"],
       natsUrl: nats().url,
-      grpcAddress: "127.0.0.1:0",
+      grpcAddress: "127.0.0.1:0", grpcSecurity: testGrpcSecurity(),
       logger: jsonLogger("east", "error"),
     });
   });

@@ -14,7 +14,7 @@ import type { NatsProcess } from "../../src/devcluster/nats-process";
 import { DebitOutcome as CoreOutcome } from "../../src/core/replica-state";
 import { DebitOutcome, type DebitResponse } from "../../src/generated/tally/v1/balances";
 import { jsonLogger } from "../../src/node/logger";
-import { clients, failure, unary, type Clients } from "../support/grpc-clients";
+import { clients, failure, unary, type Clients, testGrpcSecurity, testPki } from "../support/grpc-clients";
 import { startStandaloneNats, tempDir, useStandaloneNats } from "../support/nats";
 
 const quiet = jsonLogger("east", "error");
@@ -35,7 +35,7 @@ describe("hardening - idempotency and request log on one node", function () {
   describe("hardening - idempotency inside one tick", () => {
     let running: RunningNode;
     before(async () => {
-      running = await runNode({ region: "east", regions: ["east"], natsUrl: nats().url, grpcAddress: "127.0.0.1:0", logger: quiet });
+      running = await runNode({ region: "east", regions: ["east"], natsUrl: nats().url, grpcAddress: "127.0.0.1:0", grpcSecurity: testGrpcSecurity(), logger: quiet });
     });
     after(async () => {
       await running.stop();
@@ -94,7 +94,7 @@ describe("hardening - idempotency and request log on one node", function () {
         region: "east",
         regions: ["east"],
         natsUrl: nats().url,
-        grpcAddress: "127.0.0.1:0",
+        grpcAddress: "127.0.0.1:0", grpcSecurity: testGrpcSecurity(),
         logger: quiet,
         config: { maxRememberedRequests: CAP, snapshotIntervalMs: 0 },
       });
@@ -206,6 +206,7 @@ describe("hardening - a second writer process of the same region", function () {
       grpcPort: grpcPort!,
       metricsPort: metricsPort!,
       logDir: `${dir}/${name}`,
+      extraArgs: testPki().serverArgs(),
       env: { TALLY_LOG: "warn" },
     });
     nodes.push(node);
@@ -300,7 +301,7 @@ describe("hardening - a second writer process of the same region", function () {
 /** Runs `tally serve` and resolves with its exit code, output and run time, or undefined when still running after `limitMs`. */
 function serveExit(args: readonly string[], limitMs: number): Promise<{ code: number | null; output: string; ms: number } | undefined> {
   const started = Date.now();
-  const child = spawn(process.execPath, [CLI_ENTRY, "serve", ...args], { env: { ...process.env, TALLY_LOG: "warn" }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [CLI_ENTRY, "serve", ...testPki().serverArgs(), ...args], { env: { ...process.env, TALLY_LOG: "warn" }, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout.on("data", (d: Buffer) => (output += d.toString()));
   child.stderr.on("data", (d: Buffer) => (output += d.toString()));
@@ -330,7 +331,7 @@ describe("hardening - region identity at start", function () {
       grpcPort: grpcPort!,
       metricsPort: metricsPort!,
       logDir: dir,
-      extraArgs: ["--catch-up-timeout-ms", "0"],
+      extraArgs: ["--catch-up-timeout-ms", "0", ...testPki().serverArgs()],
       env: { TALLY_LOG: "warn" },
     });
     try {

@@ -10,6 +10,7 @@ import { runNode, type RunningNode } from "../../src/app/run-node";
 import { jsonLogger } from "../../src/node/logger";
 import { tempDir, useStandaloneNats } from "../support/nats";
 import { repoRoot } from "../support/repo-root";
+import { testGrpcSecurity } from "../support/grpc-clients";
 
 /** Debian's interpreter: python3-grpcio and python3-grpc-tools install for it, not for a pyenv one. */
 const PYTHON = process.env.TALLY_TEST_PYTHON ?? "/usr/bin/python3";
@@ -102,7 +103,7 @@ describe("python client - stubs generated from proto drive a live node", functio
       region: "east",
       regions: ["east"],
       natsUrl: nats().url,
-      grpcAddress: "127.0.0.1:0",
+      grpcAddress: "127.0.0.1:0", grpcSecurity: testGrpcSecurity(),
       logger: jsonLogger("east", "error"),
     });
   });

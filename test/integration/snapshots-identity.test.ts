@@ -11,6 +11,7 @@ import { runNode, type RunningNode } from "../../src/app/run-node";
 import { jsonLogger } from "../../src/node/logger";
 import { useStandaloneNats } from "../support/nats";
 import { repoRoot } from "../support/repo-root";
+import { testGrpcSecurity } from "../support/grpc-clients";
 
 const CLI = join(repoRoot(), "dist", "src", "cli", "main.js");
 const REGIONS = ["east", "west", "central"];
@@ -46,7 +47,7 @@ describe("snapshots - region list checked against the streams at start", functio
       region,
       regions: REGIONS,
       natsUrl: nats().url,
-      grpcAddress: "127.0.0.1:0",
+      grpcAddress: "127.0.0.1:0", grpcSecurity: testGrpcSecurity(),
       logger: jsonLogger(region, "error"),
       config: { snapshotIntervalMs: 0, catchUpTimeoutMs: 500 },
     });
