@@ -82,10 +82,15 @@ export function authorizationInterceptor(authorization: Authorization, audit: Au
         details,
       });
     };
+    let refused = false;
     const refuse = (refusal: Refusal): void => {
+      if (refused) return;
+      refused = true;
       if (audited) record(statusName(refusal.code), refusal.details);
       call.sendStatus({ code: refusal.code, details: refusal.details });
     };
+    // An audited call refused for its caller is still read (not run), so its audit line names the account and amount.
+    let refusedCaller: Refusal | undefined;
     const listener = new ServerListenerBuilder()
       .withOnReceiveMetadata((metadata, next) => {
         if (authorization.kind === "insecure") {
@@ -97,13 +102,24 @@ export function authorizationInterceptor(authorization: Authorization, audit: Au
         grant = principal === undefined ? undefined : authorization.roles.get(principal);
         const refusal = checkCaller(principal, grant, path, access);
         if (refusal === undefined) next(metadata);
-        else refuse(refusal);
+        else if (audited && !method.requestStream) {
+          refusedCaller = refusal;
+          call.startRead();
+        } else refuse(refusal);
       })
       .withOnReceiveMessage((message, next) => {
         request = message;
+        if (refusedCaller !== undefined) {
+          refuse(refusedCaller);
+          return;
+        }
         const refusal = authorization.kind === "roles" && principal !== undefined && access !== undefined ? checkScope(principal, grant, path, access, message) : undefined;
         if (refusal === undefined) next(message);
         else refuse(refusal);
+      })
+      .withOnReceiveHalfClose((next) => {
+        if (refusedCaller !== undefined) refuse(refusedCaller);
+        else next();
       })
       .build();
     return new ServerInterceptingCall(call, {

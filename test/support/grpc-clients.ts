@@ -3,6 +3,7 @@
 // client holds every role (tests of the roles themselves pick narrower ones).
 
 import { rmSync } from "node:fs";
+import { join } from "node:path";
 import { Metadata, type CallOptions, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
 import { LocalGrpcPki } from "../../src/devcluster/local-grpc-pki";
 import type { GrpcSecurityOptions } from "../../src/security/grpc-security";
@@ -47,9 +48,9 @@ export function testPki(): LocalGrpcPki {
   return sharedPki;
 }
 
-/** runNode's gRPC options for a test node: mTLS with the test CA and its role file. */
+/** runNode's gRPC options for a test node: mTLS with the test CA and its role file; audit lines to a file beside them. */
 export function testGrpcSecurity(auditLogFile?: string): GrpcSecurityOptions {
-  return testPki().serverSecurity(auditLogFile);
+  return testPki().serverSecurity(auditLogFile ?? join(testPki().dir, "audit.log"));
 }
 
 /** Clients of a node; by default as the test CA's "all" principal (every role). */
