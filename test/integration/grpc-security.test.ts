@@ -7,6 +7,7 @@ import { copyFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect } from "chai";
 import { credentials, makeGenericClientConstructor, status, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
+import { ConfigError, grpcSecurityOption, optionSource } from "../../src/app/config";
 import { runNode, type RunningNode } from "../../src/app/run-node";
 import { LocalCa } from "../../src/devcluster/local-ca";
 import { LocalGrpcPki, localPrincipal } from "../../src/devcluster/local-grpc-pki";
@@ -355,5 +356,44 @@ describe("grpc security - mTLS, roles and audit on a live node", function () {
     copyFileSync(pki.server.keyFile, files().key);
     copyFileSync(pki.server.certFile, files().cert);
     await eventually("the original certificate is served again", async () => (await probeAs(as("grpc-client-all"))) === status.OK);
+  });
+});
+
+describe("grpc security - options are checked before anything starts", () => {
+  let dir: string;
+  let pki: LocalGrpcPki;
+  before(() => {
+    dir = tempDir("grpc-config");
+    pki = LocalGrpcPki.ensure(join(dir, "tls"));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const configError = (flags: Record<string, string | boolean>): string => {
+    try {
+      grpcSecurityOption(optionSource(flags, {}));
+    } catch (error) {
+      if (error instanceof ConfigError) return error.message;
+      throw error;
+    }
+    throw new Error("expected a ConfigError");
+  };
+  const tlsFlags = (): Record<string, string> => ({
+    "grpc-tls-cert": pki.server.certFile,
+    "grpc-tls-key": pki.server.keyFile,
+    "grpc-tls-ca": pki.ca.certFile,
+    "grpc-roles": pki.rolesFile,
+  });
+
+  it("config - mTLS is the default: without the certificate flags a node refuses to start, naming the flag and --insecure", () => {
+    expect(configError({})).to.match(/--grpc-tls-cert \(TALLY_GRPC_TLS_CERT\) is required.*--insecure \(TALLY_INSECURE\)/);
+    expect(grpcSecurityOption(optionSource({ insecure: true }, {})).kind).to.equal("insecure");
+    expect(grpcSecurityOption(optionSource(tlsFlags(), {})).kind).to.equal("mtls");
+  });
+
+  it("config - a key that does not match the certificate, or a malformed role file, is a ConfigError naming the flag, the file and the entry", () => {
+    expect(configError({ ...tlsFlags(), "grpc-tls-key": pki.clientFiles("ops").keyFile })).to.match(/--grpc-tls-cert .*do not form a TLS context/);
+    const roles = join(dir, "bad-roles.json");
+    writeFileSync(roles, JSON.stringify({ principals: { "spiffe://x/ops": { roles: ["operator", "root"] } } }));
+    expect(configError({ ...tlsFlags(), "grpc-roles": roles })).to.include(`--grpc-roles (TALLY_GRPC_ROLES): role file ${roles}: principal "spiffe://x/ops": roles[1] "root" is not a role`);
   });
 });
