@@ -4,7 +4,7 @@
 
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { credentials, Metadata, type CallOptions, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
+import { credentials, Metadata, type CallOptions, type ChannelCredentials, type ChannelOptions, type ServiceError } from "@grpc/grpc-js";
 import { AdminClient } from "../generated/tally/v1/admin";
 
 export const DEFAULT_NODES = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053";
@@ -68,6 +68,16 @@ export function call<Res>(
   });
 }
 
+/**
+ * A loopback IP is verified as "localhost" (the local certificates name both):
+ * TLS must not send an IP literal as the server name (RFC 6066; Node warns on
+ * stderr at every call). Other addresses are verified as written.
+ */
+export function tlsNameOptions(address: string): ChannelOptions {
+  const host = address.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1");
+  return host === "127.0.0.1" || host === "::1" ? { "grpc.ssl_target_name_override": "localhost" } : {};
+}
+
 export function adminClient(address: string, channelCredentials: ChannelCredentials): AdminClient {
-  return new AdminClient(address, channelCredentials);
+  return new AdminClient(address, channelCredentials, tlsNameOptions(address));
 }

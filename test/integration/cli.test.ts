@@ -53,6 +53,12 @@ describe("cli - the tally command against a live node", function () {
     await running?.stop();
   });
 
+  it("cli - without client certificate files the CLI says which file is missing and how to get it", async () => {
+    const result = await tally(["status", "--nodes", node(), "--tls-dir", "/nonexistent/tls"]);
+    expect(result.code).to.equal(1);
+    expect(result.stderr).to.include("/nonexistent/tls/grpc-client-ops.crt").and.include("npm start");
+  });
+
   it("cli - a rejected request prints the status name and message, one line, and exits 1", async () => {
     const result = await tally(["overspends", "--node", node(), "--account", "not valid!"]);
     expect(result.code).to.equal(1);

@@ -5,6 +5,7 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { Metadata, type CallOptions, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
+import { tlsNameOptions } from "../../src/cli/node-clients";
 import { LocalGrpcPki } from "../../src/devcluster/local-grpc-pki";
 import type { GrpcSecurityOptions } from "../../src/security/grpc-security";
 import { tempDir } from "./nats";
@@ -55,8 +56,8 @@ export function testGrpcSecurity(auditLogFile?: string): GrpcSecurityOptions {
 
 /** Clients of a node; by default as the test CA's "all" principal (every role). */
 export function clients(address: string, channelCredentials: ChannelCredentials = testPki().clientCredentials("all")): Clients {
-  const balances = new BalancesClient(address, channelCredentials);
-  const admin = new AdminClient(address, channelCredentials);
+  const balances = new BalancesClient(address, channelCredentials, tlsNameOptions(address));
+  const admin = new AdminClient(address, channelCredentials, tlsNameOptions(address));
   return {
     balances,
     admin,
