@@ -62,7 +62,7 @@ async function eventually(what: string, probe: () => Promise<boolean>, timeoutMs
 const deadline = (): { deadline: number } => ({ deadline: Date.now() + 5_000 });
 
 /** GetBalance over a connection of its own (no pooled subchannel): what a new client gets now. */
-async function probe(address: string, creds: ChannelCredentials, account: string): Promise<number> {
+async function probe(address: string, creds: ChannelCredentials, account: string): Promise<status> {
   const client = new BalancesClient(address, creds, { "grpc.use_local_subchannel_pool": 1 });
   try {
     await unary(client, client.getBalance, { accountId: account }, deadline());
@@ -332,7 +332,7 @@ describe("grpc security - mTLS, roles and audit on a live node", function () {
   });
 
   it("grpc security - a client CA added to the trusted file is accepted without a restart, and refused again once removed", async () => {
-    const tryIntruder = (): Promise<number> => probe(address, as("t-intruder", otherCa), "rotate-1");
+    const tryIntruder = (): Promise<status> => probe(address, as("t-intruder", otherCa), "rotate-1");
     expect(await tryIntruder()).to.equal(status.UNAVAILABLE);
     writeFileSync(files().ca, Buffer.concat([readFileSync(pki.ca.certFile), readFileSync(otherCa.certFile)]));
     await eventually("the other CA's client is accepted", async () => (await tryIntruder()) === status.OK);
@@ -344,7 +344,7 @@ describe("grpc security - mTLS, roles and audit on a live node", function () {
     // A client that trusts only the other CA: refused until the node presents a certificate from it.
     const trustsOther = (): ChannelCredentials =>
       credentials.createSsl(readFileSync(otherCa.certFile), readFileSync(join(pki.ca.dir, "grpc-client-all.key")), readFileSync(join(pki.ca.dir, "grpc-client-all.crt")));
-    const probeAs = (creds: ChannelCredentials): Promise<number> => probe(address, creds, "rotate-2");
+    const probeAs = (creds: ChannelCredentials): Promise<status> => probe(address, creds, "rotate-2");
     expect(await probeAs(trustsOther())).to.equal(status.UNAVAILABLE);
     const reissued = otherCa.issue({ name: "server-rotated", commonName: "tally-node", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], usage: "server" });
     // Key first, then certificate: the node keeps the old pair until the two match.
