@@ -397,3 +397,46 @@ describe("grpc security - options are checked before anything starts", () => {
     expect(configError({ ...tlsFlags(), "grpc-roles": roles })).to.include(`--grpc-roles (TALLY_GRPC_ROLES): role file ${roles}: principal "spiffe://x/ops": roles[1] "root" is not a role`);
   });
 });
+
+describe("grpc security - Admin and reflection on a listener of their own", function () {
+  this.timeout(120_000);
+  const nats = useStandaloneNats();
+  let dir: string;
+  let pki: LocalGrpcPki;
+  let running: RunningNode | undefined;
+
+  before(async () => {
+    dir = tempDir("grpc-admin-listen");
+    pki = LocalGrpcPki.ensure(join(dir, "tls"));
+    running = await runNode({
+      region: "east",
+      regions: ["east"],
+      natsUrl: nats().url,
+      grpcAddress: "127.0.0.1:0",
+      adminAddress: "127.0.0.1:0",
+      grpcSecurity: pki.serverSecurity(join(dir, "audit.log")),
+      logger: jsonLogger("east", "error"),
+    });
+  });
+
+  after(async () => {
+    await running?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("admin listener - Admin answers only on --admin-listen, Balances only on --grpc, both over mTLS", async () => {
+    const main = clients(`127.0.0.1:${running!.grpcPort}`, pki.clientCredentials("all"));
+    const ops = clients(`127.0.0.1:${running!.adminPort!}`, pki.clientCredentials("all"));
+    try {
+      expect(running!.adminPort).to.not.equal(running!.grpcPort);
+      expect((await unary(ops.admin, ops.admin.clusterStatus, {})).peers.length).to.equal(1);
+      expect((await failure(unary(main.admin, main.admin.clusterStatus, {}))).code).to.equal(status.UNIMPLEMENTED);
+      await unary(main.balances, main.balances.grant, { accountId: "listen-1", amount: 2n, requestId: "listen-g" });
+      expect((await failure(unary(ops.balances, ops.balances.getBalance, { accountId: "listen-1" }))).code).to.equal(status.UNIMPLEMENTED);
+      expect(await probe(`127.0.0.1:${running!.adminPort!}`, credentials.createInsecure(), "listen-1")).to.equal(status.UNAVAILABLE);
+    } finally {
+      main.close();
+      ops.close();
+    }
+  });
+});

@@ -11,7 +11,7 @@ import { runNode, type RunningNode } from "../../src/app/run-node";
 import { jsonLogger } from "../../src/node/logger";
 import { useStandaloneNats } from "../support/nats";
 import { repoRoot } from "../support/repo-root";
-import { testGrpcSecurity } from "../support/grpc-clients";
+import { testGrpcSecurity, testPki } from "../support/grpc-clients";
 
 const CLI = join(repoRoot(), "dist", "src", "cli", "main.js");
 const REGIONS = ["east", "west", "central"];
@@ -25,7 +25,7 @@ interface Exit {
 
 function serve(args: readonly string[]): Promise<Exit> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, "serve", ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, TALLY_LOG: "error" } });
+    const child = spawn(process.execPath, [CLI, "serve", ...testPki().serverArgs(), ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, TALLY_LOG: "error" } });
     let stderr = "";
     let messageAt: number | undefined;
     child.stderr.on("data", (chunk: Buffer) => {
