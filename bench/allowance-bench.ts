@@ -3,7 +3,6 @@
 // rights waits, and a low-balance endgame where every region spends until the
 // balance is gone — STRICT must reach exactly zero, nothing stranded.
 
-import { credentials } from "@grpc/grpc-js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -49,7 +48,7 @@ export async function runAllowanceBench(options: { calls: number; accounts: numb
   const nodes = cluster.nodes;
   const clients: BalancesClient[] = [];
   try {
-    for (const n of nodes) clients.push(new BalancesClient(n.grpcAddress, credentials.createInsecure()));
+    for (const n of nodes) clients.push(new BalancesClient(n.grpcAddress, cluster.clientCredentials("all")));
     const [east, west, central] = clients as [BalancesClient, BalancesClient, BalancesClient];
     progress(`allowances: granting ${options.accounts} accounts at east`);
     await Promise.all(

@@ -6,7 +6,6 @@
 // is an upper bound of commit-to-visible (it includes east's own decision and
 // durable commit).
 
-import { credentials } from "@grpc/grpc-js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,7 +26,7 @@ export async function runConvergenceBench(options: { debits: number; spacingMs: 
   const nodes = cluster.nodes;
   const clients: BalancesClient[] = [];
   try {
-    for (const n of nodes) clients.push(new BalancesClient(n.grpcAddress, credentials.createInsecure()));
+    for (const n of nodes) clients.push(new BalancesClient(n.grpcAddress, cluster.clientCredentials("all")));
     const [east, west, central] = clients as [BalancesClient, BalancesClient, BalancesClient];
     const account = "conv-bench";
     await new Promise<void>((resolve, reject) =>

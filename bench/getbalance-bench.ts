@@ -7,7 +7,7 @@
 // switched off, so the table shows the delay is real.
 // Run: node dist/bench/getbalance-bench.js [calls] [concurrency] [delayMs]
 
-import { credentials, type ServiceError } from "@grpc/grpc-js";
+import type { ServiceError } from "@grpc/grpc-js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +16,7 @@ import { ProxyHost } from "../src/devcluster/gateway-proxy-host";
 import { NatsProcess } from "../src/devcluster/nats-process";
 import { ensureNatsSecurity } from "../src/security/nats-credentials";
 import { NodeProcess } from "../src/devcluster/node-process";
+import { LocalGrpcPki } from "../src/devcluster/local-grpc-pki";
 import { AdminClient, type ListSettlementsResponse, type SettleResponse } from "../src/generated/tally/v1/admin";
 import { BalancesClient, type DebitRequest, type GetBalanceResponse } from "../src/generated/tally/v1/balances";
 import { startPostgres, type PostgresServer } from "../test/support/postgres";
@@ -85,6 +86,7 @@ export async function runGetBalanceBench(options: GetBalanceBenchOptions): Promi
     nats = new NatsProcess({ config: "standalone.conf", serverName: "bench", clientPort: clientPort!, monitorPort: monitorPort!, dataDir: join(dir, "nats"), security: ensureNatsSecurity(join(dir, "tls")) });
     await nats.start();
     progress(`getbalance: starting a node with settlement, Postgres ${delayMs} ms one way away (migrations run through the delay)`);
+    const pki = LocalGrpcPki.ensure(join(dir, "tls"));
     node = new NodeProcess({
       region: "east",
       regions: ["east"],
@@ -93,15 +95,15 @@ export async function runGetBalanceBench(options: GetBalanceBenchOptions): Promi
       metricsPort: metricsPort!,
       logDir: dir,
       postgresUrl: `postgres://postgres@127.0.0.1:${proxyPort!}/postgres`,
-      extraArgs: ["--noop-service"],
+      extraArgs: ["--noop-service", ...pki.serverArgs()],
       env: { TALLY_LOG: "warn" },
     });
     await node.start();
-    const client = new BalancesClient(node.grpcAddress, credentials.createInsecure());
+    const client = new BalancesClient(node.grpcAddress, pki.clientCredentials("all"));
     balances = client;
     // One channel for all three services, so connection effects are shared.
     const noopClient = noopClientBeside(node.grpcAddress, client);
-    const admin = new AdminClient(node.grpcAddress, credentials.createInsecure(), { channelOverride: client.getChannel() });
+    const admin = new AdminClient(node.grpcAddress, pki.clientCredentials("all"), { channelOverride: client.getChannel() });
 
     progress(`getbalance: granting and debiting ${accounts} accounts, then one settlement through the delay`);
     for (let start = 0; start < accounts; start += 500) {

@@ -11,6 +11,7 @@ export type NoopClient = Client & {
 };
 
 export function noopClientBeside(address: string, client: Client): NoopClient {
+  // The credentials are never used: the channel (and its TLS) is the other client's.
   const Noop = makeGenericClientConstructor(NoopService, "Noop");
   return new Noop(address, credentials.createInsecure(), { channelOverride: client.getChannel() }) as unknown as NoopClient;
 }

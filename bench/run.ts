@@ -17,6 +17,7 @@ import { runSettlementBench } from "./settlement-bench";
 import { fmt, progress, table, type LatencySummary } from "./stats";
 import { getBalanceTable, runGetBalanceBench } from "./getbalance-bench";
 import { runUnaryBench } from "./unary-bench";
+import { mtlsTable, runMtlsBench } from "./mtls-bench";
 import { p99Ratio, runWanBench, wanTable } from "./wan-bench";
 import { runWatchBench, watchBenchReport } from "./watch-bench";
 
@@ -100,6 +101,12 @@ async function main(): Promise<void> {
     pass: unary.debit.p99Ms <= 1.5 * unary.noop.p99Ms,
   });
   bars.push({ bar: "Bulk path >= 50,000 durable debits/s", measured: `${fmt(unary.debitBatch.perSecond, 0)}/s`, pass: unary.debitBatch.perSecond >= 50_000 });
+
+  progress("1b/8 single node: unary Debit over mutual TLS vs plaintext (two nodes, interleaved rounds)");
+  const mtls = await runMtlsBench({ calls: size.calls, rounds: size.rounds, concurrency, accounts: size.accounts });
+  results.mtls = mtls;
+  print(`Unary Debit over mutual TLS vs plaintext (concurrency ${concurrency}, ${size.rounds} interleaved round(s))`, mtlsTable(mtls));
+  bars.push({ bar: "Unary Debit with mTLS >= 0.8x without", measured: `${fmt(mtls.throughputRatio, 2)}x`, pass: mtls.throughputRatio >= 0.8 });
 
   progress("2/8 alternatives: Postgres ledger (durable) and Redis (Lua check-and-decrement)");
   const pg = await runPostgresLedgerBench({ calls: size.pgCalls, concurrency, accounts: size.accounts });

@@ -11,11 +11,13 @@
 
 import { rmSync } from "node:fs";
 import { performance } from "node:perf_hooks";
+import { join } from "node:path";
 import { runNode } from "../src/app/run-node";
 import { DebitOutcome } from "../src/core/answer";
 import { RequestLog } from "../src/core/request-log";
 import { jsonLogger } from "../src/node/logger";
 import { natsAccess, startStandaloneNats, tempDir } from "../test/support/nats";
+import { LocalGrpcPki } from "../src/devcluster/local-grpc-pki";
 import { fmt, table } from "./stats";
 
 export interface SnapshotBenchResult {
@@ -59,6 +61,7 @@ async function main(): Promise<void> {
     regions: ["east", "west", "central"],
     ...natsAccess(nats, "east"),
     grpcAddress: "127.0.0.1:0",
+    grpcSecurity: LocalGrpcPki.ensure(join(dir, "tls")).serverSecurity(),
     logger: jsonLogger("east", "info", (line) => lines.push(line)),
     config: { snapshotIntervalMs: 0, catchUpTimeoutMs: 200, maxRememberedRequests: requestIds * 2 + 10_000_000, requestRetentionMs: 3_600_000 },
   });

@@ -18,7 +18,7 @@
 // directory), --no-docs (do not write docs/soak.md and the Soak section of
 // docs/benchmarks.md).
 
-import { credentials, type ServiceError } from "@grpc/grpc-js";
+import type { ServiceError } from "@grpc/grpc-js";
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, request as httpRequest } from "node:http";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -276,7 +276,7 @@ async function main(): Promise<void> {
       [GC_DIR_ENV]: gcDir,
     },
   });
-  const clients = REGIONS.map((region) => new BalancesClient(cluster.node(region).grpcAddress, credentials.createInsecure()));
+  const clients = REGIONS.map((region) => new BalancesClient(cluster.node(region).grpcAddress, cluster.clientCredentials("all")));
   let stopped = false;
   let current = new Interval();
   const samples: Sample[] = [];

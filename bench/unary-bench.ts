@@ -1,7 +1,7 @@
 // Debit and DebitBatch against the no-op baseline on the same node process and
 // the same client, interleaved in rounds so drift hits both alike.
 
-import { credentials, type ServiceError } from "@grpc/grpc-js";
+import type { ServiceError } from "@grpc/grpc-js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +9,7 @@ import { freePorts } from "../src/devcluster/free-port";
 import { NatsProcess } from "../src/devcluster/nats-process";
 import { ensureNatsSecurity } from "../src/security/nats-credentials";
 import { NodeProcess } from "../src/devcluster/node-process";
+import { LocalGrpcPki } from "../src/devcluster/local-grpc-pki";
 import { BalancesClient, type DebitBatchRequest, type DebitRequest } from "../src/generated/tally/v1/balances";
 import { cpuShares } from "./cpu";
 import { closedLoop } from "./load";
@@ -53,6 +54,7 @@ export async function runUnaryBench(options: UnaryBenchOptions): Promise<UnaryBe
   const [client, monitor, grpcPort, metricsPort] = await freePorts(4);
   const nats = new NatsProcess({ config: "standalone.conf", serverName: "bench", clientPort: client!, monitorPort: monitor!, dataDir: join(dir, "nats"), security: ensureNatsSecurity(join(dir, "tls")) });
   await nats.start();
+  const pki = LocalGrpcPki.ensure(join(dir, "tls"));
   const node = new NodeProcess({
     region: "east",
     regions: ["east"],
@@ -60,10 +62,10 @@ export async function runUnaryBench(options: UnaryBenchOptions): Promise<UnaryBe
     grpcPort: grpcPort!,
     metricsPort: metricsPort!,
     logDir: dir,
-    extraArgs: ["--noop-service"],
+    extraArgs: ["--noop-service", ...pki.serverArgs()],
   });
   await node.start();
-  const balances = new BalancesClient(node.grpcAddress, credentials.createInsecure());
+  const balances = new BalancesClient(node.grpcAddress, pki.clientCredentials("all"));
   // Same channel for both, so connection effects are shared.
   const noop = noopClientBeside(node.grpcAddress, balances);
   try {

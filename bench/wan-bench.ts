@@ -14,7 +14,7 @@
 // share the machine.
 // Run: node dist/bench/wan-bench.js [calls] [concurrency] [delayMs] [centralCalls]
 
-import { credentials, type ServiceError } from "@grpc/grpc-js";
+import type { ServiceError } from "@grpc/grpc-js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -151,7 +151,7 @@ async function measureTallyLocal(
     cluster = await LocalCluster.start({ dir, wanDelayMs: 0, extraArgs: ["--noop-service"] });
     const nats = cluster.nats;
     const east = cluster.node("east");
-    const client = new BalancesClient(east.grpcAddress, credentials.createInsecure());
+    const client = new BalancesClient(east.grpcAddress, cluster.clientCredentials("all"));
     balances = client;
     // Same channel as the debits, so both see the same connection.
     const noopClient = noopClientBeside(east.grpcAddress, client);

@@ -5,7 +5,7 @@
 // Standalone: node dist/bench/watch-bench.js [--quick] [--accounts N] (1,000 watchers spread over N accounts, default 100)
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { credentials, type ServiceError } from "@grpc/grpc-js";
+import type { ServiceError } from "@grpc/grpc-js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -14,6 +14,7 @@ import { freePorts } from "../src/devcluster/free-port";
 import { NatsProcess } from "../src/devcluster/nats-process";
 import { ensureNatsSecurity } from "../src/security/nats-credentials";
 import { NodeProcess } from "../src/devcluster/node-process";
+import { LocalGrpcPki } from "../src/devcluster/local-grpc-pki";
 import { BalancesClient, type DebitRequest } from "../src/generated/tally/v1/balances";
 import { closedLoop } from "./load";
 import { fmt, progress, summarize, table, type LatencySummary } from "./stats";
@@ -66,8 +67,8 @@ async function scrape(metricsUrl: string): Promise<{ lagMaxMs: number; lagP99Ms:
 }
 
 /** The watchers' process, once every stream has had its first event. */
-async function startWatchers(address: string, options: WatchBenchOptions): Promise<{ child: ChildProcess; stop: () => Promise<{ events: number; changes: number }> }> {
-  const child = spawn(process.execPath, [resolve(__dirname, "watch-clients.js"), address, String(options.watchers), String(options.accounts), "10"], {
+async function startWatchers(address: string, tlsDir: string, options: WatchBenchOptions): Promise<{ child: ChildProcess; stop: () => Promise<{ events: number; changes: number }> }> {
+  const child = spawn(process.execPath, [resolve(__dirname, "watch-clients.js"), address, String(options.watchers), String(options.accounts), "10", tlsDir], {
     stdio: ["pipe", "pipe", "inherit"],
   });
   const lines = createInterface({ input: child.stdout });
@@ -99,9 +100,10 @@ export async function runWatchBench(options: WatchBenchOptions): Promise<WatchBe
   const [client, monitor, grpcPort, metricsPort] = await freePorts(4);
   const nats = new NatsProcess({ config: "standalone.conf", serverName: "bench", clientPort: client!, monitorPort: monitor!, dataDir: join(dir, "nats"), security: ensureNatsSecurity(join(dir, "tls")) });
   await nats.start();
-  const node = new NodeProcess({ region: "east", regions: ["east"], natsUrl: nats.url, natsSecurity: nats.clientSecurity("east"), grpcPort: grpcPort!, metricsPort: metricsPort!, logDir: dir });
+  const pki = LocalGrpcPki.ensure(join(dir, "tls"));
+  const node = new NodeProcess({ region: "east", regions: ["east"], natsUrl: nats.url, natsSecurity: nats.clientSecurity("east"), grpcPort: grpcPort!, metricsPort: metricsPort!, logDir: dir, extraArgs: pki.serverArgs() });
   await node.start();
-  const balances = new BalancesClient(node.grpcAddress, credentials.createInsecure());
+  const balances = new BalancesClient(node.grpcAddress, pki.clientCredentials("all"));
   try {
     for (let k = 0; k < options.accounts; k++) {
       await unary(balances.grant.bind(balances), { accountId: `watched-${k}`, amount: 1n << 60n, requestId: `grant-${k}` });
@@ -127,14 +129,14 @@ export async function runWatchBench(options: WatchBenchOptions): Promise<WatchBe
     let changes = 0;
     // Warm-up: JIT, connection, and the watch path once.
     await closedLoop(2_000, options.concurrency, () => unary(balances.debit.bind(balances), request()));
-    const warm = await startWatchers(node.grpcAddress, options);
+    const warm = await startWatchers(node.grpcAddress, pki.dir, options);
     await closedLoop(2_000, options.concurrency, () => unary(balances.debit.bind(balances), request()));
     await warm.stop();
     for (let round = 0; round < options.rounds; round++) {
       progress(`round ${round + 1}/${options.rounds}: Debit without watchers, ${options.calls} calls`);
       await measured("without");
       progress(`round ${round + 1}/${options.rounds}: Debit with ${options.watchers} watchers on the ${options.accounts} debited accounts, ${options.calls} calls`);
-      const watchers = await startWatchers(node.grpcAddress, options);
+      const watchers = await startWatchers(node.grpcAddress, pki.dir, options);
       await measured("with");
       const report = await watchers.stop();
       events += report.events;

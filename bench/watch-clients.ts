@@ -1,21 +1,22 @@
 // A separate process holding the WatchBalance streams of the watchers bench, so
 // decoding their events does not run on the event loop that times the debits.
-// Usage: node watch-clients.js ADDRESS WATCHERS ACCOUNTS CHANNELS. Prints one
+// Usage: node watch-clients.js ADDRESS WATCHERS ACCOUNTS CHANNELS TLS_DIR (mTLS as its "reader"). Prints one
 // JSON line {"ready":n} once every stream has its first event; on "stop" (or
 // stdin closing) cancels them all and prints {"events":n,"changes":n}.
 
-import { credentials } from "@grpc/grpc-js";
+import { LocalGrpcPki } from "../src/devcluster/local-grpc-pki";
 import { createInterface } from "node:readline";
 import { BalancesClient, type WatchBalanceResponse } from "../src/generated/tally/v1/balances";
 
 function main(): void {
-  const [address, watchersArg, accountsArg, channelsArg] = process.argv.slice(2);
-  if (address === undefined) throw new Error("usage: watch-clients ADDRESS WATCHERS ACCOUNTS CHANNELS");
+  const [address, watchersArg, accountsArg, channelsArg, tlsDir] = process.argv.slice(2);
+  if (address === undefined || tlsDir === undefined) throw new Error("usage: watch-clients ADDRESS WATCHERS ACCOUNTS CHANNELS TLS_DIR");
+  const channelCredentials = LocalGrpcPki.ensure(tlsDir).clientCredentials("reader");
   const watchers = Number(watchersArg ?? "1000");
   const accounts = Number(accountsArg ?? "100");
   const channels = Number(channelsArg ?? "10");
   // Own subchannel pools: each client its own connection, as separate watchers would have.
-  const clients = Array.from({ length: channels }, () => new BalancesClient(address, credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 }));
+  const clients = Array.from({ length: channels }, () => new BalancesClient(address, channelCredentials, { "grpc.use_local_subchannel_pool": 1 }));
   let events = 0;
   let changes = 0;
   let ready = 0;

@@ -7,6 +7,9 @@ import type { NatsClientSecurity } from "../security/nats-credentials";
 import { readNkeySeed } from "../security/nkey-file";
 import { Mode, validatePolicy, type Policy } from "../core/policy";
 import { DEFAULT_NODE_CONFIG, type NodeConfig } from "../node/node-config";
+import type { GrpcSecurityOptions } from "../security/grpc-security";
+import { readTlsFiles } from "../security/reloading-server-credentials";
+import { loadRoleMap } from "../security/role-map";
 
 /** A configuration error: the process exits non-zero with this message. */
 export class ConfigError extends Error {
@@ -197,10 +200,8 @@ export function natsSecurityOption(read: Source, insecure: boolean): NatsClientS
   const nkeyOption = { flag: "nats-nkey", env: "TALLY_NATS_NKEY" };
   const caFile = fileOption(read, caOption);
   const nkeyFile = fileOption(read, nkeyOption);
-  if (insecure) {
-    if (caFile !== undefined || nkeyFile !== undefined) throw new ConfigError(`--insecure (TALLY_INSECURE) conflicts with ${describe(caFile !== undefined ? caOption : nkeyOption)}`);
-    return undefined;
-  }
+  // --insecure permits a plaintext link only where no credentials are given; given ones are always used.
+  if (insecure && caFile === undefined && nkeyFile === undefined) return undefined;
   if (caFile === undefined) throw new ConfigError(`${describe(caOption)} is required (the CA of the NATS servers), or --insecure for a local experiment`);
   if (nkeyFile === undefined) throw new ConfigError(`${describe(nkeyOption)} is required (this node's nkey seed file), or --insecure for a local experiment`);
   try {
@@ -231,9 +232,54 @@ export function postgresSecurityOption(read: Source, insecure: boolean, settlerU
     if (url !== undefined && /[?&](sslmode|ssl)=/.test(url)) throw new ConfigError(`${describe(option)}: TLS is set by --postgres-ca (TALLY_POSTGRES_CA), not in the URL; got "${url}"`);
   }
   if (/[?&](sslmode|ssl)=/.test(settlerUrl)) throw new ConfigError(`--postgres (TALLY_POSTGRES_URL): TLS is set by --postgres-ca (TALLY_POSTGRES_CA), not in the URL`);
-  if (insecure && caFile !== undefined) throw new ConfigError(`--insecure (TALLY_INSECURE) conflicts with ${describe(caOption)}`);
   if (!insecure && caFile === undefined) {
     throw new ConfigError(`${describe(caOption)} is required with --postgres (the CA of the Postgres server's certificate), or --insecure for a local experiment`);
   }
   return { ...(ownerUrl === undefined ? {} : { ownerUrl }), ...(readerUrl === undefined ? {} : { readerUrl }), ...(caFile === undefined ? {} : { caFile }) };
+}
+
+// ---- gRPC security (mTLS, roles, audit, admin listener) -------------------
+
+export const INSECURE_OPTION: Option = { flag: "insecure", env: "TALLY_INSECURE" };
+const GRPC_TLS_OPTIONS = {
+  certFile: { flag: "grpc-tls-cert", env: "TALLY_GRPC_TLS_CERT" },
+  keyFile: { flag: "grpc-tls-key", env: "TALLY_GRPC_TLS_KEY" },
+  caFile: { flag: "grpc-tls-ca", env: "TALLY_GRPC_TLS_CA" },
+} as const;
+const GRPC_ROLES_OPTION: Option = { flag: "grpc-roles", env: "TALLY_GRPC_ROLES" };
+
+/**
+ * mTLS with a role file unless --insecure; every file is read and checked here
+ * (certificate matches key, role file well-formed) before any connection opens.
+ */
+export function grpcSecurityOption(read: Source): GrpcSecurityOptions {
+  const auditLogFile = read({ flag: "audit-log", env: "TALLY_AUDIT_LOG" });
+  // --insecure serves plaintext only when no TLS file is given at all; a partial set is an error either way.
+  const given = [...Object.values(GRPC_TLS_OPTIONS), GRPC_ROLES_OPTION].some((option) => read(option) !== undefined);
+  if (booleanOption(read, INSECURE_OPTION) && !given) return { kind: "insecure", auditLogFile };
+  const required = (option: Option): string => {
+    const value = read(option);
+    if (value === undefined) throw new ConfigError(`${describe(option)} is required (mTLS is the default; ${describe(INSECURE_OPTION)} serves plaintext for local experiments)`);
+    return value;
+  };
+  const tls = { certFile: required(GRPC_TLS_OPTIONS.certFile), keyFile: required(GRPC_TLS_OPTIONS.keyFile), caFile: required(GRPC_TLS_OPTIONS.caFile) };
+  const rolesFile = required(GRPC_ROLES_OPTION);
+  try {
+    readTlsFiles(tls);
+  } catch (error) {
+    const flags = Object.values(GRPC_TLS_OPTIONS).map(describe).join(", ");
+    throw new ConfigError(`${flags}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  try {
+    loadRoleMap(rolesFile);
+  } catch (error) {
+    throw new ConfigError(`${describe(GRPC_ROLES_OPTION)}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  return { kind: "mtls", tls, rolesFile, auditLogFile };
+}
+
+/** host:port of the separate Admin + reflection listener, if asked for. */
+export function adminListenOption(read: Source): string | undefined {
+  const option = { flag: "admin-listen", env: "TALLY_ADMIN_LISTEN" };
+  return read(option) === undefined ? undefined : addressOption(read, option, "");
 }

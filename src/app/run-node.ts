@@ -20,6 +20,7 @@ import { SettledStream } from "../replication/settled-stream";
 import { serveSnapshotRequests } from "../replication/snapshot-requests";
 import { StatusExchange } from "../replication/status-exchange";
 import { startGrpcServer, type RunningServer } from "../server/grpc-server";
+import { openGrpcSecurity, type GrpcSecurityOptions } from "../security/grpc-security";
 import { DEFAULT_POSTGRES, type PostgresSettings } from "./config";
 import { startSettlement, type RunningSettlement } from "./settlement-wiring";
 import type { NatsClientSecurity } from "../security/nats-credentials";
@@ -49,11 +50,16 @@ export interface RunNodeOptions {
   readonly config?: Partial<NodeConfig>;
   /** Also serve the no-op baseline service used by benchmarks. */
   readonly noopService?: boolean;
+  // gRPC security (src/security): mTLS + roles, or an explicit { kind: "insecure" }.
+  readonly grpcSecurity: GrpcSecurityOptions;
+  /** host:port of a separate Admin + reflection listener; undefined serves them with Balances. */
+  readonly adminAddress?: string | undefined;
 }
 
 export interface RunningNode {
   readonly node: TallyNode;
   readonly grpcPort: number;
+  readonly adminPort: number | undefined;
   readonly metricsPort: number | undefined;
   readonly metrics: TallyMetrics;
   stop(): Promise<void>;
@@ -136,9 +142,17 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
   };
   const postgres =
     options.postgres ?? (options.postgresUrl === undefined || options.postgresUrl === "" ? undefined : { url: options.postgresUrl, ...DEFAULT_POSTGRES });
+  // Certificates and the role file are checked before any connection opens.
+  const grpcSecurity = openGrpcSecurity(options.grpcSecurity, config.region, logger);
   if (options.natsSecurity === undefined) logger.warn("insecure: NATS connection without TLS or credentials (--insecure); for local experiments only", { natsUrl: config.natsUrl });
   const natsSecure = options.natsSecurity === undefined ? undefined : natsSecureOptions(options.natsSecurity, config.region);
-  const connection = await openNats(config.natsUrl, `tally-${config.region}`, natsSecure);
+  let connection: NatsConnection;
+  try {
+    connection = await openNats(config.natsUrl, `tally-${config.region}`, natsSecure);
+  } catch (error) {
+    await grpcSecurity.stop();
+    throw error;
+  }
   const log = await ReplicaLog.over(connection, { placeByRegion: config.placeStreamsByRegion });
   const settledStream = new SettledStream(connection, new ReplicaSet(config.regions), badMessageSink(metrics, logger));
   let node: TallyNode | undefined;
@@ -157,6 +171,8 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     if (postgres !== undefined) settlement = await startSettlement(started, postgres, options.settleIntervalMs ?? 0, logger, settledStream);
     grpc = await startGrpcServer(started, options.grpcAddress, {
       noopService: options.noopService ?? false,
+      security: grpcSecurity,
+      adminAddress: options.adminAddress,
       ...(settlement === undefined ? {} : { settlement: settlement.admin }),
     });
     if (options.metricsPort !== undefined) {
@@ -180,6 +196,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     await settlement?.stop();
     await node?.close();
     await log.close();
+    await grpcSecurity.stop();
     throw error;
   }
   const address = http?.address();
@@ -189,6 +206,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
   return {
     node: running.node,
     grpcPort: running.grpc.port,
+    adminPort: running.grpc.adminPort,
     metricsPort,
     metrics,
     stop: () => {
@@ -201,6 +219,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
         await Promise.all([running.grpc.stop(), running.node.close()]);
         await settlement?.stop();
         await log.close();
+        await grpcSecurity.stop();
         const httpServer = running.http;
         if (httpServer !== undefined) await new Promise<void>((r) => httpServer.close(() => r()));
       })();

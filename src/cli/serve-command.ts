@@ -6,6 +6,8 @@ import { parseArgs } from "node:util";
 import type { RunNodeOptions } from "../app/run-node";
 import {
   addressOption,
+  adminListenOption,
+  grpcSecurityOption,
   booleanOption,
   defaultPolicyOption,
   insecureOption,
@@ -49,6 +51,17 @@ export const SERVE_HELP = `tally serve - run one regional node
   --max-watchers-per-account N  WatchBalance streams per account (TALLY_MAX_WATCHERS_PER_ACCOUNT) [100]
   --pg-pool-size N, --pg-connect-timeout-ms N, --pg-statement-timeout-ms N   settlement pool
   --noop-service           also serve the no-op baseline RPC used by benchmarks
+
+  gRPC security (mTLS with client certificates and roles is the default; docs/api.md):
+  --grpc-tls-cert FILE     server certificate, PEM (TALLY_GRPC_TLS_CERT)       [required]
+  --grpc-tls-key FILE      its private key (TALLY_GRPC_TLS_KEY)                [required]
+  --grpc-tls-ca FILE       CAs trusted for client certificates (TALLY_GRPC_TLS_CA) [required]
+  --grpc-roles FILE        principal -> roles JSON file (TALLY_GRPC_ROLES)     [required]
+                           the three TLS files are re-read when they change (no restart)
+  --audit-log FILE         audit lines (JSON) for Grant and Admin calls (TALLY_AUDIT_LOG) [stderr]
+  --admin-listen HOST:PORT separate listener for Admin and reflection (TALLY_ADMIN_LISTEN)
+  --insecure               plaintext gRPC, no certificates, no roles (TALLY_INSECURE=1);
+                           local experiments only, warns at every start
 `;
 
 const STRING_FLAGS = [
@@ -82,6 +95,12 @@ const STRING_FLAGS = [
   "pg-pool-size",
   "pg-connect-timeout-ms",
   "pg-statement-timeout-ms",
+  "grpc-tls-cert",
+  "grpc-tls-key",
+  "grpc-tls-ca",
+  "grpc-roles",
+  "audit-log",
+  "admin-listen",
 ] as const;
 
 export async function serveCommand(argv: string[]): Promise<void> {
@@ -108,6 +127,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const postgresSecurity = postgresSecurityOption(read, insecure, settlerPostgres?.url);
   const postgres = settlerPostgres === undefined ? undefined : { ...settlerPostgres, ...postgresSecurity };
   const natsSecurity = natsSecurityOption(read, insecure);
+  const grpcSecurity = grpcSecurityOption(read);
+  const adminAddress = adminListenOption(read);
   const options: RunNodeOptions = {
     region,
     regions,
@@ -123,13 +144,15 @@ export async function serveCommand(argv: string[]): Promise<void> {
     logLevel: levelFromEnv(env.TALLY_LOG),
     config: nodeTunables(read),
     noopService: values["noop-service"] ?? false,
+    grpcSecurity,
+    adminAddress,
   };
   // Loaded only once every option is valid: a bad flag exits before the
   // gRPC, NATS and Postgres libraries load, and before any connection opens.
   const { runNode } = await import("../app/run-node");
   const running = await runNode(options);
   process.stdout.write(
-    `${JSON.stringify({ event: "ready", region, grpcPort: running.grpcPort, metricsPort: running.metricsPort, sequence: running.node.sequence })}\n`,
+    `${JSON.stringify({ event: "ready", region, grpcPort: running.grpcPort, adminPort: running.adminPort, metricsPort: running.metricsPort, sequence: running.node.sequence })}\n`,
   );
   await new Promise<void>((resolve) => {
     const stop = (): void => {

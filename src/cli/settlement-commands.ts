@@ -11,7 +11,7 @@ import type {
 } from "../generated/tally/v1/admin";
 import { PolicyMode } from "../generated/tally/v1/common";
 import { formatCliError, isUnreachable } from "./cli-errors";
-import { adminClient, call, nodeAddresses } from "./node-clients";
+import { adminClient, call, CLIENT_TLS_FLAGS, CLIENT_TLS_HELP, clientCredentials, nodeAddresses } from "./node-clients";
 
 export const SETTLEMENT_HELP = `tally settle        run a settlement now (one settler at a time across regions)
 tally settlements   list settlements, newest first
@@ -22,7 +22,7 @@ tally history ID    an account's ledger entries, newest first
   --limit N           page size (1-1000)                        [20]
   --page-token T      continue a listing
   --json              raw JSON
-`;
+${CLIENT_TLS_HELP}`;
 
 const json = (value: unknown): string => JSON.stringify(value, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v), 2);
 const iso = (ms: bigint): string => (ms === 0n ? "-" : new Date(Number(ms)).toISOString());
@@ -47,6 +47,7 @@ export async function settlementCommand(verb: "settle" | "settlements" | "oversp
       until: { type: "string" },
       json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
+      ...CLIENT_TLS_FLAGS,
     },
   });
   if (values.help === true) {
@@ -54,7 +55,7 @@ export async function settlementCommand(verb: "settle" | "settlements" | "oversp
     return;
   }
   const address = values.node ?? nodeAddresses(undefined)[0] ?? "127.0.0.1:50051";
-  const client = adminClient(address);
+  const client = adminClient(address, clientCredentials(values));
   const pageSize = Number(values.limit ?? "20");
   const pageToken = values["page-token"] ?? "";
   const out = (line: string): void => void process.stdout.write(`${line}\n`);

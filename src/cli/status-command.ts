@@ -6,13 +6,13 @@ import { parseArgs } from "node:util";
 import type { ClusterStatusResponse } from "../generated/tally/v1/admin";
 import { formatCliError, isUnreachable } from "./cli-errors";
 import { convergedEverywhere } from "./convergence";
-import { adminClient, call, nodeAddresses } from "./node-clients";
+import { adminClient, call, CLIENT_TLS_FLAGS, CLIENT_TLS_HELP, clientCredentials, nodeAddresses } from "./node-clients";
 
 export const STATUS_HELP = `tally status - convergence and settlement at a glance
 
   --nodes A,B,C   node gRPC addresses (TALLY_NODES)  [127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053]
   --json          print the raw status of each node as JSON
-`;
+${CLIENT_TLS_HELP}`;
 
 function pad(cells: readonly string[], widths: readonly number[]): string {
   return cells
@@ -89,15 +89,16 @@ function verdict(statuses: readonly NodeStatus[]): string[] {
 export async function statusCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { nodes: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+    options: { nodes: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" }, ...CLIENT_TLS_FLAGS },
   });
   if (values.help === true) {
     process.stdout.write(STATUS_HELP);
     return;
   }
+  const channelCredentials = clientCredentials(values);
   const statuses = await Promise.all(
     nodeAddresses(values.nodes).map(async (address): Promise<NodeStatus> => {
-      const client = adminClient(address);
+      const client = adminClient(address, channelCredentials);
       try {
         return { address, status: await call<ClusterStatusResponse>((md, opts, cb) => client.clusterStatus({}, md, opts, cb)) };
       } catch (error) {

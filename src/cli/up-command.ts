@@ -76,6 +76,11 @@ export async function upCommand(argv: string[]): Promise<void> {
   }
   if (postgres !== undefined) say(`  postgres ${postgres.roles?.readerUrl.replace(/:[^:@/]*@/, ":***@") ?? postgres.url}   data ${postgres.dataRoot}`);
   say(`credentials (local CA, NATS nkeys and certificates, Postgres role passwords): ${resolve(dataDir, "tls")}`);
+  // gRPC security: where the certificates are and how the CLI finds them.
+  const tlsDir = cluster.grpcPki.dir;
+  const cliTls = tlsDir === resolve(".tally", "tls") ? "" : ` --tls-dir ${tlsDir}`;
+  say(`gRPC is mutual TLS. CA ${tlsDir}/ca.crt; client certificates ${tlsDir}/grpc-client-<spender|granter|reader|operator|auditor|ops|all>.crt/.key;`);
+  say(`  roles ${cluster.grpcPki.rolesFile}; the CLI uses grpc-client-ops (operator + auditor)${cliTls === "" ? " by default" : `: pass${cliTls}`}.`);
   say(`logs: ${dataDir}/node-<region>.log   status: npm run tally -- status`);
   say("Ctrl-C stops everything.");
   await new Promise<void>((resolveStop) => {

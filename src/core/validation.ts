@@ -4,6 +4,8 @@ import { InvalidArgumentError } from "./errors";
 import { INT64_MAX } from "./amounts";
 
 const ACCOUNT_ID = /^[A-Za-z0-9._:@/-]{1,128}$/;
+/** The account-id syntax, also what a principal's account prefixes must match. */
+export const ACCOUNT_ID_PATTERN = ACCOUNT_ID;
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 
 export function validateAccountId(value: string, field = "account_id"): string {

@@ -2,7 +2,10 @@
 // behind proxies) and one node process per region. Shared by `tally up`, the
 // e2e tests and the multi-region benchmarks.
 
+import { join } from "node:path";
+import type { ChannelCredentials } from "@grpc/grpc-js";
 import { freePorts } from "./free-port";
+import { LocalGrpcPki, type ClientIdentity } from "./local-grpc-pki";
 import { NatsSupercluster, REGIONS } from "./nats-supercluster";
 import { NodeProcess, type PostgresSecurity } from "./node-process";
 import type { NatsClientSecurity } from "../security/nats-credentials";
@@ -31,9 +34,17 @@ export class LocalCluster {
   private constructor(
     readonly nats: NatsSupercluster,
     readonly nodes: readonly NodeProcess[],
+    readonly grpcPki: LocalGrpcPki,
   ) {}
 
+  /** mTLS credentials of a local client: one role, "ops" (operator + auditor) or "all". */
+  clientCredentials(identity: ClientIdentity): ChannelCredentials {
+    return this.grpcPki.clientCredentials(identity);
+  }
+
   static async start(options: LocalClusterOptions): Promise<LocalCluster> {
+    // gRPC certificates and role file in <dir>/tls (grpc-*), shared with `tally` CLI defaults.
+    const grpcPki = LocalGrpcPki.ensure(join(options.dir, "tls"));
     const nats = await NatsSupercluster.start(options.dir, { insecure: options.insecureNats ?? false });
     if (options.wanDelayMs !== undefined) await nats.setWanDelay(options.wanDelayMs);
     const spare = await freePorts(REGIONS.length * 2);
@@ -47,13 +58,13 @@ export class LocalCluster {
           grpcPort: options.grpcPorts?.[i] ?? spare[i * 2]!,
           metricsPort: options.metricsPorts?.[i] ?? spare[i * 2 + 1]!,
           logDir: options.dir,
-          extraArgs: ["--place-by-region", ...(options.extraArgs ?? [])],
+          extraArgs: ["--place-by-region", ...grpcPki.serverArgs(), ...(options.extraArgs ?? [])],
           env: { TALLY_LOG: "warn", ...options.env },
           ...(options.postgresUrl !== undefined ? { postgresUrl: options.postgresUrl } : {}),
           ...(options.postgresSecurity !== undefined ? { postgresSecurity: options.postgresSecurity } : {}),
         }),
     );
-    const cluster = new LocalCluster(nats, nodes);
+    const cluster = new LocalCluster(nats, nodes, grpcPki);
     try {
       await Promise.all(nodes.map((n) => n.start()));
     } catch (error) {

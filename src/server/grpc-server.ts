@@ -1,8 +1,10 @@
 // Builds the gRPC server of a node: Balances, Admin, standard health and
-// server reflection, with message-size limits. Binds loopback by default.
+// server reflection, with message-size limits, behind mTLS and the
+// authorization interceptor (src/security). Binds loopback by default; Admin
+// and reflection may get a listener of their own.
 
 import { BinaryReader } from "@bufbuild/protobuf/wire";
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { Server } from "@grpc/grpc-js";
 import { loadFileDescriptorSetFromBuffer, type AnyDefinition, type EnumTypeDefinition, type MessageTypeDefinition, type PackageDefinition } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
@@ -12,6 +14,7 @@ import type { TallyNode } from "../node/tally-node";
 import { adminService, type SettlementAdmin } from "./admin-service";
 import { balancesService, BalancesServiceDefinition } from "./balances-service";
 import { NoopService, noopImplementation } from "./noop-service";
+import type { GrpcSecurity } from "../security/grpc-security";
 
 /** Largest request accepted (a full 10,000-item batch fits comfortably). */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -19,21 +22,51 @@ export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 export interface RunningServer {
   readonly server: Server;
   readonly port: number;
+  /** The separate Admin + reflection listener's port, when one was asked for. */
+  readonly adminPort: number | undefined;
   readonly health: HealthImplementation;
   stop(): Promise<void>;
 }
 
-export async function startGrpcServer(
-  node: TallyNode,
-  address: string,
-  options: { settlement?: SettlementAdmin; noopService?: boolean } = {},
-): Promise<RunningServer> {
-  const server = new Server({
+export interface GrpcServerOptions {
+  readonly settlement?: SettlementAdmin;
+  readonly noopService?: boolean;
+  /** Credentials and the authorization interceptor of every listener. */
+  readonly security: GrpcSecurity;
+  /** host:port of a separate listener for Admin and reflection (e.g. ops-only); undefined serves them on `address`. */
+  readonly adminAddress?: string | undefined;
+}
+
+function newServer(security: GrpcSecurity): Server {
+  return new Server({
     "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
     "grpc.max_send_message_length": 64 * 1024 * 1024,
+    interceptors: security.interceptors,
   });
+}
+
+function bind(server: Server, address: string, security: GrpcSecurity): Promise<number> {
+  return new Promise<number>((resolvePort, reject) => {
+    server.bindAsync(address, security.credentials, (error, bound) => (error ? reject(error) : resolvePort(bound)));
+  });
+}
+
+function shutdown(server: Server): Promise<void> {
+  return new Promise<void>((resolveStop) => {
+    const force = setTimeout(() => server.forceShutdown(), 5_000);
+    server.tryShutdown(() => {
+      clearTimeout(force);
+      resolveStop();
+    });
+  });
+}
+
+export async function startGrpcServer(node: TallyNode, address: string, options: GrpcServerOptions): Promise<RunningServer> {
+  const server = newServer(options.security);
+  // Admin and reflection go to their own listener when asked; health is on both.
+  const adminServer = options.adminAddress === undefined ? server : newServer(options.security);
   server.addService(BalancesServiceDefinition, balancesService(node));
-  server.addService(AdminService, adminService(node, options.settlement));
+  adminServer.addService(AdminService, adminService(node, options.settlement));
   if (options.noopService === true) server.addService(NoopService, noopImplementation);
   const health = new HealthImplementation({
     "": "SERVING",
@@ -41,24 +74,28 @@ export async function startGrpcServer(
     "tally.v1.Admin": "SERVING",
   });
   health.addToServer(server);
+  if (adminServer !== server) health.addToServer(adminServer);
   // Reflection only describes the contract; it is built once here, never on the hot path.
-  new ReflectionService(reflectedServices()).addToServer(server);
-  const port = await new Promise<number>((resolvePort, reject) => {
-    server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolvePort(bound)));
-  });
+  new ReflectionService(reflectedServices()).addToServer(adminServer);
+  const port = await bind(server, address, options.security);
+  let adminPort: number | undefined;
+  if (options.adminAddress !== undefined) {
+    try {
+      adminPort = await bind(adminServer, options.adminAddress, options.security);
+    } catch (error) {
+      server.forceShutdown();
+      throw error;
+    }
+  }
   return {
     server,
     port,
+    adminPort,
     health,
-    stop: () =>
-      new Promise<void>((resolveStop) => {
-        health.setStatus("", "NOT_SERVING");
-        const force = setTimeout(() => server.forceShutdown(), 5_000);
-        server.tryShutdown(() => {
-          clearTimeout(force);
-          resolveStop();
-        });
-      }),
+    stop: async () => {
+      health.setStatus("", "NOT_SERVING");
+      await Promise.all([shutdown(server), ...(adminServer === server ? [] : [shutdown(adminServer)])]);
+    },
   };
 }
 

@@ -3,14 +3,14 @@
 // matrix and recovery after a restart.
 
 import { expect } from "chai";
-import { status, credentials, loadPackageDefinition, makeGenericClientConstructor, type GrpcObject, type ServiceClientConstructor } from "@grpc/grpc-js";
+import { status, loadPackageDefinition, makeGenericClientConstructor, type GrpcObject, type ServiceClientConstructor } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { service as healthService } from "grpc-health-check";
 import { runNode, type RunningNode } from "../../src/app/run-node";
 import { DebitOutcome, type DebitRequest } from "../../src/generated/tally/v1/balances";
 import { PolicyMode } from "../../src/generated/tally/v1/common";
 import { useStandaloneNats, natsAccess } from "../support/nats";
-import { clients, failure, unary, type Clients } from "../support/grpc-clients";
+import { clients, failure, unary, type Clients, testGrpcSecurity, testPki } from "../support/grpc-clients";
 import { jsonLogger } from "../../src/node/logger";
 
 const quiet = jsonLogger("east", "error");
@@ -28,7 +28,7 @@ describe("balances api - single node over real gRPC and JetStream", function () 
       region: "east",
       regions: ["east"],
       ...natsAccess(nats(), "east"),
-      grpcAddress: "127.0.0.1:0",
+      grpcAddress: "127.0.0.1:0", grpcSecurity: testGrpcSecurity(),
       logger: quiet,
     });
     c = clients(`127.0.0.1:${running.grpcPort}`);
@@ -258,7 +258,7 @@ describe("balances api - single node over real gRPC and JetStream", function () 
 
   it("balances api - health reports SERVING for the Balances service", async () => {
     const Health = makeGenericClientConstructor(healthService, "Health");
-    const health = new Health(`127.0.0.1:${running.grpcPort}`, credentials.createInsecure());
+    const health = new Health(`127.0.0.1:${running.grpcPort}`, testPki().clientCredentials("reader"));
     const answer = await new Promise<{ status: string }>((resolve, reject) =>
       health.makeUnaryRequest(
         "/grpc.health.v1.Health/Check",
@@ -279,7 +279,7 @@ describe("balances api - single node over real gRPC and JetStream", function () 
     });
     const loaded = loadPackageDefinition(definition) as unknown as { grpc: { reflection: { v1: GrpcObject } } };
     const Reflection = loaded.grpc.reflection.v1.ServerReflection as ServiceClientConstructor;
-    const reflection = new Reflection(`127.0.0.1:${running.grpcPort}`, credentials.createInsecure());
+    const reflection = new Reflection(`127.0.0.1:${running.grpcPort}`, testPki().clientCredentials("reader"));
     const stream = reflection.makeBidiStreamRequest(
       "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
       (v: object) => Reflection.service.ServerReflectionInfo!.requestSerialize(v),

@@ -9,6 +9,7 @@ import { freePort } from "../../src/devcluster/free-port";
 import { jsonLogger } from "../../src/node/logger";
 import { useStandaloneNats, natsAccess } from "../support/nats";
 import { repoRoot } from "../support/repo-root";
+import { testGrpcSecurity, testPki } from "../support/grpc-clients";
 
 interface CliResult {
   readonly code: number | null;
@@ -21,7 +22,7 @@ const CLI = join(repoRoot(), "dist", "src", "cli", "main.js");
 /** Runs `tally ARGS`; with `closedStdout` the reader of its stdout is gone before it writes (`| head -0`). */
 function tally(args: readonly string[], options: { closedStdout?: boolean } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, TALLY_TLS_DIR: testPki().dir }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     if (options.closedStdout === true) child.stdout.destroy();
@@ -43,13 +44,19 @@ describe("cli - the tally command against a live node", function () {
       region: "east",
       regions: ["east"],
       ...natsAccess(nats(), "east"),
-      grpcAddress: "127.0.0.1:0",
+      grpcAddress: "127.0.0.1:0", grpcSecurity: testGrpcSecurity(),
       logger: jsonLogger("east", "error"),
     });
   });
 
   after(async () => {
     await running?.stop();
+  });
+
+  it("cli - without client certificate files the CLI says which file is missing and how to get it", async () => {
+    const result = await tally(["status", "--nodes", node(), "--tls-dir", "/nonexistent/tls"]);
+    expect(result.code).to.equal(1);
+    expect(result.stderr).to.include("/nonexistent/tls/grpc-client-ops.crt").and.include("npm start");
   });
 
   it("cli - a rejected request prints the status name and message, one line, and exits 1", async () => {

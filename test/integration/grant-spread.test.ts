@@ -5,6 +5,7 @@ import { expect } from "chai";
 import { runNode, type RunningNode } from "../../src/app/run-node";
 import { jsonLogger } from "../../src/node/logger";
 import { useStandaloneNats, natsAccess } from "../support/nats";
+import { testGrpcSecurity } from "../support/grpc-clients";
 
 describe("grant spreading - rights of a grant split over regions", function () {
   this.timeout(60_000);
@@ -21,7 +22,7 @@ describe("grant spreading - rights of a grant split over regions", function () {
           region,
           regions: ["east", "west"],
           ...natsAccess(nats(), region),
-          grpcAddress: "127.0.0.1:0",
+          grpcAddress: "127.0.0.1:0", grpcSecurity: testGrpcSecurity(),
           logger: jsonLogger(region, "error"),
           config: { spreadGrants: true, catchUpTimeoutMs: 1_000 },
         }),

@@ -14,7 +14,7 @@ import type { NatsProcess } from "../../src/devcluster/nats-process";
 import { DebitOutcome as CoreOutcome } from "../../src/core/replica-state";
 import { DebitOutcome, type DebitResponse } from "../../src/generated/tally/v1/balances";
 import { jsonLogger } from "../../src/node/logger";
-import { clients, failure, unary, type Clients } from "../support/grpc-clients";
+import { clients, failure, unary, type Clients, testGrpcSecurity, testPki } from "../support/grpc-clients";
 import { startStandaloneNats, tempDir, useStandaloneNats, natsAccess } from "../support/nats";
 
 const quiet = jsonLogger("east", "error");
@@ -35,7 +35,7 @@ describe("hardening - idempotency and request log on one node", function () {
   describe("hardening - idempotency inside one tick", () => {
     let running: RunningNode;
     before(async () => {
-      running = await runNode({ region: "east", regions: ["east"], ...natsAccess(nats(), "east"), grpcAddress: "127.0.0.1:0", logger: quiet });
+      running = await runNode({ region: "east", regions: ["east"], ...natsAccess(nats(), "east"), grpcAddress: "127.0.0.1:0", grpcSecurity: testGrpcSecurity(), logger: quiet });
     });
     after(async () => {
       await running.stop();
@@ -94,7 +94,7 @@ describe("hardening - idempotency and request log on one node", function () {
         region: "east",
         regions: ["east"],
         ...natsAccess(nats(), "east"),
-        grpcAddress: "127.0.0.1:0",
+        grpcAddress: "127.0.0.1:0", grpcSecurity: testGrpcSecurity(),
         logger: quiet,
         config: { maxRememberedRequests: CAP, snapshotIntervalMs: 0 },
       });
@@ -206,6 +206,7 @@ describe("hardening - a second writer process of the same region", function () {
       grpcPort: grpcPort!,
       metricsPort: metricsPort!,
       logDir: `${dir}/${name}`,
+      extraArgs: testPki().serverArgs(),
       env: { TALLY_LOG: "warn" },
     });
     nodes.push(node);
@@ -300,7 +301,7 @@ describe("hardening - a second writer process of the same region", function () {
 /** Runs `tally serve` and resolves with its exit code, output and run time, or undefined when still running after `limitMs`. */
 function serveExit(args: readonly string[], limitMs: number): Promise<{ code: number | null; output: string; ms: number } | undefined> {
   const started = Date.now();
-  const child = spawn(process.execPath, [CLI_ENTRY, "serve", ...args], { env: { ...process.env, TALLY_LOG: "warn" }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [CLI_ENTRY, "serve", ...testPki().serverArgs(), ...args], { env: { ...process.env, TALLY_LOG: "warn" }, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout.on("data", (d: Buffer) => (output += d.toString()));
   child.stderr.on("data", (d: Buffer) => (output += d.toString()));
@@ -330,7 +331,7 @@ describe("hardening - region identity at start", function () {
       grpcPort: grpcPort!,
       metricsPort: metricsPort!,
       logDir: dir,
-      extraArgs: ["--catch-up-timeout-ms", "0"],
+      extraArgs: ["--catch-up-timeout-ms", "0", ...testPki().serverArgs()],
       env: { TALLY_LOG: "warn" },
     });
     try {
@@ -340,7 +341,7 @@ describe("hardening - region identity at start", function () {
       c.close();
       await writer.stop();
       const [p1, p2] = await freePorts(2);
-      const args = ["--region", "east", ...nats().nodeFlags("east"), "--grpc", `127.0.0.1:${p1!}`, "--metrics-port", String(p2!), "--catch-up-timeout-ms", "0"];
+      const args = ["--region", "east", ...nats().nodeFlags("east"), ...testPki().serverArgs(), "--grpc", `127.0.0.1:${p1!}`, "--metrics-port", String(p2!), "--catch-up-timeout-ms", "0"];
       const result = await serveExit([...args, "--regions", "west,east,central"], 30_000);
       expect(result, "the reordered node is still running (it started serving)").to.not.equal(undefined);
       expect(result!.code, result!.output).to.not.equal(0);
@@ -372,7 +373,8 @@ describe("hardening - region identity at start", function () {
   it("configuration errors - every misconfiguration exits non-zero within a second, naming the flag, before any connection", async () => {
     const help = await serveExit(["--help"], 10_000);
     const [p1, p2] = await freePorts(2);
-    const base = ["--nats", nats().url, "--grpc", `127.0.0.1:${p1!}`, "--metrics-port", String(p2!)];
+    // A node that would start but for the one fault of each case (credentials included).
+    const base = [...nats().nodeFlags("east"), ...testPki().serverArgs(), "--grpc", `127.0.0.1:${p1!}`, "--metrics-port", String(p2!)];
     const cases: readonly { args: readonly string[]; names: RegExp }[] = [
       { args: ["--region", "mars", "--regions", "east,west,central"], names: /--region \(TALLY_REGION\) mars/ },
       { args: ["--region", "east", "--metrics-port", "70000"], names: /--metrics-port \(TALLY_METRICS_PORT\)/ },

@@ -12,7 +12,7 @@ import { runNode } from "../../src/app/run-node";
 import { jsonLogger } from "../../src/node/logger";
 import { natsAccess, startStandaloneNats, tempDir } from "../support/nats";
 import { status, type ServiceError } from "@grpc/grpc-js";
-import { clients, unary } from "../support/grpc-clients";
+import { clients, unary, testGrpcSecurity, testPki } from "../support/grpc-clients";
 
 async function waitFor(check: () => boolean, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -44,7 +44,7 @@ describe("lifecycle", function () {
     const url = `nats://127.0.0.1:${unused!}`;
     let error: unknown;
     try {
-      await runNode({ region: "east", regions: ["east"], natsUrl: url, grpcAddress: "127.0.0.1:0", logger: jsonLogger("east", "error") });
+      await runNode({ region: "east", regions: ["east"], natsUrl: url, grpcAddress: "127.0.0.1:0", grpcSecurity: testGrpcSecurity(), logger: jsonLogger("east", "error") });
     } catch (err) {
       error = err;
     }
@@ -56,7 +56,7 @@ describe("lifecycle", function () {
     const dir = tempDir("shutdown");
     const nats = await startStandaloneNats(dir);
     const [grpcPort, metricsPort] = await freePorts(2);
-    const node = new NodeProcess({ region: "east", regions: ["east"], ...natsAccess(nats, "east"), grpcPort: grpcPort!, metricsPort: metricsPort!, logDir: dir });
+    const node = new NodeProcess({ region: "east", regions: ["east"], ...natsAccess(nats, "east"), grpcPort: grpcPort!, metricsPort: metricsPort!, logDir: dir, extraArgs: testPki().serverArgs() });
     const c = clients(node.grpcAddress);
     try {
       await node.start();

@@ -5,6 +5,7 @@
 // client's inbox. Each refusal is seen by the client, logged by nats-server
 // and changes nothing.
 
+import { testGrpcSecurity } from "../support/grpc-clients";
 import { expect } from "chai";
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -55,6 +56,7 @@ describe("nats security - TLS, a nkey per node and per-region permissions", func
           regions: REGIONS,
           ...natsAccess(regionNats(region), region),
           grpcAddress: "127.0.0.1:0",
+          grpcSecurity: testGrpcSecurity(),
           logger: jsonLogger(region, "error"),
           placeStreamsByRegion: true,
           config: { catchUpTimeoutMs: 500, snapshotIntervalMs: 0 },
@@ -204,7 +206,8 @@ describe("nats security - --insecure is for experiments and says so", function (
     nats = new NatsProcess({ config: "standalone.conf", serverName: "insecure", clientPort: client!, monitorPort: monitor!, dataDir: join(dir, "nats") });
     await nats.start();
     const lines: string[] = [];
-    const node = await runNode({ region: "east", regions: ["east"], natsUrl: nats.url, grpcAddress: "127.0.0.1:0", logger: jsonLogger("east", "warn", (l) => lines.push(l)) });
+    const node = await runNode({ region: "east", regions: ["east"], natsUrl: nats.url, grpcAddress: "127.0.0.1:0",
+          grpcSecurity: testGrpcSecurity(), logger: jsonLogger("east", "warn", (l) => lines.push(l)) });
     await node.stop();
     const warnings = lines.map((l) => JSON.parse(l) as { level: string; msg: string }).filter((l) => l.level === "warn" && l.msg.startsWith("insecure"));
     expect(warnings.map((w) => w.msg)).to.deep.equal(["insecure: NATS connection without TLS or credentials (--insecure); for local experiments only"]);

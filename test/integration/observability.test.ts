@@ -8,7 +8,7 @@ import { join, resolve } from "node:path";
 import { parse } from "yaml";
 import { runNode, type RunningNode } from "../../src/app/run-node";
 import { jsonLogger } from "../../src/node/logger";
-import { clients, unary, type Clients } from "../support/grpc-clients";
+import { clients, unary, type Clients, testGrpcSecurity } from "../support/grpc-clients";
 import { useStandaloneNats, natsAccess } from "../support/nats";
 import { DEPLOY_PROMETHEUS_DIR, PrometheusProcess, promtool, type VectorSample } from "../support/prometheus";
 
@@ -170,7 +170,7 @@ describe("observability - a live node", function () {
       region: "east",
       regions: ["east", "west", "central"],
       ...natsAccess(nats(), "east"),
-      grpcAddress: "127.0.0.1:0",
+      grpcAddress: "127.0.0.1:0", grpcSecurity: testGrpcSecurity(),
       metricsPort: 0,
       logger: jsonLogger("east", "error"),
     });

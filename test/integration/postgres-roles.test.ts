@@ -14,7 +14,7 @@ import { runNode, type RunningNode } from "../../src/app/run-node";
 import { LocalCa } from "../../src/devcluster/local-ca";
 import { jsonLogger } from "../../src/node/logger";
 import { postgresSsl } from "../../src/security/postgres-tls";
-import { clients, failure, unary, type Clients } from "../support/grpc-clients";
+import { clients, failure, testGrpcSecurity, unary, type Clients } from "../support/grpc-clients";
 import { natsAccess, useStandaloneNats } from "../support/nats";
 import { usePostgres, type SettlementRoles } from "../support/postgres";
 
@@ -54,6 +54,7 @@ describe("postgres roles - owner migrates, settler appends, reader reads, all ov
       regions: ["east"],
       ...natsAccess(nats(), "east"),
       grpcAddress: "127.0.0.1:0",
+      grpcSecurity: testGrpcSecurity(),
       logger: jsonLogger("east", "error"),
       postgres: { url: roles.settlerUrl, ownerUrl: roles.ownerUrl, readerUrl: roles.readerUrl, caFile: roles.caFile, ...DEFAULT_POSTGRES },
       config: { snapshotIntervalMs: 0 },

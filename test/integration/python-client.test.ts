@@ -10,6 +10,7 @@ import { runNode, type RunningNode } from "../../src/app/run-node";
 import { jsonLogger } from "../../src/node/logger";
 import { tempDir, useStandaloneNats, natsAccess } from "../support/nats";
 import { repoRoot } from "../support/repo-root";
+import { testGrpcSecurity, testPki } from "../support/grpc-clients";
 
 /** Debian's interpreter: python3-grpcio and python3-grpc-tools install for it, not for a pyenv one. */
 const PYTHON = process.env.TALLY_TEST_PYTHON ?? "/usr/bin/python3";
@@ -102,7 +103,7 @@ describe("python client - stubs generated from proto drive a live node", functio
       region: "east",
       regions: ["east"],
       ...natsAccess(nats(), "east"),
-      grpcAddress: "127.0.0.1:0",
+      grpcAddress: "127.0.0.1:0", grpcSecurity: testGrpcSecurity(),
       logger: jsonLogger("east", "error"),
     });
   });
@@ -122,7 +123,10 @@ describe("python client - stubs generated from proto drive a live node", functio
   it("python client - the client script passes every check and exits 0", async () => {
     if (running === undefined || stubDir === undefined) throw new Error("node or stubs not ready");
     const script = join(root, "test", "python", "client_check.py");
-    const result = await run(PYTHON, [script, `127.0.0.1:${running.grpcPort}`, stubDir, prefix], root);
+    // Mutual TLS as the test CA's "all" principal (Grant and Debit need granter and spender).
+    const pki = testPki();
+    const client = pki.clientFiles("all");
+    const result = await run(PYTHON, [script, `127.0.0.1:${running.grpcPort}`, stubDir, prefix, pki.ca.certFile, client.certFile, client.keyFile], root);
     const lines = result.stdout.trim().split("\n");
     const last = lines[lines.length - 1] ?? "";
     expect(last, `no JSON summary; exit ${result.code}; stderr:\n${result.stderr}`).to.match(/^\{/);

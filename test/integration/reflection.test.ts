@@ -9,6 +9,7 @@ import { runNode, type RunningNode } from "../../src/app/run-node";
 import { jsonLogger } from "../../src/node/logger";
 import { useStandaloneNats, natsAccess } from "../support/nats";
 import { repoRoot } from "../support/repo-root";
+import { testGrpcSecurity, testPki } from "../support/grpc-clients";
 
 interface BufCurlResult {
   readonly code: number;
@@ -21,12 +22,18 @@ describe("reflection - buf curl calls a live node through reflection alone", fun
   const buf = join(repoRoot(), "node_modules", ".bin", "buf");
   const nats = useStandaloneNats();
   let running: RunningNode | undefined;
-  const url = (path = ""): string => `http://127.0.0.1:${running?.grpcPort ?? 0}${path}`;
+  const url = (path = ""): string => `https://127.0.0.1:${running?.grpcPort ?? 0}${path}`;
+  // mTLS as the test CA's "all" principal: Grant and Debit need granter and spender.
+  const tlsArgs = (): string[] => {
+    const pki = testPki();
+    const client = pki.clientFiles("all");
+    return ["--cacert", pki.ca.certFile, "--cert", client.certFile, "--key", client.keyFile];
+  };
 
   /** Never rejects on a non-zero exit: the assertions show buf's own message. */
   const bufCurl = (args: readonly string[]): Promise<BufCurlResult> =>
     new Promise((resolve) => {
-      execFile(buf, ["curl", "--protocol", "grpc", "--http2-prior-knowledge", ...args], { timeout: 60_000 }, (error, stdout, stderr) => {
+      execFile(buf, ["curl", "--protocol", "grpc", ...tlsArgs(), ...args], { timeout: 60_000 }, (error, stdout, stderr) => {
         const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1;
         resolve({ code, stdout, stderr: error !== null && stderr === "" ? error.message : stderr });
       });
@@ -43,7 +50,7 @@ describe("reflection - buf curl calls a live node through reflection alone", fun
       region: "east",
       regions: ["east"],
       ...natsAccess(nats(), "east"),
-      grpcAddress: "127.0.0.1:0",
+      grpcAddress: "127.0.0.1:0", grpcSecurity: testGrpcSecurity(),
       logger: jsonLogger("east", "error"),
     });
   });

@@ -11,6 +11,7 @@ import { jsonLogger } from "../../src/node/logger";
 import { decodeDeltaOrThrow, type DecodedDelta } from "../../src/replication/delta-codec";
 import { ReplicaLog } from "../../src/replication/jetstream-log";
 import { useStandaloneNats, natsAccess, natsConnectOptions } from "../support/nats";
+import { testGrpcSecurity } from "../support/grpc-clients";
 
 const REGIONS = ["east", "west"];
 
@@ -27,7 +28,7 @@ describe("replay - duplicates and reordering change nothing", function () {
       region: "east",
       regions: REGIONS,
       ...natsAccess(nats(), "east"),
-      grpcAddress: "127.0.0.1:0",
+      grpcAddress: "127.0.0.1:0", grpcSecurity: testGrpcSecurity(),
       logger: jsonLogger("east", "error"),
       config: { catchUpTimeoutMs: 500, snapshotIntervalMs: 0 },
     });

@@ -10,8 +10,8 @@ import { connect } from "nats";
 import { freePorts } from "../../src/devcluster/free-port";
 import { CLI_ENTRY } from "../../src/devcluster/node-process";
 import { snapshotBucket } from "../../src/replication/snapshot-store";
-import { clients, unary } from "../support/grpc-clients";
-import { tempDir, useStandaloneNats } from "../support/nats";
+import { clients, testPki, unary } from "../support/grpc-clients";
+import { natsConnectOptions, tempDir, useStandaloneNats } from "../support/nats";
 
 describe("snapshot shutdown - SIGTERM while a snapshot is being written", function () {
   this.timeout(120_000);
@@ -20,7 +20,7 @@ describe("snapshot shutdown - SIGTERM while a snapshot is being written", functi
   it("snapshot shutdown - a node stopped between two object chunks exits 0, with no unhandled error, and restarts with every acknowledged change", async () => {
     const dir = tempDir("snapshot-shutdown");
     const [grpcPort, metricsPort] = await freePorts(2);
-    const args = [CLI_ENTRY, "serve", "--region", "east", "--nats", nats().url, "--grpc", `127.0.0.1:${grpcPort!}`, "--metrics-port", String(metricsPort!)];
+    const args = [CLI_ENTRY, "serve", "--region", "east", ...nats().nodeFlags("east"), ...testPki().serverArgs(), "--grpc", `127.0.0.1:${grpcPort!}`, "--metrics-port", String(metricsPort!)];
     const start = () => {
       const child = spawn(process.execPath, args, { env: { ...process.env, TALLY_LOG: "warn" }, stdio: ["ignore", "pipe", "pipe"] });
       let stderr = "";
@@ -32,7 +32,7 @@ describe("snapshot shutdown - SIGTERM while a snapshot is being written", functi
       const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
       return { child, ready, exited, stderr: () => stderr };
     };
-    const raw = await connect({ servers: nats().url });
+    const raw = await connect(natsConnectOptions(nats()));
     const first = start();
     try {
       await first.ready;

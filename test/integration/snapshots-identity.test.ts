@@ -11,6 +11,7 @@ import { runNode, type RunningNode } from "../../src/app/run-node";
 import { jsonLogger } from "../../src/node/logger";
 import { useStandaloneNats, natsAccess, natsUser } from "../support/nats";
 import { repoRoot } from "../support/repo-root";
+import { testGrpcSecurity, testPki } from "../support/grpc-clients";
 
 const CLI = join(repoRoot(), "dist", "src", "cli", "main.js");
 const REGIONS = ["east", "west", "central"];
@@ -24,7 +25,7 @@ interface Exit {
 
 function serve(args: readonly string[]): Promise<Exit> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, "serve", ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, TALLY_LOG: "error" } });
+    const child = spawn(process.execPath, [CLI, "serve", ...testPki().serverArgs(), ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, TALLY_LOG: "error" } });
     let stderr = "";
     let messageAt: number | undefined;
     child.stderr.on("data", (chunk: Buffer) => {
@@ -46,7 +47,7 @@ describe("snapshots - region list checked against the streams at start", functio
       region,
       regions: REGIONS,
       ...natsAccess(nats(), region),
-      grpcAddress: "127.0.0.1:0",
+      grpcAddress: "127.0.0.1:0", grpcSecurity: testGrpcSecurity(),
       logger: jsonLogger(region, "error"),
       config: { snapshotIntervalMs: 0, catchUpTimeoutMs: 500 },
     });

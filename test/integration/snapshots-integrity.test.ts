@@ -14,6 +14,7 @@ import { jsonLogger } from "../../src/node/logger";
 import { snapshotBucket } from "../../src/replication/snapshot-store";
 import { streamName } from "../../src/replication/subjects";
 import { useStandaloneNats, natsAccess, natsConnectOptions } from "../support/nats";
+import { testGrpcSecurity } from "../support/grpc-clients";
 
 type Damage = "truncated" | "middle chunk deleted" | "last chunk deleted" | "byte flipped" | "object deleted" | "stream message deleted";
 
@@ -49,7 +50,7 @@ describe("snapshots - integrity of stored snapshots at restart", function () {
       region,
       regions: [region, `${region}-peer`],
       ...natsAccess(nats(), "ops"),
-      grpcAddress: "127.0.0.1:0",
+      grpcAddress: "127.0.0.1:0", grpcSecurity: testGrpcSecurity(),
       logger: jsonLogger(region, "info", (line) => lines.push(line)),
       config: { snapshotIntervalMs: 0, catchUpTimeoutMs: 300, ...(purge ? { maxRetainedMessages: 0 } : {}) },
     });

@@ -6,6 +6,7 @@ import { expect } from "chai";
 import { runNode, type RunningNode } from "../../src/app/run-node";
 import { jsonLogger } from "../../src/node/logger";
 import { useStandaloneNats, natsAccess } from "../support/nats";
+import { testGrpcSecurity } from "../support/grpc-clients";
 
 const REGIONS = ["east", "west"];
 
@@ -19,7 +20,7 @@ describe("snapshots - bounded recovery and purged streams", function () {
       region,
       regions: REGIONS,
       ...natsAccess(nats(), region),
-      grpcAddress: "127.0.0.1:0",
+      grpcAddress: "127.0.0.1:0", grpcSecurity: testGrpcSecurity(),
       logger: jsonLogger(region, "error"),
       // Purge everything a snapshot covers, so peers must use snapshots.
       config: { snapshotIntervalMs: 0, maxRetainedMessages: 0, catchUpTimeoutMs: 3_000 },

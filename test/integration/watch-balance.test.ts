@@ -10,7 +10,7 @@ import { status, type ClientReadableStream } from "@grpc/grpc-js";
 import { runNode, type RunningNode } from "../../src/app/run-node";
 import { WatchBalanceResponse } from "../../src/generated/tally/v1/balances";
 import { jsonLogger } from "../../src/node/logger";
-import { clients, unary, type Clients } from "../support/grpc-clients";
+import { clients, unary, type Clients, testGrpcSecurity } from "../support/grpc-clients";
 import { useStandaloneNats, natsAccess } from "../support/nats";
 
 function nextEvent(stream: ClientReadableStream<WatchBalanceResponse>, predicate: (e: WatchBalanceResponse) => boolean): Promise<WatchBalanceResponse> {
@@ -32,7 +32,7 @@ describe("watch balance - live balance stream", function () {
   let c: Clients;
 
   before(async () => {
-    running = await runNode({ region: "east", regions: ["east"], ...natsAccess(nats(), "east"), grpcAddress: "127.0.0.1:0", logger: jsonLogger("east", "error") });
+    running = await runNode({ region: "east", regions: ["east"], ...natsAccess(nats(), "east"), grpcAddress: "127.0.0.1:0", grpcSecurity: testGrpcSecurity(), logger: jsonLogger("east", "error") });
     c = clients(`127.0.0.1:${running.grpcPort}`);
   });
   after(async () => {
@@ -191,7 +191,7 @@ describe("watch balance - limits", function () {
       region: "east",
       regions: ["east"],
       ...natsAccess(nats(), "east"),
-      grpcAddress: "127.0.0.1:0",
+      grpcAddress: "127.0.0.1:0", grpcSecurity: testGrpcSecurity(),
       logger: jsonLogger("east", "error"),
       config: { maxWatchers: 4, maxWatchersPerAccount: 2 },
     });

@@ -5,13 +5,17 @@ Proves the contract works outside TypeScript: exact int64 amounts, idempotent
 retries, insufficient credit as an OK outcome, and the documented error
 statuses. Used by test/integration/python-client.test.ts.
 
-usage: client_check.py ADDRESS STUB_DIR [ACCOUNT_PREFIX]
+usage: client_check.py ADDRESS STUB_DIR [ACCOUNT_PREFIX [CA CERT KEY]]
 
   ADDRESS         host:port of the node's gRPC server
   STUB_DIR        folder holding tally/v1/*_pb2*.py, generated with
                   python3 -m grpc_tools.protoc -I proto --python_out=DIR
                   --grpc_python_out=DIR proto/tally/v1/*.proto
   ACCOUNT_PREFIX  prefix for the account ids used (default "py")
+  CA CERT KEY     PEM files for mutual TLS: the CA that signed the node, and
+                  this client's certificate and key (needs spender and
+                  granter). Without them the channel is plaintext (a node
+                  started with --insecure).
 
 Prints one JSON object on stdout. int64 values are printed as decimal strings
 so that readers without 64-bit integers (JavaScript) keep them exact. Exits 0
@@ -32,6 +36,7 @@ def main(argv):
         return 2
     address, stub_dir = argv[1], argv[2]
     prefix = argv[3] if len(argv) > 3 else "py"
+    tls_files = argv[4:7] if len(argv) >= 7 else None
     sys.path.insert(0, stub_dir)
 
     import grpc
@@ -59,8 +64,21 @@ def main(argv):
             }
         return {"code": "OK", "details": "", "ok": False}
 
-    # Plain loopback: never route through an HTTP proxy from the environment.
-    channel = grpc.insecure_channel(address, options=[("grpc.enable_http_proxy", 0)])
+    # Loopback: never route through an HTTP proxy from the environment.
+    options = [("grpc.enable_http_proxy", 0)]
+    if tls_files is None:
+        channel = grpc.insecure_channel(address, options=options)
+    else:
+        ca, cert, key = (open(path, "rb").read() for path in tls_files)
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+        channel = grpc.secure_channel(address, credentials, options=options)
+        # The same node over plaintext: refused before any call is read.
+        plain = pb_grpc.BalancesStub(grpc.insecure_channel(address, options=options))
+        try:
+            plain.GetBalance(pb.GetBalanceRequest(account_id=prefix + "-plain"), timeout=CALL_TIMEOUT_S)
+            check("a plaintext channel is refused", False, "answered")
+        except grpc.RpcError as error:
+            check("a plaintext channel is refused", error.code() == grpc.StatusCode.UNAVAILABLE, error.code().name)
     grpc.channel_ready_future(channel).result(timeout=CALL_TIMEOUT_S)
     stub = pb_grpc.BalancesStub(channel)
 

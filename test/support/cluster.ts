@@ -6,6 +6,8 @@ import { expect } from "chai";
 import { LocalCluster } from "../../src/devcluster/local-cluster";
 import { REGIONS, type NatsSupercluster } from "../../src/devcluster/nats-supercluster";
 import type { NodeProcess } from "../../src/devcluster/node-process";
+import type { ClientIdentity } from "../../src/devcluster/local-grpc-pki";
+import type { ChannelCredentials } from "@grpc/grpc-js";
 import type { ClusterStatusResponse } from "../../src/generated/tally/v1/admin";
 import type { GetBalanceResponse, GrantResponse } from "../../src/generated/tally/v1/balances";
 import { convergedEverywhere } from "../../src/cli/convergence";
@@ -39,7 +41,7 @@ export class TestCluster {
       ...(options.extraArgs !== undefined ? { extraArgs: options.extraArgs } : {}),
       ...(pg !== undefined ? { postgresUrl: pg.settlerUrl, postgresSecurity: { ownerUrl: pg.ownerUrl, readerUrl: pg.readerUrl, caFile: pg.caFile } } : {}),
     });
-    const regions = local.nodes.map((node) => ({ name: node.options.region, node, clients: clients(node.grpcAddress) }));
+    const regions = local.nodes.map((node) => ({ name: node.options.region, node, clients: clients(node.grpcAddress, local.clientCredentials("all")) }));
     return new TestCluster(local, regions, dir);
   }
 
@@ -53,7 +55,17 @@ export class TestCluster {
     const region = this.region(name);
     region.clients.close();
     await region.node.start();
-    region.clients = clients(region.node.grpcAddress);
+    region.clients = this.connect(region.node);
+  }
+
+  /** Clients of one node as the cluster's "all" principal (every role). */
+  connect(node: NodeProcess): Clients {
+    return clients(node.grpcAddress, this.local.clientCredentials("all"));
+  }
+
+  /** The cluster's mTLS credentials of a client identity (one role, "ops" or "all"). */
+  clientCredentials(identity: ClientIdentity): ChannelCredentials {
+    return this.local.clientCredentials(identity);
   }
 
   grant(name: string, accountId: string, amount: bigint, requestId: string): Promise<GrantResponse> {

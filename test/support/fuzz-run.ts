@@ -11,7 +11,7 @@ import { REGIONS, type RegionName } from "../../src/devcluster/nats-supercluster
 import { DebitOutcome, type DebitRequest, type GetBalanceResponse } from "../../src/generated/tally/v1/balances";
 import { PolicyMode } from "../../src/generated/tally/v1/common";
 import type { TestCluster } from "./cluster";
-import { clients, unary, type Clients } from "./grpc-clients";
+import { unary, type Clients } from "./grpc-clients";
 import { buildProgram, SHARE, type Op, type Program, type ProgramOptions, type Step, type WriteSpec } from "./fuzz-program";
 
 type Rpc = "Grant" | "Debit" | "DebitBatch" | "GetBalance" | "TransferAllowance" | "SetAccountPolicy" | "ClusterStatus";
@@ -448,7 +448,7 @@ class FuzzRun {
     else await handle.node.stop();
     await handle.node.start();
     const old = handle.clients;
-    handle.clients = clients(handle.node.grpcAddress);
+    handle.clients = this.cluster.connect(handle.node);
     old.close();
   }
 

@@ -254,10 +254,11 @@ describe("config - NATS and Postgres security", () => {
     expect(natsSecurityOption(NONE, true)).to.equal(undefined);
   });
 
-  it("config - an unreadable file, a file with no nkey seed, or credentials with --insecure are ConfigErrors", () => {
+  it("config - an unreadable file, a file with no nkey seed, or half the NATS credentials with --insecure are ConfigErrors", () => {
     expectNamed(configError(() => natsSecurityOption(flags({ "nats-ca": join(dir, "absent.crt"), "nats-nkey": seed }), false)), "nats-ca", "TALLY_NATS_CA");
     expectNamed(configError(() => natsSecurityOption(flags({ "nats-ca": ca, "nats-nkey": notSeed }), false)), "nats-nkey", "TALLY_NATS_NKEY");
-    expect(configError(() => natsSecurityOption(flags({ "nats-ca": ca }), true))).to.contain("--insecure");
+    // --insecure never drops credentials that are given: a partial set is still an error.
+    expect(configError(() => natsSecurityOption(flags({ "nats-ca": ca }), true))).to.contain("--nats-nkey");
     expectNamed(configError(() => insecureOption(flags({ insecure: "maybe" }))), "insecure", "TALLY_INSECURE");
   });
 
