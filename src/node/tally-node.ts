@@ -282,7 +282,8 @@ export class TallyNode {
     switch (step.answer.outcome) {
       case DebitOutcome.InsufficientCredit:
         metrics.debitResult.insufficient.inc();
-        if (step.falseRejection) metrics.falseRejections.inc();
+        // False: the cluster held enough, as this node's view or the donors' replies know.
+        if (step.falseRejection || this.rights.clusterHeld(item.accountId, item.amount)) metrics.falseRejections.inc();
         return;
       case DebitOutcome.ApprovedWithOverdraft:
         metrics.debitResult.overdraft.inc();
