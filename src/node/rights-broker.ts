@@ -62,7 +62,7 @@ export interface BatchingOptions {
   readonly maxBatch: number;
 }
 
-export const DEFAULT_BATCHING: BatchingOptions = { windowMs: 2, maxBatch: 1_000 };
+export const DEFAULT_BATCHING: BatchingOptions = { windowMs: 2, maxBatch: 250 };
 
 /** One account's ask: queued in the window, then in flight to every peer. */
 interface Acquisition {
