@@ -5,6 +5,7 @@ import { serveCommand, SERVE_HELP } from "./serve-command";
 import { upCommand, UP_HELP } from "./up-command";
 import { statusCommand, STATUS_HELP } from "./status-command";
 import { settlementCommand, SETTLEMENT_HELP } from "./settlement-commands";
+import { shiftCommand, SHIFT_HELP } from "./shift-command";
 import { formatCliError } from "./cli-errors";
 
 const HELP = `tally - multi-region credit balances
@@ -16,12 +17,14 @@ commands:
   serve     run one regional node
   status    every node's view of every region: lag, convergence, last settlement
   settle    run a settlement now; settlements, overspends, history read the ledger
+  shift     move rights in bulk from one region to another before a planned traffic move
   help      this text; "tally <command> --help" for a command's options
 
 ${UP_HELP}
 ${SERVE_HELP}
 ${STATUS_HELP}
-${SETTLEMENT_HELP}`;
+${SETTLEMENT_HELP}
+${SHIFT_HELP}`;
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
@@ -32,6 +35,8 @@ async function main(argv: string[]): Promise<void> {
       return upCommand(rest);
     case "status":
       return statusCommand(rest);
+    case "shift":
+      return shiftCommand(rest);
     case "settle":
     case "settlements":
     case "overspends":
