@@ -5,7 +5,7 @@
 // an interrupted shift (only what is left moves). `--return` swaps the regions.
 
 import { parseArgs } from "node:util";
-import type { ShiftRightsResponse } from "../generated/tally/v1/admin";
+import type { ClusterStatusResponse, ShiftRightsResponse } from "../generated/tally/v1/admin";
 import { adminClient, call, nodeAddresses } from "./node-clients";
 
 export const SHIFT_HELP = `tally shift - move rights in bulk before a planned traffic move
@@ -57,7 +57,7 @@ export async function shiftCommand(argv: string[]): Promise<void> {
   for (const candidate of nodeAddresses(values.nodes)) {
     const client = adminClient(candidate);
     try {
-      const status = await call((md, opts, cb) => client.clusterStatus({}, md, opts, cb));
+      const status = await call<ClusterStatusResponse>((md, opts, cb) => client.clusterStatus({}, md, opts, cb));
       if (status.region === from) address = candidate;
     } catch {
       // Unreachable nodes are skipped; a missing `from` is reported below.
