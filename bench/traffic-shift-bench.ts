@@ -5,13 +5,14 @@
 // Then how far a debit waits past max_wait_ms when no rights can come (east
 // cut off), and, when given, a planned `shift` of many accounts.
 //
-//   node dist/bench/traffic-shift-bench.js [N ...]      (default 500 2000 5000)
+//   node dist/bench/traffic-shift-bench.js [N ...] [--shift ACCOUNTS]   (default 500 2000 5000; no shift)
 
 import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalCluster } from "../src/devcluster/local-cluster";
+import { AdminClient, type ShiftRightsResponse } from "../src/generated/tally/v1/admin";
 import { BalancesClient, DebitOutcome, type DebitResponse } from "../src/generated/tally/v1/balances";
 import { closedLoop } from "./load";
 import { fmt, progress, summarize, table } from "./stats";
@@ -48,9 +49,20 @@ export interface OvershootResult {
   readonly maxMs: number;
 }
 
+export interface PlannedShiftResult {
+  readonly accounts: number;
+  readonly seconds: number;
+  readonly progressMessages: number;
+  readonly accountsMoved: number;
+  readonly amountMoved: string;
+  /** Sampled accounts whose rights at west are not the whole balance after the shift. */
+  readonly wrongRights: number;
+}
+
 export interface TrafficShiftBenchResult {
   readonly bursts: BurstResult[];
   readonly overshoot: OvershootResult;
+  readonly shift?: PlannedShiftResult;
 }
 
 type Outcome = { readonly answer: DebitResponse } | { readonly code: number };
@@ -90,7 +102,39 @@ async function untilVisible(client: BalancesClient, accounts: readonly string[])
   throw new Error("grants never became visible at west");
 }
 
-export async function runTrafficShiftBench(sizes: readonly number[]): Promise<TrafficShiftBenchResult> {
+async function plannedShift(cluster: LocalCluster, east: BalancesClient, west: BalancesClient, n: number): Promise<PlannedShiftResult> {
+  const accounts = Array.from({ length: n }, (_, k) => `planned-${k}`);
+  progress(`planned shift: granting ${n} accounts at east`);
+  await grantAll(east, accounts);
+  const admin = new AdminClient(cluster.nodes[0]!.grpcAddress, credentials.createInsecure());
+  try {
+    progress(`planned shift: ${n} accounts from east to west (Admin.ShiftRights, fraction 1)`);
+    const started = process.hrtime.bigint();
+    const messages = await new Promise<ShiftRightsResponse[]>((resolve, reject) => {
+      const seen: ShiftRightsResponse[] = [];
+      const stream = admin.shiftRights({ shiftId: "bench-shift", toRegion: "west", fraction: 1 });
+      stream.on("data", (p: ShiftRightsResponse) => seen.push(p));
+      stream.on("error", reject);
+      stream.on("end", () => resolve(seen));
+    });
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const last = messages.at(-1);
+    if (last?.complete !== true) throw new Error("the shift did not complete");
+    // West sees the moved rights once it has applied east's stream: poll a sample.
+    const sample = accounts.filter((_, k) => k % Math.max(1, Math.floor(n / 200)) === 0);
+    let wrongRights = sample.length;
+    for (let i = 0; i < 600 && wrongRights > 0; i++) {
+      const rights = await Promise.all(sample.map((a) => new Promise<bigint>((resolve, reject) => west.getBalance({ accountId: a }, (e, r) => (e ? reject(e) : resolve(r.localRights))))));
+      wrongRights = rights.filter((r) => r !== FUNDS).length;
+      if (wrongRights > 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    return { accounts: n, seconds, progressMessages: messages.length, accountsMoved: Number(last.accountsMoved), amountMoved: last.amountMoved.toString(), wrongRights };
+  } finally {
+    admin.close();
+  }
+}
+
+export async function runTrafficShiftBench(sizes: readonly number[], shiftAccounts = 0): Promise<TrafficShiftBenchResult> {
   const dir = mkdtempSync(join(tmpdir(), "tally-shift-"));
   const cluster = await LocalCluster.start({ dir });
   const clients = cluster.nodes.map((n) => new BalancesClient(n.grpcAddress, credentials.createInsecure(), { "grpc.max_concurrent_streams": 100_000 }));
@@ -174,7 +218,9 @@ export async function runTrafficShiftBench(sizes: readonly number[]): Promise<Tr
     await cluster.nats.heal();
     overs.sort((a, b) => a - b);
     const q = (p: number): number => overs[Math.min(overs.length - 1, Math.floor(p * overs.length))]!;
-    return { bursts, overshoot: { debits: overs.length, refused, p50Ms: q(0.5), p99Ms: q(0.99), maxMs: overs[overs.length - 1]! } };
+    const overshoot = { debits: overs.length, refused, p50Ms: q(0.5), p99Ms: q(0.99), maxMs: overs[overs.length - 1]! };
+    if (shiftAccounts <= 0) return { bursts, overshoot };
+    return { bursts, overshoot, shift: await plannedShift(cluster, east, west, shiftAccounts) };
   } finally {
     for (const c of clients) c.close();
     await cluster.stop();
@@ -202,12 +248,19 @@ export function burstTable(bursts: readonly BurstResult[]): string {
 }
 
 if (require.main === module) {
-  const sizes = process.argv.slice(2).map(Number).filter((n) => Number.isInteger(n) && n > 0);
-  runTrafficShiftBench(sizes.length > 0 ? sizes : [500, 2_000, 5_000]).then(
+  const args = process.argv.slice(2);
+  const shiftAt = args.indexOf("--shift");
+  const shiftAccounts = shiftAt >= 0 ? Number(args[shiftAt + 1]) : 0;
+  const sizes = args.filter((_, i) => shiftAt < 0 || (i !== shiftAt && i !== shiftAt + 1)).map(Number).filter((n) => Number.isInteger(n) && n > 0);
+  runTrafficShiftBench(sizes.length > 0 ? sizes : [500, 2_000, 5_000], shiftAccounts).then(
     (r) => {
       process.stdout.write(`\n${burstTable(r.bursts)}\n\n`);
       const o = r.overshoot;
       process.stdout.write(`Honest waits (east cut off, ${o.debits} debits at west, max_wait_ms ${MAX_WAIT_MS}, ${o.refused} refused): past max_wait_ms p50 ${fmt(o.p50Ms, 1)} ms, p99 ${fmt(o.p99Ms, 1)} ms, max ${fmt(o.maxMs, 1)} ms\n`);
+      if (r.shift !== undefined) {
+        const sh = r.shift;
+        process.stdout.write(`Planned shift of ${sh.accounts} accounts east -> west: ${fmt(sh.seconds, 1)} s, ${sh.accountsMoved} accounts moved (${sh.amountMoved} rights), ${sh.progressMessages} progress messages, ${sh.wrongRights} sampled accounts wrong at west\n`);
+      }
       process.stdout.write(`${JSON.stringify(r)}\n`);
     },
     (e: unknown) => {
