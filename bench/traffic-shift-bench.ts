@@ -65,7 +65,7 @@ export interface TrafficShiftBenchResult {
   readonly shift?: PlannedShiftResult;
 }
 
-type Outcome = { readonly answer: DebitResponse } | { readonly code: number };
+type Outcome = { readonly answer: DebitResponse } | { readonly code: status };
 
 function debit(client: BalancesClient, accountId: string, requestId: string, maxWaitMs: number): Promise<Outcome> {
   return new Promise((resolve) =>
