@@ -140,7 +140,17 @@ export async function runTrafficShiftBench(sizes: readonly number[], shiftAccoun
   const clients = cluster.nodes.map((n) => new BalancesClient(n.grpcAddress, credentials.createInsecure(), { "grpc.max_concurrent_streams": 100_000 }));
   const [east, west] = clients as [BalancesClient, BalancesClient, BalancesClient];
   const westMetrics = cluster.nodes[1]!.metricsUrl;
-  const scrape = async (): Promise<string> => (await fetch(westMetrics)).text();
+  // Retried: right after a burst the node may be too busy to answer in time.
+  const scrape = async (): Promise<string> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await (await fetch(westMetrics, { signal: AbortSignal.timeout(10_000) })).text();
+      } catch (error) {
+        if (attempt >= 5) throw new Error(`metrics of west unreachable: ${String(error)}`, { cause: error });
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  };
   try {
     const bursts: BurstResult[] = [];
     for (const n of sizes) {

@@ -261,6 +261,8 @@ export class TallyNode {
       while (step.kind === "short") {
         const before = this.state.rights(item.accountId);
         await this.rights.acquire(item.accountId, item.amount - before, deadline);
+        // At the deadline, let replies already received be read first (timers run before I/O in a loop turn).
+        if (this.monotonic() >= deadline) await new Promise((r) => setImmediate(r));
         this.assertWritable();
         const stalled = this.state.rights(item.accountId) <= before;
         // Nothing came and the balance known here cannot cover it: refuse now
