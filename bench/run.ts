@@ -8,6 +8,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { resolve } from "node:path";
 import { runAllowanceBench } from "./allowance-bench";
+import { burstTable, runTrafficShiftBench } from "./traffic-shift-bench";
 import { runConvergenceBench } from "./convergence-bench";
 import type { MemoryBenchResult } from "./memory-bench";
 import type { SnapshotBenchResult } from "./snapshot-bench";
@@ -222,6 +223,27 @@ async function main(): Promise<void> {
     measured: `final ${allowance.endgame.finalBalance}, spent ${allowance.endgame.spent}/${allowance.endgame.granted}`,
     pass: allowance.endgame.finalBalance === "0" && allowance.endgame.spent === allowance.endgame.granted,
   });
+
+  progress("5b'/8 traffic shifts: cold bursts at west with the funds at east, beside the same bursts with the funds local");
+  const shifts = await runTrafficShiftBench(quick ? [500, 2_000] : [500, 2_000, 5_000], quick ? 10_000 : 100_000);
+  results.trafficShifts = shifts;
+  const largest = shifts.bursts.filter((b) => b.accounts === Math.max(...shifts.bursts.map((x) => x.accounts)));
+  const [local, cold] = [largest.find((b) => b.funds === "local"), largest.find((b) => b.funds === "cold")];
+  print(
+    "Traffic shifts: N concurrent debits of 10 at west, one per account holding 100, max_wait_ms 200, 5 s deadline (command: node dist/bench/traffic-shift-bench.js)",
+    burstTable(shifts.bursts) +
+      `\n\nHonest waits (east cut off, ${shifts.overshoot.debits} debits at west): past max_wait_ms p50 ${fmt(shifts.overshoot.p50Ms, 1)} ms, p99 ${fmt(shifts.overshoot.p99Ms, 1)} ms, max ${fmt(shifts.overshoot.maxMs, 1)} ms.` +
+      (shifts.shift === undefined ? "" : `\n\nPlanned shift (Admin.ShiftRights / tally shift) of ${shifts.shift.accounts} accounts east -> west: ${fmt(shifts.shift.seconds, 1)} s.`),
+  );
+  if (local !== undefined && cold !== undefined) {
+    bars.push({ bar: `Cold burst of ${cold.accounts}: false rejections < 1%`, measured: `${fmt((cold.refused / cold.accounts) * 100, 2)}%`, pass: cold.refused < cold.accounts / 100 });
+    bars.push({ bar: "Cold burst p50 <= 2x the funds-local burst (same run)", measured: `${fmt(cold.p50Ms / 1000, 2)} s vs ${fmt(local.p50Ms / 1000, 2)} s`, pass: cold.p50Ms <= 2 * local.p50Ms });
+    bars.push({ bar: "Cold burst: no DEADLINE_EXCEEDED at 5 s", measured: String(cold.deadlineExceeded), pass: cold.deadlineExceeded === 0 });
+    bars.push({ bar: "Cold burst: STRICT exact balances, none below 0", measured: `${cold.wrongBalances} wrong`, pass: cold.wrongBalances === 0 });
+  }
+  if (shifts.shift !== undefined) {
+    bars.push({ bar: `tally shift of ${shifts.shift.accounts} accounts completes`, measured: `${fmt(shifts.shift.seconds, 1)} s, ${shifts.shift.wrongRights} sampled wrong`, pass: shifts.shift.wrongRights === 0 });
+  }
 
   progress("5c/8 watchers: Debit with and without 1,000 WatchBalance streams on the debited accounts");
   const watch = await runWatchBench({ calls: size.calls, concurrency, rounds: size.rounds, watchers: 1_000, accounts: 100 });

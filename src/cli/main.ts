@@ -5,12 +5,13 @@
 // before the gRPC, NATS and Postgres libraries are even loaded.
 
 async function help(): Promise<string> {
-  const [serve, up, credentials, status, settlement] = await Promise.all([
+  const [serve, up, credentials, status, settlement, shift] = await Promise.all([
     import("./serve-command"),
     import("./up-command"),
     import("./credentials-command"),
     import("./status-command"),
     import("./settlement-commands"),
+    import("./shift-command"),
   ]);
   return `tally - multi-region credit balances
 
@@ -22,13 +23,15 @@ commands:
   serve     run one regional node
   status    every node's view of every region: lag, convergence, last settlement
   settle    run a settlement now; settlements, overspends, history read the ledger
+  shift     move rights in bulk from one region to another before a planned traffic move
   help      this text; "tally <command> --help" for a command's options
 
 ${up.UP_HELP}
 ${credentials.CREDENTIALS_HELP}
 ${serve.SERVE_HELP}
 ${status.STATUS_HELP}
-${settlement.SETTLEMENT_HELP}`;
+${settlement.SETTLEMENT_HELP}
+${shift.SHIFT_HELP}`;
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -41,6 +44,8 @@ async function main(argv: string[]): Promise<void> {
     case "credentials":
       (await import("./credentials-command")).credentialsCommand(rest);
       return;
+    case "shift":
+      return (await import("./shift-command")).shiftCommand(rest);
     case "status":
       return (await import("./status-command")).statusCommand(rest);
     case "settle":

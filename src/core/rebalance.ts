@@ -2,15 +2,45 @@
 // gives, how often it gives to the same requester, when a replica should ask before
 // it runs dry, and where the demand is. Pure: no I/O, time is always passed in.
 
-/** Why: a donor keeps half of its spare so that its own clients rarely wait (AntidoteDB, PotionDB). */
-export function donorGrant(spareRights: bigint, requested: bigint, donorIdle = false): bigint {
-  if (spareRights <= 0n || requested <= 0n) return 0n;
-  // Rounded up, so the last unit of spare can still move (no credit stranded in the endgame).
-  const half = (spareRights + 1n) / 2n;
-  // Why: an idle donor strands credit if it keeps any, so it gives what is asked and
-  // at least half (fewer round trips); when its spare is below the request it gives all.
-  if (donorIdle) return minBig(spareRights, maxBig(requested, half));
-  return minBig(requested, half);
+/**
+ * How much a donor gives of its `rights` when asked for `requested`.
+ * Why: a donor keeps its own demand-weighted fair share (`keep`), so that
+ * proactive asks cannot drain it and make its own clients wait (the rights
+ * would ping-pong between regions). An urgent ask (a debit is waiting) gets
+ * at least half of the donor's rights, rounded up, even below that share: so
+ * the last units of a nearly spent account stay reachable from every region.
+ */
+export function donorGrant(rights: bigint, requested: bigint, keep: bigint, urgent: boolean): bigint {
+  if (rights <= 0n || requested <= 0n) return 0n;
+  let give = rights - keep;
+  if (urgent) give = maxBig(give, (rights + 1n) / 2n);
+  return give <= 0n ? 0n : minBig(minBig(give, requested), rights);
+}
+
+/**
+ * The weight of a replica's fair share: its share of recent demand blended
+ * half and half with the equal split (the weights of all replicas still sum
+ * to 1). Why: demand seen over a short half-life is noisy for accounts that
+ * debit rarely; unblended, whoever debited last would claim the whole balance
+ * and the rights would ping-pong. Undefined demand is the equal split.
+ */
+export function fairShareWeight(observedDemandShare: number | undefined, replicaCount: number): number {
+  const equal = 1 / Math.max(1, replicaCount);
+  if (observedDemandShare === undefined || Number.isNaN(observedDemandShare)) return equal;
+  return (Math.min(1, Math.max(0, observedDemandShare)) + equal) / 2;
+}
+
+/** The fair share of `balance` for a replica with this observed demand share; exactly balance / n when none is known. */
+export function fairShareOf(balance: bigint, observedDemandShare: number | undefined, replicaCount: number): bigint {
+  if (balance <= 0n) return 0n;
+  if (observedDemandShare === undefined || Number.isNaN(observedDemandShare)) return balance / BigInt(Math.max(1, replicaCount));
+  return fairShare(balance, fairShareWeight(observedDemandShare, replicaCount));
+}
+
+/** `balance` × `weight`, rounded down, exact in bigint (weights are parts per million). */
+export function fairShare(balance: bigint, weight: number): bigint {
+  if (balance <= 0n) return 0n;
+  return (balance * BigInt(Math.round(Math.min(1, Math.max(0, weight)) * SHARE_SCALE))) / BigInt(SHARE_SCALE);
 }
 
 export interface DonorRateLimitOptions {
@@ -83,13 +113,9 @@ export function proactiveNeed(
   observedDemandShare: number | undefined,
 ): bigint {
   if (balance <= 0n || replicaCount < 1) return 0n;
-  const fairShare =
-    observedDemandShare === undefined || Number.isNaN(observedDemandShare)
-      ? balance / BigInt(replicaCount)
-      : (balance * BigInt(Math.round(Math.min(1, Math.max(0, observedDemandShare)) * SHARE_SCALE))) /
-        BigInt(SHARE_SCALE);
-  if (fairShare <= 0n || localRights * 2n >= fairShare) return 0n;
-  const need = (fairShare - localRights) / 2n;
+  const share = fairShareOf(balance, observedDemandShare, replicaCount);
+  if (share <= 0n || localRights * 2n >= share) return 0n;
+  const need = (share - localRights) / 2n;
   return need > 0n ? need : 0n;
 }
 

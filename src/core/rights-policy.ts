@@ -2,7 +2,7 @@
 // (DESIGN §2), pure: demand tracking, proactive asks, donor limits. The rights
 // broker (I/O) and the deterministic simulation both decide through it.
 
-import { DemandTracker, DonorRateLimiter, donorGrant, proactiveNeed } from "./rebalance";
+import { DemandTracker, DonorRateLimiter, donorGrant, fairShareOf, proactiveNeed } from "./rebalance";
 import type { ReplicaState } from "./replica-state";
 
 export interface RightsPolicyOptions {
@@ -78,16 +78,22 @@ export class RightsPolicy {
       .map((p) => p.name);
   }
 
+  /** The rights this region keeps for its own clients: its demand-weighted fair share of the balance. */
+  ownFairShare(accountId: string): bigint {
+    const state = this.state;
+    return fairShareOf(state.balance(accountId), this.demand.share(accountId, state.self), state.replicas.size);
+  }
+
   /**
-   * How much this region gives `requester` (an index) of its own spare rights
-   * for `requested`: at most half unless idle, once per window per pair.
-   * Records the gift when it is positive.
+   * How much this region gives `requester` (an index) for `requested`: its
+   * rights above its own fair share, or, when `urgent` (a debit waits), at
+   * least half of its rights; once per window per pair. Records the gift
+   * when it is positive.
    */
-  donation(accountId: string, requester: number, requested: bigint, nowMs: number): bigint {
+  donation(accountId: string, requester: number, requested: bigint, urgent: boolean, nowMs: number): bigint {
     const state = this.state;
     if (requester === state.self || !this.limiter.allows(accountId, requester, nowMs)) return 0n;
-    const idle = this.demand.isIdle(accountId, state.self, nowMs);
-    const wanted = donorGrant(state.rights(accountId), requested, idle);
+    const wanted = donorGrant(state.rights(accountId), requested, this.ownFairShare(accountId), urgent);
     // Never past the int64-safe cap of the transfer counter (src/core/bounds.ts).
     const headroom = state.transferHeadroom(accountId, requester);
     const give = wanted < headroom ? wanted : headroom;

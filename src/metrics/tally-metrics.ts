@@ -239,6 +239,18 @@ export class TallyMetrics {
     labelNames: ["region"] as const,
     registers: [this.registry],
   });
+  readonly rightsBatchSize = new Histogram({
+    name: "tally_rights_batch_size",
+    help: "Accounts per rights batch: sent to a donor (role ask) or answered with one durable commit (role give).",
+    labelNames: ["role"] as const,
+    buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000],
+    registers: [this.registry],
+  });
+  readonly rightsDonorQueueDepth = new Gauge({
+    name: "tally_rights_donor_queue_depth",
+    help: "Rights batches this node is answering as a donor (each waiting for its group commit).",
+    registers: [this.registry],
+  });
 
   /** Pre-bound children for the hot path: no label hashing per call. */
   readonly debitResult: Readonly<Record<DebitResultLabel, { inc(value?: number): void }>>;

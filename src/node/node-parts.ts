@@ -97,6 +97,8 @@ export function rightsEvents(metrics: TallyMetrics, logger: Logger): RightsEvent
       metrics.rightsTransferred.inc({ direction }, Number(amount));
     },
     donationFailed: (error) => logger.warn("rights donation failed", { error: String(error) }),
+    batch: (role, size) => metrics.rightsBatchSize.observe({ role }, size),
+    donorQueue: (depth) => metrics.rightsDonorQueueDepth.set(depth),
     giftRejected: (donor, error) => {
       metrics.badMessages.inc({ source: "rights_reply" });
       logger.warn("rights gift refused", { donor, error: String(error) });

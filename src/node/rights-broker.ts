@@ -1,16 +1,20 @@
-// Moves escrow rights between regions on demand. A debit short of rights asks
-// every peer (richest first, one request per account at a time so concurrent
-// shortfalls join it); a donor gives from its own rights only, as a durable
-// write to its own row, before it replies. Every decision (how much to ask,
-// how much to give, when to ask ahead) is the pure RightsPolicy's; this class
-// does the asking and waiting over a RightsTransport.
+// Moves escrow rights between regions on demand, in batches. Every account
+// short in one window (a waiting debit, a bulk-path refusal, an ask ahead of
+// need) joins one batch sent to every peer, so a burst of thousands of
+// accounts costs a few round trips; concurrent shortfalls of one account
+// join its ask. A donor answers a batch with one durable group commit of all
+// its gifts, before it replies. Every decision (how much to ask, how much to
+// give, when to ask ahead) is the pure RightsPolicy's; this class does the
+// asking and waiting over a RightsTransport.
 
 import { performance } from "node:perf_hooks";
 import type { DurableWrite } from "../core/durable-write";
 import type { ReplicaState } from "../core/replica-state";
-import type { RightsAsk, RightsGift, RightsTransport } from "../core/rights-messages";
+import { MAX_RIGHTS_BATCH, type RightsBatchAsk, type RightsBatchGift, type RightsGift, type RightsTransport } from "../core/rights-messages";
 import { RightsPolicy } from "../core/rights-policy";
+import type { SlotChange } from "../core/slot-change";
 import type { BalanceWatchHub } from "./balance-watch";
+import { PeerRightsMemory } from "./peer-rights-memory";
 
 /** What the broker needs from its node. */
 export interface RightsHost {
@@ -29,6 +33,10 @@ export interface RightsEvents {
   donationFailed(error: unknown): void;
   /** A gift carried values no donor could have produced; nothing of it was merged. */
   giftRejected?(donor: string, error: unknown): void;
+  /** A batch of `size` accounts was sent to a donor ("ask") or answered by this donor ("give"). */
+  batch?(role: "ask" | "give", size: number): void;
+  /** Batches this donor is answering now (each waits for its group commit). */
+  donorQueue?(depth: number): void;
 }
 
 /** Time for the broker: the clock and a cancellable wait (real timers, or the simulation's). */
@@ -47,14 +55,37 @@ export const REAL_CLOCK: BrokerClock = {
   },
 };
 
+export interface BatchingOptions {
+  /** How long a window collects short accounts before its batch is sent. */
+  readonly windowMs: number;
+  /** Most accounts in one batch; a fuller window is sent at once. */
+  readonly maxBatch: number;
+}
+
+export const DEFAULT_BATCHING: BatchingOptions = { windowMs: 2, maxBatch: 250 };
+
+/** One account's ask: queued in the window, then in flight to every peer. */
 interface Acquisition {
-  readonly needed: bigint;
+  readonly accountId: string;
+  needed: bigint;
+  urgent: boolean;
+  deadlineMs: number;
   readonly done: Promise<void>;
+  finish(): void;
+  /** Peers that have not answered yet (set when the batch is sent). */
+  outstanding: number;
+  target: bigint;
+  sent: boolean;
 }
 
 export class RightsBroker {
   readonly policy: RightsPolicy;
+  /** What the latest replies said the peers held, for counting false rejections. */
+  readonly peerRights: PeerRightsMemory;
   private readonly acquiring = new Map<string, Acquisition>();
+  private window: Acquisition[] = [];
+  private windowTimer: { cancel(): void } | undefined;
+  private donating = 0;
   private stopServing: (() => void) | undefined;
   private stopped = false;
 
@@ -65,27 +96,40 @@ export class RightsBroker {
     private readonly clock: BrokerClock,
     /** How long a background ask (ahead of need, or after a bulk refusal) may take. */
     private readonly backgroundAskMs: number,
+    private readonly batching: BatchingOptions = DEFAULT_BATCHING,
   ) {
     this.policy = new RightsPolicy(host.state);
+    this.peerRights = new PeerRightsMemory(host.state.replicas.size);
   }
 
   get asksInFlight(): number {
     return this.acquiring.size;
   }
 
-  start(): void {
-    this.stopServing = this.transport.serve((ask) => this.donate(ask));
+  /** Batches this donor is answering now. */
+  get donorQueueDepth(): number {
+    return this.donating;
   }
 
+  start(): void {
+    this.stopServing = this.transport.serve((batch) => this.donate(batch));
+  }
+
+  /** Stops asking and giving; every waiting ask ends now. */
   stop(): void {
     this.stopped = true;
     this.stopServing?.();
+    this.windowTimer?.cancel();
+    this.windowTimer = undefined;
+    this.window = [];
+    for (const acquisition of this.acquiring.values()) acquisition.finish();
+    this.acquiring.clear();
   }
 
   /** A local debit was approved: feeds demand, and asks ahead when this region falls below its share. */
   afterLocalDebit(accountId: string, amount: bigint, nowMs: number): void {
     const want = this.policy.afterLocalDebit(accountId, amount, nowMs);
-    if (want > 0n && !this.acquiring.has(accountId)) void this.startAsk(accountId, want, nowMs + this.backgroundAskMs);
+    if (want > 0n && !this.acquiring.has(accountId)) void this.startAsk(accountId, want, nowMs + this.backgroundAskMs, false);
   }
 
   afterPeerDebit(accountId: string, replica: number, amount: bigint, nowMs: number): void {
@@ -96,13 +140,24 @@ export class RightsBroker {
   afterShortfall(accountId: string, amount: bigint): void {
     if (this.acquiring.has(accountId)) return;
     const deficit = amount - this.host.state.rights(accountId);
-    if (deficit > 0n) void this.startAsk(accountId, deficit, this.clock.now() + this.backgroundAskMs);
+    if (deficit > 0n) void this.startAsk(accountId, deficit, this.clock.now() + this.backgroundAskMs, true);
   }
 
   /**
-   * One round of asking: joins the account's request in flight or starts one,
-   * and resolves when this caller's `deficit` is covered, the request ends, or
-   * the deadline passes. The debit path decides whether to ask again.
+   * Whether the cluster held `amount` for the account as far as this node
+   * knows: its own view of the balance, or its rights plus what the peers'
+   * latest replies said they held. A refusal then is a false rejection.
+   */
+  clusterHeld(accountId: string, amount: bigint): boolean {
+    const state = this.host.state;
+    if (state.balance(accountId) >= amount) return true;
+    return state.rights(accountId) + this.peerRights.total(accountId, state.self, this.clock.now()) >= amount;
+  }
+
+  /**
+   * One round of asking: joins the account's ask (queued or in flight) or
+   * starts one, and resolves when this caller's `deficit` is covered, the
+   * ask ends, or the deadline passes. The debit path decides whether to ask again.
    */
   async acquire(accountId: string, deficit: bigint, deadlineMs: number): Promise<void> {
     const { state, watches } = this.host;
@@ -122,11 +177,7 @@ export class RightsBroker {
     );
     const timeout = this.clock.wait(Math.max(0, deadlineMs - this.clock.now()));
     try {
-      const existing = this.acquiring.get(accountId);
-      const asking =
-        existing !== undefined && existing.needed >= deficit
-          ? existing.done
-          : this.startAsk(accountId, this.policy.askSize(accountId, deficit), deadlineMs);
+      const asking = this.startAsk(accountId, this.policy.askSize(accountId, deficit), deadlineMs, true);
       await Promise.race([asking, covered, timeout.done]);
     } finally {
       timeout.cancel();
@@ -134,97 +185,152 @@ export class RightsBroker {
     }
   }
 
-  /** One request to the peers for an account; concurrent shortfalls join it. */
-  private startAsk(accountId: string, deficit: bigint, deadlineMs: number): Promise<void> {
-    const done = this.askPeers(accountId, deficit, deadlineMs);
-    const entry = { needed: deficit, done };
-    this.acquiring.set(accountId, entry);
-    void done.finally(() => {
-      if (this.acquiring.get(accountId) === entry) this.acquiring.delete(accountId);
-    });
+  /** Queues the account in the window (or joins its queued or big-enough ask in flight). */
+  private startAsk(accountId: string, deficit: bigint, deadlineMs: number, urgent: boolean): Promise<void> {
+    const existing = this.acquiring.get(accountId);
+    if (existing !== undefined && !existing.sent) {
+      if (deficit > existing.needed) existing.needed = deficit;
+      existing.urgent ||= urgent;
+      existing.deadlineMs = Math.max(existing.deadlineMs, deadlineMs);
+      return existing.done;
+    }
+    if (existing !== undefined && existing.needed >= deficit) return existing.done;
+    let finish: () => void = () => undefined;
+    const done = new Promise<void>((resolve) => (finish = resolve));
+    const acquisition: Acquisition = { accountId, needed: deficit, urgent, deadlineMs, done, finish, outstanding: 0, target: 0n, sent: false };
+    acquisition.finish = () => {
+      if (this.acquiring.get(accountId) === acquisition) this.acquiring.delete(accountId);
+      finish();
+    };
+    this.acquiring.set(accountId, acquisition);
+    this.window.push(acquisition);
+    if (this.window.length >= this.batching.maxBatch) this.flush();
+    else if (this.windowTimer === undefined) {
+      const timer = this.clock.wait(this.batching.windowMs);
+      this.windowTimer = timer;
+      void timer.done.then(() => {
+        if (this.windowTimer === timer) this.flush();
+      });
+    }
     return done;
   }
 
-  /** Resolves when every asked peer answered or gave up, or this region's rights reached the target. */
-  private async askPeers(accountId: string, deficit: bigint, deadlineMs: number): Promise<void> {
-    const { state, region } = this.host;
-    const donors = this.policy.donors(accountId);
-    const timeoutMs = Math.max(1, deadlineMs - this.clock.now());
-    const target = state.rights(accountId) + deficit;
-    const ask: RightsAsk = { accountId, requester: region, deficit };
-    await new Promise<void>((resolve) => {
-      let outstanding = donors.length;
-      if (outstanding === 0) resolve();
-      const settle = (): void => {
-        outstanding--;
-        if (outstanding === 0 || state.rights(accountId) >= target) resolve();
-      };
-      for (const donor of donors) {
-        this.transport.ask(donor, ask, timeoutMs).then(
-          (gift) => {
-            this.receive(accountId, donor, gift);
-            settle();
-          },
-          () => {
-            this.events.asked("expired");
-            settle();
-          },
-        );
-      }
-    });
+  /** Sends the window's accounts, one batch per donor per chunk of maxBatch. */
+  private flush(): void {
+    this.windowTimer?.cancel();
+    this.windowTimer = undefined;
+    const queued = this.window;
+    this.window = [];
+    const limit = Math.min(this.batching.maxBatch, MAX_RIGHTS_BATCH);
+    for (let start = 0; start < queued.length; start += limit) this.send(queued.slice(start, start + limit));
   }
 
-  private receive(accountId: string, donor: string, gift: RightsGift | undefined): void {
-    if (gift === undefined) {
-      this.events.asked("expired");
-      return;
+  private send(chunk: readonly Acquisition[]): void {
+    const { state, region } = this.host;
+    const donors = state.replicas.names.filter((name) => name !== region);
+    const now = this.clock.now();
+    let deadlineMs = now;
+    for (const a of chunk) {
+      a.sent = true;
+      a.outstanding = donors.length;
+      a.target = state.rights(a.accountId) + a.needed;
+      deadlineMs = Math.max(deadlineMs, a.deadlineMs);
+      if (donors.length === 0) a.finish();
     }
-    if (gift.granted <= 0n || gift.donor !== donor) {
+    const batch: RightsBatchAsk = { requester: region, asks: chunk.map((a) => ({ accountId: a.accountId, deficit: a.needed, urgent: a.urgent })) };
+    const timeoutMs = Math.max(1, deadlineMs - now);
+    for (const donor of donors) {
+      this.events.batch?.("ask", chunk.length);
+      this.transport.ask(donor, batch, timeoutMs).then(
+        (reply) => this.answered(donor, chunk, reply),
+        () => this.answered(donor, chunk, undefined),
+      );
+    }
+  }
+
+  private answered(donor: string, chunk: readonly Acquisition[], reply: RightsBatchGift | undefined): void {
+    if (reply === undefined) {
+      for (let i = 0; i < chunk.length; i++) this.events.asked("expired");
+    } else if (reply.donor !== donor) {
+      // Only the peer asked may answer: nothing of another's gifts is merged.
+      for (let i = 0; i < chunk.length; i++) this.events.asked("refused");
+      this.events.giftRejected?.(donor, new Error(`reply from ${reply.donor}, not from the peer asked (${donor})`));
+    } else {
+      for (const gift of reply.gifts) this.receive(donor, gift);
+    }
+    const state = this.host.state;
+    for (const a of chunk) {
+      a.outstanding--;
+      if (a.outstanding <= 0 || state.rights(a.accountId) >= a.target) a.finish();
+    }
+  }
+
+  private receive(donor: string, gift: RightsGift): void {
+    const { state, watches } = this.host;
+    const donorIndex = state.replicas.indexOf(donor);
+    this.peerRights.remember(gift.accountId, donorIndex, gift.donorRights, this.clock.now());
+    if (gift.granted <= 0n) {
       this.events.asked("refused");
       return;
     }
-    const { state, watches } = this.host;
     try {
       // The whole counter first, so the view never holds the gift without what it depended on.
-      state.mergeAccount(accountId, gift.accountCounter);
-      state.merge(accountId, state.replicas.indexOf(donor), state.self, gift.transferredTotal);
+      state.mergeAccount(gift.accountId, gift.accountCounter);
+      state.merge(gift.accountId, donorIndex, state.self, gift.transferredTotal);
     } catch (error) {
       // Values no donor could have produced: refused whole (merge checks before it changes anything).
       this.events.asked("refused");
       this.events.giftRejected?.(donor, error);
       return;
     }
-    watches.notify(accountId);
+    watches.notify(gift.accountId);
     this.events.asked("granted");
     this.events.transferred("in", gift.granted);
   }
 
-  private async donate(ask: RightsAsk): Promise<RightsGift> {
+  /** Answers a batch: every gift in one durable commit, made durable before the reply. */
+  private async donate(batch: RightsBatchAsk): Promise<RightsBatchGift> {
     const { state, region, watches } = this.host;
-    const nothing: RightsGift = { donor: region, granted: 0n, transferredTotal: 0n, donorRights: state.rights(ask.accountId), accountCounter: [] };
-    if (this.stopped || !this.host.writable || !state.replicas.has(ask.requester) || ask.requester === region) return nothing;
-    const to = state.replicas.indexOf(ask.requester);
-    const give = this.policy.donation(ask.accountId, to, ask.deficit, this.clock.now());
-    if (give <= 0n) return nothing;
-    const changes = state.transfer(ask.accountId, to, give);
-    // The reply is built now, at the transfer: every own-row value in it was
-    // written before this commit, so all of it is durable when the commit is.
-    // (Built after the await, it could carry later changes not yet durable.)
-    const gift: RightsGift = {
-      donor: region,
-      granted: give,
-      transferredTotal: state.slot(ask.accountId, state.self, to),
-      donorRights: state.rights(ask.accountId),
-      accountCounter: state.exportAccount(ask.accountId),
-    };
+    const nothing = (accountId: string): RightsGift => ({ accountId, granted: 0n, transferredTotal: 0n, donorRights: state.rights(accountId), accountCounter: [] });
+    const refuseAll = (): RightsBatchGift => ({ donor: region, gifts: batch.asks.map((ask) => nothing(ask.accountId)) });
+    if (this.stopped || !this.host.writable || !state.replicas.has(batch.requester) || batch.requester === region) return refuseAll();
+    this.events.batch?.("give", batch.asks.length);
+    const to = state.replicas.indexOf(batch.requester);
+    const now = this.clock.now();
+    const changes: SlotChange[] = [];
+    const given: Array<{ accountId: string; amount: bigint }> = [];
+    // Each reply entry is built right after its transfer: every own-row value
+    // in it was written before the commit below, so all of it is durable when
+    // the commit is. (Built after the await, it could carry later changes.)
+    const gifts = batch.asks.map((ask): RightsGift => {
+      const give = this.policy.donation(ask.accountId, to, ask.deficit, ask.urgent, now);
+      if (give <= 0n) return nothing(ask.accountId);
+      changes.push(...state.transfer(ask.accountId, to, give));
+      given.push({ accountId: ask.accountId, amount: give });
+      return {
+        accountId: ask.accountId,
+        granted: give,
+        transferredTotal: state.slot(ask.accountId, state.self, to),
+        donorRights: state.rights(ask.accountId),
+        accountCounter: state.exportAccount(ask.accountId),
+      };
+    });
+    if (changes.length === 0) return { donor: region, gifts };
+    this.donating++;
+    this.events.donorQueue?.(this.donating);
     try {
       await this.host.commit({ slots: changes });
     } catch (error) {
       this.events.donationFailed(error);
-      return nothing;
+      return refuseAll();
+    } finally {
+      this.donating--;
+      this.events.donorQueue?.(this.donating);
     }
-    watches.notify(ask.accountId);
-    this.events.transferred("out", give);
-    return gift;
+    for (const { accountId, amount } of given) {
+      watches.notify(accountId);
+      this.events.transferred("out", amount);
+    }
+    return { donor: region, gifts };
   }
 }

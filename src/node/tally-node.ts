@@ -261,6 +261,8 @@ export class TallyNode {
       while (step.kind === "short") {
         const before = this.state.rights(item.accountId);
         await this.rights.acquire(item.accountId, item.amount - before, deadline);
+        // At the deadline, let replies already received be read first (timers run before I/O in a loop turn).
+        if (this.monotonic() >= deadline) await new Promise((r) => setImmediate(r));
         this.assertWritable();
         const stalled = this.state.rights(item.accountId) <= before;
         // Nothing came and the balance known here cannot cover it: refuse now
@@ -282,7 +284,8 @@ export class TallyNode {
     switch (step.answer.outcome) {
       case DebitOutcome.InsufficientCredit:
         metrics.debitResult.insufficient.inc();
-        if (step.falseRejection) metrics.falseRejections.inc();
+        // False: the cluster held enough, as this node's view or the donors' replies know.
+        if (step.falseRejection || this.rights.clusterHeld(item.accountId, item.amount)) metrics.falseRejections.inc();
         return;
       case DebitOutcome.ApprovedWithOverdraft:
         metrics.debitResult.overdraft.inc();

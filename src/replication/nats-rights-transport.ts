@@ -1,11 +1,12 @@
-// Rights asks and gifts over NATS request/reply on `tally.rights.<region>`.
-// Every decode is guarded (rights-codec.ts): a malformed, foreign-cluster or
-// impossible message is counted and dropped, never thrown inside a
-// subscription callback (that would stop the client's reader).
+// Batches of rights asks and gifts over NATS request/reply on
+// `tally.rights.<region>`. Every decode is guarded (rights-codec.ts): a
+// malformed, foreign-cluster or impossible batch is counted and dropped
+// whole, never thrown inside a subscription callback (that would stop the
+// client's reader).
 
 import type { NatsConnection } from "nats";
 import type { ReplicaSet } from "../core/replica-set";
-import type { RightsAsk, RightsGift, RightsTransport } from "../core/rights-messages";
+import type { RightsBatchAsk, RightsBatchGift, RightsTransport } from "../core/rights-messages";
 import { clusterIdentityOf, inboundContext, type InboundContext } from "./inbound";
 import { decodeRightsReply, decodeRightsRequest, encodeRightsReply, encodeRightsRequest } from "./rights-codec";
 import { rightsSubject } from "./subjects";
@@ -25,15 +26,16 @@ export class NatsRightsTransport implements RightsTransport {
     this.ctx = inboundContext(replicas, { maxSlotValue });
   }
 
-  async ask(donor: string, ask: RightsAsk, timeoutMs: number): Promise<RightsGift | undefined> {
-    const payload = encodeRightsRequest(ask, this.ctx.identity);
+  async ask(donor: string, batch: RightsBatchAsk, timeoutMs: number): Promise<RightsBatchGift | undefined> {
+    const payload = encodeRightsRequest(batch, this.ctx.identity);
     let data: Uint8Array;
     try {
       data = (await this.connection.request(rightsSubject(donor), payload, { timeout: timeoutMs })).data;
     } catch {
       return undefined;
     }
-    const reply = decodeRightsReply(data, { ...this.ctx, self: this.region, expectedDonor: donor });
+    const asked = new Set(batch.asks.map((ask) => ask.accountId));
+    const reply = decodeRightsReply(data, { ...this.ctx, self: this.region, expectedDonor: donor }, asked);
     if (!reply.ok) {
       this.badMessage("rights_reply", rightsSubject(donor), reply.reason);
       return undefined;
@@ -41,7 +43,7 @@ export class NatsRightsTransport implements RightsTransport {
     return reply.value;
   }
 
-  serve(donate: (ask: RightsAsk) => Promise<RightsGift>): () => void {
+  serve(donate: (batch: RightsBatchAsk) => Promise<RightsBatchGift>): () => void {
     const subject = rightsSubject(this.region);
     const subscription = this.connection.subscribe(subject, {
       callback: (error, message) => {

@@ -67,6 +67,7 @@ export const METHOD_ACCESS: Readonly<Record<string, MethodAccess>> = {
   "/tally.v1.Admin/ListOverspends": { roles: AUDIT, accounts: optionalAccount, audited: true },
   "/tally.v1.Admin/GetAccountHistory": { roles: AUDIT, accounts: oneAccount, audited: true },
   "/tally.v1.Admin/ClusterStatus": { roles: OPERATE, accounts: everyAccount, audited: true },
+  "/tally.v1.Admin/ShiftRights": { roles: OPERATE, accounts: everyAccount, audited: true },
   // The benchmarks' baseline service (served only with --noop-service) costs what Debit costs.
   "/tally.bench.v1.Noop/Debit": { roles: SPEND, accounts: oneAccount, audited: false },
   "/tally.bench.v1.Noop/DebitBatch": { roles: SPEND, accounts: batchAccounts, audited: false },

@@ -1,7 +1,7 @@
 // gRPC handlers of tally.v1.Admin: policies, manual allowance moves,
 // settlement runs and queries, and the node's cluster view.
 
-import type { sendUnaryData } from "@grpc/grpc-js";
+import { Metadata, status, type sendUnaryData, type ServerWritableStream } from "@grpc/grpc-js";
 import { InvalidArgumentError } from "../core/errors";
 import { validateAccountId, validateAmount } from "../core/validation";
 import type {
@@ -11,7 +11,10 @@ import type {
   ListSettlementsResponse,
   Settlement,
   SettleResponse,
+  ShiftRightsRequest,
+  ShiftRightsResponse,
 } from "../generated/tally/v1/admin";
+import { RightsShifter, ShiftAlreadyRunningError, ShiftParametersError, type ShiftProgress } from "../node/rights-shift";
 import type { TallyNode } from "../node/tally-node";
 import { accountPolicyFromWire, accountPolicyToWire, peerToWire } from "./wire";
 import { NotConfiguredError, toStatus } from "./status-mapping";
@@ -51,7 +54,31 @@ function answer<T>(callback: sendUnaryData<T>, work: () => Promise<T>): void {
   );
 }
 
+function shiftToWire(p: ShiftProgress): ShiftRightsResponse {
+  return {
+    shiftId: p.shiftId,
+    accountsDone: BigInt(p.accountsDone),
+    accountsTotal: BigInt(p.accountsTotal),
+    accountsMoved: BigInt(p.accountsMoved),
+    amountMoved: p.amountMoved,
+    complete: p.complete,
+  };
+}
+
+/** Streams a shift's progress; a refusal ends the stream with its status (FAILED_PRECONDITION for id conflicts). */
+function streamShift(shifter: RightsShifter, call: ServerWritableStream<ShiftRightsRequest, ShiftRightsResponse>): void {
+  const { shiftId, toRegion, fraction } = call.request;
+  shifter.run(shiftId, toRegion, fraction, (progress) => void call.write(shiftToWire(progress))).then(
+    () => call.end(),
+    (error: unknown) => {
+      const refused = error instanceof ShiftAlreadyRunningError || error instanceof ShiftParametersError;
+      call.emit("error", refused ? { code: status.FAILED_PRECONDITION, details: (error as Error).message, metadata: new Metadata() } : toStatus(error));
+    },
+  );
+}
+
 export function adminService(node: TallyNode, settlement?: SettlementAdmin): AdminServer {
+  const shifter = new RightsShifter(node);
   const needSettlement = (): SettlementAdmin => {
     if (settlement === undefined) throw new NotConfiguredError("settlement is not configured on this node (no Postgres URL)");
     return settlement;
@@ -115,6 +142,10 @@ export function adminService(node: TallyNode, settlement?: SettlementAdmin): Adm
         const accountId = validateAccountId(call.request.accountId);
         return needSettlement().accountHistory(accountId, pageSize(call.request.pageSize), call.request.pageToken);
       });
+    },
+
+    shiftRights(call) {
+      streamShift(shifter, call);
     },
 
     clusterStatus(_call, callback) {

@@ -4,69 +4,87 @@
 import { expect } from "chai";
 import fc from "fast-check";
 import { INT64_MAX } from "../../src/core/amounts";
-import { DemandTracker, DonorRateLimiter, donorGrant, proactiveNeed } from "../../src/core/rebalance";
+import { DemandTracker, DonorRateLimiter, donorGrant, fairShare, fairShareWeight, proactiveNeed } from "../../src/core/rebalance";
 
 const rights = fc.oneof(fc.bigInt(-100n, 1000n), fc.bigInt(-INT64_MAX, INT64_MAX));
 const request = fc.oneof(fc.bigInt(-10n, 1000n), fc.bigInt(1n, INT64_MAX));
 
 describe("rebalance - donor grant", () => {
-  it("gives what is asked when it is at most half of the spare", () => {
-    expect(donorGrant(100n, 30n)).to.equal(30n);
-    expect(donorGrant(100n, 50n)).to.equal(50n);
+  it("gives its rights above its own fair share, up to the request", () => {
+    expect(donorGrant(100n, 30n, 33n, false)).to.equal(30n);
+    expect(donorGrant(100n, 80n, 33n, false)).to.equal(67n);
+    expect(donorGrant(100n, 80n, 0n, false)).to.equal(80n);
   });
 
-  it("keeps half of its spare (rounded down) while it has demand of its own", () => {
-    expect(donorGrant(100n, 80n)).to.equal(50n);
-    expect(donorGrant(101n, 200n)).to.equal(51n);
+  it("gives nothing ahead of need below its fair share: rights do not ping-pong", () => {
+    expect(donorGrant(30n, 10n, 33n, false)).to.equal(0n);
+    expect(donorGrant(33n, 10n, 33n, false)).to.equal(0n);
   });
 
-  it("lets the last unit of spare move, so no credit is stranded while every region spends", () => {
-    expect(donorGrant(1n, 1n)).to.equal(1n);
-    expect(donorGrant(3n, 5n)).to.equal(2n);
+  it("gives at least half (rounded up) to an urgent ask, so the last units stay reachable", () => {
+    expect(donorGrant(30n, 100n, 33n, true)).to.equal(15n);
+    expect(donorGrant(1n, 1n, 33n, true)).to.equal(1n);
+    expect(donorGrant(3n, 5n, 10n, true)).to.equal(2n);
+    expect(donorGrant(100n, 80n, 10n, true)).to.equal(80n);
   });
 
-  it("gives nothing without spare rights or without a positive request", () => {
-    expect(donorGrant(0n, 10n)).to.equal(0n);
-    expect(donorGrant(-5n, 10n, true)).to.equal(0n);
-    expect(donorGrant(100n, 0n, true)).to.equal(0n);
-    expect(donorGrant(100n, -3n)).to.equal(0n);
-  });
-
-  it("when idle, gives the request (at least half its spare) and all of a small spare: no credit is stranded", () => {
-    expect(donorGrant(100n, 10n, true)).to.equal(50n);
-    expect(donorGrant(100n, 80n, true)).to.equal(80n);
-    expect(donorGrant(1n, 1n, true)).to.equal(1n);
-    expect(donorGrant(7n, 10n, true)).to.equal(7n);
+  it("gives nothing without rights or without a positive request", () => {
+    expect(donorGrant(0n, 10n, 0n, true)).to.equal(0n);
+    expect(donorGrant(-5n, 10n, 0n, true)).to.equal(0n);
+    expect(donorGrant(100n, 0n, 0n, true)).to.equal(0n);
+    expect(donorGrant(100n, -3n, 0n, false)).to.equal(0n);
   });
 
   it("stays exact beyond 2^53", () => {
-    expect(donorGrant(INT64_MAX, INT64_MAX)).to.equal((INT64_MAX + 1n) / 2n);
-    expect(donorGrant(INT64_MAX, (1n << 53n) + 1n)).to.equal((1n << 53n) + 1n);
+    expect(donorGrant(INT64_MAX, INT64_MAX, 0n, false)).to.equal(INT64_MAX);
+    expect(donorGrant(INT64_MAX, INT64_MAX, INT64_MAX, true)).to.equal((INT64_MAX + 1n) / 2n);
+    expect(donorGrant(INT64_MAX, (1n << 53n) + 1n, 0n, false)).to.equal((1n << 53n) + 1n);
   });
 
-  it("never gives more than the spare, never leaves the donor negative, never gives unasked", () => {
+  it("never gives more than its rights or the request, and ahead of need never dips into its fair share", () => {
     fc.assert(
-      fc.property(rights, request, fc.boolean(), (spare, requested, idle) => {
-        const gift = donorGrant(spare, requested, idle);
+      fc.property(rights, request, fc.bigInt(0n, INT64_MAX), fc.boolean(), (held, requested, keep, urgent) => {
+        const gift = donorGrant(held, requested, keep, urgent);
         expect(gift >= 0n).to.equal(true);
-        expect(spare - gift >= 0n || gift === 0n).to.equal(true);
-        if (requested <= 0n || spare <= 0n) expect(gift).to.equal(0n);
-        if (!idle) {
-          expect(gift * 2n <= spare + 1n || gift === 0n).to.equal(true);
-          expect(gift <= requested || gift === 0n).to.equal(true);
+        if (requested <= 0n || held <= 0n) expect(gift).to.equal(0n);
+        if (gift > 0n) {
+          expect(gift <= held && gift <= requested).to.equal(true);
+          if (!urgent) expect(held - gift >= keep).to.equal(true);
+          else expect(held - gift >= keep || gift * 2n <= held + 1n).to.equal(true);
         }
       }),
     );
   });
 
-  it("when idle, gives at least min(spare, requested)", () => {
+  it("an urgent ask gets at least min(request, half the rights rounded up)", () => {
     fc.assert(
-      fc.property(fc.bigInt(1n, INT64_MAX), fc.bigInt(1n, INT64_MAX), (spare, requested) => {
-        const gift = donorGrant(spare, requested, true);
-        expect(gift >= (spare < requested ? spare : requested)).to.equal(true);
-        expect(gift <= spare).to.equal(true);
+      fc.property(fc.bigInt(1n, INT64_MAX), fc.bigInt(1n, INT64_MAX), fc.bigInt(0n, INT64_MAX), (held, requested, keep) => {
+        const gift = donorGrant(held, requested, keep, true);
+        const half = (held + 1n) / 2n;
+        expect(gift >= (half < requested ? half : requested)).to.equal(true);
       }),
     );
+  });
+});
+
+describe("rebalance - fair share weights", () => {
+  it("blend demand with the equal split, and sum to 1 over the replicas", () => {
+    expect(fairShareWeight(undefined, 3)).to.be.closeTo(1 / 3, 1e-12);
+    expect(fairShareWeight(1, 3)).to.be.closeTo(2 / 3, 1e-12);
+    expect(fairShareWeight(0, 3)).to.be.closeTo(1 / 6, 1e-12);
+    fc.assert(
+      fc.property(fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 3, maxLength: 3 }), (rates) => {
+        const total = rates.reduce((a, b) => a + b, 0);
+        if (!(total > 0)) return;
+        const sum = rates.reduce((acc, r) => acc + fairShareWeight(r / total, 3), 0);
+        expect(sum).to.be.closeTo(1, 1e-9);
+      }),
+    );
+  });
+
+  it("scales exact bigint balances beyond 2^53", () => {
+    expect(fairShare(3n << 60n, 1 / 3)).to.equal(((3n << 60n) * 333_333n) / 1_000_000n);
+    expect(fairShare(-5n, 0.5)).to.equal(0n);
   });
 });
 
@@ -137,9 +155,9 @@ describe("rebalance - proactive need", () => {
   });
 
   it("weights the fair share by observed demand", () => {
-    expect(proactiveNeed(100n, 1000n, 3, 0.8)).to.equal(350n);
-    expect(proactiveNeed(0n, 1000n, 3, 0)).to.equal(0n);
-    expect(proactiveNeed(0n, 1000n, 3, 1)).to.equal(500n);
+    expect(proactiveNeed(100n, 1000n, 3, 0.8)).to.equal((566n - 100n) / 2n);
+    expect(proactiveNeed(0n, 1000n, 3, 0)).to.equal(83n);
+    expect(proactiveNeed(0n, 1000n, 3, 1)).to.equal(333n);
   });
 
   it("asks for nothing when the balance is not positive", () => {
@@ -152,8 +170,9 @@ describe("rebalance - proactive need", () => {
   });
 
   it("clamps nonsense shares and stays exact near 2^63", () => {
-    expect(proactiveNeed(0n, 1000n, 3, 5)).to.equal(500n);
-    expect(proactiveNeed(0n, 1000n, 3, -1)).to.equal(0n);
+    // Clamped to 1 and 0, then blended with the equal split: 2/3 and 1/6 of the balance.
+    expect(proactiveNeed(0n, 1000n, 3, 5)).to.equal(333n);
+    expect(proactiveNeed(0n, 1000n, 3, -1)).to.equal(83n);
     expect(proactiveNeed(0n, 900n, 3, Number.NaN)).to.equal(150n);
     expect(proactiveNeed(0n, INT64_MAX, 1, 1)).to.equal(INT64_MAX / 2n);
   });

@@ -60,40 +60,50 @@ describe("rights policy - donors", () => {
 });
 
 describe("rights policy - donation", () => {
-  it("rights policy - an idle donor gives what is asked, up to all of its rights", () => {
+  it("rights policy - with no demand known a donor keeps an equal split and gives what is above it", () => {
     const { state, policy } = setup();
     seeRights(state, 0, 100n);
-    expect(policy.donation("a", 1, 80n, 10)).to.equal(80n);
-    expect(policy.donation("a", 2, 500n, 10)).to.equal(100n);
-    // ... and at least half, so the next ask is rarely needed.
-    expect(policy.donation("a", 3, 10n, 10)).to.equal(50n);
+    expect(policy.ownFairShare("a")).to.equal(25n);
+    expect(policy.donation("a", 1, 80n, false, 10)).to.equal(75n);
+    state.transfer("a", 1, 75n);
+    // At its fair share: nothing ahead of need, half (rounded up) to a waiting debit.
+    expect(policy.donation("a", 2, 500n, false, 10)).to.equal(0n);
+    expect(policy.donation("a", 3, 500n, true, 10)).to.equal(13n);
   });
 
-  it("rights policy - a donor with its own demand gives at most half of its rights", () => {
+  it("rights policy - a donor with its own demand keeps its demand-weighted fair share", () => {
     const { state, policy } = setup();
     seeRights(state, 0, 100n);
     policy.afterLocalDebit("a", 10n, 10);
-    expect(policy.donation("a", 1, 80n, 10)).to.equal(50n);
-    expect(policy.donation("a", 2, 20n, 10)).to.equal(20n);
+    // All demand here: weight (1 + 1/4) / 2 of the balance.
+    expect(policy.ownFairShare("a")).to.equal(62n);
+    expect(policy.donation("a", 1, 80n, false, 10)).to.equal(38n);
+    state.transfer("a", 1, 38n);
+    expect(policy.donation("a", 2, 80n, false, 10)).to.equal(0n);
+    expect(policy.donation("a", 2, 20n, true, 10)).to.equal(20n);
   });
 
-  it("rights policy - a busy donor's gift never exceeds half its rights rounded up, nor the request", () => {
+  it("rights policy - a busy donor gives the request, capped by its spare above its share, or half its rights when urgent", () => {
     fc.assert(
-      fc.property(fc.bigInt(1n, 1_000_000n), fc.bigInt(1n, 2_000_000n), (rights, requested) => {
+      fc.property(fc.bigInt(1n, 1_000_000n), fc.bigInt(1n, 2_000_000n), fc.boolean(), (rights, requested, urgent) => {
         const { state, policy } = setup();
         seeRights(state, 0, rights);
         policy.afterLocalDebit("a", 1_000n, 0);
-        const give = policy.donation("a", 1, requested, 0);
-        expect(give).to.equal(requested < (rights + 1n) / 2n ? requested : (rights + 1n) / 2n);
+        const keep = policy.ownFairShare("a");
+        const give = policy.donation("a", 1, requested, urgent, 0);
+        let cap = rights - keep;
+        if (urgent && (rights + 1n) / 2n > cap) cap = (rights + 1n) / 2n;
+        if (cap < 0n) cap = 0n;
+        expect(give).to.equal(requested < cap ? requested : cap);
       }),
     );
   });
 
   it("rights policy - a donor without rights gives nothing, and that does not use up the window", () => {
     const { state, policy } = setup();
-    expect(policy.donation("a", 1, 10n, 100)).to.equal(0n);
+    expect(policy.donation("a", 1, 10n, true, 100)).to.equal(0n);
     seeRights(state, 0, 40n);
-    expect(policy.donation("a", 1, 30n, 100)).to.equal(30n);
+    expect(policy.donation("a", 1, 30n, false, 100)).to.equal(30n);
   });
 
   it("rights policy - a donor gives to one (account, requester) once per window", () => {
@@ -102,18 +112,18 @@ describe("rights policy - donation", () => {
     state.grant("b", 1_000n);
     policy.afterLocalDebit("a", 100n, 5_000);
     policy.afterLocalDebit("b", 100n, 5_000);
-    expect(policy.donation("a", 1, 10n, 5_000)).to.equal(10n);
-    expect(policy.donation("a", 1, 10n, 5_999)).to.equal(0n);
+    expect(policy.donation("a", 1, 10n, false, 5_000)).to.equal(10n);
+    expect(policy.donation("a", 1, 10n, false, 5_999)).to.equal(0n);
     // Other requesters and other accounts have their own windows.
-    expect(policy.donation("a", 2, 10n, 5_999)).to.equal(10n);
-    expect(policy.donation("b", 1, 10n, 5_999)).to.equal(10n);
-    expect(policy.donation("a", 1, 10n, 6_000)).to.equal(10n);
+    expect(policy.donation("a", 2, 10n, false, 5_999)).to.equal(10n);
+    expect(policy.donation("b", 1, 10n, false, 5_999)).to.equal(10n);
+    expect(policy.donation("a", 1, 10n, false, 6_000)).to.equal(10n);
   });
 
   it("rights policy - a region never donates to itself", () => {
     const { state, policy } = setup();
     seeRights(state, 0, 100n);
-    expect(policy.donation("a", 0, 10n, 1)).to.equal(0n);
+    expect(policy.donation("a", 0, 10n, false, 1)).to.equal(0n);
   });
 });
 
@@ -127,13 +137,16 @@ describe("rights policy - asking ahead of need", () => {
   it("rights policy - after local debits the fair share follows the demand here", () => {
     const { state, policy } = setup(["r0", "r1", "r2"]);
     seeRights(state, 1, 300n);
-    expect(policy.afterLocalDebit("a", 10n, 1_000)).to.equal(150n);
+    // All demand here: weight (1 + 1/3) / 2 of 300 is 200; half the gap.
+    expect(policy.afterLocalDebit("a", 10n, 1_000)).to.equal(100n);
   });
 
-  it("rights policy - demand seen only at a peer means no ask here", () => {
+  it("rights policy - demand seen only at a peer leaves only the floor of half an equal split here", () => {
     const { state, policy } = setup(["r0", "r1", "r2"]);
     seeRights(state, 1, 300n);
     policy.afterPeerDebit("a", 1, 10n, 1_000);
+    expect(policy.proactiveAsk("a")).to.equal(25n);
+    seeRights(state, 0, 30n); // balance 330: the floor is 55
     expect(policy.proactiveAsk("a")).to.equal(0n);
   });
 
@@ -154,7 +167,7 @@ describe("rights policy - asking ahead of need", () => {
     const { state, policy } = setup(["r0", "r1", "r2"]);
     seeRights(state, 1, 300n);
     policy.afterLocalDebit("a", 10n, 1_000);
-    expect(policy.askSize("a", 10n)).to.equal(150n);
+    expect(policy.askSize("a", 10n)).to.equal(100n);
     expect(policy.askSize("a", 400n)).to.equal(400n);
     expect(policy.askSize("unknown", 7n)).to.equal(7n);
   });

@@ -65,6 +65,7 @@ describe("simulation - three replicas, faulty network, crashes", function () {
       "bulkShortfalls",
       "backgroundAsks",
       "asksSent",
+      "batchesOfSeveral",
       "asksGranted",
       "asksRefused",
       "asksExpired",

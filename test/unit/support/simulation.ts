@@ -16,7 +16,7 @@ import { Mode, type PolicyWrite } from "../../../src/core/policy";
 import { ReplicaSet } from "../../../src/core/replica-set";
 import { DebitOutcome, ReplicaState, type SlotChange } from "../../../src/core/replica-state";
 import type { DurableWrite } from "../../../src/core/durable-write";
-import type { RightsAsk, RightsGift, RightsTransport } from "../../../src/core/rights-messages";
+import type { RightsBatchAsk, RightsBatchGift, RightsTransport } from "../../../src/core/rights-messages";
 import { debitFingerprint, WritePath, type DebitItem, type DebitStep } from "../../../src/core/write-path";
 import { BalanceWatchHub } from "../../../src/node/balance-watch";
 import { RightsBroker, type BrokerClock, type RightsEvents, type RightsHost } from "../../../src/node/rights-broker";
@@ -65,8 +65,10 @@ export interface SimulationStats {
   bulkShortfalls: number;
   /** Asks the broker started ahead of need (after a local debit or a bulk refusal). */
   backgroundAsks: number;
-  /** RightsTransport.ask calls (one per donor asked). */
+  /** RightsTransport.ask calls (one batch per donor asked). */
   asksSent: number;
+  /** Batches that carried more than one account (asks of one window coalesced). */
+  batchesOfSeveral: number;
   asksGranted: number;
   asksRefused: number;
   asksExpired: number;
@@ -120,8 +122,8 @@ const QUIESCE_MS = 400;
 
 type Payload =
   | { readonly kind: "row"; readonly changes: readonly SlotChange[]; readonly context: readonly SlotChange[] }
-  | { readonly kind: "ask"; readonly id: number; readonly life: number; readonly ask: RightsAsk }
-  | { readonly kind: "reply"; readonly id: number; readonly life: number; readonly gift: RightsGift };
+  | { readonly kind: "ask"; readonly id: number; readonly life: number; readonly batch: RightsBatchAsk }
+  | { readonly kind: "reply"; readonly id: number; readonly life: number; readonly gift: RightsBatchGift };
 
 interface Message {
   readonly from: number;
@@ -151,9 +153,9 @@ interface Process {
   readonly writes: WritePath;
   readonly watches: BalanceWatchHub;
   /** The broker's ask handler while it serves. */
-  serve: ((ask: RightsAsk) => Promise<RightsGift>) | undefined;
+  serve: ((batch: RightsBatchAsk) => Promise<RightsBatchGift>) | undefined;
   /** Asks this process sent that still wait for a reply, by ask id. */
-  readonly inbox: Map<number, (gift: RightsGift) => void>;
+  readonly inbox: Map<number, (gift: RightsBatchGift) => void>;
   /** Host commits waiting for the next group commit. */
   commits: Array<{ resolve: () => void; reject: (error: Error) => void }>;
   /** Client debits in progress (waiting for rights). */
@@ -217,6 +219,7 @@ class Simulation {
     bulkShortfalls: 0,
     backgroundAsks: 0,
     asksSent: 0,
+    batchesOfSeveral: 0,
     asksGranted: 0,
     asksRefused: 0,
     asksExpired: 0,
@@ -400,20 +403,21 @@ class Simulation {
   /** Request/reply over the simulated network, like NATS: the first reply wins; none within the timeout is undefined. */
   private transportFor(index: number, life: Process): RightsTransport {
     return {
-      ask: (donor, ask, timeoutMs) => {
+      ask: (donor, batch, timeoutMs) => {
         const id = ++this.asks;
         this.stats.asksSent++;
-        this.trace(`r${index} asks ${donor} for ${ask.deficit} of ${ask.accountId}`);
-        return new Promise<RightsGift | undefined>((resolve) => {
+        if (batch.asks.length > 1) this.stats.batchesOfSeveral++;
+        this.trace(`r${index} asks ${donor} for ${batch.asks.map((a) => `${a.deficit} of ${a.accountId}${a.urgent ? "!" : ""}`).join(", ")}`);
+        return new Promise<RightsBatchGift | undefined>((resolve) => {
           const timeout = this.clockFor(life).wait(timeoutMs);
-          const finish = (gift: RightsGift | undefined): void => {
+          const finish = (gift: RightsBatchGift | undefined): void => {
             if (!life.inbox.delete(id)) return;
             timeout.cancel();
             resolve(gift);
           };
           life.inbox.set(id, finish);
           void timeout.done.then(() => finish(undefined));
-          this.send(index, NAMES.indexOf(donor), { kind: "ask", id, life: life.id, ask });
+          this.send(index, NAMES.indexOf(donor), { kind: "ask", id, life: life.id, batch });
         });
       },
       serve: (donate) => {
@@ -554,7 +558,7 @@ class Simulation {
         if (serve === undefined) return;
         this.touched = true;
         // Like the NATS transport: answer when the donation settles, if this process still lives.
-        serve(payload.ask).then(
+        serve(payload.batch).then(
           (gift) => {
             if (life.alive) this.send(node.index, message.from, { kind: "reply", id: payload.id, life: payload.life, gift });
           },

@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -240,6 +242,38 @@ export interface ClusterStatusResponse {
    * accepts them. Reads are served either way.
    */
   writesRefused: string;
+}
+
+/** A planned shift of rights from this node's region to another. */
+export interface ShiftRightsRequest {
+  /**
+   * Client-chosen id, 1-128 characters of [A-Za-z0-9._:@/-]: a retry with the
+   * same id and parameters resumes (moves only what is left).
+   */
+  shiftId: string;
+  /** Region that receives the rights; must differ from this node's region. */
+  toRegion: string;
+  /**
+   * Share of the two regions' rights that `to_region` should hold per account,
+   * in (0, 1]; 0 means 1 (move everything).
+   */
+  fraction: number;
+}
+
+/** Progress of a shift; the last message has `complete` set. */
+export interface ShiftRightsResponse {
+  /** The shift's id. */
+  shiftId: string;
+  /** Accounts examined so far. */
+  accountsDone: bigint;
+  /** Accounts this region held when the shift started. */
+  accountsTotal: bigint;
+  /** Accounts whose rights moved so far. */
+  accountsMoved: bigint;
+  /** Minor units of rights moved so far (durable when reported). */
+  amountMoved: bigint;
+  /** True on the final message. */
+  complete: boolean;
 }
 
 function createBaseGetAccountPolicyRequest(): GetAccountPolicyRequest {
@@ -2018,6 +2052,220 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
   },
 };
 
+function createBaseShiftRightsRequest(): ShiftRightsRequest {
+  return { shiftId: "", toRegion: "", fraction: 0 };
+}
+
+export const ShiftRightsRequest: MessageFns<ShiftRightsRequest> = {
+  encode(message: ShiftRightsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shiftId !== "") {
+      writer.uint32(10).string(message.shiftId);
+    }
+    if (message.toRegion !== "") {
+      writer.uint32(18).string(message.toRegion);
+    }
+    if (message.fraction !== 0) {
+      writer.uint32(25).double(message.fraction);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShiftRightsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShiftRightsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.shiftId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.toRegion = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.fraction = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ShiftRightsRequest>): ShiftRightsRequest {
+    return ShiftRightsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ShiftRightsRequest>): ShiftRightsRequest {
+    const message = createBaseShiftRightsRequest();
+    message.shiftId = object.shiftId ?? "";
+    message.toRegion = object.toRegion ?? "";
+    message.fraction = object.fraction ?? 0;
+    return message;
+  },
+};
+
+function createBaseShiftRightsResponse(): ShiftRightsResponse {
+  return { shiftId: "", accountsDone: 0n, accountsTotal: 0n, accountsMoved: 0n, amountMoved: 0n, complete: false };
+}
+
+export const ShiftRightsResponse: MessageFns<ShiftRightsResponse> = {
+  encode(message: ShiftRightsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shiftId !== "") {
+      writer.uint32(10).string(message.shiftId);
+    }
+    if (message.accountsDone !== 0n) {
+      if (BigInt.asUintN(64, message.accountsDone) !== message.accountsDone) {
+        throw new globalThis.Error("value provided for field message.accountsDone of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.accountsDone);
+    }
+    if (message.accountsTotal !== 0n) {
+      if (BigInt.asUintN(64, message.accountsTotal) !== message.accountsTotal) {
+        throw new globalThis.Error("value provided for field message.accountsTotal of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.accountsTotal);
+    }
+    if (message.accountsMoved !== 0n) {
+      if (BigInt.asUintN(64, message.accountsMoved) !== message.accountsMoved) {
+        throw new globalThis.Error("value provided for field message.accountsMoved of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.accountsMoved);
+    }
+    if (message.amountMoved !== 0n) {
+      if (BigInt.asUintN(64, message.amountMoved) !== message.amountMoved) {
+        throw new globalThis.Error("value provided for field message.amountMoved of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.amountMoved);
+    }
+    if (message.complete !== false) {
+      writer.uint32(48).bool(message.complete);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShiftRightsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShiftRightsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.shiftId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.accountsDone = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.accountsTotal = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.accountsMoved = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.amountMoved = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.complete = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ShiftRightsResponse>): ShiftRightsResponse {
+    return ShiftRightsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ShiftRightsResponse>): ShiftRightsResponse {
+    const message = createBaseShiftRightsResponse();
+    message.shiftId = object.shiftId ?? "";
+    message.accountsDone = (object.accountsDone !== undefined && object.accountsDone !== null)
+      ? BigInt(object.accountsDone)
+      : 0n;
+    message.accountsTotal = (object.accountsTotal !== undefined && object.accountsTotal !== null)
+      ? BigInt(object.accountsTotal)
+      : 0n;
+    message.accountsMoved = (object.accountsMoved !== undefined && object.accountsMoved !== null)
+      ? BigInt(object.accountsMoved)
+      : 0n;
+    message.amountMoved = (object.amountMoved !== undefined && object.amountMoved !== null)
+      ? BigInt(object.amountMoved)
+      : 0n;
+    message.complete = object.complete ?? false;
+    return message;
+  },
+};
+
 /**
  * Admin manages account policies, moves allowances, runs and reads settlement,
  * and reports cluster convergence.
@@ -2132,6 +2380,24 @@ export const AdminService = {
       Buffer.from(ClusterStatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ClusterStatusResponse => ClusterStatusResponse.decode(value),
   },
+  /**
+   * Move rights of every account this region holds to another region, ahead
+   * of a planned traffic move, as ordinary durable transfers in batches;
+   * streams progress. The goal per account is that `to_region` holds
+   * `fraction` of the rights the two regions hold together, so re-running a
+   * shift (same id, after a crash or a cancel) moves only what is left.
+   * INVALID_ARGUMENT names a bad field; FAILED_PRECONDITION when a shift with
+   * this id is already running, or the id was used with other parameters.
+   */
+  shiftRights: {
+    path: "/tally.v1.Admin/ShiftRights" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: ShiftRightsRequest): Buffer => Buffer.from(ShiftRightsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ShiftRightsRequest => ShiftRightsRequest.decode(value),
+    responseSerialize: (value: ShiftRightsResponse): Buffer => Buffer.from(ShiftRightsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ShiftRightsResponse => ShiftRightsResponse.decode(value),
+  },
 } as const;
 
 export interface AdminServer extends UntypedServiceImplementation {
@@ -2154,6 +2420,16 @@ export interface AdminServer extends UntypedServiceImplementation {
   getAccountHistory: handleUnaryCall<GetAccountHistoryRequest, GetAccountHistoryResponse>;
   /** This node's view of every region: applied sequences, lag, convergence. */
   clusterStatus: handleUnaryCall<ClusterStatusRequest, ClusterStatusResponse>;
+  /**
+   * Move rights of every account this region holds to another region, ahead
+   * of a planned traffic move, as ordinary durable transfers in batches;
+   * streams progress. The goal per account is that `to_region` holds
+   * `fraction` of the rights the two regions hold together, so re-running a
+   * shift (same id, after a crash or a cancel) moves only what is left.
+   * INVALID_ARGUMENT names a bad field; FAILED_PRECONDITION when a shift with
+   * this id is already running, or the id was used with other parameters.
+   */
+  shiftRights: handleServerStreamingCall<ShiftRightsRequest, ShiftRightsResponse>;
 }
 
 export interface AdminClient extends Client {
@@ -2288,6 +2564,21 @@ export interface AdminClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ClusterStatusResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Move rights of every account this region holds to another region, ahead
+   * of a planned traffic move, as ordinary durable transfers in batches;
+   * streams progress. The goal per account is that `to_region` holds
+   * `fraction` of the rights the two regions hold together, so re-running a
+   * shift (same id, after a crash or a cancel) moves only what is left.
+   * INVALID_ARGUMENT names a bad field; FAILED_PRECONDITION when a shift with
+   * this id is already running, or the id was used with other parameters.
+   */
+  shiftRights(request: ShiftRightsRequest, options?: Partial<CallOptions>): ClientReadableStream<ShiftRightsResponse>;
+  shiftRights(
+    request: ShiftRightsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ShiftRightsResponse>;
 }
 
 export const AdminClient = makeGenericClientConstructor(AdminService, "tally.v1.Admin") as unknown as {

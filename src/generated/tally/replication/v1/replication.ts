@@ -195,6 +195,70 @@ export interface RightsReply {
   cluster: ClusterIdentity | undefined;
 }
 
+/**
+ * Rights asks of one window, batched: a requester sends one of these per
+ * donor for every account short in the window, so a burst of thousands of
+ * accounts costs a few round trips. Refused whole when any entry is invalid.
+ */
+export interface RightsBatchRequest {
+  /** Asking replica. */
+  requester: string;
+  /** One entry per account; account ids are unique within a batch. */
+  asks: RightsAskEntry[];
+  /**
+   * The sender's cluster identity (its replica list, in index order).
+   * Receivers reject a message whose identity differs from their own.
+   */
+  cluster: ClusterIdentity | undefined;
+}
+
+/** One account's ask inside a RightsBatchRequest. */
+export interface RightsAskEntry {
+  /** Account id. */
+  accountId: string;
+  /** Rights the requester wants, in minor units. */
+  deficit: bigint;
+  /**
+   * True when a debit is waiting for these rights (not an ask ahead of need):
+   * a donor then gives even below its own fair share, so the last units of an
+   * account stay reachable from every region.
+   */
+  urgent: boolean;
+}
+
+/**
+ * A donor's answer to a RightsBatchRequest, sent after one durable group
+ * commit holding every gift of the batch.
+ */
+export interface RightsBatchReply {
+  /** Donor replica. */
+  donor: string;
+  /** One entry per account asked, in any order. */
+  gifts: RightsGiftEntry[];
+  /**
+   * The sender's cluster identity (its replica list, in index order).
+   * Receivers reject a message whose identity differs from their own.
+   */
+  cluster: ClusterIdentity | undefined;
+}
+
+/** One account's gift inside a RightsBatchReply. */
+export interface RightsGiftEntry {
+  /** Account id (one of those asked). */
+  accountId: string;
+  /** Rights given (0: nothing). */
+  granted: bigint;
+  /** Absolute P[donor][requester] after the grant (the slot value to merge). */
+  transferredTotal: bigint;
+  /** The donor's own rights after the grant. */
+  donorRights: bigint;
+  /**
+   * The donor's whole view of the account's counter (slot layout), so the
+   * requester's state stays causally closed; empty when nothing was given.
+   */
+  accountCounter: bigint[];
+}
+
 /** One account's whole counter in slot layout: P row-major, then D. */
 export interface AccountCounter {
   /** Account id. */
@@ -1429,6 +1493,383 @@ export const RightsReply: MessageFns<RightsReply> = {
     message.cluster = (object.cluster !== undefined && object.cluster !== null)
       ? ClusterIdentity.fromPartial(object.cluster)
       : undefined;
+    return message;
+  },
+};
+
+function createBaseRightsBatchRequest(): RightsBatchRequest {
+  return { requester: "", asks: [], cluster: undefined };
+}
+
+export const RightsBatchRequest: MessageFns<RightsBatchRequest> = {
+  encode(message: RightsBatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requester !== "") {
+      writer.uint32(10).string(message.requester);
+    }
+    for (const v of message.asks) {
+      RightsAskEntry.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.cluster !== undefined) {
+      ClusterIdentity.encode(message.cluster, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RightsBatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRightsBatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requester = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.asks.push(RightsAskEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.cluster = ClusterIdentity.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RightsBatchRequest>): RightsBatchRequest {
+    return RightsBatchRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RightsBatchRequest>): RightsBatchRequest {
+    const message = createBaseRightsBatchRequest();
+    message.requester = object.requester ?? "";
+    message.asks = object.asks?.map((e) => RightsAskEntry.fromPartial(e)) || [];
+    message.cluster = (object.cluster !== undefined && object.cluster !== null)
+      ? ClusterIdentity.fromPartial(object.cluster)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRightsAskEntry(): RightsAskEntry {
+  return { accountId: "", deficit: 0n, urgent: false };
+}
+
+export const RightsAskEntry: MessageFns<RightsAskEntry> = {
+  encode(message: RightsAskEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.deficit !== 0n) {
+      if (BigInt.asUintN(64, message.deficit) !== message.deficit) {
+        throw new globalThis.Error("value provided for field message.deficit of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.deficit);
+    }
+    if (message.urgent !== false) {
+      writer.uint32(24).bool(message.urgent);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RightsAskEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRightsAskEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.deficit = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.urgent = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RightsAskEntry>): RightsAskEntry {
+    return RightsAskEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RightsAskEntry>): RightsAskEntry {
+    const message = createBaseRightsAskEntry();
+    message.accountId = object.accountId ?? "";
+    message.deficit = (object.deficit !== undefined && object.deficit !== null) ? BigInt(object.deficit) : 0n;
+    message.urgent = object.urgent ?? false;
+    return message;
+  },
+};
+
+function createBaseRightsBatchReply(): RightsBatchReply {
+  return { donor: "", gifts: [], cluster: undefined };
+}
+
+export const RightsBatchReply: MessageFns<RightsBatchReply> = {
+  encode(message: RightsBatchReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.donor !== "") {
+      writer.uint32(10).string(message.donor);
+    }
+    for (const v of message.gifts) {
+      RightsGiftEntry.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.cluster !== undefined) {
+      ClusterIdentity.encode(message.cluster, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RightsBatchReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRightsBatchReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.donor = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.gifts.push(RightsGiftEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.cluster = ClusterIdentity.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RightsBatchReply>): RightsBatchReply {
+    return RightsBatchReply.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RightsBatchReply>): RightsBatchReply {
+    const message = createBaseRightsBatchReply();
+    message.donor = object.donor ?? "";
+    message.gifts = object.gifts?.map((e) => RightsGiftEntry.fromPartial(e)) || [];
+    message.cluster = (object.cluster !== undefined && object.cluster !== null)
+      ? ClusterIdentity.fromPartial(object.cluster)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRightsGiftEntry(): RightsGiftEntry {
+  return { accountId: "", granted: 0n, transferredTotal: 0n, donorRights: 0n, accountCounter: [] };
+}
+
+export const RightsGiftEntry: MessageFns<RightsGiftEntry> = {
+  encode(message: RightsGiftEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.granted !== 0n) {
+      if (BigInt.asUintN(64, message.granted) !== message.granted) {
+        throw new globalThis.Error("value provided for field message.granted of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.granted);
+    }
+    if (message.transferredTotal !== 0n) {
+      if (BigInt.asUintN(64, message.transferredTotal) !== message.transferredTotal) {
+        throw new globalThis.Error("value provided for field message.transferredTotal of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.transferredTotal);
+    }
+    if (message.donorRights !== 0n) {
+      if (BigInt.asIntN(64, message.donorRights) !== message.donorRights) {
+        throw new globalThis.Error("value provided for field message.donorRights of type int64 too large");
+      }
+      writer.uint32(32).int64(message.donorRights);
+    }
+    if (message.accountCounter.length !== 0) {
+      writer.uint32(42).fork();
+      for (const v of message.accountCounter) {
+        if (BigInt.asUintN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field accountCounter of type uint64 is too large");
+        }
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RightsGiftEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRightsGiftEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.granted = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.transferredTotal = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.donorRights = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag === 40) {
+              message.accountCounter.push(reader.uint64() as bigint);
+
+              continue;
+            }
+
+            if (tag === 42) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.accountCounter.push(reader.uint64() as bigint);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RightsGiftEntry>): RightsGiftEntry {
+    return RightsGiftEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RightsGiftEntry>): RightsGiftEntry {
+    const message = createBaseRightsGiftEntry();
+    message.accountId = object.accountId ?? "";
+    message.granted = (object.granted !== undefined && object.granted !== null) ? BigInt(object.granted) : 0n;
+    message.transferredTotal = (object.transferredTotal !== undefined && object.transferredTotal !== null)
+      ? BigInt(object.transferredTotal)
+      : 0n;
+    message.donorRights = (object.donorRights !== undefined && object.donorRights !== null)
+      ? BigInt(object.donorRights)
+      : 0n;
+    message.accountCounter = object.accountCounter?.map((e) => BigInt(e)) || [];
     return message;
   },
 };
