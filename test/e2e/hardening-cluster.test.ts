@@ -10,7 +10,7 @@ import { connect, type NatsConnection } from "nats";
 import { Client } from "pg";
 import { clusterIdentity } from "../../src/core/cluster-identity";
 import { DebitOutcome } from "../../src/generated/tally/v1/balances";
-import { NodeStatus, ReplicaDelta, RightsRequest, type ClusterIdentity } from "../../src/generated/tally/replication/v1/replication";
+import { NodeStatus, ReplicaDelta, RightsBatchRequest, type ClusterIdentity } from "../../src/generated/tally/replication/v1/replication";
 import { TestCluster } from "../support/cluster";
 import { approved, debitLoad, sum, type Attempt } from "../support/debit-load";
 import { unary } from "../support/grpc-clients";
@@ -179,15 +179,17 @@ describe("hardening - three regions under faults", function () {
       ];
       for (const region of REGIONS) for (const data of statuses) raw.publish(`tally.status.${region}`, data);
 
-      const validAsk = RightsRequest.encode({ accountId: "stray-east-1", requester: "west", deficit: 1n, cluster: OURS }).finish();
+      const ask = (requester: string, accountId: string, deficit: bigint, cluster: ClusterIdentity | undefined): Uint8Array =>
+        RightsBatchRequest.encode({ requester, asks: [{ accountId, deficit, urgent: true }], cluster }).finish();
+      const validAsk = ask("west", "stray-east-1", 1n, OURS);
       const asks = [
         new TextEncoder().encode("garbage"),
         validAsk.slice(0, validAsk.length - 3),
-        RightsRequest.encode({ accountId: "stray-east-1", requester: "west", deficit: 1n, cluster: REORDERED }).finish(),
-        RightsRequest.encode({ accountId: "stray-east-1", requester: "west", deficit: U64_MAX, cluster: OURS }).finish(),
-        RightsRequest.encode({ accountId: "stray-east-1", requester: "west", deficit: 1n << 63n, cluster: OURS }).finish(),
-        RightsRequest.encode({ accountId: "stray-east-1", requester: "north", deficit: 1n, cluster: OURS }).finish(),
-        RightsRequest.encode({ accountId: "bad id!", requester: "west", deficit: 1n, cluster: OURS }).finish(),
+        ask("west", "stray-east-1", 1n, REORDERED),
+        ask("west", "stray-east-1", U64_MAX, OURS),
+        ask("west", "stray-east-1", 1n << 63n, OURS),
+        ask("north", "stray-east-1", 1n, OURS),
+        ask("west", "bad id!", 1n, OURS),
       ];
       const unanswered = await Promise.all(
         REGIONS.flatMap((region) =>
