@@ -1,12 +1,14 @@
 // `tally credentials`: writes the local credentials without starting anything,
 // in the layout `tally up` uses (<data-dir>/tls): the local CA, the NATS server
-// certificate and every user's nkey seed, the Postgres server certificate and
+// certificate and every user's nkey seed, the gRPC server and per-role client
+// certificates with the role file, the Postgres server certificate and
 // role passwords, and compose.env (public nkeys and passwords) for
 // `docker compose --env-file .tally/tls/compose.env up`.
 
 import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { LocalGrpcPki } from "../devcluster/local-grpc-pki";
 import { rolePasswords } from "../devcluster/postgres-process";
 import { ensureNatsSecurity, NATS_USERS } from "../security/nats-credentials";
 import { issuePostgresServerCertificate } from "../security/postgres-server-tls";
@@ -23,7 +25,15 @@ export function credentialsCommand(argv: string[]): void {
     return;
   }
   const tlsDir = join(resolve(values["data-dir"] ?? ".tally"), "tls");
+  const caFile = writeCredentials(tlsDir);
+  process.stdout.write(`credentials in ${tlsDir} (CA ${caFile}); docker compose --env-file ${join(tlsDir, "compose.env")} up\n`);
+}
+
+/** Writes (or keeps) every credential in `tlsDir`; returns the CA certificate's path. */
+export function writeCredentials(tlsDir: string): string {
   const nats = ensureNatsSecurity(tlsDir);
+  // gRPC: the nodes' server certificate, one client certificate per role, and the role file.
+  LocalGrpcPki.ensure(tlsDir);
   issuePostgresServerCertificate(tlsDir);
   const passwords = rolePasswords(tlsDir);
   const env = [
@@ -35,5 +45,5 @@ export function credentialsCommand(argv: string[]): void {
     "",
   ];
   writeFileSync(join(tlsDir, "compose.env"), env.join("\n"), { mode: 0o600 });
-  process.stdout.write(`credentials in ${tlsDir} (CA ${nats.caFile}); docker compose --env-file ${join(tlsDir, "compose.env")} up\n`);
+  return nats.caFile;
 }

@@ -7,9 +7,8 @@
 import { expect } from "chai";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { rolePasswords } from "../../src/devcluster/postgres-process";
-import { ensureNatsSecurity, NATS_USERS } from "../../src/security/nats-credentials";
-import { issuePostgresServerCertificate } from "../../src/security/postgres-server-tls";
+import { NATS_USERS } from "../../src/security/nats-credentials";
+import { writeCredentials } from "../../src/cli/credentials-command";
 import { dirname, join, posix, resolve } from "node:path";
 import { parse, parseAllDocuments } from "yaml";
 import { repoRoot } from "../support/repo-root";
@@ -26,9 +25,7 @@ function generatedCredentials(): Set<string> {
   const dir = mkdtempSync(join(tmpdir(), "tally-compose-creds-"));
   try {
     const tls = join(dir, "tls");
-    ensureNatsSecurity(tls);
-    issuePostgresServerCertificate(tls);
-    rolePasswords(tls);
+    writeCredentials(tls);
     return new Set(readdirSync(tls));
   } finally {
     rmSync(dir, { recursive: true, force: true });
