@@ -153,7 +153,14 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     await grpcSecurity.stop();
     throw error;
   }
-  const log = await ReplicaLog.over(connection, { placeByRegion: config.placeStreamsByRegion });
+  let log: ReplicaLog;
+  try {
+    log = await ReplicaLog.over(connection, { placeByRegion: config.placeStreamsByRegion });
+  } catch (error) {
+    await connection.close();
+    await grpcSecurity.stop();
+    throw error;
+  }
   const settledStream = new SettledStream(connection, new ReplicaSet(config.regions), badMessageSink(metrics, logger));
   let node: TallyNode | undefined;
   let settlement: RunningSettlement | undefined;
@@ -162,7 +169,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
   let gauges: NodeJS.Timeout | undefined;
   try {
     trackConnection(connection, metrics);
-    const started = await TallyNode.start(config, natsTransports(connection, log, config, metrics, logger), metrics, logger);
+    const started = await startStep("recovery", () => TallyNode.start(config, natsTransports(connection, log, config, metrics, logger), metrics, logger));
     node = started;
     await settledStream.ensure();
     void settledStream.follow((batch) => {
@@ -226,4 +233,15 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
       return stopping;
     },
   };
+}
+
+/** Runs one start-up step; an error from it says which step failed (a bare NATS "TIMEOUT" says nothing). */
+async function startStep<T>(step: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    // Typed refusals (a region list that disagrees, a damaged snapshot) already say what is wrong.
+    if (error instanceof Error && error.name !== "Error" && error.name !== "NatsError") throw error;
+    throw new Error(`start-up step "${step}" failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
 }

@@ -68,9 +68,22 @@ export class ReplicaLog implements StreamAppender {
   }
 
   /** The log over an open connection (the composition root owns the connection). */
-  static async over(connection: NatsConnection, options: ReplicaLogOptions): Promise<ReplicaLog> {
-    const jsm = await connection.jetstreamManager({ timeout: 10_000 });
-    return new ReplicaLog(connection, connection.jetstream({ timeout: 10_000 }), jsm, options);
+  /**
+   * Opens JetStream on `connection`. A server still electing its JetStream
+   * meta leader (all regions starting together) times out: retried for up to
+   * `withinMs`, then the error says what was tried.
+   */
+  static async over(connection: NatsConnection, options: ReplicaLogOptions, withinMs = 30_000): Promise<ReplicaLog> {
+    const deadline = Date.now() + withinMs;
+    for (;;) {
+      try {
+        const jsm = await connection.jetstreamManager({ timeout: 10_000 });
+        return new ReplicaLog(connection, connection.jetstream({ timeout: 10_000 }), jsm, options);
+      } catch (error) {
+        if (Date.now() > deadline) throw new Error(`JetStream is not available on ${connection.getServer()}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
   }
 
   /** Creates the replica's stream if it does not exist (idempotent; needs the JetStream meta leader). */

@@ -26,8 +26,25 @@ export class SettledStream {
     this.ctx = inboundContext(replicas);
   }
 
-  /** Creates the stream if missing (at start-up, with the other streams). */
-  async ensure(): Promise<void> {
+  /**
+   * Creates the stream if missing (at start-up, with the other streams).
+   * Every node starting at once tries it, and a JetStream still electing its
+   * meta leader times out: retried for up to `withinMs`, then the error names the stream.
+   */
+  async ensure(withinMs = 30_000): Promise<void> {
+    const deadline = Date.now() + withinMs;
+    for (;;) {
+      try {
+        await this.ensureOnce();
+        return;
+      } catch (error) {
+        if (Date.now() > deadline) throw new Error(`cannot create or read the ${SETTLED_STREAM} stream: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  }
+
+  private async ensureOnce(): Promise<void> {
     const jsm = await this.connection.jetstreamManager({ timeout: 10_000 });
     try {
       await jsm.streams.info(SETTLED_STREAM);

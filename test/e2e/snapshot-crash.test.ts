@@ -14,6 +14,7 @@ import { snapshotBucket } from "../../src/replication/snapshot-store";
 import { TestCluster } from "../support/cluster";
 import { approved, debitLoad, sum, type Attempt } from "../support/debit-load";
 import { unary } from "../support/grpc-clients";
+import { natsConnectOptions } from "../support/nats";
 
 const BATCH_ACCOUNTS = 2_000;
 const HOT = 8;
@@ -41,7 +42,7 @@ describe("snapshot crash - kill -9 at each snapshot step under batch load", func
   before(async function () {
     this.timeout(120_000);
     cluster = await TestCluster.start({ extraArgs: ["--max-retained-messages", "0"] });
-    raw = await connect({ servers: cluster.nats.region("east").nats.url });
+    raw = await connect(natsConnectOptions(cluster.nats.region("east").nats));
   });
   after(async function () {
     this.timeout(60_000);
