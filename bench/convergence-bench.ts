@@ -43,7 +43,15 @@ export async function runConvergenceBench(options: { debits: number; spacingMs: 
       stream.on("error", () => undefined);
       return stream;
     });
-    await new Promise((r) => setTimeout(r, 1_000));
+    // Both watchers must have seen the grant first: an earlier event (the
+    // balance before the grant arrived) would read as "seen" for every debit.
+    const granted = 1n << 50n;
+    const deadline = Date.now() + 30_000;
+    while (!seen.every((m) => m.has(granted))) {
+      if (Date.now() > deadline) throw new Error("the grant never reached west and central");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    for (const m of seen) for (const balance of [...m.keys()]) if (balance !== granted) m.delete(balance);
     progress(`convergence: ${options.debits} debits at east, watched at west and central`);
     const acked: Array<{ balance: bigint; at: bigint }> = [];
     for (let i = 0; i < options.debits; i++) {
