@@ -402,6 +402,11 @@ describe("grpc security - options are checked before anything starts", () => {
     expect(grpcSecurityOption(optionSource(tlsFlags(), {})).kind).to.equal("mtls");
   });
 
+  it("config - --insecure never drops certificates that are given: all of them serve mTLS, part of them is an error", () => {
+    expect(grpcSecurityOption(optionSource({ ...tlsFlags(), insecure: true }, {})).kind).to.equal("mtls");
+    expect(configError({ insecure: true, "grpc-tls-cert": pki.server.certFile })).to.match(/--grpc-tls-key \(TALLY_GRPC_TLS_KEY\) is required/);
+  });
+
   it("config - a key that does not match the certificate, or a malformed role file, is a ConfigError naming the flag, the file and the entry", () => {
     expect(configError({ ...tlsFlags(), "grpc-tls-key": pki.clientFiles("ops").keyFile })).to.match(/--grpc-tls-cert .*do not form a TLS context/);
     const roles = join(dir, "bad-roles.json");

@@ -259,6 +259,7 @@ describe("config - NATS and Postgres security", () => {
     expectNamed(configError(() => natsSecurityOption(flags({ "nats-ca": ca, "nats-nkey": notSeed }), false)), "nats-nkey", "TALLY_NATS_NKEY");
     // --insecure never drops credentials that are given: a partial set is still an error.
     expect(configError(() => natsSecurityOption(flags({ "nats-ca": ca }), true))).to.contain("--nats-nkey");
+    expect(natsSecurityOption(flags({ "nats-ca": ca, "nats-nkey": seed }), true)).to.deep.equal({ caFile: ca, nkeyFile: seed });
     expectNamed(configError(() => insecureOption(flags({ insecure: "maybe" }))), "insecure", "TALLY_INSECURE");
   });
 
