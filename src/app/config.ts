@@ -144,6 +144,7 @@ export function nodeTunables(read: Source): Omit<NodeConfig, "region" | "regions
     spreadGrants: booleanOption(read, { flag: "spread-grants", env: "TALLY_SPREAD_GRANTS" }),
     maxWatchers: int("max-watchers", "TALLY_MAX_WATCHERS", d.maxWatchers, 1, 1_000_000),
     maxWatchersPerAccount: int("max-watchers-per-account", "TALLY_MAX_WATCHERS_PER_ACCOUNT", d.maxWatchersPerAccount, 1, 1_000_000),
+    holdSweepIntervalMs: int("hold-sweep-ms", "TALLY_HOLD_SWEEP_MS", d.holdSweepIntervalMs, 1, 60_000),
   };
 }
 

@@ -46,7 +46,8 @@ export const SERVE_HELP = `tally serve - run one regional node
   --spread-grants          spread each grant's rights evenly over all regions (TALLY_SPREAD_GRANTS=1)
   --snapshot-interval-ms N snapshot when changed, every N ms (TALLY_SNAPSHOT_INTERVAL_MS) [60000]
   --max-remembered-requests N  idempotency capacity (TALLY_MAX_REMEMBERED_REQUESTS) [2000000]
-  --request-retention-ms N     idempotency window (TALLY_REQUEST_RETENTION_MS) [900000]
+  --request-retention-ms N     idempotency and refund window (TALLY_REQUEST_RETENTION_MS) [900000]
+  --hold-sweep-ms N        how often pending holds are checked for timeout (TALLY_HOLD_SWEEP_MS) [100]
   --max-watchers N         WatchBalance streams per node (TALLY_MAX_WATCHERS) [10000]
   --max-watchers-per-account N  WatchBalance streams per account (TALLY_MAX_WATCHERS_PER_ACCOUNT) [100]
   --pg-pool-size N, --pg-connect-timeout-ms N, --pg-statement-timeout-ms N   settlement pool
@@ -85,6 +86,7 @@ const STRING_FLAGS = [
   "snapshot-interval-ms",
   "max-remembered-requests",
   "request-retention-ms",
+  "hold-sweep-ms",
   "max-commit-slots",
   "commit-retry-ms",
   "catch-up-timeout-ms",

@@ -13,6 +13,8 @@ export interface RememberedAnswer {
   readonly answer: Answer;
   /** Wall-clock time of the answer at the region that decided it (as on the wire). */
   readonly answeredAtMs: number;
+  /** Index of the region that decided it; undefined when not known (recorded before origins were kept). */
+  readonly origin?: number;
 }
 
 /** One remembered answer as a snapshot carries it. */
@@ -40,6 +42,8 @@ interface RingColumns {
   readonly balances: BigInt64Array;
   readonly rights: BigInt64Array;
   readonly stamps: Float64Array;
+  /** Deciding region's index + 1; 0 when unknown. */
+  readonly origins: Uint8Array;
   readonly wide: ReadonlyMap<number, Answer>;
   readonly odd: ReadonlyMap<number, string>;
   readonly first: number;
@@ -60,7 +64,9 @@ function answerAt(c: RingColumns, sequence: number, at: number): Answer {
 
 function recordAt(c: RingColumns, sequence: number): FrozenAnswer {
   const at = sequence % c.ids.length;
-  return { requestId: c.ids[at]!, fingerprint: fingerprintAt(c, sequence, at), answer: answerAt(c, sequence, at), answeredAtMs: c.stamps[at]! };
+  const origin = c.origins[at]!;
+  const record = { requestId: c.ids[at]!, fingerprint: fingerprintAt(c, sequence, at), answer: answerAt(c, sequence, at), answeredAtMs: c.stamps[at]! };
+  return origin === 0 ? record : { ...record, origin: origin - 1 };
 }
 
 /** A ring's columns copied at one instant by AnswerRing.freeze(). */
@@ -91,6 +97,7 @@ export class AnswerRing implements RingColumns {
   balances = new BigInt64Array(0);
   rights = new BigInt64Array(0);
   stamps = new Float64Array(0);
+  origins = new Uint8Array(0);
   private receivedAt = new Float64Array(0);
   /** Answers whose values do not fit the int64 columns (never on the wire, kept exact anyway). */
   readonly wide = new Map<number, Answer>();
@@ -109,6 +116,12 @@ export class AnswerRing implements RingColumns {
     return this.sequences.has(requestId);
   }
 
+  /** The whole remembered record of `requestId`, whatever its fingerprint. */
+  record(requestId: string): FrozenAnswer | undefined {
+    const sequence = this.sequences.get(requestId);
+    return sequence === undefined ? undefined : recordAt(this, sequence);
+  }
+
   lookup(requestId: string, fingerprint: string): Answer | undefined {
     const sequence = this.sequences.get(requestId);
     if (sequence === undefined) return undefined;
@@ -121,7 +134,7 @@ export class AnswerRing implements RingColumns {
     return answerAt(this, sequence, at);
   }
 
-  push(requestId: string, fingerprint: string, answer: Answer, stampMs: number, receivedAtMs: number, local: boolean): void {
+  push(requestId: string, fingerprint: string, answer: Answer, stampMs: number, receivedAtMs: number, local: boolean, origin?: number): void {
     if (this.size >= this.limit) this.dropOldest();
     // Never before the newest entry, so the ring stays ordered and eviction
     // from the front is exact; holding an id a little longer is the safe side.
@@ -149,6 +162,7 @@ export class AnswerRing implements RingColumns {
       this.wide.set(sequence, answer);
     }
     this.stamps[at] = stampMs;
+    this.origins[at] = origin === undefined || origin < 0 || origin > 254 ? 0 : origin + 1;
     this.receivedAt[at] = receivedAt;
     this.sequences.set(requestId, sequence);
   }
@@ -173,6 +187,7 @@ export class AnswerRing implements RingColumns {
       balances: this.balances.slice(),
       rights: this.rights.slice(),
       stamps: this.stamps.slice(),
+      origins: this.origins.slice(),
       wide: new Map(this.wide),
       odd: new Map(this.odd),
       first: this.first,
@@ -210,6 +225,7 @@ export class AnswerRing implements RingColumns {
       balances: this.balances,
       rights: this.rights,
       stamps: this.stamps,
+      origins: this.origins,
       receivedAt: this.receivedAt,
     };
     const oldCapacity = old.ids.length;
@@ -222,6 +238,7 @@ export class AnswerRing implements RingColumns {
     this.balances = new BigInt64Array(capacity);
     this.rights = new BigInt64Array(capacity);
     this.stamps = new Float64Array(capacity);
+    this.origins = new Uint8Array(capacity);
     this.receivedAt = new Float64Array(capacity);
     for (let sequence = this.first; sequence < this.next; sequence++) {
       const from = sequence % oldCapacity;
@@ -233,6 +250,7 @@ export class AnswerRing implements RingColumns {
       this.balances[to] = old.balances[from]!;
       this.rights[to] = old.rights[from]!;
       this.stamps[to] = old.stamps[from]!;
+      this.origins[to] = old.origins[from]!;
       this.receivedAt[to] = old.receivedAt[from]!;
     }
   }

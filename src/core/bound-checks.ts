@@ -5,6 +5,7 @@
 import { UINT64_MAX } from "./amounts";
 import { describeShare, maxRegionDebitTotal, maxRegionGrantTotal, maxRegionTransferTotal, maxSlotValue, slotKindOf } from "./bounds";
 import { BoundExceededError, InvalidArgumentError, ReplicaDataRejectedError } from "./errors";
+import { lastColumn } from "./escrow-counter";
 
 export function requirePositive(amount: bigint): void {
   if (amount <= 0n) throw new InvalidArgumentError("amount", `must be a positive integer of minor units; got ${amount}`);
@@ -58,11 +59,12 @@ export function checkTransferTotal(n: number, accountId: string, total: bigint, 
  */
 export function checkMergedSlot(n: number, accountId: string, writer: number, column: number, value: bigint): void {
   if (!Number.isInteger(writer) || writer < 0 || writer >= n) throw new InvalidArgumentError("writer", `must be in 0..${n - 1}; got ${writer}`);
-  if (!Number.isInteger(column) || column < 0 || column > n) throw new InvalidArgumentError("column", `must be in 0..${n}; got ${column}`);
+  const last = lastColumn(n);
+  if (!Number.isInteger(column) || column < 0 || column > last) throw new InvalidArgumentError("column", `must be in 0..${last}; got ${column}`);
   if (value < 0n || value > UINT64_MAX) throw new InvalidArgumentError("value", "must fit in uint64");
   const kind = slotKindOf(n, writer, column);
   if (value > maxSlotValue(n, kind)) {
-    const slot = column === n ? `D[${writer}]` : `P[${writer}][${column}]`;
+    const slot = column >= n ? `${["D", "HA", "HR", "RF"][column - n] ?? "?"}[${writer}]` : `P[${writer}][${column}]`;
     throw new ReplicaDataRejectedError(
       accountId,
       `slot ${slot} (${kind})`,

@@ -44,6 +44,12 @@ export enum SlotKind {
   Transfer = "transfer",
   /** D[i]: cumulative debits at replica i. */
   Debit = "debit",
+  /** HA[i]: cumulative amounts held (authorised) at replica i. */
+  Held = "held",
+  /** HR[i]: cumulative held amounts released at replica i (captured, voided, expired). */
+  Released = "released",
+  /** RF[i]: cumulative refunds at replica i. */
+  Refund = "refund",
 }
 
 /** ⌊(2^63 − 1) / n⌋: the per-slot cap for n replicas. */
@@ -80,13 +86,21 @@ export function maxSlotValue(n: number, kind: SlotKind): bigint {
     case SlotKind.Transfer:
       return maxRegionTransferTotal(n);
     case SlotKind.Debit:
+    case SlotKind.Held:
+    case SlotKind.Released:
+    case SlotKind.Refund:
+      // A hold takes rights (at most what was debitable) and a refund gives back
+      // at most what its debit took, so the debit cap bounds them too.
       return maxRegionDebitTotal(n);
   }
 }
 
-/** The kind of slot (writer, column) of an n-replica counter (column n is D[writer]). */
+/** The kind of slot (writer, column) of an n-replica counter (columns n.. are D, HA, HR, RF of the writer). */
 export function slotKindOf(n: number, writer: number, column: number): SlotKind {
   if (column === n) return SlotKind.Debit;
+  if (column === n + 1) return SlotKind.Held;
+  if (column === n + 2) return SlotKind.Released;
+  if (column === n + 3) return SlotKind.Refund;
   return column === writer ? SlotKind.Grant : SlotKind.Transfer;
 }
 

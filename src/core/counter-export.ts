@@ -3,22 +3,28 @@
 // every row but the reader's own (a message's causal context).
 
 import type { AccountTable } from "./account-table";
+import { lastColumn, slotCount } from "./escrow-counter";
 import type { SlotChange } from "./slot-change";
 
-/** The account's whole counter in slot layout (P row-major, then D); empty if unknown. */
-export function exportAccount(table: AccountTable, accountId: string): bigint[] {
+/**
+ * The account's whole counter in slot layout (P row-major, then D, HA, HR, RF
+ * blocks of n); empty if unknown. `width` may be the legacy n*n + n (P and D
+ * only) for a reader that predates holds.
+ */
+export function exportAccount(table: AccountTable, accountId: string, width = slotCount(table.n)): bigint[] {
   const base = table.baseOf(accountId);
   if (base === undefined) return [];
   const n = table.n;
   const values: bigint[] = [];
-  for (let writer = 0; writer < n; writer++) for (let column = 0; column < n; column++) values.push(table.read(base, writer, column));
-  for (let writer = 0; writer < n; writer++) values.push(table.read(base, writer, n));
+  for (let k = 0; k < width; k++) values.push(table.read(base, ...slotAt(n, k)));
   return values;
 }
 
-/** The (writer, column) of value `k` of an exported n-replica counter (column n is D[writer]). */
+/** The (writer, column) of value `k` of an exported n-replica counter (columns n.. are D, HA, HR, RF). */
 export function slotAt(n: number, k: number): [number, number] {
-  return k < n * n ? [Math.floor(k / n), k % n] : [k - n * n, n];
+  if (k < n * n) return [Math.floor(k / n), k % n];
+  const rest = k - n * n;
+  return [rest % n, n + Math.floor(rest / n)];
 }
 
 /** The non-zero slots of every row but `self`'s own, for these accounts (a message's causal context). */
@@ -30,7 +36,7 @@ export function otherRows(table: AccountTable, self: number, accountIds: Iterabl
     if (base === undefined) continue;
     for (let writer = 0; writer < n; writer++) {
       if (writer === self) continue;
-      for (let column = 0; column <= n; column++) {
+      for (let column = 0; column <= lastColumn(n); column++) {
         const value = table.read(base, writer, column);
         if (value !== 0n) out.push({ accountId, writer, column, value });
       }

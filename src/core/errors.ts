@@ -101,3 +101,64 @@ export class ReplicaDataRejectedError extends Error {
     super(`refused ${item} of account "${accountId}": ${reason}`);
   }
 }
+
+/** No hold of this id is known here: never placed, or resolved longer ago than the window resolved holds are kept. */
+export class HoldNotFoundError extends Error {
+  override readonly name = "HoldNotFoundError";
+  constructor(
+    readonly holdId: string,
+    readonly reason: string,
+  ) {
+    super(`hold_id: no hold "${holdId}" here: ${reason}`);
+  }
+}
+
+/** The hold cannot be resolved this way: it timed out, or was resolved differently before. */
+export class HoldStateError extends Error {
+  override readonly name = "HoldStateError";
+  constructor(
+    readonly holdId: string,
+    /** "captured", "voided", "expired". */
+    readonly state: string,
+    reason: string,
+  ) {
+    super(`hold "${holdId}" is ${state}: ${reason}`);
+  }
+}
+
+/**
+ * The call must go to another region: the hold's or the debit's region
+ * decides it alone (no cross-region round trip on the hot path).
+ */
+export class WrongRegionError extends Error {
+  override readonly name = "WrongRegionError";
+  constructor(
+    /** The region that decides it. */
+    readonly region: string,
+    reason: string,
+  ) {
+    super(`${reason}; send it to region "${region}"`);
+  }
+}
+
+/** No record of the debit here: unknown, or its refund window has passed. */
+export class DebitRecordNotFoundError extends Error {
+  override readonly name = "DebitRecordNotFoundError";
+  constructor(
+    readonly debitRequestId: string,
+    reason: string,
+  ) {
+    super(`debit_request_id: no record of debit "${debitRequestId}" here: ${reason}`);
+  }
+}
+
+/** The refund cannot be given: the debit was refused, or its refunds would exceed its amount. */
+export class RefundRefusedError extends Error {
+  override readonly name = "RefundRefusedError";
+  constructor(
+    readonly debitRequestId: string,
+    reason: string,
+  ) {
+    super(`refund of debit "${debitRequestId}" refused: ${reason}`);
+  }
+}

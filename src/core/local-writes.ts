@@ -5,7 +5,7 @@
 import type { AccountTable } from "./account-table";
 import { DebitOutcome, type Answer } from "./answer";
 import { checkDebitTotal, checkGrantTotal, checkTransferTotal, requirePositive } from "./bound-checks";
-import { balanceOf, debitColumn, rightsOf } from "./escrow-counter";
+import { balanceOf, debitColumn, heldColumn, refundColumn, releasedColumn, rightsOf } from "./escrow-counter";
 import { TransferRefusedError } from "./errors";
 import type { SlotChange } from "./slot-change";
 
@@ -118,4 +118,79 @@ export function localTransfer(row: OwnRow, accountId: string, to: number, amount
   checkTransferTotal(table.n, accountId, next, amount);
   row.write(accountId, base, to, next);
   return [{ accountId, writer: self, column: to, value: next }];
+}
+
+/**
+ * Sets `amount` of this replica's rights aside for a hold (HA grows), if its
+ * own rights cover it: no overdraft, so a hold never takes rights below zero.
+ */
+export function localHold(row: OwnRow, accountId: string, amount: bigint): DebitResult {
+  requirePositive(amount);
+  const { table, self } = row;
+  const existing = table.baseOf(accountId);
+  const rights = existing === undefined ? 0n : rightsOf(table.view(existing), self);
+  if (rights < amount) {
+    const balance = existing === undefined ? 0n : balanceOf(table.view(existing));
+    return {
+      answer: { kind: "debit", outcome: DebitOutcome.InsufficientCredit, balance, localRights: rights },
+      changes: [],
+      globallyCoverable: balance >= amount,
+    };
+  }
+  const n = table.n;
+  const column = heldColumn(n);
+  const next = ownSlot(row, existing, column) + amount;
+  checkDebitTotal(n, accountId, next, amount);
+  const base = existing ?? table.ensure(accountId);
+  row.write(accountId, base, column, next);
+  const view = table.view(base);
+  return {
+    answer: { kind: "debit", outcome: DebitOutcome.Approved, balance: balanceOf(view), localRights: rights - amount },
+    changes: [{ accountId, writer: self, column, value: next }],
+    globallyCoverable: true,
+  };
+}
+
+/**
+ * Resolves a hold of `held`: all of it is released (HR grows) and `captured`
+ * of it (≤ held) is debited (D grows) in the same step. Bounds are checked
+ * before anything changes.
+ */
+export function localRelease(row: OwnRow, accountId: string, held: bigint, captured: bigint): { answer: Answer; changes: SlotChange[] } {
+  requirePositive(held);
+  const { table, self } = row;
+  const base = table.baseOf(accountId);
+  const n = table.n;
+  if (base === undefined || captured < 0n || captured > held) {
+    throw new TransferRefusedError(accountId, `cannot release ${held} (capturing ${captured}) on an account this region holds nothing of`);
+  }
+  const released = table.read(base, self, releasedColumn(n)) + held;
+  checkDebitTotal(n, accountId, released, held);
+  const debitedNext = table.read(base, self, debitColumn(n)) + captured;
+  if (captured > 0n) checkDebitTotal(n, accountId, debitedNext, captured);
+  row.write(accountId, base, releasedColumn(n), released);
+  const changes: SlotChange[] = [{ accountId, writer: self, column: releasedColumn(n), value: released }];
+  if (captured > 0n) {
+    row.write(accountId, base, debitColumn(n), debitedNext);
+    changes.push({ accountId, writer: self, column: debitColumn(n), value: debitedNext });
+  }
+  const view = table.view(base);
+  return { answer: { kind: "debit", outcome: DebitOutcome.Approved, balance: balanceOf(view), localRights: rightsOf(view, self) }, changes };
+}
+
+/** Gives `amount` back as this replica's rights (RF grows): a refund of a debit decided here. */
+export function localRefund(row: OwnRow, accountId: string, amount: bigint): { answer: Answer; changes: SlotChange[] } {
+  requirePositive(amount);
+  const { table, self } = row;
+  const n = table.n;
+  const existing = table.baseOf(accountId);
+  const next = ownSlot(row, existing, refundColumn(n)) + amount;
+  checkDebitTotal(n, accountId, next, amount);
+  const base = existing ?? table.ensure(accountId);
+  row.write(accountId, base, refundColumn(n), next);
+  const view = table.view(base);
+  return {
+    answer: { kind: "debit", outcome: DebitOutcome.Approved, balance: balanceOf(view), localRights: rightsOf(view, self) },
+    changes: [{ accountId, writer: self, column: refundColumn(n), value: next }],
+  };
 }

@@ -4,6 +4,8 @@
 // callbacks let the node notify watchers and feed demand tracking.
 
 import type { PolicyRecord, RequestRecord } from "./durable-write";
+import type { HoldRecord } from "./hold-book";
+import type { RefundTally } from "./refund-tallies";
 import type { ReplicaState, SlotChange } from "./replica-state";
 
 /** One writer's changes as decoded from its stream. */
@@ -14,6 +16,10 @@ export interface WriterChanges {
   readonly slots: readonly SlotChange[];
   readonly requests: readonly RequestRecord[];
   readonly policies: readonly PolicyRecord[];
+  /** The writer's hold records; read back only by the writer itself (its recovery). */
+  readonly holds?: readonly HoldRecord[];
+  /** The writer's refund tallies; read back only by the writer itself (its recovery). */
+  readonly refunds?: readonly RefundTally[];
 }
 
 export interface MergeListener {
@@ -51,7 +57,13 @@ export function mergeChanges(state: ReplicaState, changes: WriterChanges, receiv
     listener.changed(slot.accountId);
   }
   for (const request of changes.requests) {
-    state.rememberReplicated(request.requestId, request.fingerprint, request.answer, { stampMs: request.answeredAtMs, nowMs: receivedMs });
+    // Every record in a writer's message was decided by that writer.
+    state.rememberReplicated(request.requestId, request.fingerprint, request.answer, { stampMs: request.answeredAtMs, nowMs: receivedMs }, changes.writer);
+  }
+  if (!fromPeer) {
+    // Holds and refunds are decided by their own region alone: only its recovery reads them back.
+    for (const hold of changes.holds ?? []) state.holds.put(hold);
+    for (const tally of changes.refunds ?? []) state.refundTallies.put(tally);
   }
   for (const policy of changes.policies) {
     try {

@@ -8,12 +8,25 @@ import type { Answer } from "./answer";
 import { maxRegionDebitTotal, maxRegionGrantTotal, maxRegionTransferTotal } from "./bounds";
 import { checkMergedSlot } from "./bound-checks";
 import { exportAccount, otherRows, slotAt } from "./counter-export";
-import { balanceOf, debitColumn, debited, granted, rightsOf, type SlotView } from "./escrow-counter";
-import { localDebit, localGrant, localTransfer, ownSlot, type DebitResult, type OwnRow } from "./local-writes";
+import { balanceOf, debitColumn, debited, granted, heldOf, legacySlotCount, refunded, rightsOf, slotCount, totalHeldOf, type SlotView } from "./escrow-counter";
+import { HoldBook, type HoldRecord } from "./hold-book";
+import {
+  localDebit,
+  localGrant,
+  localHold,
+  localRefund,
+  localRelease,
+  localTransfer,
+  ownSlot,
+  type DebitResult,
+  type OwnRow,
+} from "./local-writes";
+import { RefundTallies, type RefundTally } from "./refund-tallies";
 import { overdraftAllowance, STRICT_DEFAULT, validatePolicy, type Policy, type PolicyWrite } from "./policy";
 import { PolicyStore } from "./policy-store";
 import {
   RequestLog,
+  type FrozenAnswer,
   type FrozenRequests,
   type RequestLogFill,
   type RequestLogLimits,
@@ -27,6 +40,8 @@ import type { SlotChange } from "./slot-change";
 export { DebitOutcome, type Answer } from "./answer";
 export type { DebitResult } from "./local-writes";
 export type { FrozenAnswer, FrozenRequests, RequestLogFill, RequestTime, RestoreTime } from "./request-log";
+export type { HoldRecord } from "./hold-book";
+export type { RefundTally } from "./refund-tallies";
 export type { SlotChange } from "./slot-change";
 
 export interface Contribution {
@@ -34,17 +49,25 @@ export interface Contribution {
   readonly granted: bigint;
   readonly debited: bigint;
   readonly rights: bigint;
+  /** Held for this region's open holds (HA − HR). */
+  readonly held: bigint;
+  /** Cumulative refunds given at this region (RF). */
+  readonly refunded: bigint;
 }
 
 export interface FrozenState {
   readonly replicas: readonly string[];
-  /** Slots per account (n*n + n); account k's slots start at k * width. */
+  /** Slots per account (n*n + 4n); account k's slots start at k * width. */
   readonly width: number;
   readonly ids: readonly string[];
   readonly slots: BigUint64Array;
   /** Remembered answers, copied column-wise (no object per answer until read). */
   readonly requests: FrozenRequests;
   readonly policies: ReadonlyArray<readonly [string, PolicyWrite]>;
+  /** This replica's holds (pending, and resolved ones still remembered). */
+  readonly holds: readonly HoldRecord[];
+  /** Refund totals of this replica's refunded debits. */
+  readonly refunds: readonly RefundTally[];
 }
 
 export interface ReplicaStateOptions {
@@ -63,6 +86,10 @@ export class ReplicaState {
   private readonly policies: PolicyStore;
   private readonly requests: RequestLog;
   private readonly digests: bigint[];
+  /** This replica's own holds (only the holding region decides them). */
+  readonly holds = new HoldBook();
+  /** Refund totals of this replica's own debits. */
+  readonly refundTallies = new RefundTallies();
   /** This replica's row, as the local writes see it. */
   private readonly own: OwnRow;
 
@@ -102,12 +129,31 @@ export class ReplicaState {
     return base === undefined ? 0n : rightsOf(this.table.view(base), replica);
   }
 
+  /** What `replica` holds for its open holds on the account (HA − HR). */
+  held(accountId: string, replica: number = this.self): bigint {
+    const base = this.table.baseOf(accountId);
+    return base === undefined ? 0n : heldOf(this.table.view(base), replica);
+  }
+
+  /** Σ held over every region: part of the balance, in no region's rights. */
+  totalHeld(accountId: string): bigint {
+    const base = this.table.baseOf(accountId);
+    return base === undefined ? 0n : totalHeldOf(this.table.view(base));
+  }
+
   contributions(accountId: string): Contribution[] {
     const base = this.table.baseOf(accountId);
     return this.replicas.names.map((replica, i) => {
-      if (base === undefined) return { replica, granted: 0n, debited: 0n, rights: 0n };
+      if (base === undefined) return { replica, granted: 0n, debited: 0n, rights: 0n, held: 0n, refunded: 0n };
       const view = this.table.view(base);
-      return { replica, granted: granted(view, i), debited: debited(view, i), rights: rightsOf(view, i) };
+      return {
+        replica,
+        granted: granted(view, i),
+        debited: debited(view, i),
+        rights: rightsOf(view, i),
+        held: heldOf(view, i),
+        refunded: refunded(view, i),
+      };
     });
   }
 
@@ -163,6 +209,8 @@ export class ReplicaState {
       slots,
       requests: this.requests.freeze(),
       policies: this.policies.entries(),
+      holds: this.holds.entries(),
+      refunds: this.refundTallies.entries(),
     };
   }
 
@@ -189,17 +237,27 @@ export class ReplicaState {
 
   /** Remembers the answer to a request decided here (counted against the log's capacity). */
   remember(requestId: string, fingerprint: string, answer: Answer, time: RequestTime): void {
-    this.requests.remember(requestId, fingerprint, answer, time);
+    this.requests.remember(requestId, fingerprint, answer, time, this.self);
   }
 
-  /** Remembers an answer replicated from a region's stream; always accepted, kept a full window from now. */
-  rememberReplicated(requestId: string, fingerprint: string, answer: Answer, time: RequestTime): void {
-    this.requests.rememberReplicated(requestId, fingerprint, answer, time);
+  /** Remembers an answer replicated from a region's stream (`origin` decided it); always accepted, kept a full window from now. */
+  rememberReplicated(requestId: string, fingerprint: string, answer: Answer, time: RequestTime, origin?: number): void {
+    this.requests.rememberReplicated(requestId, fingerprint, answer, time, origin);
   }
 
   /** Remembers an answer from a snapshot; always accepted, kept for what is left of its window. */
-  restoreRequest(requestId: string, fingerprint: string, answer: Answer, time: RestoreTime): void {
-    this.requests.restore(requestId, fingerprint, answer, time);
+  restoreRequest(requestId: string, fingerprint: string, answer: Answer, time: RestoreTime, origin?: number): void {
+    this.requests.restore(requestId, fingerprint, answer, time, origin);
+  }
+
+  /** The remembered record of a request whatever its parameters (with the region that decided it, when known). */
+  requestRecord(requestId: string): FrozenAnswer | undefined {
+    return this.requests.record(requestId);
+  }
+
+  /** Drops refund tallies whose debit's record left the request log (the refund window ended). */
+  expireRefundTallies(): number {
+    return this.refundTallies.forgetUnless((id) => this.requests.hasAcknowledged(id));
   }
 
   // ---- local writes (own row only; see local-writes.ts) --------------------
@@ -226,6 +284,21 @@ export class ReplicaState {
   /** Gives `amount` of this replica's own (non-overdraft) rights to replica `to`. */
   transfer(accountId: string, to: number, amount: bigint): SlotChange[] {
     return localTransfer(this.own, accountId, to, amount);
+  }
+
+  /** Moves `amount` of this replica's own rights into held (no overdraft). */
+  hold(accountId: string, amount: bigint): DebitResult {
+    return localHold(this.own, accountId, amount);
+  }
+
+  /** Releases a hold of `held`, debiting `captured` (≤ held) of it, in one step. */
+  release(accountId: string, held: bigint, captured: bigint): { answer: Answer; changes: SlotChange[] } {
+    return localRelease(this.own, accountId, held, captured);
+  }
+
+  /** Gives `amount` back to this replica's rights (a refund of a debit decided here). */
+  refund(accountId: string, amount: bigint): { answer: Answer; changes: SlotChange[] } {
+    return localRefund(this.own, accountId, amount);
   }
 
   /**
@@ -265,7 +338,8 @@ export class ReplicaState {
    */
   mergeAccount(accountId: string, values: readonly bigint[]): boolean {
     const n = this.replicas.size;
-    if (values.length !== n * n + n) return false;
+    // A counter written before holds (P and D only) reads as zero holds and refunds.
+    if (values.length !== slotCount(n) && values.length !== legacySlotCount(n)) return false;
     values.forEach((value, k) => checkMergedSlot(n, accountId, ...slotAt(n, k), value));
     let grew = false;
     values.forEach((value, k) => {

@@ -135,6 +135,16 @@ export class RequestLog {
     return this.acknowledged.lookup(requestId, fingerprint) ?? this.refusals.lookup(requestId, fingerprint);
   }
 
+  /** The remembered record of `requestId` whatever its parameters (acknowledged first), or undefined. */
+  record(requestId: string): FrozenAnswer | undefined {
+    return this.acknowledged.record(requestId) ?? this.refusals.record(requestId);
+  }
+
+  /** True while an acknowledged answer of `requestId` is remembered. */
+  hasAcknowledged(requestId: string): boolean {
+    return this.acknowledged.has(requestId);
+  }
+
   /**
    * Remembers the answer to a local request. Never evicts an acknowledged id
    * and never throws for room: the room is checked by assertRoom before
@@ -142,15 +152,15 @@ export class RequestLog {
    * admitted just before the log filled may take it slightly past the cap).
    * A later record of the same id keeps the first one.
    */
-  remember(requestId: string, fingerprint: string, answer: Answer, time: RequestTime): void {
+  remember(requestId: string, fingerprint: string, answer: Answer, time: RequestTime, origin?: number): void {
     this.expire(time.nowMs);
-    this.insert(requestId, fingerprint, answer, time.stampMs, time.nowMs, true);
+    this.insert(requestId, fingerprint, answer, time.stampMs, time.nowMs, true, origin);
   }
 
   /** Remembers an answer replicated from a stream (a peer's, or this region's own on replay): always accepted. */
-  rememberReplicated(requestId: string, fingerprint: string, answer: Answer, time: RequestTime): void {
+  rememberReplicated(requestId: string, fingerprint: string, answer: Answer, time: RequestTime, origin?: number): void {
     this.expire(time.nowMs);
-    this.insert(requestId, fingerprint, answer, time.stampMs, time.nowMs, false);
+    this.insert(requestId, fingerprint, answer, time.stampMs, time.nowMs, false, origin);
   }
 
   /**
@@ -158,11 +168,11 @@ export class RequestLog {
    * of its window. Its age is `wallNowMs - stampMs` clamped to [0, retention]
    * (a future or absurd stamp counts as new, never as expired early).
    */
-  restore(requestId: string, fingerprint: string, answer: Answer, time: RestoreTime): void {
+  restore(requestId: string, fingerprint: string, answer: Answer, time: RestoreTime, origin?: number): void {
     const age = time.wallNowMs - time.stampMs;
     const clamped = Number.isFinite(age) ? Math.min(Math.max(age, 0), this.limits.retentionMs) : 0;
     this.expire(time.nowMs);
-    this.insert(requestId, fingerprint, answer, time.stampMs, time.nowMs - clamped, false);
+    this.insert(requestId, fingerprint, answer, time.stampMs, time.nowMs - clamped, false, origin);
   }
 
   /**
@@ -184,13 +194,21 @@ export class RequestLog {
     return out;
   }
 
-  private insert(requestId: string, fingerprint: string, answer: Answer, stampMs: number, receivedAtMs: number, local: boolean): void {
+  private insert(
+    requestId: string,
+    fingerprint: string,
+    answer: Answer,
+    stampMs: number,
+    receivedAtMs: number,
+    local: boolean,
+    origin: number | undefined,
+  ): void {
     if (this.acknowledged.has(requestId)) return;
     if (answer.outcome === DebitOutcome.InsufficientCredit) {
-      if (!this.refusals.has(requestId)) this.refusals.push(requestId, fingerprint, answer, stampMs, receivedAtMs, false);
+      if (!this.refusals.has(requestId)) this.refusals.push(requestId, fingerprint, answer, stampMs, receivedAtMs, false, origin);
       return;
     }
-    this.acknowledged.push(requestId, fingerprint, answer, stampMs, receivedAtMs, local);
+    this.acknowledged.push(requestId, fingerprint, answer, stampMs, receivedAtMs, local, origin);
     if (local) this.local++;
   }
 }

@@ -191,7 +191,7 @@ export class WritePath {
       this.state.remember(item.requestId, fingerprint, answer, time);
       return { kind: "decided", answer, write: undefined, overdraftUsed: 0n, falseRejection: result.globallyCoverable };
     }
-    const record: RequestRecord = { requestId: item.requestId, fingerprint, answer, answeredAtMs: time.stampMs };
+    const record: RequestRecord = { requestId: item.requestId, fingerprint, answer, answeredAtMs: time.stampMs, origin: this.state.self };
     this.state.remember(item.requestId, fingerprint, answer, time);
     return {
       kind: "decided",
@@ -288,7 +288,7 @@ export class WritePath {
     const answer = granted.answer;
     const fingerprint = grantFingerprint(accountId, amount);
     state.remember(requestId, fingerprint, answer, time);
-    return { answer, write: { slots: changes, requests: [{ requestId, fingerprint, answer, answeredAtMs: time.stampMs }] } };
+    return { answer, write: { slots: changes, requests: [{ requestId, fingerprint, answer, answeredAtMs: time.stampMs, origin: state.self }] } };
   }
 
   private register(requestId: string, fingerprint: string): Ticket {

@@ -119,6 +119,33 @@ export class TallyMetrics {
     buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2],
     registers: [this.registry],
   });
+  readonly holds = new Counter({
+    name: "tally_holds_total",
+    help: "Holds placed (new calls, not replays), by result: approved or insufficient.",
+    labelNames: ["result"] as const,
+    registers: [this.registry],
+  });
+  readonly holdResolutions = new Counter({
+    name: "tally_hold_resolutions_total",
+    help: "Holds resolved at this region, by kind: captured, voided or expired.",
+    labelNames: ["kind"] as const,
+    registers: [this.registry],
+  });
+  readonly holdsOutstanding = new Gauge({
+    name: "tally_holds_outstanding",
+    help: "Pending holds of this region (placed, not yet resolved).",
+    registers: [this.registry],
+  });
+  readonly refunds = new Counter({
+    name: "tally_refunds_total",
+    help: "Refunds given at this region (new calls, not replays).",
+    registers: [this.registry],
+  });
+  readonly refundedAmount = new Counter({
+    name: "tally_refunded_amount_total",
+    help: "Minor units refunded at this region.",
+    registers: [this.registry],
+  });
   readonly falseRejections = new Counter({
     name: "tally_false_rejections_total",
     help: "Debits refused while the global balance known here could have covered them.",

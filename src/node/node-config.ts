@@ -37,6 +37,8 @@ export interface NodeConfig {
   readonly maxWatchers: number;
   /** WatchBalance streams of one account on this node at once; more are refused (RESOURCE_EXHAUSTED). */
   readonly maxWatchersPerAccount: number;
+  /** How often pending holds are checked for their timeout (on this region's clock). */
+  readonly holdSweepIntervalMs: number;
 }
 
 export const DEFAULT_NODE_CONFIG: Omit<NodeConfig, "region" | "regions" | "natsUrl" | "defaultPolicy"> = {
@@ -54,4 +56,5 @@ export const DEFAULT_NODE_CONFIG: Omit<NodeConfig, "region" | "regions" | "natsU
   spreadGrants: false,
   maxWatchers: 10_000,
   maxWatchersPerAccount: 100,
+  holdSweepIntervalMs: 100,
 };

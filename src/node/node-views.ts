@@ -22,6 +22,8 @@ export interface BalanceView {
   /** Last settled balance and the settlement that last changed it (0, 0 when never settled). */
   readonly settled: { readonly balance: bigint; readonly settlementId: bigint };
   readonly localRights: bigint;
+  /** Σ held over every region (open holds only). */
+  readonly held: bigint;
   readonly regions: RegionView[];
   readonly policy: Policy;
 }
@@ -60,7 +62,14 @@ export class NodeViews {
       stalenessMs: c.replica === region ? 0 : peers.stalenessMs(c.replica, nowMs),
     }));
     const settled = this.settled.get(accountId) ?? { balance: 0n, settlementId: 0n };
-    return { balance: state.balance(accountId), settled, localRights: state.rights(accountId), regions, policy: state.policy(accountId) };
+    return {
+      balance: state.balance(accountId),
+      settled,
+      localRights: state.rights(accountId),
+      held: state.totalHeld(accountId),
+      regions,
+      policy: state.policy(accountId),
+    };
   }
 
   appliedVector(): Record<string, number> {

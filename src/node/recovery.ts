@@ -72,9 +72,14 @@ export function applySnapshotChunk(state: ReplicaState, chunk: SnapshotChunkValu
   for (let k = 0; k < chunk.requests.length; k++) {
     const r = chunk.requests[k]!;
     if (origin === "peer" && r.answer.outcome === DebitOutcome.InsufficientCredit) continue;
-    state.restoreRequest(r.requestId, r.fingerprint, r.answer, { stampMs: r.answeredAtMs, nowMs, wallNowMs });
+    state.restoreRequest(r.requestId, r.fingerprint, r.answer, { stampMs: r.answeredAtMs, nowMs, wallNowMs }, r.origin);
   }
   for (const p of chunk.policies) state.applyPolicy(p.accountId, p.write);
+  // Holds and refund tallies are decided by their own region alone: only its recovery reads them.
+  if (origin === "own") {
+    for (const hold of chunk.holds) state.holds.put(hold);
+    for (const tally of chunk.refunds) state.refundTallies.put(tally);
+  }
 }
 
 /**

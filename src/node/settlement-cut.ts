@@ -5,7 +5,7 @@
 // causally closed; the cut records, per region, the stream sequence it covers.
 
 import type { SnapshotChunkValue, SnapshotHeaderValue } from "../replication/snapshot-decoder";
-import { rightsOf } from "../core/escrow-counter";
+import { refunded, rightsOf } from "../core/escrow-counter";
 import { ReplicaState } from "../core/replica-state";
 import type { ReplicaSet } from "../core/replica-set";
 import type { Policy } from "../core/policy";
@@ -60,7 +60,8 @@ export async function collectCut(node: CutSources, logger: Logger, timeoutMs = 3
       const debited: bigint[] = [];
       const rightsBelowZero: boolean[] = [];
       for (let i = 0; i < n; i++) {
-        granted.push(view.slots[view.base + i * n + i] ?? 0n);
+        // A refund gives credit back: settled as credit of its region, so both totals stay grow-only.
+        granted.push((view.slots[view.base + i * n + i] ?? 0n) + refunded(view, i));
         debited.push(view.slots[view.base + n * n + i] ?? 0n);
         rightsBelowZero.push(rightsOf(view, i) < 0n);
       }

@@ -108,6 +108,8 @@ export class Snapshotter {
       requests: frozen.requests.size,
       policies: frozen.policies.length,
       format: SNAPSHOT_FORMAT_SEALED,
+      holds: frozen.holds.length,
+      refunds: frozen.refunds.length,
     };
     let bytes = 0;
     const isStopped = (): boolean => this.stopped;

@@ -25,6 +25,7 @@ import type { RightsBroker } from "./rights-broker";
 import type { Snapshotter } from "./snapshotter";
 import { createPeerSet, createRightsBroker, createSnapshotter, createWriter } from "./node-parts";
 import { NodeViews } from "./node-views";
+import { HoldDesk } from "./hold-desk";
 
 export type { DebitItem } from "../core/write-path";
 export type { NodeTransports } from "./node-transports";
@@ -41,6 +42,8 @@ export class TallyNode {
   readonly peers: PeerSet;
   readonly rights: RightsBroker;
   readonly views: NodeViews;
+  /** Holds and refunds (admission, durability, the timeout sweep). */
+  readonly holds: HoldDesk;
   private writer: ReplicaWriter | undefined;
   private snapshotter: Snapshotter | undefined;
   private readonly stops: Array<() => void> = [];
@@ -82,6 +85,22 @@ export class TallyNode {
       commit: (write) => this.durable().commit(write),
     });
     this.views = new NodeViews(this);
+    this.holds = new HoldDesk({
+      region: config.region,
+      state: this.state,
+      writes: this.writes,
+      metrics,
+      logger,
+      requestRetentionMs: config.requestRetentionMs,
+      admit: (requestId, fingerprint) => this.admit(requestId, fingerprint),
+      commit: (write) => this.durable().commit(write),
+      barrier: () => this.durable().barrier(),
+      time: () => this.time(),
+      get writable() {
+        return isWritable();
+      },
+      notify: (accountId) => this.watches.notify(accountId),
+    });
   }
 
   /** Recovers this replica's own row from its stream, follows the peers, then serves. */
@@ -152,6 +171,14 @@ export class TallyNode {
     this.stops.push(transports.serveSnapshotRequests(() => this.takeSnapshot()));
     this.unavailable = undefined;
     this.ready = true;
+    // Holds that timed out while the node was down expire at once, then on every tick.
+    const sweep = (): void => {
+      this.holds.sweep().catch((error: unknown) => logger.warn("hold timeout sweep failed", { error: String(error) }));
+    };
+    sweep();
+    const timer = setInterval(sweep, Math.max(1, config.holdSweepIntervalMs));
+    timer.unref();
+    this.stops.push(() => clearInterval(timer));
   }
 
   private durable(): ReplicaWriter {

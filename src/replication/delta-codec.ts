@@ -15,6 +15,10 @@ import { Mode, validatePolicy } from "../core/policy";
 import type { ReplicaSet } from "../core/replica-set";
 import { validateRequestId } from "../core/validation";
 import type { CommitBatch, PolicyRecord, RequestRecord } from "../core/durable-write";
+import { lastColumn } from "../core/escrow-counter";
+import type { HoldRecord } from "../core/hold-book";
+import type { RefundTally } from "../core/refund-tallies";
+import { checkedHoldFromWire, checkedRefundFromWire, holdToWire, refundToWire } from "./hold-codec";
 import type { SlotChange } from "../core/replica-state";
 import {
   checkAccountId,
@@ -45,6 +49,10 @@ export interface DecodedDelta {
   readonly rowDigest: string;
   /** Other writers' slots of the changed accounts; merged before `slots`. */
   readonly context: SlotChange[];
+  /** The writer's holds placed or resolved in this commit. */
+  readonly holds: HoldRecord[];
+  /** The writer's refund tallies changed in this commit. */
+  readonly refunds: RefundTally[];
 }
 
 /** How a stream message is judged: this node's cluster, and whose stream it was read from. */
@@ -76,6 +84,8 @@ export function encodeDelta(
     rowDigest,
     cluster: clusterToWire(clusterIdentityOf(replicas)),
     context: (batch.context ?? []).map((c) => ({ accountId: c.accountId, writer: c.writer, column: c.column, value: c.value })),
+    holds: (batch.holds ?? []).map(holdToWire),
+    refunds: (batch.refunds ?? []).map(refundToWire),
   }).finish();
 }
 
@@ -97,10 +107,11 @@ export function decodeDelta(bytes: Uint8Array, ctx: DeltaContext): Decoded<Decod
     }
     const writer = expected;
     const limits = limitsOf(ctx);
-    const debitColumn = ctx.replicas.size;
+    // Columns n..n+3 are D, HA, HR and RF; messages written before holds use 0..n only.
+    const last = lastColumn(ctx.replicas.size);
     const slots: SlotChange[] = delta.slots.map((s, k) => {
       const accountId = checkAccountId(s.accountId, `slots[${k}].account_id`);
-      if (s.column > debitColumn) reject("field", `slots[${k}].column ${s.column} is beyond the layout (0..${debitColumn})`);
+      if (s.column > last) reject("field", `slots[${k}].column ${s.column} is beyond the layout (0..${last})`);
       const value = checkSlotValue(limits, s.value, `slots[${k}].value`);
       return { accountId, writer, column: s.column, value };
     });
@@ -109,7 +120,7 @@ export function decodeDelta(bytes: Uint8Array, ctx: DeltaContext): Decoded<Decod
       if (c.writer >= ctx.replicas.size) reject("field", `context[${k}].writer ${c.writer} is beyond the replica list`);
       // A writer's own row travels only in its own slots.
       if (c.writer === writer) reject("field", `context[${k}] is the writer's own row`);
-      if (c.column > debitColumn) reject("field", `context[${k}].column ${c.column} is beyond the layout (0..${debitColumn})`);
+      if (c.column > last) reject("field", `context[${k}].column ${c.column} is beyond the layout (0..${last})`);
       return { accountId, writer: c.writer, column: c.column, value: checkSlotValue(limits, c.value, `context[${k}].value`) };
     });
     return {
@@ -120,6 +131,8 @@ export function decodeDelta(bytes: Uint8Array, ctx: DeltaContext): Decoded<Decod
       slots,
       requests: delta.requests.map((r, k) => checkedRequestFromWire(r, limits, `requests[${k}]`)),
       policies: delta.policies.map((p, k) => checkedPolicyFromWire(ctx, p, limits, `policies[${k}]`, ctx.expectedWriter)),
+      holds: delta.holds.map((h, k) => checkedHoldFromWire(h, ctx.expectedWriter, limits, `holds[${k}]`)),
+      refunds: delta.refunds.map((t, k) => checkedRefundFromWire(t, `refunds[${k}]`)),
     };
   });
 }
@@ -134,6 +147,9 @@ export function decodeDeltaOrThrow(replicas: ReplicaSet, bytes: Uint8Array, expe
   return decoded.value;
 }
 
+/** Origins are replica index + 1 in one byte. */
+const MAX_REPLICAS = 254;
+
 const KNOWN_MODES: ReadonlySet<number> = new Set<number>([Mode.Strict, Mode.Overdraft]);
 
 /** A remembered request from the wire, checked: request id, fingerprint, known outcome, time. */
@@ -146,6 +162,7 @@ export function checkedRequestFromWire(r: WireRequestRecord, limits: InboundLimi
   if (!/^[\x20-\x7e]{1,512}$/.test(r.fingerprint)) reject("field", `${field}.fingerprint must be 1..512 printable ASCII characters`);
   if (fromWireOutcome(r.outcome) === undefined) reject("field", `${field}.outcome ${r.outcome} is not a known DebitOutcome`);
   checkTimestamp(limits, r.answeredAtMs, `${field}.answered_at_ms`);
+  if (r.origin > MAX_REPLICAS) reject("field", `${field}.origin ${r.origin} is beyond any replica list`);
   return requestFromWire(r);
 }
 
@@ -184,6 +201,7 @@ export function requestToWire(r: RequestRecord): WireRequestRecord {
     outcome: r.answer.outcome,
     balance: r.answer.balance,
     localRights: r.answer.localRights,
+    origin: r.origin === undefined ? 0 : r.origin + 1,
   };
 }
 
@@ -199,7 +217,8 @@ export function requestFromWire(r: WireRequestRecord): RequestRecord {
     balance: r.balance,
     localRights: r.localRights,
   };
-  return { requestId: r.requestId, fingerprint: r.fingerprint, answer, answeredAtMs: Number(r.answeredAtMs) };
+  const record = { requestId: r.requestId, fingerprint: r.fingerprint, answer, answeredAtMs: Number(r.answeredAtMs) };
+  return r.origin === 0 ? record : { ...record, origin: r.origin - 1 };
 }
 
 export function policyToWire(p: PolicyRecord): PolicyValue {

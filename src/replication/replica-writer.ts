@@ -122,7 +122,15 @@ export class ReplicaWriter {
   private async publish(plain: CommitBatch): Promise<number> {
     // Only a barrier alone makes an empty batch: what it covers is durable at
     // the last message already, and an empty message would only lengthen the stream.
-    if (plain.slots.length === 0 && plain.requests.length === 0 && plain.policies.length === 0) return this.ownSequence;
+    if (
+      plain.slots.length === 0 &&
+      plain.requests.length === 0 &&
+      plain.policies.length === 0 &&
+      (plain.holds?.length ?? 0) === 0 &&
+      (plain.refunds?.length ?? 0) === 0
+    ) {
+      return this.ownSequence;
+    }
     const batch: CommitBatch =
       this.hooks.context === undefined || plain.slots.length === 0
         ? plain
@@ -337,6 +345,8 @@ function batchOf(writes: readonly DurableWrite[]): CommitBatch {
   const merged = new Map<string, SlotChange>();
   const requests: CommitBatch["requests"] = [];
   const policies: CommitBatch["policies"] = [];
+  const holds: NonNullable<CommitBatch["holds"]> = [];
+  const refunds: NonNullable<CommitBatch["refunds"]> = [];
   for (const write of writes) {
     for (const slot of write.slots) {
       const key = `${slot.writer}\u0000${slot.column}\u0000${slot.accountId}`;
@@ -345,6 +355,11 @@ function batchOf(writes: readonly DurableWrite[]): CommitBatch {
     }
     if (write.requests !== undefined) for (const r of write.requests) requests.push(r);
     if (write.policy !== undefined) policies.push(write.policy);
+    // Records are absolute and only move forward, so later ones in the batch win on replay.
+    if (write.holds !== undefined) for (const h of write.holds) holds.push(h);
+    if (write.refunds !== undefined) for (const t of write.refunds) refunds.push(t);
   }
-  return { slots: [...merged.values()], requests, policies };
+  return holds.length === 0 && refunds.length === 0
+    ? { slots: [...merged.values()], requests, policies }
+    : { slots: [...merged.values()], requests, policies, holds, refunds };
 }

@@ -5,6 +5,7 @@
 // invalid or repeated account ids, too many entries, malformed counters, or
 // a gift for an account that was not asked.
 
+import { legacySlotCount, slotCount } from "../core/escrow-counter";
 import { INT64_MAX } from "../core/amounts";
 import type { ClusterIdentity } from "../core/cluster-identity";
 import type { RightsAsk, RightsBatchAsk, RightsBatchGift, RightsGift } from "../core/rights-messages";
@@ -95,7 +96,8 @@ export function decodeRightsReply(bytes: Uint8Array, ctx: RightsReplyContext, as
     checkBatchSize(reply.gifts.length, "gifts");
     const limits = limitsOf(ctx);
     const n = ctx.replicas.size;
-    const width = n * n + n;
+    const width = slotCount(n);
+    const legacy = legacySlotCount(n);
     const seen = new Set<string>();
     const gifts = reply.gifts.map((entry, k): RightsGift => {
       const at = `gifts[${k}]`;
@@ -107,8 +109,8 @@ export function decodeRightsReply(bytes: Uint8Array, ctx: RightsReplyContext, as
       const transferredTotal = checkSlotValue(limits, entry.transferredTotal, `${at}.transferred_total`);
       if (transferredTotal < granted) reject("field", `${at}.transferred_total ${transferredTotal} is below granted ${granted}`);
       const counter = entry.accountCounter;
-      if (counter.length !== 0 && counter.length !== width) {
-        reject("field", `${at}.account_counter has ${counter.length} values; the layout of ${n} replicas needs ${width}`);
+      if (counter.length !== 0 && counter.length !== width && counter.length !== legacy) {
+        reject("field", `${at}.account_counter has ${counter.length} values; the layout of ${n} replicas needs ${width} (or ${legacy} before holds)`);
       }
       if (granted > 0n && counter.length === 0) reject("field", `${at}: a grant must carry the donor's account_counter`);
       counter.forEach((value, i) => checkSlotValue(limits, value, `${at}.account_counter[${i}]`));

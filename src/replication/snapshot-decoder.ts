@@ -6,7 +6,11 @@
 import { SnapshotChunk, SnapshotHeader, type SnapshotTrailer } from "../generated/tally/replication/v1/replication";
 import { clusterIdentity } from "../core/cluster-identity";
 import type { PolicyRecord, RequestRecord } from "../core/durable-write";
+import { legacySlotCount, slotCount } from "../core/escrow-counter";
+import type { HoldRecord } from "../core/hold-book";
+import type { RefundTally } from "../core/refund-tallies";
 import { checkedPolicyFromWire, checkedRequestFromWire } from "./delta-codec";
+import { checkedHoldFromWire, checkedRefundFromWire } from "./hold-codec";
 import {
   checkAccountId,
   checkAppliedMap,
@@ -66,6 +70,10 @@ export interface SnapshotHeaderValue {
   readonly policies: number;
   /** Layout version: SNAPSHOT_FORMAT_SEALED, or 0 for one written before seals. */
   readonly format: number;
+  /** Hold records in the snapshot (0 in one written before holds). */
+  readonly holds: number;
+  /** Refund tallies in the snapshot (0 in one written before refunds). */
+  readonly refunds: number;
 }
 
 export interface SnapshotTrailerValue {
@@ -74,11 +82,13 @@ export interface SnapshotTrailerValue {
   readonly policies: number;
   /** Chunks before the trailer, the header chunk included. */
   readonly chunks: number;
+  readonly holds: number;
+  readonly refunds: number;
 }
 
 export interface SnapshotAccount {
   readonly accountId: string;
-  /** n*n + n slot values: P row-major, then D. */
+  /** n*n + 4n slot values: P row-major, then D, HA, HR, RF (n*n + n, P and D only, before holds). */
   readonly values: readonly bigint[];
 }
 
@@ -88,6 +98,10 @@ export interface SnapshotChunkValue {
   readonly accounts: readonly SnapshotAccount[];
   readonly requests: readonly RequestRecord[];
   readonly policies: readonly PolicyRecord[];
+  /** The snapshot writer's hold records. */
+  readonly holds: readonly HoldRecord[];
+  /** The snapshot writer's refund tallies. */
+  readonly refunds: readonly RefundTally[];
   /** Present on the last chunk of a sealed snapshot only. */
   readonly trailer: SnapshotTrailerValue | undefined;
 }
@@ -124,6 +138,8 @@ function checkHeader(wire: SnapshotHeader, ctx: SnapshotContext): SnapshotHeader
     requests: checkSequence(wire.requests, "requests"),
     policies: checkSequence(wire.policies, "policies"),
     format: checkFormat(wire.format),
+    holds: checkSequence(wire.holds, "holds"),
+    refunds: checkSequence(wire.refunds, "refunds"),
   };
 }
 
@@ -140,6 +156,8 @@ function checkTrailer(wire: SnapshotTrailer): SnapshotTrailerValue {
     requests: checkSequence(wire.requests, "trailer.requests"),
     policies: checkSequence(wire.policies, "trailer.policies"),
     chunks: checkSequence(wire.chunks, "trailer.chunks"),
+    holds: checkSequence(wire.holds, "trailer.holds"),
+    refunds: checkSequence(wire.refunds, "trailer.refunds"),
   };
 }
 
@@ -160,18 +178,26 @@ export function decodeSnapshotChunk(bytes: Uint8Array, ctx: SnapshotContext, fir
     const header = chunk.header === undefined ? undefined : checkHeader(chunk.header, ctx);
     const limits = limitsOf(ctx);
     const n = ctx.replicas.size;
-    const width = n * n + n;
+    const width = slotCount(n);
+    const legacy = legacySlotCount(n);
     const accounts = chunk.accounts.map((a, k) => {
       const accountId = checkAccountId(a.accountId, `accounts[${k}].account_id`);
-      if (a.values.length !== width) reject("field", `accounts[${k}] has ${a.values.length} values; the layout of ${n} replicas needs ${width}`);
+      if (a.values.length !== width && a.values.length !== legacy) {
+        reject("field", `accounts[${k}] has ${a.values.length} values; the layout of ${n} replicas needs ${width} (or ${legacy} before holds)`);
+      }
       a.values.forEach((value, j) => checkSlotValue(limits, value, `accounts[${k}].values[${j}]`));
       return { accountId, values: a.values };
     });
     return {
       header,
       accounts,
-      requests: chunk.requests.map((r, k) => checkedRequestFromWire(r, limits, `requests[${k}]`)),
+      requests: chunk.requests.map((r, k) => {
+        if (r.origin > n) reject("field", `requests[${k}].origin ${r.origin} is beyond the replica list`);
+        return checkedRequestFromWire(r, limits, `requests[${k}]`);
+      }),
       policies: chunk.policies.map((p, k) => checkedPolicyFromWire(ctx, p, limits, `policies[${k}]`)),
+      holds: chunk.holds.map((h, k) => checkedHoldFromWire(h, ctx.expectedReplica, limits, `holds[${k}]`)),
+      refunds: chunk.refunds.map((t, k) => checkedRefundFromWire(t, `refunds[${k}]`)),
       trailer: chunk.trailer === undefined ? undefined : checkTrailer(chunk.trailer),
     };
   });

@@ -7,6 +7,7 @@ import { SnapshotHeader, type SnapshotChunk, type SnapshotTrailer } from "../gen
 import { clusterIdentity } from "../core/cluster-identity";
 import type { FrozenState } from "../core/replica-state";
 import { policyToWire, requestToWire } from "./delta-codec";
+import { holdToWire, refundToWire } from "./hold-codec";
 import { clusterToWire } from "./inbound";
 import type { SnapshotHeaderValue } from "./snapshot-decoder";
 import { NO_SEAL, SNAPSHOT_FORMAT_SEALED, sealedFrame } from "./snapshot-seal";
@@ -30,7 +31,7 @@ export const DEFAULT_SNAPSHOT_PACE: SnapshotPace = { sliceMs: 2, duty: 0.25 };
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 function emptyChunk(): SnapshotChunk {
-  return { header: undefined, accounts: [], requests: [], policies: [], trailer: undefined, seal: Buffer.alloc(0) };
+  return { header: undefined, accounts: [], requests: [], policies: [], trailer: undefined, seal: Buffer.alloc(0), holds: [], refunds: [] };
 }
 
 /** The header with its cluster identity filled in from its replica list. */
@@ -54,12 +55,20 @@ export async function* encodeSnapshot(frozen: FrozenState, header: SnapshotHeade
   if (frozen.replicas.length !== header.replicas.length || frozen.replicas.some((name, k) => name !== header.replicas[k])) {
     throw new Error(`snapshot header lists [${header.replicas.join(",")}] but the state has [${frozen.replicas.join(",")}]`);
   }
-  const counts = { accounts: frozen.ids.length, requests: frozen.requests.size, policies: frozen.policies.length };
+  const counts = {
+    accounts: frozen.ids.length,
+    requests: frozen.requests.size,
+    policies: frozen.policies.length,
+    holds: frozen.holds.length,
+    refunds: frozen.refunds.length,
+  };
   const sealedHeader: SnapshotHeader = {
     ...withCluster(header),
     accounts: BigInt(counts.accounts),
     requests: BigInt(counts.requests),
     policies: BigInt(counts.policies),
+    holds: BigInt(counts.holds),
+    refunds: BigInt(counts.refunds),
     format: SNAPSHOT_FORMAT_SEALED,
   };
   let previous: Uint8Array = NO_SEAL;
@@ -105,11 +114,21 @@ export async function* encodeSnapshot(frozen: FrozenState, header: SnapshotHeade
     yield emit({ ...emptyChunk(), policies });
     await pause();
   }
+  for (let start = 0; start < frozen.holds.length; start += RECORDS_PER_CHUNK) {
+    yield emit({ ...emptyChunk(), holds: frozen.holds.slice(start, start + RECORDS_PER_CHUNK).map(holdToWire) });
+    await pause();
+  }
+  for (let start = 0; start < frozen.refunds.length; start += RECORDS_PER_CHUNK) {
+    yield emit({ ...emptyChunk(), refunds: frozen.refunds.slice(start, start + RECORDS_PER_CHUNK).map(refundToWire) });
+    await pause();
+  }
   const trailer: SnapshotTrailer = {
     accounts: BigInt(counts.accounts),
     requests: BigInt(counts.requests),
     policies: BigInt(counts.policies),
     chunks: BigInt(chunks),
+    holds: BigInt(counts.holds),
+    refunds: BigInt(counts.refunds),
   };
   yield emit({ ...emptyChunk(), trailer });
 }
@@ -130,5 +149,7 @@ export function headerToWire(header: SnapshotHeaderValue): SnapshotHeader {
     requests: BigInt(header.requests),
     policies: BigInt(header.policies),
     format: header.format,
+    holds: BigInt(header.holds),
+    refunds: BigInt(header.refunds),
   });
 }

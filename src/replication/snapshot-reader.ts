@@ -40,7 +40,7 @@ export async function* readSnapshot(data: AsyncIterable<Uint8Array>, ctx: Snapsh
   let sealed = false;
   let previous: Uint8Array = NO_SEAL;
   let trailer: SnapshotTrailerValue | undefined;
-  const counted = { accounts: 0, requests: 0, policies: 0 };
+  const counted = { accounts: 0, requests: 0, policies: 0, holds: 0, refunds: 0 };
   const fail = (code: ConstructorParameters<typeof InboundRejectedError>[0], reason: string): never => {
     throw new SnapshotDamagedError(code, `${who}: ${reason}`, index);
   };
@@ -77,13 +77,17 @@ export async function* readSnapshot(data: AsyncIterable<Uint8Array>, ctx: Snapsh
       }
       if (chunk.trailer !== undefined) {
         if (!sealed) fail("field", `a trailer in an unsealed snapshot (chunk ${index})`);
-        if (chunk.accounts.length + chunk.requests.length + chunk.policies.length > 0) fail("field", "the trailer chunk carries content");
+        if (chunk.accounts.length + chunk.requests.length + chunk.policies.length + chunk.holds.length + chunk.refunds.length > 0) {
+          fail("field", "the trailer chunk carries content");
+        }
         trailer = chunk.trailer;
         if (trailer.chunks !== index) fail("field", `the trailer counts ${trailer.chunks} chunks before it, ${index} were read`);
       }
       counted.accounts += chunk.accounts.length;
       counted.requests += chunk.requests.length;
       counted.policies += chunk.policies.length;
+      counted.holds += chunk.holds.length;
+      counted.refunds += chunk.refunds.length;
       index++;
       offset += 4 + length;
       yield chunk;
@@ -92,18 +96,18 @@ export async function* readSnapshot(data: AsyncIterable<Uint8Array>, ctx: Snapsh
   }
   if (buffer.length !== 0) fail("undecodable", `ends with ${buffer.length} stray bytes after chunk ${index - 1} (cut mid-chunk)`);
   if (header === undefined) return fail("undecodable", "is empty");
-  const expected = `${header.accounts} accounts, ${header.requests} requests, ${header.policies} policies`;
-  const read = `${counted.accounts} accounts, ${counted.requests} requests, ${counted.policies} policies`;
+  const describe = (c: { accounts: number; requests: number; policies: number; holds: number; refunds: number }): string =>
+    `${c.accounts} accounts, ${c.requests} requests, ${c.policies} policies, ${c.holds} holds, ${c.refunds} refund tallies`;
+  const expected = describe(header);
+  const read = describe(counted);
   if (!sealed) {
     if (counted.accounts !== header.accounts) fail("field", `holds ${counted.accounts} accounts, its header says ${header.accounts}`);
     return;
   }
   if (trailer === undefined) fail("field", `ends after chunk ${index - 1} without its trailer (truncated); read ${read} of ${expected}`);
-  if (counted.accounts !== header.accounts || counted.requests !== header.requests || counted.policies !== header.policies) {
-    fail("field", `holds ${read}, its header says ${expected}`);
-  }
+  const same = (c: { accounts: number; requests: number; policies: number; holds: number; refunds: number }): boolean =>
+    c.accounts === header.accounts && c.requests === header.requests && c.policies === header.policies && c.holds === header.holds && c.refunds === header.refunds;
+  if (!same(counted)) fail("field", `holds ${read}, its header says ${expected}`);
   const t = trailer as SnapshotTrailerValue;
-  if (t.accounts !== header.accounts || t.requests !== header.requests || t.policies !== header.policies) {
-    fail("field", `its trailer says ${t.accounts} accounts, ${t.requests} requests, ${t.policies} policies, its header says ${expected}`);
-  }
+  if (!same(t)) fail("field", `its trailer says ${describe(t)}, its header says ${expected}`);
 }

@@ -1,4 +1,5 @@
-// One JSON line per audited call (every Grant and Admin call, allowed or
+// One JSON line per audited call (every Grant, Refund, CaptureHold, VoidHold
+// and Admin call, allowed or
 // refused): who, what, on which account, how much, under which request id, and
 // how it ended. Written to its own file when configured, else to stderr beside
 // the node's log, so a credit change always leaves a trace.
@@ -11,6 +12,8 @@ export interface AuditEntry {
   readonly account: string | undefined;
   readonly amount: string | undefined;
   readonly requestId: string | undefined;
+  /** What the call acts on besides the account: a hold id (capture, void) or a debit's request id (refund). */
+  readonly subject?: string | undefined;
   /** The gRPC status name the caller got (OK, PERMISSION_DENIED, ...). */
   readonly outcome: string;
   readonly details: string | undefined;
@@ -31,6 +34,7 @@ export function auditLine(region: string, entry: AuditEntry, nowMs: number): str
     account: entry.account,
     amount: entry.amount,
     request_id: entry.requestId,
+    ...(entry.subject === undefined ? {} : { subject: entry.subject }),
     outcome: entry.outcome,
     details: entry.details,
   })}\n`;

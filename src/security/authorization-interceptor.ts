@@ -72,12 +72,14 @@ export function authorizationInterceptor(authorization: Authorization, audit: Au
       const amount = field(request, "amount");
       const account = field(request, "accountId");
       const requestId = field(request, "requestId");
+      const subject = field(request, "holdId") ?? field(request, "debitRequestId");
       audit.record({
         principal: principal ?? "(none)",
         method: path,
         account: typeof account === "string" && account !== "" ? account : undefined,
         amount: typeof amount === "bigint" ? amount.toString() : undefined,
         requestId: typeof requestId === "string" && requestId !== "" ? requestId : undefined,
+        subject: typeof subject === "string" && subject !== "" ? subject : undefined,
         outcome,
         details,
       });

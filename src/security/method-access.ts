@@ -41,7 +41,7 @@ const batchAccounts: AccountsOf = (request) => {
 const everyAccount: AccountsOf = () => "every";
 const noAccount: AccountsOf = () => [];
 
-/** ListOverspends filters by account when one is given; without it, it lists every account. */
+/** ListOverspends filters by account when one is given; without it, it lists every account (so do CaptureHold, VoidHold and Refund). */
 const optionalAccount: AccountsOf = (request) => {
   const id = field(request, "accountId");
   return typeof id === "string" && id !== "" ? [id] : "every";
@@ -59,6 +59,13 @@ export const METHOD_ACCESS: Readonly<Record<string, MethodAccess>> = {
   "/tally.v1.Balances/GetBalance": { roles: READ, accounts: oneAccount, audited: false },
   "/tally.v1.Balances/WatchBalance": { roles: READ, accounts: oneAccount, audited: false },
   "/tally.v1.Balances/Grant": { roles: GRANT, accounts: oneAccount, audited: true },
+  "/tally.v1.Balances/Hold": { roles: SPEND, accounts: oneAccount, audited: false },
+  // Capture turns held credit into a debit, void gives it back; a call without
+  // account_id spans every account (refused to scoped principals).
+  "/tally.v1.Balances/CaptureHold": { roles: SPEND, accounts: optionalAccount, audited: true },
+  "/tally.v1.Balances/VoidHold": { roles: SPEND, accounts: optionalAccount, audited: true },
+  // A refund creates credit: granters only, audited like Grant.
+  "/tally.v1.Balances/Refund": { roles: GRANT, accounts: optionalAccount, audited: true },
   "/tally.v1.Admin/GetAccountPolicy": { roles: OPERATE, accounts: oneAccount, audited: true },
   "/tally.v1.Admin/SetAccountPolicy": { roles: OPERATE, accounts: oneAccount, audited: true },
   "/tally.v1.Admin/TransferAllowance": { roles: OPERATE, accounts: oneAccount, audited: true },

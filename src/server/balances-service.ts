@@ -16,9 +16,9 @@ import {
 import type { ChangeRound } from "../node/balance-watch";
 import type { BalanceView } from "../node/node-views";
 import type { TallyNode, Decision } from "../node/tally-node";
-import { batchItems, debitItem, waitMs } from "./request-validation";
+import { batchItems, captureInputs, debitItem, holdInputs, refundInputs, voidInputs, waitMs } from "./request-validation";
 import { DeadlineExpiredError, statusLabel, toStatus } from "./status-mapping";
-import { balanceToWire, debitResponse as answerToWire } from "./wire";
+import { balanceToWire, debitResponse as answerToWire, holdResponse, resolutionToWire, refundResponse } from "./wire";
 
 function debitResponse(decision: Decision): DebitResponse {
   return answerToWire(decision.answer, decision.replayed);
@@ -149,6 +149,82 @@ export function balancesService(node: TallyNode): BalancesServer {
       }
       // From memory only: the settled part comes from the settlements' stream, never a database round trip.
       callback(null, balanceToWire(accountId, node.views.balanceView(accountId)));
+    },
+
+    hold(call, callback) {
+      let inputs;
+      try {
+        inputs = holdInputs(call.request);
+        const late = expired(call);
+        if (late !== undefined) throw late;
+      } catch (error) {
+        fail(callback, error);
+        return;
+      }
+      node.holds.hold(inputs.accountId, inputs.amount, inputs.requestId, inputs.timeoutMs).then(
+        (held) => callback(null, holdResponse(held)),
+        (error: unknown) => {
+          logFailure(node, "Hold", call.request.requestId, error);
+          fail(callback, error);
+        },
+      );
+    },
+
+    captureHold(call, callback) {
+      let inputs;
+      try {
+        inputs = captureInputs(call.request);
+        const late = expired(call);
+        if (late !== undefined) throw late;
+      } catch (error) {
+        fail(callback, error);
+        return;
+      }
+      node.holds.capture(inputs.holdId, inputs.amount, inputs.requestId, inputs.accountId).then(
+        (resolved) => callback(null, { resolution: resolutionToWire(resolved) }),
+        (error: unknown) => {
+          logFailure(node, "CaptureHold", call.request.requestId, error);
+          fail(callback, error);
+        },
+      );
+    },
+
+    voidHold(call, callback) {
+      let inputs;
+      try {
+        inputs = voidInputs(call.request);
+        const late = expired(call);
+        if (late !== undefined) throw late;
+      } catch (error) {
+        fail(callback, error);
+        return;
+      }
+      node.holds.void(inputs.holdId, inputs.requestId, inputs.accountId).then(
+        (resolved) => callback(null, { resolution: resolutionToWire(resolved) }),
+        (error: unknown) => {
+          logFailure(node, "VoidHold", call.request.requestId, error);
+          fail(callback, error);
+        },
+      );
+    },
+
+    refund(call, callback) {
+      let inputs;
+      try {
+        inputs = refundInputs(call.request);
+        const late = expired(call);
+        if (late !== undefined) throw late;
+      } catch (error) {
+        fail(callback, error);
+        return;
+      }
+      node.holds.refund(inputs.debitRequestId, inputs.amount, inputs.requestId, inputs.accountId).then(
+        (refunded) => callback(null, refundResponse(refunded)),
+        (error: unknown) => {
+          logFailure(node, "Refund", call.request.requestId, error);
+          fail(callback, error);
+        },
+      );
     },
 
     watchBalance(call: ServerWritableStream<WatchBalanceRequest, WatchBalanceResponse>) {

@@ -4,7 +4,8 @@
 import { InvalidArgumentError } from "../core/errors";
 import { validateAccountId, validateAmount, validateRequestId } from "../core/validation";
 import type { DebitItem } from "../core/write-path";
-import type { DebitRequest } from "../generated/tally/v1/balances";
+import { MAX_HOLD_TIMEOUT_MS, parseHoldId } from "../core/hold-book";
+import type { CaptureHoldRequest, DebitRequest, HoldRequest, RefundRequest, VoidHoldRequest } from "../generated/tally/v1/balances";
 import { LimitExceededError } from "./status-mapping";
 
 export const MAX_BATCH_ITEMS = 10_000;
@@ -31,4 +32,52 @@ export function waitMs(requested: number, defaultMs: number, maxMs: number, dead
   if (!Number.isFinite(deadlineMs)) return wanted;
   // Leave room to answer before the client's deadline.
   return Math.max(0, Math.min(wanted, deadlineMs - Date.now() - 5));
+}
+
+export interface HoldInputs {
+  readonly accountId: string;
+  readonly amount: bigint;
+  readonly requestId: string;
+  readonly timeoutMs: number;
+}
+
+export function holdInputs(request: HoldRequest): HoldInputs {
+  const accountId = validateAccountId(request.accountId);
+  const amount = validateAmount(request.amount);
+  const requestId = validateRequestId(request.requestId);
+  if (request.timeoutMs < 1n || request.timeoutMs > BigInt(MAX_HOLD_TIMEOUT_MS)) {
+    throw new InvalidArgumentError("timeout_ms", `must be 1 to ${MAX_HOLD_TIMEOUT_MS} (30 days); got ${request.timeoutMs}`);
+  }
+  return { accountId, amount, requestId, timeoutMs: Number(request.timeoutMs) };
+}
+
+/** An optional account id: undefined when empty, else checked. */
+export function optionalAccountId(value: string): string | undefined {
+  return value === "" ? undefined : validateAccountId(value);
+}
+
+export function captureInputs(request: CaptureHoldRequest): { holdId: string; amount: bigint; requestId: string; accountId: string | undefined } {
+  const holdId = request.holdId;
+  parseHoldId(holdId);
+  return {
+    holdId,
+    amount: validateAmount(request.amount),
+    requestId: validateRequestId(request.requestId),
+    accountId: optionalAccountId(request.accountId),
+  };
+}
+
+export function voidInputs(request: VoidHoldRequest): { holdId: string; requestId: string; accountId: string | undefined } {
+  const holdId = request.holdId;
+  parseHoldId(holdId);
+  return { holdId, requestId: validateRequestId(request.requestId), accountId: optionalAccountId(request.accountId) };
+}
+
+export function refundInputs(request: RefundRequest): { debitRequestId: string; amount: bigint; requestId: string; accountId: string | undefined } {
+  return {
+    debitRequestId: validateRequestId(request.debitRequestId, "debit_request_id"),
+    amount: validateAmount(request.amount),
+    requestId: validateRequestId(request.requestId),
+    accountId: optionalAccountId(request.accountId),
+  };
 }

@@ -5,12 +5,17 @@ import { status, type ServiceError, Metadata } from "@grpc/grpc-js";
 import {
   AmountOutOfRangeError,
   BoundExceededError,
+  DebitRecordNotFoundError,
+  HoldNotFoundError,
+  HoldStateError,
   InvalidArgumentError,
+  RefundRefusedError,
   ReplicaDataRejectedError,
   RequestConflictError,
   RequestLogFullError,
   TransferRefusedError,
   UnknownReplicaError,
+  WrongRegionError,
 } from "../core/errors";
 import { WatchLimitError } from "../node/balance-watch";
 import { NodeUnavailableError } from "../node/node-errors";
@@ -59,6 +64,15 @@ export function toStatus(error: unknown): Partial<ServiceError> {
     return build(status.RESOURCE_EXHAUSTED, `${error.message}; nothing changed, retry later with backoff`);
   }
   if (error instanceof TransferRefusedError) return build(status.FAILED_PRECONDITION, error.message);
+  if (error instanceof HoldNotFoundError || error instanceof DebitRecordNotFoundError) return build(status.NOT_FOUND, error.message);
+  if (error instanceof HoldStateError || error instanceof RefundRefusedError) return build(status.FAILED_PRECONDITION, error.message);
+  // Holds and refunds are decided by one region: the status names it (message
+  // and trailer), so the client sends the call there; no cross-region hop here.
+  if (error instanceof WrongRegionError) {
+    const refusal = build(status.FAILED_PRECONDITION, error.message);
+    refusal.metadata?.set("tally-region", error.region);
+    return refusal;
+  }
   if (error instanceof UnknownReplicaError) return build(status.NOT_FOUND, error.message);
   if (error instanceof NodeUnavailableError) return build(status.UNAVAILABLE, error.message);
   // Another process appended to this region's stream: this node stopped

@@ -6,7 +6,17 @@ import { DebitOutcome, type Answer } from "../core/answer";
 import { InvalidArgumentError } from "../core/errors";
 import { Mode, validatePolicy, type Policy } from "../core/policy";
 import type { Settlement as WireSettlement, Overspend as WireOverspend, LedgerEntry as WireLedgerEntry, PeerStatus } from "../generated/tally/v1/admin";
-import { DebitOutcome as WireOutcome, type DebitResponse, type GetBalanceResponse } from "../generated/tally/v1/balances";
+import {
+  DebitOutcome as WireOutcome,
+  HoldState,
+  type DebitResponse,
+  type GetBalanceResponse,
+  type HoldResolution,
+  type HoldResponse,
+  type RefundResponse,
+} from "../generated/tally/v1/balances";
+import { HoldStatus } from "../core/hold-book";
+import type { HoldAnswer, RefundAnswer, ResolutionAnswer } from "../node/hold-desk";
 import { PolicyMode, type AccountPolicy } from "../generated/tally/v1/common";
 import type { BalanceView, PeerView } from "../node/node-views";
 import type { Settlement, OverspendRecord, LedgerEntry } from "../settlement/settlement-queries";
@@ -24,6 +34,56 @@ export function outcomeToWire(outcome: DebitOutcome): WireOutcome {
 
 export function debitResponse(answer: Answer, replayed: boolean): DebitResponse {
   return { outcome: outcomeToWire(answer.outcome), balance: answer.balance, localRights: answer.localRights, replayed };
+}
+
+export function holdStateToWire(status: HoldStatus): HoldState {
+  switch (status) {
+    case HoldStatus.Pending:
+      return HoldState.HOLD_STATE_PENDING;
+    case HoldStatus.Captured:
+      return HoldState.HOLD_STATE_CAPTURED;
+    case HoldStatus.Voided:
+      return HoldState.HOLD_STATE_VOIDED;
+    case HoldStatus.Expired:
+      return HoldState.HOLD_STATE_EXPIRED;
+  }
+}
+
+export function holdResponse(held: HoldAnswer): HoldResponse {
+  const { answer, record } = held;
+  return {
+    outcome: outcomeToWire(answer.outcome),
+    holdId: record?.holdId ?? "",
+    balance: answer.balance,
+    localRights: answer.localRights,
+    expiresAtMs: BigInt(record?.expiresAtMs ?? 0),
+    replayed: held.replayed,
+    state: record === undefined ? HoldState.HOLD_STATE_UNSPECIFIED : holdStateToWire(record.status),
+  };
+}
+
+export function resolutionToWire(resolved: ResolutionAnswer): HoldResolution {
+  const { record } = resolved;
+  return {
+    holdId: record.holdId,
+    state: holdStateToWire(record.status),
+    captured: record.captured,
+    released: record.amount - record.captured,
+    balance: resolved.balance,
+    localRights: resolved.localRights,
+    replayed: resolved.replayed,
+  };
+}
+
+export function refundResponse(refunded: RefundAnswer): RefundResponse {
+  return {
+    debitRequestId: refunded.debitRequestId,
+    refundedTotal: refunded.refundedTotal,
+    refundable: refunded.refundable,
+    balance: refunded.balance,
+    localRights: refunded.localRights,
+    replayed: refunded.replayed,
+  };
 }
 
 export function modeToWire(mode: Mode): PolicyMode {
@@ -70,10 +130,13 @@ export function balanceToWire(accountId: string, view: BalanceView): GetBalanceR
       rights: r.rights,
       appliedSequence: BigInt(r.appliedSequence),
       stalenessMs: BigInt(r.stalenessMs),
+      held: r.held,
+      refunded: r.refunded,
     })),
     policy: accountPolicyToWire(view.policy),
     settledBalance: view.settled.balance,
     settlementId: view.settled.settlementId,
+    held: view.held,
   };
 }
 

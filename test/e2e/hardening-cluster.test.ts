@@ -213,12 +213,14 @@ describe("hardening - three regions under faults", function () {
         rowDigest: "",
         cluster: OURS,
         context: [],
+        holds: [],
+        refunds: [],
       }).finish();
       const rogue = [
         new TextEncoder().encode("garbage in the stream"),
         validDelta.slice(0, 4),
-        ReplicaDelta.encode({ replica: "east", publishedAtMs: BigInt(Date.now()), slots: [], requests: [], policies: [], rowDigest: "", cluster: REORDERED, context: [] }).finish(),
-        ReplicaDelta.encode({ replica: "west", publishedAtMs: BigInt(Date.now()), slots: [], requests: [], policies: [], rowDigest: "", cluster: OURS, context: [] }).finish(),
+        ReplicaDelta.encode({ replica: "east", publishedAtMs: BigInt(Date.now()), slots: [], requests: [], policies: [], rowDigest: "", cluster: REORDERED, context: [], holds: [], refunds: [] }).finish(),
+        ReplicaDelta.encode({ replica: "west", publishedAtMs: BigInt(Date.now()), slots: [], requests: [], policies: [], rowDigest: "", cluster: OURS, context: [], holds: [], refunds: [] }).finish(),
         ReplicaDelta.encode({
           replica: "east",
           publishedAtMs: BigInt(Date.now()),
@@ -228,6 +230,8 @@ describe("hardening - three regions under faults", function () {
           rowDigest: "",
           cluster: OURS,
           context: [],
+          holds: [],
+          refunds: [],
         }).finish(),
       ];
       const js = raw.jetstream();

@@ -237,13 +237,18 @@ describe("bounds - merging refuses forged values", () => {
   it("refuses a whole exported counter when any value is forged, merging none of it", () => {
     const [a, b] = makeReplicas();
     if (a === undefined || b === undefined) throw new Error("replicas");
+    // Legacy width (P and D only, as written before holds) reads back with zero hold and refund slots.
     const values = Array.from({ length: 12 }, (_, k) => BigInt(k + 1));
     values[11] = CAP3 + 1n;
     expect(() => b.mergeAccount("x", values)).to.throw(ReplicaDataRejectedError, "D[2]");
     expect(b.accountCount).to.equal(0);
     values[11] = CAP3;
+    const wide = [...values, ...new Array<bigint>(9).fill(1n)];
+    wide[20] = CAP3 + 1n;
+    expect(() => b.mergeAccount("x", wide)).to.throw(ReplicaDataRejectedError, "RF[2]");
+    expect(b.accountCount).to.equal(0);
     expect(b.mergeAccount("x", values)).to.equal(true);
-    expect(b.exportAccount("x")).to.deep.equal(values);
+    expect(b.exportAccount("x")).to.deep.equal([...values, ...new Array<bigint>(9).fill(0n)]);
     expect(a.accountCount).to.equal(0);
   });
 

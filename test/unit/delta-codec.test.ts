@@ -55,13 +55,13 @@ function checkDelta(delta: DecodedDelta): void {
   for (const s of delta.slots) {
     ensure(ACCOUNT_ID.test(s.accountId), "slot account id");
     ensure(s.writer === WEST, "slot writer");
-    ensure(Number.isInteger(s.column) && s.column >= 0 && s.column <= N, "slot column");
+    ensure(Number.isInteger(s.column) && s.column >= 0 && s.column <= N + 3, "slot column");
     checkSlotValue(s.value);
   }
   for (const c of delta.context) {
     ensure(ACCOUNT_ID.test(c.accountId), "context account id");
     ensure(c.writer !== WEST && c.writer >= 0 && c.writer < N, "context writer");
-    ensure(Number.isInteger(c.column) && c.column >= 0 && c.column <= N, "context column");
+    ensure(Number.isInteger(c.column) && c.column >= 0 && c.column <= N + 3, "context column");
     checkSlotValue(c.value);
   }
   delta.requests.forEach(checkRequest);
@@ -111,6 +111,8 @@ describe("delta codec - round trip", () => {
           requests: batch.requests,
           policies: batch.policies,
           context: [],
+          holds: [],
+          refunds: [],
         });
       }),
     );
@@ -193,7 +195,8 @@ describe("delta codec - refusals", () => {
   });
 
   it("refuses slot columns beyond the layout", () => {
-    for (const column of [N + 1, 2 ** 31, 2 ** 32 - 1]) {
+    // Columns n+1..n+3 (HA, HR, RF) are in the layout since holds.
+    for (const column of [N + 4, 2 ** 31, 2 ** 32 - 1]) {
       expectRejected(decodeDelta(encode({ ...base, slots: [{ ...slot, column }] }), DELTA_CTX), "field", "column");
     }
   });
@@ -296,6 +299,7 @@ describe("delta codec - fuzz", () => {
             outcome: fc.constantFrom(0, 1, 2, 3, 4, 2 ** 32 - 1),
             balance: fc.constantFrom(...EDGE_I64),
             localRights: fc.constantFrom(...EDGE_I64),
+            origin: fc.constantFrom(0, 1, 3, 255),
           }),
           { maxLength: 2 },
         ),
@@ -344,7 +348,7 @@ describe("delta codec - throwing wrapper and outcomes", () => {
     expect([1, 2, 3].map(fromWireOutcome)).to.deep.equal([1, 2, 3]);
     for (const outcome of [0, 4, 255]) {
       expect(fromWireOutcome(outcome)).to.equal(undefined);
-      expect(() => requestFromWire({ requestId: "r", fingerprint: "d|a|1", answeredAtMs: 0n, outcome, balance: 0n, localRights: 0n })).to.throw(
+      expect(() => requestFromWire({ requestId: "r", fingerprint: "d|a|1", answeredAtMs: 0n, outcome, balance: 0n, localRights: 0n, origin: 0 })).to.throw(
         InboundRejectedError,
         `outcome ${outcome}`,
       );

@@ -8,10 +8,18 @@ import {
   debitColumn,
   debited,
   granted,
+  heldColumn,
+  heldOf,
+  lastColumn,
+  legacySlotCount,
   mergeInto,
   netTransfersIn,
+  refundColumn,
+  refunded,
+  releasedColumn,
   rightsOf,
   slotCount,
+  totalHeldOf,
   slotOffset,
   type SlotView,
 } from "../../src/core/escrow-counter";
@@ -63,20 +71,26 @@ function merged(a: readonly bigint[], b: readonly bigint[]): bigint[] {
 }
 
 describe("escrow counter - layout", () => {
-  it("places P[i][j] at i*n + j and D[i] after the n*n matrix", () => {
-    expect(slotCount(3)).to.equal(12);
+  it("places P[i][j] at i*n + j, then the D, HA, HR and RF blocks of n", () => {
+    expect(slotCount(3)).to.equal(21);
+    expect(legacySlotCount(3)).to.equal(12);
     expect(slotOffset(3, 0, 0)).to.equal(0);
     expect(slotOffset(3, 1, 2)).to.equal(5);
     expect(slotOffset(3, 2, 2)).to.equal(8);
     expect(debitColumn(3)).to.equal(3);
     expect(slotOffset(3, 0, debitColumn(3))).to.equal(9);
     expect(slotOffset(3, 2, debitColumn(3))).to.equal(11);
+    // The legacy layout (P and D) is a prefix of the new one.
+    expect(slotOffset(3, 0, heldColumn(3))).to.equal(12);
+    expect(slotOffset(3, 1, releasedColumn(3))).to.equal(16);
+    expect(slotOffset(3, 2, refundColumn(3))).to.equal(20);
+    expect(lastColumn(3)).to.equal(6);
   });
 
   it("gives every (writer, column) pair its own slot", () => {
     for (const n of [1, 2, 3, 5]) {
       const seen = new Set<number>();
-      for (let w = 0; w < n; w++) for (let c = 0; c <= n; c++) seen.add(slotOffset(n, w, c));
+      for (let w = 0; w < n; w++) for (let c = 0; c <= lastColumn(n); c++) seen.add(slotOffset(n, w, c));
       expect(seen.size).to.equal(slotCount(n));
       expect(Math.min(...seen)).to.equal(0);
       expect(Math.max(...seen)).to.equal(slotCount(n) - 1);
@@ -119,15 +133,27 @@ describe("escrow counter - balance and rights", () => {
     expect(rightsOf(view, 1)).to.equal((1n << 53n) + 1n);
   });
 
-  it("keeps Σ rights(i) equal to the balance for any slot vector", () => {
+  it("keeps Σ rights(i) + Σ held(i) equal to the balance for any slot vector", () => {
     fc.assert(
       fc.property(slotVector, base, (values, at) => {
         const view = viewOf(values, at);
         let sum = 0n;
         for (let i = 0; i < N; i++) sum += rightsOf(view, i);
-        expect(sum).to.equal(balanceOf(view));
+        expect(sum + totalHeldOf(view)).to.equal(balanceOf(view));
       }),
     );
+  });
+
+  it("takes held credit out of rights but not out of the balance, and counts refunds as credit", () => {
+    const view = build([[100n, 0n, 0n], [0n, 0n, 0n], [0n, 0n, 0n]], [10n, 0n, 0n]);
+    const at = (column: number, writer: number): number => view.base + slotOffset(N, writer, column);
+    view.slots[at(heldColumn(N), 0)] = 30n;
+    view.slots[at(releasedColumn(N), 0)] = 12n;
+    view.slots[at(refundColumn(N), 0)] = 4n;
+    expect(heldOf(view, 0)).to.equal(18n);
+    expect(refunded(view, 0)).to.equal(4n);
+    expect(balanceOf(view)).to.equal(100n + 4n - 10n);
+    expect(rightsOf(view, 0)).to.equal(100n + 4n - 10n - 18n);
   });
 
   it("reads the account at its base and nothing around it", () => {
@@ -146,10 +172,11 @@ describe("escrow counter - balance and rights", () => {
 
 describe("escrow counter - merge laws", () => {
   it("merges by pointwise max", () => {
-    const a = viewOf([1n, 9n, 0n, 4n, 5n, 6n, 7n, 8n, 9n, 10n, 11n, UINT64_MAX]);
-    const b = viewOf([2n, 3n, 0n, 4n, 1n, 1n, 1n, 1n, 1n, 1n, 1n, 1n]);
+    const tail = (v: bigint): bigint[] => new Array<bigint>(WIDTH - 12).fill(v);
+    const a = viewOf([1n, 9n, 0n, 4n, 5n, 6n, 7n, 8n, 9n, 10n, 11n, UINT64_MAX, ...tail(3n)]);
+    const b = viewOf([2n, 3n, 0n, 4n, 1n, 1n, 1n, 1n, 1n, 1n, 1n, 1n, ...tail(5n)]);
     expect(mergeInto(a, b)).to.equal(true);
-    expect(valuesOf(a)).to.deep.equal([2n, 9n, 0n, 4n, 5n, 6n, 7n, 8n, 9n, 10n, 11n, UINT64_MAX]);
+    expect(valuesOf(a)).to.deep.equal([2n, 9n, 0n, 4n, 5n, 6n, 7n, 8n, 9n, 10n, 11n, UINT64_MAX, ...tail(5n)]);
     expect(mergeInto(a, b)).to.equal(false);
   });
 
@@ -207,6 +234,7 @@ describe("escrow counter - merge laws", () => {
         for (let i = 0; i < N; i++) {
           expect(granted(after, i) >= granted(before, i)).to.equal(true);
           expect(debited(after, i) >= debited(before, i)).to.equal(true);
+          expect(refunded(after, i) >= refunded(before, i)).to.equal(true);
         }
       }),
     );

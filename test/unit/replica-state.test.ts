@@ -51,9 +51,9 @@ describe("replica state - construction and reads", () => {
     expect(b.policyWrite("a")).to.equal(undefined);
     expect(b.rowDigest(0)).to.equal(0n);
     expect(b.contributions("a")).to.deep.equal([
-      { replica: "r0", granted: 0n, debited: 0n, rights: 0n },
-      { replica: "r1", granted: 0n, debited: 0n, rights: 0n },
-      { replica: "r2", granted: 0n, debited: 0n, rights: 0n },
+      { replica: "r0", granted: 0n, debited: 0n, rights: 0n, held: 0n, refunded: 0n },
+      { replica: "r1", granted: 0n, debited: 0n, rights: 0n, held: 0n, refunded: 0n },
+      { replica: "r2", granted: 0n, debited: 0n, rights: 0n, held: 0n, refunded: 0n },
     ]);
   });
 
@@ -71,9 +71,9 @@ describe("replica state - construction and reads", () => {
     b.grant("x", 7n);
     b.debit("x", 3n, false);
     expect(b.contributions("x")).to.deep.equal([
-      { replica: "r0", granted: 10n, debited: 0n, rights: 10n },
-      { replica: "r1", granted: 7n, debited: 3n, rights: 4n },
-      { replica: "r2", granted: 0n, debited: 0n, rights: 0n },
+      { replica: "r0", granted: 10n, debited: 0n, rights: 10n, held: 0n, refunded: 0n },
+      { replica: "r1", granted: 7n, debited: 3n, rights: 4n, held: 0n, refunded: 0n },
+      { replica: "r2", granted: 0n, debited: 0n, rights: 0n, held: 0n, refunded: 0n },
     ]);
     expect([...b.accounts()].map(([id]) => id)).to.deep.equal(["x", "y"]);
     expect(b.accountCount).to.equal(2);

@@ -45,7 +45,8 @@ import {
 } from "./support/codec-fixtures";
 
 const SNAP_CTX: SnapshotContext = { ...CTX, expectedReplica: "west" };
-const WIDTH = N * N + N;
+const WIDTH = N * N + 4 * N;
+const LEGACY_WIDTH = N * N + N;
 
 function header(accounts: number, replicas: readonly string[] = NAMES): SnapshotHeader {
   return {
@@ -60,6 +61,8 @@ function header(accounts: number, replicas: readonly string[] = NAMES): Snapshot
     requests: 0n,
     policies: 0n,
     format: 0,
+    holds: 0n,
+    refunds: 0n,
   };
 }
 
@@ -76,7 +79,7 @@ function westState(ops: ReadonlyArray<{ account: string; amount: bigint; kind: n
 }
 
 function emptyChunk(): SnapshotChunk {
-  return { header: undefined, accounts: [], requests: [], policies: [], trailer: undefined, seal: Buffer.alloc(0) };
+  return { header: undefined, accounts: [], requests: [], policies: [], trailer: undefined, seal: Buffer.alloc(0), holds: [], refunds: [] };
 }
 
 /** Chunks framed as writers before seals wrote them: length prefix, body, nothing else. */
@@ -148,7 +151,7 @@ function checkChunkValue(chunk: SnapshotChunkValue): void {
   if (chunk.header !== undefined) checkHeaderValue(chunk.header);
   for (const account of chunk.accounts) {
     ensure(ACCOUNT_ID.test(account.accountId), "account id");
-    ensure(account.values.length === WIDTH, "counter width");
+    ensure(account.values.length === WIDTH || account.values.length === LEGACY_WIDTH, "counter width");
     account.values.forEach(checkSlotValue);
   }
   chunk.requests.forEach(checkRequest);
@@ -172,6 +175,8 @@ describe("snapshot codec - round trip", () => {
           requests: frozen.requests.size,
           policies: frozen.policies.length,
           format: SNAPSHOT_FORMAT_SEALED,
+          holds: 0,
+          refunds: 0,
         });
         const accounts = chunks.flatMap((c) => c.accounts);
         expect(accounts.map((a) => a.accountId)).to.deep.equal(frozen.ids);
@@ -238,13 +243,13 @@ describe("snapshot codec - refusals", () => {
 
   it("refuses chunks with counters of the wrong width or above int64, and unknown outcomes", () => {
     const body = (chunk: Partial<SnapshotChunk>): Uint8Array =>
-      SnapshotChunk.encode({ header: undefined, accounts: [], requests: [], policies: [], trailer: undefined, seal: Buffer.alloc(0), ...chunk }).finish();
+      SnapshotChunk.encode({ header: undefined, accounts: [], requests: [], policies: [], trailer: undefined, seal: Buffer.alloc(0), holds: [], refunds: [], ...chunk }).finish();
     const values = Array.from({ length: WIDTH }, () => 1n);
     expect(decodeSnapshotChunk(body({ accounts: [{ accountId: "a", values }] }), SNAP_CTX, false).ok).to.equal(true);
     expectRejected(decodeSnapshotChunk(body({ accounts: [{ accountId: "a", values: values.slice(1) }] }), SNAP_CTX, false), "field", "values");
     expectRejected(decodeSnapshotChunk(body({ accounts: [{ accountId: "a", values: values.map(() => INT64_MAX + 1n) }] }), SNAP_CTX, false), "field");
     expectRejected(decodeSnapshotChunk(body({ accounts: [{ accountId: "a b", values }] }), SNAP_CTX, false), "field", "account_id");
-    const request = { requestId: "r", fingerprint: "d|a|1", answeredAtMs: 1n, outcome: 0, balance: 0n, localRights: 0n };
+    const request = { requestId: "r", fingerprint: "d|a|1", answeredAtMs: 1n, outcome: 0, balance: 0n, localRights: 0n, origin: 0 };
     expectRejected(decodeSnapshotChunk(body({ requests: [request] }), SNAP_CTX, false), "field", "outcome");
     const policy = { accountId: "a", mode: 7, overdraftLimit: 0n, lowWaterMark: 0n, writtenAtMs: 1n, logical: 0n, replica: "east" };
     expectRejected(decodeSnapshotChunk(body({ policies: [policy] }), SNAP_CTX, false), "field", "mode");
@@ -367,7 +372,7 @@ describe("snapshot codec - seals, trailer and counts", function () {
     expect(chunks.flatMap((c) => c.accounts)).to.have.length(2_500);
     expect(chunks.flatMap((c) => c.requests)).to.deep.equal(frozen.requests.toArray());
     expect(chunks.flatMap((c) => c.policies)).to.have.length(3);
-    expect(chunks.at(-1)?.trailer).to.deep.equal({ accounts: 2_500, requests: frozen.requests.size, policies: 3, chunks: chunks.length - 1 });
+    expect(chunks.at(-1)?.trailer).to.deep.equal({ accounts: 2_500, requests: frozen.requests.size, policies: 3, chunks: chunks.length - 1, holds: 0, refunds: 0 });
     expect(frames(bytes).length).to.be.greaterThan(6);
   });
 

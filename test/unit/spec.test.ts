@@ -60,9 +60,10 @@ function flatten(view: ItfValue): bigint[] {
   return values;
 }
 
+/** P and D of the account (tally.qnt has no holds or refunds; their slots stay 0 here). */
 function exported(state: ReplicaState): bigint[] {
   const values = state.exportAccount(ACCOUNT);
-  return values.length === 0 ? new Array<bigint>(N * N + N).fill(0n) : values;
+  return values.length === 0 ? new Array<bigint>(N * N + N).fill(0n) : values.slice(0, N * N + N);
 }
 
 interface Durable {

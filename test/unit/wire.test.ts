@@ -131,9 +131,10 @@ describe("wire - views", () => {
       {
         balance: 70n,
         localRights: 20n,
+        held: 7n,
         regions: [
-          { replica: "east", granted: 100n, debited: 30n, rights: 20n, appliedSequence: 12, stalenessMs: 0 },
-          { replica: "west", granted: 0n, debited: 0n, rights: 50n, appliedSequence: 9, stalenessMs: 250 },
+          { replica: "east", granted: 100n, debited: 30n, rights: 20n, appliedSequence: 12, stalenessMs: 0, held: 7n, refunded: 2n },
+          { replica: "west", granted: 0n, debited: 0n, rights: 50n, appliedSequence: 9, stalenessMs: 250, held: 0n, refunded: 0n },
         ],
         policy: { mode: Mode.Overdraft, overdraftLimit: 10n, lowWaterMark: 5n },
         settled: { balance: 60n, settlementId: 3n },
@@ -144,12 +145,13 @@ describe("wire - views", () => {
       balance: 70n,
       localRights: 20n,
       regions: [
-        { region: "east", granted: 100n, debited: 30n, rights: 20n, appliedSequence: 12n, stalenessMs: 0n },
-        { region: "west", granted: 0n, debited: 0n, rights: 50n, appliedSequence: 9n, stalenessMs: 250n },
+        { region: "east", granted: 100n, debited: 30n, rights: 20n, appliedSequence: 12n, stalenessMs: 0n, held: 7n, refunded: 2n },
+        { region: "west", granted: 0n, debited: 0n, rights: 50n, appliedSequence: 9n, stalenessMs: 250n, held: 0n, refunded: 0n },
       ],
       policy: { mode: PolicyMode.POLICY_MODE_OVERDRAFT, overdraftLimit: 10n, lowWaterMark: 5n },
       settledBalance: 60n,
       settlementId: 3n,
+      held: 7n,
     });
   });
 

@@ -285,7 +285,7 @@ describe("write path - debit decision", () => {
     const step = decided(w.debit(debitInput(item("a", 12n, "req-1"), false, 4_242)));
     expect(step.answer).to.deep.equal({ kind: "debit", outcome: DebitOutcome.Approved, balance: 18n, localRights: 18n });
     expect(step.write?.slots).to.deep.equal([{ accountId: "a", writer: 0, column: 3, value: 12n }]);
-    expect(step.write?.requests).to.deep.equal([{ requestId: "req-1", fingerprint: debitFingerprint("a", 12n), answer: step.answer, answeredAtMs: 4_242 }]);
+    expect(step.write?.requests).to.deep.equal([{ requestId: "req-1", fingerprint: debitFingerprint("a", 12n), answer: step.answer, answeredAtMs: 4_242, origin: 0 }]);
     expect(step.overdraftUsed).to.equal(0n);
     expect(step.falseRejection).to.equal(false);
     expect(w.state.recall("req-1", debitFingerprint("a", 12n))).to.deep.equal(step.answer);
@@ -344,7 +344,7 @@ describe("write path - grants", () => {
     const { answer, write } = w.grant({ accountId: "a", amount: 90n, requestId: "g1", time: { stampMs: 7, nowMs: 7 }, spread: false });
     expect(answer).to.deep.equal({ kind: "grant", outcome: DebitOutcome.Approved, balance: 90n, localRights: 90n });
     expect(write.slots).to.deep.equal([{ accountId: "a", writer: 0, column: 0, value: 90n }]);
-    expect(write.requests).to.deep.equal([{ requestId: "g1", fingerprint: grantFingerprint("a", 90n), answer, answeredAtMs: 7 }]);
+    expect(write.requests).to.deep.equal([{ requestId: "g1", fingerprint: grantFingerprint("a", 90n), answer, answeredAtMs: 7, origin: 0 }]);
     expect(w.state.recall("g1", grantFingerprint("a", 90n))).to.deep.equal(answer);
   });
 

@@ -26,6 +26,21 @@ export const protobufPackage = "tally.v1";
 
 export const protobufFileName = "tally/v1/balances.proto";
 
+/** Where a hold stands. */
+export enum HoldState {
+  /** HOLD_STATE_UNSPECIFIED - Never returned. */
+  HOLD_STATE_UNSPECIFIED = 0,
+  /** HOLD_STATE_PENDING - Placed, not resolved: its amount is held (not in rights, still in the balance). */
+  HOLD_STATE_PENDING = 1,
+  /** HOLD_STATE_CAPTURED - Captured: `captured` was debited, the rest released. */
+  HOLD_STATE_CAPTURED = 2,
+  /** HOLD_STATE_VOIDED - Voided: everything released. */
+  HOLD_STATE_VOIDED = 3,
+  /** HOLD_STATE_EXPIRED - Timed out on the holding region's clock: everything released. */
+  HOLD_STATE_EXPIRED = 4,
+  UNRECOGNIZED = -1,
+}
+
 /** Result of a debit decided by the node. */
 export enum DebitOutcome {
   /** DEBIT_OUTCOME_UNSPECIFIED - Never returned. */
@@ -44,6 +59,131 @@ export enum DebitOutcome {
    */
   DEBIT_OUTCOME_APPROVED_WITH_OVERDRAFT = 3,
   UNRECOGNIZED = -1,
+}
+
+/** A request to hold (authorise) credits. */
+export interface HoldRequest {
+  /** Account: 1-128 characters of [A-Za-z0-9._:@/-]. */
+  accountId: string;
+  /** Amount to hold in minor units: 1 to 9223372036854775807. */
+  amount: bigint;
+  /**
+   * Client-chosen id making the call idempotent: 1-128 printable ASCII
+   * characters. A retry with the same id returns the original answer. The hold
+   * id is "<region>:<request_id>".
+   */
+  requestId: string;
+  /** How long the hold stays pending, in milliseconds: 1 to 2592000000 (30 days). */
+  timeoutMs: bigint;
+}
+
+/** The answer to a hold. */
+export interface HoldResponse {
+  /** APPROVED (held) or INSUFFICIENT_CREDIT (nothing held, no hold id). */
+  outcome: DebitOutcome;
+  /** "<region>:<request_id>": names the holding region. Empty when refused. */
+  holdId: string;
+  /** Balance as this region sees it after the decision (held credits are still in it). */
+  balance: bigint;
+  /** This region's rights after the decision (held credits are not in them). */
+  localRights: bigint;
+  /** When the hold times out, on the holding region's clock (ms since the Unix epoch). */
+  expiresAtMs: bigint;
+  /** True when this answer is the stored answer of an earlier call with the same request_id. */
+  replayed: boolean;
+  /** Where the hold stands now (a replayed answer may find it resolved). */
+  state: HoldState;
+}
+
+/** A request to capture a hold. */
+export interface CaptureHoldRequest {
+  /** The hold, as HoldResponse.hold_id. */
+  holdId: string;
+  /** Amount to debit: 1 to the held amount. The rest of the hold is released. */
+  amount: bigint;
+  /** Client-chosen id making the call idempotent: 1-128 printable ASCII characters. */
+  requestId: string;
+  /**
+   * The hold's account, optional: when set it must be the hold's
+   * (INVALID_ARGUMENT naming account_id otherwise). Principals scoped to account prefixes
+   * must set it (their scope is checked on it).
+   */
+  accountId: string;
+}
+
+/** A request to void a hold. */
+export interface VoidHoldRequest {
+  /** The hold, as HoldResponse.hold_id. */
+  holdId: string;
+  /** Client-chosen id making the call idempotent: 1-128 printable ASCII characters. */
+  requestId: string;
+  /** The hold's account, optional, as in CaptureHoldRequest.account_id. */
+  accountId: string;
+}
+
+/** The answer to a capture. */
+export interface CaptureHoldResponse {
+  /** How the hold was resolved. */
+  resolution: HoldResolution | undefined;
+}
+
+/** The answer to a void. */
+export interface VoidHoldResponse {
+  /** How the hold was resolved. */
+  resolution: HoldResolution | undefined;
+}
+
+/** How a hold was resolved. */
+export interface HoldResolution {
+  /** The hold. */
+  holdId: string;
+  /** HOLD_STATE_CAPTURED or HOLD_STATE_VOIDED. */
+  state: HoldState;
+  /** Amount debited by the capture (0 for a void). */
+  captured: bigint;
+  /** Amount given back to this region's rights. */
+  released: bigint;
+  /** Balance as this region sees it after the resolution. */
+  balance: bigint;
+  /** This region's rights after the resolution. */
+  localRights: bigint;
+  /**
+   * True when the hold had already been resolved this way (by this or an
+   * earlier call): nothing changed now.
+   */
+  replayed: boolean;
+}
+
+/** A request to refund (part of) a debit. */
+export interface RefundRequest {
+  /** request_id of the Debit (or CaptureHold) to refund. */
+  debitRequestId: string;
+  /** Amount to give back: 1 to what is left of the debit's amount. */
+  amount: bigint;
+  /** Client-chosen id making the refund idempotent: 1-128 printable ASCII characters. */
+  requestId: string;
+  /**
+   * The debit's account, optional: when set it must be the debit's
+   * (INVALID_ARGUMENT naming account_id otherwise). Principals scoped to account prefixes
+   * must set it (their scope is checked on it).
+   */
+  accountId: string;
+}
+
+/** The answer to a refund. */
+export interface RefundResponse {
+  /** The refunded debit. */
+  debitRequestId: string;
+  /** Sum of every refund of that debit so far, this one included. */
+  refundedTotal: bigint;
+  /** What may still be refunded of that debit. */
+  refundable: bigint;
+  /** Balance as this region sees it after the refund. */
+  balance: bigint;
+  /** This region's rights after the refund. */
+  localRights: bigint;
+  /** True when this answer is the stored answer of an earlier call with the same request_id. */
+  replayed: boolean;
 }
 
 /** A request to spend credits. */
@@ -124,6 +264,11 @@ export interface GetBalanceResponse {
   settledBalance: bigint;
   /** Id of the last settlement that included this account; 0 if none. */
   settlementId: bigint;
+  /**
+   * Credits set aside by open holds, over every region (in `balance`, not in
+   * any region's rights). Expired holds are not counted.
+   */
+  held: bigint;
 }
 
 /** A batch of debits. */
@@ -165,6 +310,898 @@ export interface WatchBalanceResponse {
    */
   coalesced: number;
 }
+
+function createBaseHoldRequest(): HoldRequest {
+  return { accountId: "", amount: 0n, requestId: "", timeoutMs: 0n };
+}
+
+export const HoldRequest: MessageFns<HoldRequest> = {
+  encode(message: HoldRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.amount !== 0n) {
+      if (BigInt.asIntN(64, message.amount) !== message.amount) {
+        throw new globalThis.Error("value provided for field message.amount of type int64 too large");
+      }
+      writer.uint32(16).int64(message.amount);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(26).string(message.requestId);
+    }
+    if (message.timeoutMs !== 0n) {
+      if (BigInt.asUintN(64, message.timeoutMs) !== message.timeoutMs) {
+        throw new globalThis.Error("value provided for field message.timeoutMs of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.timeoutMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HoldRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHoldRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.amount = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.timeoutMs = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<HoldRequest>): HoldRequest {
+    return HoldRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HoldRequest>): HoldRequest {
+    const message = createBaseHoldRequest();
+    message.accountId = object.accountId ?? "";
+    message.amount = (object.amount !== undefined && object.amount !== null) ? BigInt(object.amount) : 0n;
+    message.requestId = object.requestId ?? "";
+    message.timeoutMs = (object.timeoutMs !== undefined && object.timeoutMs !== null) ? BigInt(object.timeoutMs) : 0n;
+    return message;
+  },
+};
+
+function createBaseHoldResponse(): HoldResponse {
+  return { outcome: 0, holdId: "", balance: 0n, localRights: 0n, expiresAtMs: 0n, replayed: false, state: 0 };
+}
+
+export const HoldResponse: MessageFns<HoldResponse> = {
+  encode(message: HoldResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.outcome !== 0) {
+      writer.uint32(8).int32(message.outcome);
+    }
+    if (message.holdId !== "") {
+      writer.uint32(18).string(message.holdId);
+    }
+    if (message.balance !== 0n) {
+      if (BigInt.asIntN(64, message.balance) !== message.balance) {
+        throw new globalThis.Error("value provided for field message.balance of type int64 too large");
+      }
+      writer.uint32(24).int64(message.balance);
+    }
+    if (message.localRights !== 0n) {
+      if (BigInt.asIntN(64, message.localRights) !== message.localRights) {
+        throw new globalThis.Error("value provided for field message.localRights of type int64 too large");
+      }
+      writer.uint32(32).int64(message.localRights);
+    }
+    if (message.expiresAtMs !== 0n) {
+      if (BigInt.asIntN(64, message.expiresAtMs) !== message.expiresAtMs) {
+        throw new globalThis.Error("value provided for field message.expiresAtMs of type int64 too large");
+      }
+      writer.uint32(40).int64(message.expiresAtMs);
+    }
+    if (message.replayed !== false) {
+      writer.uint32(48).bool(message.replayed);
+    }
+    if (message.state !== 0) {
+      writer.uint32(56).int32(message.state);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HoldResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHoldResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.outcome = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.holdId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.balance = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.localRights = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.expiresAtMs = reader.int64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.replayed = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<HoldResponse>): HoldResponse {
+    return HoldResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HoldResponse>): HoldResponse {
+    const message = createBaseHoldResponse();
+    message.outcome = object.outcome ?? 0;
+    message.holdId = object.holdId ?? "";
+    message.balance = (object.balance !== undefined && object.balance !== null) ? BigInt(object.balance) : 0n;
+    message.localRights = (object.localRights !== undefined && object.localRights !== null)
+      ? BigInt(object.localRights)
+      : 0n;
+    message.expiresAtMs = (object.expiresAtMs !== undefined && object.expiresAtMs !== null)
+      ? BigInt(object.expiresAtMs)
+      : 0n;
+    message.replayed = object.replayed ?? false;
+    message.state = object.state ?? 0;
+    return message;
+  },
+};
+
+function createBaseCaptureHoldRequest(): CaptureHoldRequest {
+  return { holdId: "", amount: 0n, requestId: "", accountId: "" };
+}
+
+export const CaptureHoldRequest: MessageFns<CaptureHoldRequest> = {
+  encode(message: CaptureHoldRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.holdId !== "") {
+      writer.uint32(10).string(message.holdId);
+    }
+    if (message.amount !== 0n) {
+      if (BigInt.asIntN(64, message.amount) !== message.amount) {
+        throw new globalThis.Error("value provided for field message.amount of type int64 too large");
+      }
+      writer.uint32(16).int64(message.amount);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(26).string(message.requestId);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(34).string(message.accountId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CaptureHoldRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCaptureHoldRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.holdId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.amount = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<CaptureHoldRequest>): CaptureHoldRequest {
+    return CaptureHoldRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CaptureHoldRequest>): CaptureHoldRequest {
+    const message = createBaseCaptureHoldRequest();
+    message.holdId = object.holdId ?? "";
+    message.amount = (object.amount !== undefined && object.amount !== null) ? BigInt(object.amount) : 0n;
+    message.requestId = object.requestId ?? "";
+    message.accountId = object.accountId ?? "";
+    return message;
+  },
+};
+
+function createBaseVoidHoldRequest(): VoidHoldRequest {
+  return { holdId: "", requestId: "", accountId: "" };
+}
+
+export const VoidHoldRequest: MessageFns<VoidHoldRequest> = {
+  encode(message: VoidHoldRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.holdId !== "") {
+      writer.uint32(10).string(message.holdId);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(18).string(message.requestId);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(26).string(message.accountId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VoidHoldRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVoidHoldRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.holdId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<VoidHoldRequest>): VoidHoldRequest {
+    return VoidHoldRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VoidHoldRequest>): VoidHoldRequest {
+    const message = createBaseVoidHoldRequest();
+    message.holdId = object.holdId ?? "";
+    message.requestId = object.requestId ?? "";
+    message.accountId = object.accountId ?? "";
+    return message;
+  },
+};
+
+function createBaseCaptureHoldResponse(): CaptureHoldResponse {
+  return { resolution: undefined };
+}
+
+export const CaptureHoldResponse: MessageFns<CaptureHoldResponse> = {
+  encode(message: CaptureHoldResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.resolution !== undefined) {
+      HoldResolution.encode(message.resolution, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CaptureHoldResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCaptureHoldResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.resolution = HoldResolution.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<CaptureHoldResponse>): CaptureHoldResponse {
+    return CaptureHoldResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CaptureHoldResponse>): CaptureHoldResponse {
+    const message = createBaseCaptureHoldResponse();
+    message.resolution = (object.resolution !== undefined && object.resolution !== null)
+      ? HoldResolution.fromPartial(object.resolution)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseVoidHoldResponse(): VoidHoldResponse {
+  return { resolution: undefined };
+}
+
+export const VoidHoldResponse: MessageFns<VoidHoldResponse> = {
+  encode(message: VoidHoldResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.resolution !== undefined) {
+      HoldResolution.encode(message.resolution, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VoidHoldResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVoidHoldResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.resolution = HoldResolution.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<VoidHoldResponse>): VoidHoldResponse {
+    return VoidHoldResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VoidHoldResponse>): VoidHoldResponse {
+    const message = createBaseVoidHoldResponse();
+    message.resolution = (object.resolution !== undefined && object.resolution !== null)
+      ? HoldResolution.fromPartial(object.resolution)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseHoldResolution(): HoldResolution {
+  return { holdId: "", state: 0, captured: 0n, released: 0n, balance: 0n, localRights: 0n, replayed: false };
+}
+
+export const HoldResolution: MessageFns<HoldResolution> = {
+  encode(message: HoldResolution, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.holdId !== "") {
+      writer.uint32(10).string(message.holdId);
+    }
+    if (message.state !== 0) {
+      writer.uint32(16).int32(message.state);
+    }
+    if (message.captured !== 0n) {
+      if (BigInt.asIntN(64, message.captured) !== message.captured) {
+        throw new globalThis.Error("value provided for field message.captured of type int64 too large");
+      }
+      writer.uint32(24).int64(message.captured);
+    }
+    if (message.released !== 0n) {
+      if (BigInt.asIntN(64, message.released) !== message.released) {
+        throw new globalThis.Error("value provided for field message.released of type int64 too large");
+      }
+      writer.uint32(32).int64(message.released);
+    }
+    if (message.balance !== 0n) {
+      if (BigInt.asIntN(64, message.balance) !== message.balance) {
+        throw new globalThis.Error("value provided for field message.balance of type int64 too large");
+      }
+      writer.uint32(40).int64(message.balance);
+    }
+    if (message.localRights !== 0n) {
+      if (BigInt.asIntN(64, message.localRights) !== message.localRights) {
+        throw new globalThis.Error("value provided for field message.localRights of type int64 too large");
+      }
+      writer.uint32(48).int64(message.localRights);
+    }
+    if (message.replayed !== false) {
+      writer.uint32(56).bool(message.replayed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HoldResolution {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHoldResolution();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.holdId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.captured = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.released = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.balance = reader.int64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.localRights = reader.int64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.replayed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<HoldResolution>): HoldResolution {
+    return HoldResolution.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HoldResolution>): HoldResolution {
+    const message = createBaseHoldResolution();
+    message.holdId = object.holdId ?? "";
+    message.state = object.state ?? 0;
+    message.captured = (object.captured !== undefined && object.captured !== null) ? BigInt(object.captured) : 0n;
+    message.released = (object.released !== undefined && object.released !== null) ? BigInt(object.released) : 0n;
+    message.balance = (object.balance !== undefined && object.balance !== null) ? BigInt(object.balance) : 0n;
+    message.localRights = (object.localRights !== undefined && object.localRights !== null)
+      ? BigInt(object.localRights)
+      : 0n;
+    message.replayed = object.replayed ?? false;
+    return message;
+  },
+};
+
+function createBaseRefundRequest(): RefundRequest {
+  return { debitRequestId: "", amount: 0n, requestId: "", accountId: "" };
+}
+
+export const RefundRequest: MessageFns<RefundRequest> = {
+  encode(message: RefundRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.debitRequestId !== "") {
+      writer.uint32(10).string(message.debitRequestId);
+    }
+    if (message.amount !== 0n) {
+      if (BigInt.asIntN(64, message.amount) !== message.amount) {
+        throw new globalThis.Error("value provided for field message.amount of type int64 too large");
+      }
+      writer.uint32(16).int64(message.amount);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(26).string(message.requestId);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(34).string(message.accountId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RefundRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRefundRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.debitRequestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.amount = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RefundRequest>): RefundRequest {
+    return RefundRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RefundRequest>): RefundRequest {
+    const message = createBaseRefundRequest();
+    message.debitRequestId = object.debitRequestId ?? "";
+    message.amount = (object.amount !== undefined && object.amount !== null) ? BigInt(object.amount) : 0n;
+    message.requestId = object.requestId ?? "";
+    message.accountId = object.accountId ?? "";
+    return message;
+  },
+};
+
+function createBaseRefundResponse(): RefundResponse {
+  return { debitRequestId: "", refundedTotal: 0n, refundable: 0n, balance: 0n, localRights: 0n, replayed: false };
+}
+
+export const RefundResponse: MessageFns<RefundResponse> = {
+  encode(message: RefundResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.debitRequestId !== "") {
+      writer.uint32(10).string(message.debitRequestId);
+    }
+    if (message.refundedTotal !== 0n) {
+      if (BigInt.asIntN(64, message.refundedTotal) !== message.refundedTotal) {
+        throw new globalThis.Error("value provided for field message.refundedTotal of type int64 too large");
+      }
+      writer.uint32(16).int64(message.refundedTotal);
+    }
+    if (message.refundable !== 0n) {
+      if (BigInt.asIntN(64, message.refundable) !== message.refundable) {
+        throw new globalThis.Error("value provided for field message.refundable of type int64 too large");
+      }
+      writer.uint32(24).int64(message.refundable);
+    }
+    if (message.balance !== 0n) {
+      if (BigInt.asIntN(64, message.balance) !== message.balance) {
+        throw new globalThis.Error("value provided for field message.balance of type int64 too large");
+      }
+      writer.uint32(32).int64(message.balance);
+    }
+    if (message.localRights !== 0n) {
+      if (BigInt.asIntN(64, message.localRights) !== message.localRights) {
+        throw new globalThis.Error("value provided for field message.localRights of type int64 too large");
+      }
+      writer.uint32(40).int64(message.localRights);
+    }
+    if (message.replayed !== false) {
+      writer.uint32(48).bool(message.replayed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RefundResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRefundResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.debitRequestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.refundedTotal = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.refundable = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.balance = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.localRights = reader.int64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.replayed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RefundResponse>): RefundResponse {
+    return RefundResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RefundResponse>): RefundResponse {
+    const message = createBaseRefundResponse();
+    message.debitRequestId = object.debitRequestId ?? "";
+    message.refundedTotal = (object.refundedTotal !== undefined && object.refundedTotal !== null)
+      ? BigInt(object.refundedTotal)
+      : 0n;
+    message.refundable = (object.refundable !== undefined && object.refundable !== null)
+      ? BigInt(object.refundable)
+      : 0n;
+    message.balance = (object.balance !== undefined && object.balance !== null) ? BigInt(object.balance) : 0n;
+    message.localRights = (object.localRights !== undefined && object.localRights !== null)
+      ? BigInt(object.localRights)
+      : 0n;
+    message.replayed = object.replayed ?? false;
+    return message;
+  },
+};
 
 function createBaseDebitRequest(): DebitRequest {
   return { accountId: "", amount: 0n, requestId: "", maxWaitMs: 0 };
@@ -592,6 +1629,7 @@ function createBaseGetBalanceResponse(): GetBalanceResponse {
     policy: undefined,
     settledBalance: 0n,
     settlementId: 0n,
+    held: 0n,
   };
 }
 
@@ -629,6 +1667,12 @@ export const GetBalanceResponse: MessageFns<GetBalanceResponse> = {
         throw new globalThis.Error("value provided for field message.settlementId of type uint64 too large");
       }
       writer.uint32(56).uint64(message.settlementId);
+    }
+    if (message.held !== 0n) {
+      if (BigInt.asIntN(64, message.held) !== message.held) {
+        throw new globalThis.Error("value provided for field message.held of type int64 too large");
+      }
+      writer.uint32(64).int64(message.held);
     }
     return writer;
   },
@@ -702,6 +1746,14 @@ export const GetBalanceResponse: MessageFns<GetBalanceResponse> = {
             message.settlementId = reader.uint64() as bigint;
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.held = reader.int64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -734,6 +1786,7 @@ export const GetBalanceResponse: MessageFns<GetBalanceResponse> = {
     message.settlementId = (object.settlementId !== undefined && object.settlementId !== null)
       ? BigInt(object.settlementId)
       : 0n;
+    message.held = (object.held !== undefined && object.held !== null) ? BigInt(object.held) : 0n;
     return message;
   },
 };
@@ -1129,6 +2182,76 @@ export const BalancesService = {
       Buffer.from(WatchBalanceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchBalanceResponse => WatchBalanceResponse.decode(value),
   },
+  /**
+   * Authorise: set `amount` of this region's rights aside for a later capture
+   * (a pending transfer). Durable before the answer. Insufficient credit is not
+   * an error: the status is OK and `outcome` says
+   * DEBIT_OUTCOME_INSUFFICIENT_CREDIT (no overdraft, no wait for rights).
+   * The hold is decided and later resolved by this region only; its id names
+   * the region. It resolves exactly once: by CaptureHold, VoidHold, or by
+   * timing out `timeout_ms` after it was placed, judged on this region's clock.
+   */
+  hold: {
+    path: "/tally.v1.Balances/Hold" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: HoldRequest): Buffer => Buffer.from(HoldRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): HoldRequest => HoldRequest.decode(value),
+    responseSerialize: (value: HoldResponse): Buffer => Buffer.from(HoldResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HoldResponse => HoldResponse.decode(value),
+  },
+  /**
+   * Capture up to the held amount of a pending hold as a debit; the rest is
+   * released. Additional statuses: NOT_FOUND (no such hold here: never placed,
+   * or resolved longer ago than the request-id window); FAILED_PRECONDITION
+   * when the hold is held by another region (the message names it, trailer
+   * `tally-region`), when it timed out (HOLD_STATE_EXPIRED is recorded; nothing
+   * is debited), or when it was resolved differently before (voided, or
+   * captured with another amount). A capture of a hold already captured with
+   * the same amount answers that capture again with `replayed` set.
+   */
+  captureHold: {
+    path: "/tally.v1.Balances/CaptureHold" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CaptureHoldRequest): Buffer => Buffer.from(CaptureHoldRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CaptureHoldRequest => CaptureHoldRequest.decode(value),
+    responseSerialize: (value: CaptureHoldResponse): Buffer => Buffer.from(CaptureHoldResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CaptureHoldResponse => CaptureHoldResponse.decode(value),
+  },
+  /**
+   * Release a pending hold whole. Statuses as CaptureHold: a hold already
+   * voided answers that void again with `replayed` set; a captured or expired
+   * one is FAILED_PRECONDITION naming its state.
+   */
+  voidHold: {
+    path: "/tally.v1.Balances/VoidHold" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: VoidHoldRequest): Buffer => Buffer.from(VoidHoldRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): VoidHoldRequest => VoidHoldRequest.decode(value),
+    responseSerialize: (value: VoidHoldResponse): Buffer => Buffer.from(VoidHoldResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VoidHoldResponse => VoidHoldResponse.decode(value),
+  },
+  /**
+   * Give back up to what one debit (or capture) took, as credit of this
+   * region. Decided by the region that decided the debit, which keeps the
+   * debit's record for the request-id window (the refund window, 15 minutes by
+   * default). Additional statuses: NOT_FOUND (no record of the debit here:
+   * unknown, or past the refund window); FAILED_PRECONDITION when another
+   * region decided the debit (the message names it, trailer `tally-region`),
+   * when the debit was refused (nothing to refund), or when the refunds of the
+   * debit would exceed its amount (the message says how much is left).
+   */
+  refund: {
+    path: "/tally.v1.Balances/Refund" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RefundRequest): Buffer => Buffer.from(RefundRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RefundRequest => RefundRequest.decode(value),
+    responseSerialize: (value: RefundResponse): Buffer => Buffer.from(RefundResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RefundResponse => RefundResponse.decode(value),
+  },
 } as const;
 
 export interface BalancesServer extends UntypedServiceImplementation {
@@ -1160,6 +2283,44 @@ export interface BalancesServer extends UntypedServiceImplementation {
    * node shuts down.
    */
   watchBalance: handleServerStreamingCall<WatchBalanceRequest, WatchBalanceResponse>;
+  /**
+   * Authorise: set `amount` of this region's rights aside for a later capture
+   * (a pending transfer). Durable before the answer. Insufficient credit is not
+   * an error: the status is OK and `outcome` says
+   * DEBIT_OUTCOME_INSUFFICIENT_CREDIT (no overdraft, no wait for rights).
+   * The hold is decided and later resolved by this region only; its id names
+   * the region. It resolves exactly once: by CaptureHold, VoidHold, or by
+   * timing out `timeout_ms` after it was placed, judged on this region's clock.
+   */
+  hold: handleUnaryCall<HoldRequest, HoldResponse>;
+  /**
+   * Capture up to the held amount of a pending hold as a debit; the rest is
+   * released. Additional statuses: NOT_FOUND (no such hold here: never placed,
+   * or resolved longer ago than the request-id window); FAILED_PRECONDITION
+   * when the hold is held by another region (the message names it, trailer
+   * `tally-region`), when it timed out (HOLD_STATE_EXPIRED is recorded; nothing
+   * is debited), or when it was resolved differently before (voided, or
+   * captured with another amount). A capture of a hold already captured with
+   * the same amount answers that capture again with `replayed` set.
+   */
+  captureHold: handleUnaryCall<CaptureHoldRequest, CaptureHoldResponse>;
+  /**
+   * Release a pending hold whole. Statuses as CaptureHold: a hold already
+   * voided answers that void again with `replayed` set; a captured or expired
+   * one is FAILED_PRECONDITION naming its state.
+   */
+  voidHold: handleUnaryCall<VoidHoldRequest, VoidHoldResponse>;
+  /**
+   * Give back up to what one debit (or capture) took, as credit of this
+   * region. Decided by the region that decided the debit, which keeps the
+   * debit's record for the request-id window (the refund window, 15 minutes by
+   * default). Additional statuses: NOT_FOUND (no record of the debit here:
+   * unknown, or past the refund window); FAILED_PRECONDITION when another
+   * region decided the debit (the message names it, trailer `tally-region`),
+   * when the debit was refused (nothing to refund), or when the refunds of the
+   * debit would exceed its amount (the message says how much is left).
+   */
+  refund: handleUnaryCall<RefundRequest, RefundResponse>;
 }
 
 export interface BalancesClient extends Client {
@@ -1255,6 +2416,97 @@ export interface BalancesClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchBalanceResponse>;
+  /**
+   * Authorise: set `amount` of this region's rights aside for a later capture
+   * (a pending transfer). Durable before the answer. Insufficient credit is not
+   * an error: the status is OK and `outcome` says
+   * DEBIT_OUTCOME_INSUFFICIENT_CREDIT (no overdraft, no wait for rights).
+   * The hold is decided and later resolved by this region only; its id names
+   * the region. It resolves exactly once: by CaptureHold, VoidHold, or by
+   * timing out `timeout_ms` after it was placed, judged on this region's clock.
+   */
+  hold(request: HoldRequest, callback: (error: ServiceError | null, response: HoldResponse) => void): ClientUnaryCall;
+  hold(
+    request: HoldRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: HoldResponse) => void,
+  ): ClientUnaryCall;
+  hold(
+    request: HoldRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: HoldResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Capture up to the held amount of a pending hold as a debit; the rest is
+   * released. Additional statuses: NOT_FOUND (no such hold here: never placed,
+   * or resolved longer ago than the request-id window); FAILED_PRECONDITION
+   * when the hold is held by another region (the message names it, trailer
+   * `tally-region`), when it timed out (HOLD_STATE_EXPIRED is recorded; nothing
+   * is debited), or when it was resolved differently before (voided, or
+   * captured with another amount). A capture of a hold already captured with
+   * the same amount answers that capture again with `replayed` set.
+   */
+  captureHold(
+    request: CaptureHoldRequest,
+    callback: (error: ServiceError | null, response: CaptureHoldResponse) => void,
+  ): ClientUnaryCall;
+  captureHold(
+    request: CaptureHoldRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CaptureHoldResponse) => void,
+  ): ClientUnaryCall;
+  captureHold(
+    request: CaptureHoldRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CaptureHoldResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Release a pending hold whole. Statuses as CaptureHold: a hold already
+   * voided answers that void again with `replayed` set; a captured or expired
+   * one is FAILED_PRECONDITION naming its state.
+   */
+  voidHold(
+    request: VoidHoldRequest,
+    callback: (error: ServiceError | null, response: VoidHoldResponse) => void,
+  ): ClientUnaryCall;
+  voidHold(
+    request: VoidHoldRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: VoidHoldResponse) => void,
+  ): ClientUnaryCall;
+  voidHold(
+    request: VoidHoldRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: VoidHoldResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Give back up to what one debit (or capture) took, as credit of this
+   * region. Decided by the region that decided the debit, which keeps the
+   * debit's record for the request-id window (the refund window, 15 minutes by
+   * default). Additional statuses: NOT_FOUND (no record of the debit here:
+   * unknown, or past the refund window); FAILED_PRECONDITION when another
+   * region decided the debit (the message names it, trailer `tally-region`),
+   * when the debit was refused (nothing to refund), or when the refunds of the
+   * debit would exceed its amount (the message says how much is left).
+   */
+  refund(
+    request: RefundRequest,
+    callback: (error: ServiceError | null, response: RefundResponse) => void,
+  ): ClientUnaryCall;
+  refund(
+    request: RefundRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RefundResponse) => void,
+  ): ClientUnaryCall;
+  refund(
+    request: RefundRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RefundResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const BalancesClient = makeGenericClientConstructor(BalancesService, "tally.v1.Balances") as unknown as {

@@ -65,6 +65,10 @@ export interface RegionContribution {
   appliedSequence: bigint;
   /** Milliseconds since the answering node last heard from this region; 0 for itself. */
   stalenessMs: bigint;
+  /** Credits this region holds for its open holds (not in `rights`; still in the balance). */
+  held: bigint;
+  /** Credits refunded at this region, in minor units (cumulative). */
+  refunded: bigint;
 }
 
 function createBaseAccountPolicy(): AccountPolicy {
@@ -157,7 +161,16 @@ export const AccountPolicy: MessageFns<AccountPolicy> = {
 };
 
 function createBaseRegionContribution(): RegionContribution {
-  return { region: "", granted: 0n, debited: 0n, rights: 0n, appliedSequence: 0n, stalenessMs: 0n };
+  return {
+    region: "",
+    granted: 0n,
+    debited: 0n,
+    rights: 0n,
+    appliedSequence: 0n,
+    stalenessMs: 0n,
+    held: 0n,
+    refunded: 0n,
+  };
 }
 
 export const RegionContribution: MessageFns<RegionContribution> = {
@@ -194,6 +207,18 @@ export const RegionContribution: MessageFns<RegionContribution> = {
         throw new globalThis.Error("value provided for field message.stalenessMs of type uint64 too large");
       }
       writer.uint32(48).uint64(message.stalenessMs);
+    }
+    if (message.held !== 0n) {
+      if (BigInt.asIntN(64, message.held) !== message.held) {
+        throw new globalThis.Error("value provided for field message.held of type int64 too large");
+      }
+      writer.uint32(56).int64(message.held);
+    }
+    if (message.refunded !== 0n) {
+      if (BigInt.asIntN(64, message.refunded) !== message.refunded) {
+        throw new globalThis.Error("value provided for field message.refunded of type int64 too large");
+      }
+      writer.uint32(64).int64(message.refunded);
     }
     return writer;
   },
@@ -259,6 +284,22 @@ export const RegionContribution: MessageFns<RegionContribution> = {
             message.stalenessMs = reader.uint64() as bigint;
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.held = reader.int64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.refunded = reader.int64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -286,6 +327,8 @@ export const RegionContribution: MessageFns<RegionContribution> = {
     message.stalenessMs = (object.stalenessMs !== undefined && object.stalenessMs !== null)
       ? BigInt(object.stalenessMs)
       : 0n;
+    message.held = (object.held !== undefined && object.held !== null) ? BigInt(object.held) : 0n;
+    message.refunded = (object.refunded !== undefined && object.refunded !== null) ? BigInt(object.refunded) : 0n;
     return message;
   },
 };

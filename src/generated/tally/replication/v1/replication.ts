@@ -60,6 +60,49 @@ export interface ReplicaDelta {
    * value here is already durable in its own writer's stream.
    */
   context: ContextSlot[];
+  /**
+   * Holds of the writer placed or resolved in this window, as they stand
+   * after it (absolute: a resolved hold never goes back to pending). Only the
+   * writer itself reads them back, when it recovers.
+   */
+  holds: HoldRecord[];
+  /**
+   * Refund totals of the writer's debits changed in this window (absolute;
+   * only the writer itself reads them back, when it recovers).
+   */
+  refunds: RefundTally[];
+}
+
+/** One hold of the holding region, as it stands. */
+export interface HoldRecord {
+  /** "<region>:<request_id of the Hold call>". */
+  holdId: string;
+  /** Account the hold is on. */
+  accountId: string;
+  /** Amount held, in minor units. */
+  amount: bigint;
+  /** When the hold times out, on the holding region's wall clock (ms since the Unix epoch). */
+  expiresAtMs: bigint;
+  /** 1 pending, 2 captured, 3 voided, 4 expired. */
+  status: number;
+  /** Amount captured (debited); 0 unless captured. */
+  captured: bigint;
+  /** When the hold was placed (holding region's wall clock, ms since the Unix epoch). */
+  createdAtMs: bigint;
+  /** When it was resolved (holding region's wall clock); 0 while pending. */
+  resolvedAtMs: bigint;
+}
+
+/** How much of one debit has been refunded, kept by the debit's region. */
+export interface RefundTally {
+  /** Request id of the refunded debit (or capture). */
+  debitRequestId: string;
+  /** Account the debit was on. */
+  accountId: string;
+  /** Amount the debit took. */
+  debitAmount: bigint;
+  /** Sum of the refunds of this debit so far (at most debit_amount). */
+  refunded: bigint;
 }
 
 /** One slot of another writer's row, carried as context (see ReplicaDelta.context). */
@@ -68,7 +111,10 @@ export interface ContextSlot {
   accountId: string;
   /** Row index of the slot's writer in the cluster's replica list; never the message's writer. */
   writer: number;
-  /** Column: 0..n-1 for P[writer][column], n for D[writer]. */
+  /**
+   * Column: 0..n-1 for P[writer][column], n for D[writer], n+1 HA (held),
+   * n+2 HR (released), n+3 RF (refunded).
+   */
   column: number;
   /** Absolute value. */
   value: bigint;
@@ -78,7 +124,11 @@ export interface ContextSlot {
 export interface SlotValue {
   /** Account id. */
   accountId: string;
-  /** Column: a replica index for P[writer][column], or the replica count for D[writer]. */
+  /**
+   * Column: a replica index for P[writer][column], the replica count n for
+   * D[writer], n+1 for HA[writer] (held), n+2 for HR[writer] (released), n+3
+   * for RF[writer] (refunded).
+   */
   column: number;
   /** Absolute value (monotonic). */
   value: bigint;
@@ -88,7 +138,11 @@ export interface SlotValue {
 export interface RequestRecord {
   /** Client request id. */
   requestId: string;
-  /** The request's parameters ("d|account|amount" or "g|account|amount"). */
+  /**
+   * The request's parameters ("d|account|amount", "g|account|amount",
+   * "h|account|amount|timeout_ms" (hold), "c|account|amount|hold_id" (capture),
+   * "v|hold_id" (void), "r|debit_request_id|amount" (refund)).
+   */
   fingerprint: string;
   /** When answered, milliseconds since the Unix epoch. */
   answeredAtMs: bigint;
@@ -98,6 +152,11 @@ export interface RequestRecord {
   balance: bigint;
   /** The answer: the region's rights after the decision. */
   localRights: bigint;
+  /**
+   * The region that decided the request: its index in the replica list plus
+   * one; 0 when unknown (records written before this field).
+   */
+  origin: number;
 }
 
 /**
@@ -263,7 +322,10 @@ export interface RightsGiftEntry {
 export interface AccountCounter {
   /** Account id. */
   accountId: string;
-  /** n*n + n values. */
+  /**
+   * n*n + 4n values: P row-major, then the D, HA, HR and RF blocks of n
+   * (snapshots written before holds carry n*n + n: P and D only).
+   */
   values: bigint[];
 }
 
@@ -305,6 +367,10 @@ export interface SnapshotHeader {
    * sealed snapshot with a bad seal, a missing trailer or counts that differ.
    */
   format: number;
+  /** Number of hold records in the snapshot. */
+  holds: bigint;
+  /** Number of refund tallies in the snapshot. */
+  refunds: bigint;
 }
 
 export interface SnapshotHeader_AppliedEntry {
@@ -322,6 +388,10 @@ export interface SnapshotTrailer {
   policies: bigint;
   /** Chunks written before this one, the header chunk included. */
   chunks: bigint;
+  /** Hold records written (equal to the header's). */
+  holds: bigint;
+  /** Refund tallies written (equal to the header's). */
+  refunds: bigint;
 }
 
 /** A piece of a snapshot. Chunks are stored length-prefixed (4-byte big endian). */
@@ -347,6 +417,10 @@ export interface SnapshotChunk {
    * a chunk moved, lost or altered breaks the chain.
    */
   seal: Buffer;
+  /** The snapshot writer's holds (pending, and resolved ones still remembered). */
+  holds: HoldRecord[];
+  /** Refund totals of the writer's refundable debits. */
+  refunds: RefundTally[];
 }
 
 /**
@@ -454,6 +528,8 @@ function createBaseReplicaDelta(): ReplicaDelta {
     rowDigest: "",
     cluster: undefined,
     context: [],
+    holds: [],
+    refunds: [],
   };
 }
 
@@ -485,6 +561,12 @@ export const ReplicaDelta: MessageFns<ReplicaDelta> = {
     }
     for (const v of message.context) {
       ContextSlot.encode(v!, writer.uint32(66).fork()).join();
+    }
+    for (const v of message.holds) {
+      HoldRecord.encode(v!, writer.uint32(74).fork()).join();
+    }
+    for (const v of message.refunds) {
+      RefundTally.encode(v!, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -566,6 +648,22 @@ export const ReplicaDelta: MessageFns<ReplicaDelta> = {
             message.context.push(ContextSlot.decode(reader, reader.uint32()));
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.holds.push(HoldRecord.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.refunds.push(RefundTally.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -595,6 +693,276 @@ export const ReplicaDelta: MessageFns<ReplicaDelta> = {
       ? ClusterIdentity.fromPartial(object.cluster)
       : undefined;
     message.context = object.context?.map((e) => ContextSlot.fromPartial(e)) || [];
+    message.holds = object.holds?.map((e) => HoldRecord.fromPartial(e)) || [];
+    message.refunds = object.refunds?.map((e) => RefundTally.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseHoldRecord(): HoldRecord {
+  return {
+    holdId: "",
+    accountId: "",
+    amount: 0n,
+    expiresAtMs: 0n,
+    status: 0,
+    captured: 0n,
+    createdAtMs: 0n,
+    resolvedAtMs: 0n,
+  };
+}
+
+export const HoldRecord: MessageFns<HoldRecord> = {
+  encode(message: HoldRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.holdId !== "") {
+      writer.uint32(10).string(message.holdId);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(18).string(message.accountId);
+    }
+    if (message.amount !== 0n) {
+      if (BigInt.asUintN(64, message.amount) !== message.amount) {
+        throw new globalThis.Error("value provided for field message.amount of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.amount);
+    }
+    if (message.expiresAtMs !== 0n) {
+      if (BigInt.asIntN(64, message.expiresAtMs) !== message.expiresAtMs) {
+        throw new globalThis.Error("value provided for field message.expiresAtMs of type int64 too large");
+      }
+      writer.uint32(32).int64(message.expiresAtMs);
+    }
+    if (message.status !== 0) {
+      writer.uint32(40).uint32(message.status);
+    }
+    if (message.captured !== 0n) {
+      if (BigInt.asUintN(64, message.captured) !== message.captured) {
+        throw new globalThis.Error("value provided for field message.captured of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.captured);
+    }
+    if (message.createdAtMs !== 0n) {
+      if (BigInt.asIntN(64, message.createdAtMs) !== message.createdAtMs) {
+        throw new globalThis.Error("value provided for field message.createdAtMs of type int64 too large");
+      }
+      writer.uint32(56).int64(message.createdAtMs);
+    }
+    if (message.resolvedAtMs !== 0n) {
+      if (BigInt.asIntN(64, message.resolvedAtMs) !== message.resolvedAtMs) {
+        throw new globalThis.Error("value provided for field message.resolvedAtMs of type int64 too large");
+      }
+      writer.uint32(64).int64(message.resolvedAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HoldRecord {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHoldRecord();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.holdId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.amount = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.expiresAtMs = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.status = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.captured = reader.uint64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.createdAtMs = reader.int64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.resolvedAtMs = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<HoldRecord>): HoldRecord {
+    return HoldRecord.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HoldRecord>): HoldRecord {
+    const message = createBaseHoldRecord();
+    message.holdId = object.holdId ?? "";
+    message.accountId = object.accountId ?? "";
+    message.amount = (object.amount !== undefined && object.amount !== null) ? BigInt(object.amount) : 0n;
+    message.expiresAtMs = (object.expiresAtMs !== undefined && object.expiresAtMs !== null)
+      ? BigInt(object.expiresAtMs)
+      : 0n;
+    message.status = object.status ?? 0;
+    message.captured = (object.captured !== undefined && object.captured !== null) ? BigInt(object.captured) : 0n;
+    message.createdAtMs = (object.createdAtMs !== undefined && object.createdAtMs !== null)
+      ? BigInt(object.createdAtMs)
+      : 0n;
+    message.resolvedAtMs = (object.resolvedAtMs !== undefined && object.resolvedAtMs !== null)
+      ? BigInt(object.resolvedAtMs)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseRefundTally(): RefundTally {
+  return { debitRequestId: "", accountId: "", debitAmount: 0n, refunded: 0n };
+}
+
+export const RefundTally: MessageFns<RefundTally> = {
+  encode(message: RefundTally, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.debitRequestId !== "") {
+      writer.uint32(10).string(message.debitRequestId);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(18).string(message.accountId);
+    }
+    if (message.debitAmount !== 0n) {
+      if (BigInt.asUintN(64, message.debitAmount) !== message.debitAmount) {
+        throw new globalThis.Error("value provided for field message.debitAmount of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.debitAmount);
+    }
+    if (message.refunded !== 0n) {
+      if (BigInt.asUintN(64, message.refunded) !== message.refunded) {
+        throw new globalThis.Error("value provided for field message.refunded of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.refunded);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RefundTally {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRefundTally();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.debitRequestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.debitAmount = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.refunded = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RefundTally>): RefundTally {
+    return RefundTally.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RefundTally>): RefundTally {
+    const message = createBaseRefundTally();
+    message.debitRequestId = object.debitRequestId ?? "";
+    message.accountId = object.accountId ?? "";
+    message.debitAmount = (object.debitAmount !== undefined && object.debitAmount !== null)
+      ? BigInt(object.debitAmount)
+      : 0n;
+    message.refunded = (object.refunded !== undefined && object.refunded !== null) ? BigInt(object.refunded) : 0n;
     return message;
   },
 };
@@ -776,7 +1144,7 @@ export const SlotValue: MessageFns<SlotValue> = {
 };
 
 function createBaseRequestRecord(): RequestRecord {
-  return { requestId: "", fingerprint: "", answeredAtMs: 0n, outcome: 0, balance: 0n, localRights: 0n };
+  return { requestId: "", fingerprint: "", answeredAtMs: 0n, outcome: 0, balance: 0n, localRights: 0n, origin: 0 };
 }
 
 export const RequestRecord: MessageFns<RequestRecord> = {
@@ -807,6 +1175,9 @@ export const RequestRecord: MessageFns<RequestRecord> = {
         throw new globalThis.Error("value provided for field message.localRights of type int64 too large");
       }
       writer.uint32(56).int64(message.localRights);
+    }
+    if (message.origin !== 0) {
+      writer.uint32(64).uint32(message.origin);
     }
     return writer;
   },
@@ -872,6 +1243,14 @@ export const RequestRecord: MessageFns<RequestRecord> = {
             message.localRights = reader.int64() as bigint;
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.origin = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -899,6 +1278,7 @@ export const RequestRecord: MessageFns<RequestRecord> = {
     message.localRights = (object.localRights !== undefined && object.localRights !== null)
       ? BigInt(object.localRights)
       : 0n;
+    message.origin = object.origin ?? 0;
     return message;
   },
 };
@@ -1971,6 +2351,8 @@ function createBaseSnapshotHeader(): SnapshotHeader {
     requests: 0n,
     policies: 0n,
     format: 0,
+    holds: 0n,
+    refunds: 0n,
   };
 }
 
@@ -2026,6 +2408,18 @@ export const SnapshotHeader: MessageFns<SnapshotHeader> = {
     }
     if (message.format !== 0) {
       writer.uint32(88).uint32(message.format);
+    }
+    if (message.holds !== 0n) {
+      if (BigInt.asUintN(64, message.holds) !== message.holds) {
+        throw new globalThis.Error("value provided for field message.holds of type uint64 too large");
+      }
+      writer.uint32(96).uint64(message.holds);
+    }
+    if (message.refunds !== 0n) {
+      if (BigInt.asUintN(64, message.refunds) !== message.refunds) {
+        throw new globalThis.Error("value provided for field message.refunds of type uint64 too large");
+      }
+      writer.uint32(104).uint64(message.refunds);
     }
     return writer;
   },
@@ -2134,6 +2528,22 @@ export const SnapshotHeader: MessageFns<SnapshotHeader> = {
             message.format = reader.uint32();
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.holds = reader.uint64() as bigint;
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.refunds = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2176,6 +2586,8 @@ export const SnapshotHeader: MessageFns<SnapshotHeader> = {
     message.requests = (object.requests !== undefined && object.requests !== null) ? BigInt(object.requests) : 0n;
     message.policies = (object.policies !== undefined && object.policies !== null) ? BigInt(object.policies) : 0n;
     message.format = object.format ?? 0;
+    message.holds = (object.holds !== undefined && object.holds !== null) ? BigInt(object.holds) : 0n;
+    message.refunds = (object.refunds !== undefined && object.refunds !== null) ? BigInt(object.refunds) : 0n;
     return message;
   },
 };
@@ -2251,7 +2663,7 @@ export const SnapshotHeader_AppliedEntry: MessageFns<SnapshotHeader_AppliedEntry
 };
 
 function createBaseSnapshotTrailer(): SnapshotTrailer {
-  return { accounts: 0n, requests: 0n, policies: 0n, chunks: 0n };
+  return { accounts: 0n, requests: 0n, policies: 0n, chunks: 0n, holds: 0n, refunds: 0n };
 }
 
 export const SnapshotTrailer: MessageFns<SnapshotTrailer> = {
@@ -2279,6 +2691,18 @@ export const SnapshotTrailer: MessageFns<SnapshotTrailer> = {
         throw new globalThis.Error("value provided for field message.chunks of type uint64 too large");
       }
       writer.uint32(32).uint64(message.chunks);
+    }
+    if (message.holds !== 0n) {
+      if (BigInt.asUintN(64, message.holds) !== message.holds) {
+        throw new globalThis.Error("value provided for field message.holds of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.holds);
+    }
+    if (message.refunds !== 0n) {
+      if (BigInt.asUintN(64, message.refunds) !== message.refunds) {
+        throw new globalThis.Error("value provided for field message.refunds of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.refunds);
     }
     return writer;
   },
@@ -2328,6 +2752,22 @@ export const SnapshotTrailer: MessageFns<SnapshotTrailer> = {
             message.chunks = reader.uint64() as bigint;
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.holds = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.refunds = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2349,12 +2789,23 @@ export const SnapshotTrailer: MessageFns<SnapshotTrailer> = {
     message.requests = (object.requests !== undefined && object.requests !== null) ? BigInt(object.requests) : 0n;
     message.policies = (object.policies !== undefined && object.policies !== null) ? BigInt(object.policies) : 0n;
     message.chunks = (object.chunks !== undefined && object.chunks !== null) ? BigInt(object.chunks) : 0n;
+    message.holds = (object.holds !== undefined && object.holds !== null) ? BigInt(object.holds) : 0n;
+    message.refunds = (object.refunds !== undefined && object.refunds !== null) ? BigInt(object.refunds) : 0n;
     return message;
   },
 };
 
 function createBaseSnapshotChunk(): SnapshotChunk {
-  return { header: undefined, accounts: [], requests: [], policies: [], trailer: undefined, seal: Buffer.alloc(0) };
+  return {
+    header: undefined,
+    accounts: [],
+    requests: [],
+    policies: [],
+    trailer: undefined,
+    seal: Buffer.alloc(0),
+    holds: [],
+    refunds: [],
+  };
 }
 
 export const SnapshotChunk: MessageFns<SnapshotChunk> = {
@@ -2376,6 +2827,12 @@ export const SnapshotChunk: MessageFns<SnapshotChunk> = {
     }
     if (message.seal.length !== 0) {
       writer.uint32(50).bytes(message.seal);
+    }
+    for (const v of message.holds) {
+      HoldRecord.encode(v!, writer.uint32(58).fork()).join();
+    }
+    for (const v of message.refunds) {
+      RefundTally.encode(v!, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -2441,6 +2898,22 @@ export const SnapshotChunk: MessageFns<SnapshotChunk> = {
             message.seal = Buffer.from(reader.bytes());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.holds.push(HoldRecord.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.refunds.push(RefundTally.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2468,6 +2941,8 @@ export const SnapshotChunk: MessageFns<SnapshotChunk> = {
       ? SnapshotTrailer.fromPartial(object.trailer)
       : undefined;
     message.seal = object.seal ?? Buffer.alloc(0);
+    message.holds = object.holds?.map((e) => HoldRecord.fromPartial(e)) || [];
+    message.refunds = object.refunds?.map((e) => RefundTally.fromPartial(e)) || [];
     return message;
   },
 };

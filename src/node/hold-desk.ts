@@ -1,0 +1,263 @@
+// The node's side of holds and refunds: admission (idempotency, as for
+// debits), the pure decisions of core/hold-path, durability before every
+// answer, and the timeout sweep that expires pending holds on this region's
+// clock, writing each expiry through the stream like any other write.
+
+import type { Answer } from "../core/answer";
+import type { DurableWrite } from "../core/durable-write";
+import { InvalidArgumentError, WrongRegionError } from "../core/errors";
+import { HoldStatus, parseHoldId, type HoldRecord } from "../core/hold-book";
+import {
+  captureFingerprint,
+  checkEarlierResolution,
+  debitedBy,
+  holdFingerprint,
+  placeHold,
+  recallHold,
+  refundDebit,
+  refundFingerprint,
+  resolveHold,
+  resolutionRefusal,
+  voidFingerprint,
+  type ResolutionKind,
+} from "../core/hold-path";
+import type { ReplicaState } from "../core/replica-state";
+import type { RequestTime } from "../core/request-log";
+import type { Admission, WritePath } from "../core/write-path";
+import type { TallyMetrics } from "../metrics/tally-metrics";
+import type { Logger } from "./logger";
+
+export interface HoldAnswer {
+  readonly answer: Answer;
+  /** The hold placed (undefined when refused). */
+  readonly record: HoldRecord | undefined;
+  readonly replayed: boolean;
+}
+
+export interface ResolutionAnswer {
+  readonly record: HoldRecord;
+  readonly balance: bigint;
+  readonly localRights: bigint;
+  readonly replayed: boolean;
+}
+
+export interface RefundAnswer {
+  readonly debitRequestId: string;
+  readonly refundedTotal: bigint;
+  readonly refundable: bigint;
+  readonly balance: bigint;
+  readonly localRights: bigint;
+  readonly replayed: boolean;
+}
+
+/** What the desk needs of its node. */
+export interface HoldDeskNode {
+  readonly region: string;
+  readonly state: ReplicaState;
+  readonly writes: WritePath;
+  readonly metrics: TallyMetrics;
+  readonly logger: Logger;
+  readonly requestRetentionMs: number;
+  /** Admits a request (throws when the node does not accept writes). */
+  admit(requestId: string, fingerprint: string): Admission;
+  /** Resolves once `write` is durable. */
+  commit(write: DurableWrite): Promise<number>;
+  /** Resolves once everything committed before is durable. */
+  barrier(): Promise<number>;
+  time(): RequestTime;
+  readonly writable: boolean;
+  notify(accountId: string): void;
+}
+
+export class HoldDesk {
+  private sweeping = false;
+
+  constructor(private readonly node: HoldDeskNode) {}
+
+  async hold(accountId: string, amount: bigint, requestId: string, timeoutMs: number): Promise<HoldAnswer> {
+    const { node } = this;
+    const state = node.state;
+    const admission = node.admit(requestId, holdFingerprint(accountId, amount, timeoutMs));
+    const holdId = `${node.region}:${requestId}`;
+    if (admission.kind === "replay") {
+      await node.barrier();
+      return { answer: admission.answer, record: state.holds.get(holdId), replayed: true };
+    }
+    if (admission.kind === "joined") {
+      const answer = await admission.decision;
+      return { answer, record: state.holds.get(holdId), replayed: true };
+    }
+    try {
+      // The hold outlived the request log's memory of the call: the retry still gets it.
+      const earlier = recallHold(state, { accountId, amount, requestId, timeoutMs });
+      if (earlier !== undefined) {
+        await node.barrier();
+        const answer = currentAnswer(state, accountId);
+        admission.ticket.resolve(answer);
+        return { answer, record: earlier, replayed: true };
+      }
+      const decision = placeHold(state, { accountId, amount, requestId, timeoutMs, time: node.time() });
+      if (decision.write !== undefined) {
+        node.notify(accountId);
+        await node.commit(decision.write);
+        node.metrics.holds.inc({ result: "approved" });
+      } else {
+        node.metrics.holds.inc({ result: "insufficient" });
+      }
+      admission.ticket.resolve(decision.answer);
+      return { answer: decision.answer, record: decision.record, replayed: false };
+    } catch (error) {
+      admission.ticket.reject(error);
+      throw error;
+    }
+  }
+
+  capture(holdId: string, amount: bigint, requestId: string, accountId: string | undefined): Promise<ResolutionAnswer> {
+    return this.resolve(holdId, "capture", amount, requestId, accountId);
+  }
+
+  void(holdId: string, requestId: string, accountId: string | undefined): Promise<ResolutionAnswer> {
+    return this.resolve(holdId, "void", 0n, requestId, accountId);
+  }
+
+  private async resolve(holdId: string, kind: "capture" | "void", amount: bigint, requestId: string, accountId: string | undefined): Promise<ResolutionAnswer> {
+    const { node } = this;
+    const state = node.state;
+    const { region } = parseHoldId(holdId);
+    if (region !== node.region) {
+      throw new WrongRegionError(region, `hold "${holdId}" is held by region "${region}", which alone resolves it`);
+    }
+    const existing = state.holds.get(holdId);
+    if (accountId !== undefined && existing !== undefined && existing.accountId !== accountId) {
+      throw new InvalidArgumentError("account_id", `"${accountId}" is not the account of hold "${holdId}"`);
+    }
+    const fingerprint = kind === "capture" ? captureFingerprint(holdId, amount) : voidFingerprint(holdId);
+    const admission = node.admit(requestId, fingerprint);
+    if (admission.kind === "replay" || admission.kind === "joined") {
+      const answer = admission.kind === "replay" ? admission.answer : await admission.decision;
+      await node.barrier();
+      const record = state.holds.get(holdId) ?? forgottenResolution(holdId, kind, amount);
+      return { record, balance: answer.balance, localRights: answer.localRights, replayed: true };
+    }
+    try {
+      const step = resolveHold(state, { holdId, kind, amount, requestId, time: node.time() });
+      if (step.kind === "already") {
+        const record = checkEarlierResolution(step.record, kind, amount);
+        // What this answer repeats must be durable first (it may be in the commit in flight).
+        await node.barrier();
+        const answer = currentAnswer(state, record.accountId);
+        admission.ticket.resolve(answer);
+        return { record, balance: answer.balance, localRights: answer.localRights, replayed: true };
+      }
+      node.notify(step.record.accountId);
+      await node.commit(step.write);
+      this.counted(step.record);
+      if (step.kind === "expired") {
+        // The expiry is durable; the capture or void itself is refused.
+        throw resolutionRefusal(step.record, kind);
+      }
+      admission.ticket.resolve(step.answer);
+      return { record: step.record, balance: step.answer.balance, localRights: step.answer.localRights, replayed: false };
+    } catch (error) {
+      admission.ticket.reject(error);
+      throw error;
+    }
+  }
+
+  async refund(debitRequestId: string, amount: bigint, requestId: string, accountId: string | undefined): Promise<RefundAnswer> {
+    const { node } = this;
+    const state = node.state;
+    const admission = node.admit(requestId, refundFingerprint(debitRequestId, amount));
+    const tallyOf = (answer: Answer, replayed: boolean): RefundAnswer => {
+      const tally = state.refundTallies.get(debitRequestId);
+      const record = state.requestRecord(debitRequestId);
+      const debited = record === undefined ? undefined : debitedBy(state, record.fingerprint);
+      const refundedTotal = tally?.refunded ?? amount;
+      const debitAmount = tally?.debitAmount ?? debited?.amount ?? refundedTotal;
+      return { debitRequestId, refundedTotal, refundable: debitAmount - refundedTotal, balance: answer.balance, localRights: answer.localRights, replayed };
+    };
+    if (admission.kind === "replay" || admission.kind === "joined") {
+      const answer = admission.kind === "replay" ? admission.answer : await admission.decision;
+      await node.barrier();
+      return tallyOf(answer, true);
+    }
+    try {
+      if (accountId !== undefined) {
+        const record = state.requestRecord(debitRequestId);
+        const debited = record === undefined ? undefined : debitedBy(state, record.fingerprint);
+        if (debited?.accountId !== undefined && debited.accountId !== accountId) {
+          throw new InvalidArgumentError("account_id", `"${accountId}" is not the account of debit "${debitRequestId}"`);
+        }
+      }
+      const decision = refundDebit(state, { debitRequestId, amount, requestId, time: node.time() }, `the request-id window of ${describeMs(node.requestRetentionMs)}`);
+      node.notify(decision.tally.accountId);
+      await node.commit(decision.write);
+      node.metrics.refunds.inc();
+      node.metrics.refundedAmount.inc(Number(amount));
+      admission.ticket.resolve(decision.answer);
+      return tallyOf(decision.answer, false);
+    } catch (error) {
+      admission.ticket.reject(error);
+      throw error;
+    }
+  }
+
+  /**
+   * Expires every pending hold whose timeout passed on this region's clock,
+   * each durable through the stream; forgets resolved holds and refund
+   * tallies past the request-id window. One sweep at a time.
+   */
+  async sweep(): Promise<number> {
+    const { node } = this;
+    if (this.sweeping || !node.writable) return 0;
+    this.sweeping = true;
+    try {
+      const state = node.state;
+      const time = node.time();
+      state.holds.forgetResolved(time.stampMs, node.requestRetentionMs);
+      state.expireRefundTallies();
+      const due = state.holds.due(time.stampMs);
+      const commits: Array<Promise<number>> = [];
+      for (const record of due) {
+        const step = resolveHold(state, { holdId: record.holdId, kind: "timeout" satisfies ResolutionKind, amount: 0n, requestId: undefined, time });
+        if (step.kind === "already") continue;
+        node.notify(step.record.accountId);
+        this.counted(step.record);
+        commits.push(node.commit(step.write));
+      }
+      await Promise.all(commits);
+      return commits.length;
+    } finally {
+      this.sweeping = false;
+      this.node.metrics.holdsOutstanding.set(this.node.state.holds.pending);
+    }
+  }
+
+  private counted(record: HoldRecord): void {
+    const kind = record.status === HoldStatus.Captured ? "captured" : record.status === HoldStatus.Voided ? "voided" : "expired";
+    this.node.metrics.holdResolutions.inc({ kind });
+    this.node.metrics.holdsOutstanding.set(this.node.state.holds.pending);
+  }
+}
+
+function currentAnswer(state: ReplicaState, accountId: string): Answer {
+  return { kind: "debit", outcome: 1, balance: state.balance(accountId), localRights: state.rights(accountId) };
+}
+
+/** A replayed call whose hold record was forgotten since: the resolution its fingerprint names. */
+function forgottenResolution(holdId: string, kind: "capture" | "void", amount: bigint): HoldRecord {
+  return {
+    holdId,
+    accountId: "",
+    amount,
+    expiresAtMs: 0,
+    status: kind === "capture" ? HoldStatus.Captured : HoldStatus.Voided,
+    captured: kind === "capture" ? amount : 0n,
+    createdAtMs: 0,
+    resolvedAtMs: 0,
+  };
+}
+
+function describeMs(ms: number): string {
+  return ms % 60_000 === 0 ? `${ms / 60_000} min` : `${ms / 1000} s`;
+}
