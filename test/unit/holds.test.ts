@@ -421,7 +421,10 @@ describe("holds - durable records survive the stream and the snapshot", () => {
     const pieces: Uint8Array[] = [];
     for await (const piece of encodeSnapshot(frozen, header, { sliceMs: 1_000, duty: 1 })) pieces.push(piece);
     async function* bytes(): AsyncGenerator<Uint8Array> {
-      for (const p of pieces) yield p;
+      for (const p of pieces) {
+        await Promise.resolve();
+        yield p;
+      }
     }
     const recovered = replica("r0");
     const clock = { now: () => 2_000, monotonic: () => 2_000 };
