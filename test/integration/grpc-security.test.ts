@@ -26,6 +26,10 @@ const MATRIX: Readonly<Record<string, readonly Identity[]>> = {
   GetBalance: ["spender", "reader"],
   WatchBalance: ["spender", "reader"],
   Grant: ["granter"],
+  Hold: ["spender"],
+  CaptureHold: ["spender"],
+  VoidHold: ["spender"],
+  Refund: ["granter"],
   GetAccountPolicy: ["operator"],
   SetAccountPolicy: ["operator"],
   TransferAllowance: ["operator"],
@@ -106,6 +110,15 @@ async function callRpc(c: Clients, credentialsOf: ChannelCredentials, address: s
       });
     case "Grant":
       return outcome(unary(b, b.grant, { accountId: account, amount: 5n, requestId }, deadline()));
+    case "Hold":
+      return outcome(unary(b, b.hold, { accountId: account, amount: 1n, requestId, timeoutMs: 60_000n }, deadline()));
+    // Allowed callers reach the node and get NOT_FOUND (no such hold or debit there).
+    case "CaptureHold":
+      return outcome(unary(b, b.captureHold, { holdId: `east:none-${requestId}`, amount: 1n, requestId, accountId: account }, deadline()));
+    case "VoidHold":
+      return outcome(unary(b, b.voidHold, { holdId: `east:none-${requestId}`, requestId, accountId: account }, deadline()));
+    case "Refund":
+      return outcome(unary(b, b.refund, { debitRequestId: `none-${requestId}`, amount: 1n, requestId, accountId: account }, deadline()));
     case "GetAccountPolicy":
       return outcome(unary(a, a.getAccountPolicy, { accountId: account }, deadline()));
     case "SetAccountPolicy":
@@ -246,6 +259,7 @@ describe("grpc security - mTLS, roles and audit on a live node", function () {
     // Nothing a refused call asked for happened: balances, policies, and its request id was never recorded.
     for (const { account, rpc, requestId } of refusedWrites) {
       expect(await balance(account), `${rpc} on ${account}`).to.equal(100n);
+      expect((await unary(admin.balances, admin.balances.getBalance, { accountId: account })).held, `${rpc} on ${account} held credit`).to.equal(0n);
       const policy = await unary(admin.admin, admin.admin.getAccountPolicy, { accountId: account });
       expect(policy.isDefault, `${rpc} on ${account} changed the policy`).to.equal(true);
       if (rpc === "Debit") {
@@ -341,6 +355,34 @@ describe("grpc security - mTLS, roles and audit on a live node", function () {
     expect(denied?.principal).to.equal(localPrincipal("t-granter"));
     expect(denied?.method).to.equal("/tally.v1.Admin/SetAccountPolicy");
     expect(mine.length).to.equal(2);
+  });
+
+  it("grpc security - Refund, CaptureHold and VoidHold leave audit lines naming the hold or debit; Hold does not", async () => {
+    const spender = clients(address, as("t-spender"));
+    const granter = clients(address, as("t-granter"));
+    try {
+      await unary(admin.balances, admin.balances.grant, { accountId: "audit-h", amount: 100n, requestId: "audit-h-fund" });
+      const held = await unary(spender.balances, spender.balances.hold, { accountId: "audit-h", amount: 10n, requestId: "audit-h-hold", timeoutMs: 60_000n });
+      await unary(spender.balances, spender.balances.captureHold, { holdId: held.holdId, amount: 4n, requestId: "audit-h-cap", accountId: "audit-h" });
+      await failure(unary(spender.balances, spender.balances.voidHold, { holdId: held.holdId, requestId: "audit-h-void", accountId: "audit-h" }));
+      await unary(granter.balances, granter.balances.refund, { debitRequestId: "audit-h-cap", amount: 3n, requestId: "audit-h-refund", accountId: "audit-h" });
+    } finally {
+      spender.close();
+      granter.close();
+    }
+    type Line = { principal: string; method: string; account?: string; amount?: string; request_id?: string; subject?: string; outcome: string };
+    const lines = (): Line[] =>
+      readFileSync(files().audit, "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as Line)
+        .filter((l) => l.account === "audit-h");
+    await eventually("the refund's audit line written", async () => Promise.resolve(lines().some((l) => l.method.endsWith("/Refund"))));
+    const by = (method: string): Line | undefined => lines().find((l) => l.method === `/tally.v1.Balances/${method}`);
+    expect(by("CaptureHold")).to.include({ principal: localPrincipal("t-spender"), amount: "4", request_id: "audit-h-cap", subject: "east:audit-h-hold", outcome: "OK" });
+    expect(by("VoidHold")).to.include({ request_id: "audit-h-void", subject: "east:audit-h-hold", outcome: "FAILED_PRECONDITION" });
+    expect(by("Refund")).to.include({ principal: localPrincipal("t-granter"), amount: "3", request_id: "audit-h-refund", subject: "audit-h-cap", outcome: "OK" });
+    expect(by("Hold")).to.equal(undefined);
   });
 
   it("grpc security - a client CA added to the trusted file is accepted without a restart, and refused again once removed", async () => {

@@ -102,4 +102,16 @@ describe("grpc authorization - access table and scope", () => {
     expect(METHOD_ACCESS["/tally.v1.Admin/ListOverspends"]!.accounts({ accountId: "" })).to.equal("every");
     expect(METHOD_ACCESS["/tally.v1.Admin/ListOverspends"]!.accounts({ accountId: "a/1" })).to.deep.equal(["a/1"]);
   });
+
+  it("access - holds go to spender, refunds to granter; capture, void and refund are audited and scoped by their optional account", () => {
+    const access = (method: string) => METHOD_ACCESS[`/tally.v1.Balances/${method}`]!;
+    expect(access("Hold")).to.include({ audited: false }).and.have.property("roles").that.deep.equals(["spender"]);
+    for (const method of ["CaptureHold", "VoidHold"]) expect(access(method)).to.include({ audited: true }).and.have.property("roles").that.deep.equals(["spender"]);
+    expect(access("Refund")).to.include({ audited: true }).and.have.property("roles").that.deep.equals(["granter"]);
+    expect(access("Hold").accounts({ accountId: "t/1" })).to.deep.equal(["t/1"]);
+    for (const method of ["CaptureHold", "VoidHold", "Refund"]) {
+      expect(access(method).accounts({ accountId: "" }), method).to.equal("every");
+      expect(access(method).accounts({ accountId: "t/1" }), method).to.deep.equal(["t/1"]);
+    }
+  });
 });
