@@ -9,7 +9,9 @@ import { refunded, rightsOf } from "../core/escrow-counter";
 import { ReplicaState } from "../core/replica-state";
 import type { ReplicaSet } from "../core/replica-set";
 import type { Policy } from "../core/policy";
-import type { SettlementAccount, SettlementInput } from "../settlement/settlement-input";
+import { HoldStatus } from "../core/hold-book";
+import type { RefundTally } from "../core/refund-tallies";
+import type { SettledHoldState, SettlementAccount, SettlementHold, SettlementInput, SettlementRefund } from "../settlement/settlement-input";
 import type { Logger } from "./logger";
 
 /** Where a cut's snapshots come from: this node, the other regions, the snapshot store. */
@@ -44,11 +46,39 @@ export async function collectCut(node: CutSources, logger: Logger, timeoutMs = 3
   const raise = (region: string, sequence: bigint): void => {
     if (region in cut && sequence > (cut[region] ?? 0n)) cut[region] = sequence;
   };
+  const holds: SettlementHold[] = [];
+  const refunds: SettlementRefund[] = [];
   for (const region of regions) {
+    const origin = node.replicas.indexOf(region);
+    const tallies = new Map<string, RefundTally>();
+    const given: Array<Omit<SettlementRefund, "accountId">> = [];
     const header = await node.readSnapshot(region, (chunk) => {
       for (const account of chunk.accounts) joined.mergeAccount(account.accountId, account.values);
       for (const policy of chunk.policies) joined.applyPolicy(policy.accountId, policy.write);
+      // A region's snapshot holds its own holds and refund tallies only (the decoder checks the hold ids).
+      for (const h of chunk.holds) {
+        holds.push({
+          holdId: h.holdId,
+          region,
+          accountId: h.accountId,
+          amount: h.amount,
+          state: holdState(h.status),
+          captured: h.captured,
+          expiresAtMs: h.expiresAtMs,
+          resolvedAtMs: h.resolvedAtMs,
+        });
+      }
+      for (const t of chunk.refunds) tallies.set(t.debitRequestId, t);
+      for (const r of chunk.requests) {
+        // The refunds this region decided ("r|<debit request id>|<amount>").
+        if (r.origin !== origin || !r.fingerprint.startsWith("r|")) continue;
+        const last = r.fingerprint.lastIndexOf("|");
+        const amount = r.fingerprint.slice(last + 1);
+        if (last < 2 || !/^\d{1,19}$/.test(amount)) continue;
+        given.push({ region, refundRequestId: r.requestId, debitRequestId: r.fingerprint.slice(2, last), amount: BigInt(amount), refundedAtMs: r.answeredAtMs });
+      }
     });
+    for (const g of given) refunds.push({ ...g, accountId: tallies.get(g.debitRequestId)?.accountId });
     if (header === undefined) continue;
     raise(region, BigInt(header.durableSequence));
     for (const [peer, sequence] of Object.entries(header.applied)) raise(peer, BigInt(sequence));
@@ -68,5 +98,18 @@ export async function collectCut(node: CutSources, logger: Logger, timeoutMs = 3
       yield { accountId, granted, debited, mode: joined.policy(accountId).mode, rightsBelowZero };
     }
   }
-  return { replicas: regions, cut, accounts: accounts() };
+  return { replicas: regions, cut, accounts: accounts(), holds, refunds };
+}
+
+function holdState(status: HoldStatus): SettledHoldState {
+  switch (status) {
+    case HoldStatus.Pending:
+      return "PENDING";
+    case HoldStatus.Captured:
+      return "CAPTURED";
+    case HoldStatus.Voided:
+      return "VOIDED";
+    case HoldStatus.Expired:
+      return "EXPIRED";
+  }
 }

@@ -161,4 +161,51 @@ CREATE TRIGGER ledger_append_only INSTEAD OF UPDATE OR DELETE ON ledger
   FOR EACH ROW EXECUTE FUNCTION tally_append_only();
 `,
   },
+  {
+    version: 4,
+    name: "hold_and_refund_ledger",
+    sql: `
+-- Holds and refunds (DESIGN §10), append-only like the rest of the ledger.
+-- Every settlement records the holds outstanding at its cut (state PENDING,
+-- one row per hold and settlement) and each hold's resolution once, at the
+-- first settlement whose cut includes it. Amounts are minor units (uint64);
+-- times are the holding region's clock.
+CREATE TABLE hold_ledger (
+  settlement_id bigint NOT NULL,
+  hold_id       text COLLATE "C" NOT NULL,
+  region        text COLLATE "C" NOT NULL,
+  account_id    text COLLATE "C" NOT NULL,
+  amount        numeric(20,0) NOT NULL CHECK (amount > 0),
+  state         text NOT NULL CHECK (state IN ('PENDING', 'CAPTURED', 'VOIDED', 'EXPIRED')),
+  captured      numeric(20,0) NOT NULL CHECK (captured >= 0 AND captured <= amount),
+  expires_at    timestamptz NOT NULL,
+  resolved_at   timestamptz,
+  CHECK ((state = 'PENDING') = (resolved_at IS NULL)),
+  CONSTRAINT hold_ledger_once UNIQUE (hold_id, settlement_id)
+);
+-- A hold resolves once: its resolution is one row, whichever settlement saw it first.
+CREATE UNIQUE INDEX hold_resolved_once ON hold_ledger (hold_id) WHERE state <> 'PENDING';
+CREATE INDEX hold_ledger_by_account ON hold_ledger (account_id, settlement_id);
+CREATE TRIGGER hold_ledger_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON hold_ledger
+  FOR EACH STATEMENT EXECUTE FUNCTION tally_append_only();
+
+-- Every refund, once (its region and request id), with the debit it refunds.
+-- A refund is also in the settled totals: settled_accounts.granted counts it
+-- as credit of its region (RF[i]), so both totals stay grow-only.
+CREATE TABLE refund_ledger (
+  settlement_id     bigint NOT NULL,
+  region            text COLLATE "C" NOT NULL,
+  refund_request_id text COLLATE "C" NOT NULL,
+  debit_request_id  text COLLATE "C" NOT NULL,
+  -- NULL when the debit's record had already left the region's window
+  account_id        text COLLATE "C",
+  amount            numeric(20,0) NOT NULL CHECK (amount > 0),
+  refunded_at       timestamptz NOT NULL,
+  CONSTRAINT refund_once UNIQUE (region, refund_request_id)
+);
+CREATE INDEX refund_ledger_by_account ON refund_ledger (account_id, settlement_id);
+CREATE TRIGGER refund_ledger_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON refund_ledger
+  FOR EACH STATEMENT EXECUTE FUNCTION tally_append_only();
+`,
+  },
 ];

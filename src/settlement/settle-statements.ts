@@ -174,3 +174,23 @@ INSERT INTO settlements (id, started_at, finished_at, cut, accounts_changed, led
 VALUES ($1::int8, now(), clock_timestamp(), $2::jsonb, $3::int8, $4::int8, $5::numeric, $6::int8)
 RETURNING floor(extract(epoch FROM started_at) * 1000)::int8::text AS started_ms,
           floor(extract(epoch FROM finished_at) * 1000)::int8::text AS finished_ms`;
+
+/**
+ * Holds at the cut: pending ones as outstanding in this settlement, resolved
+ * ones once ever (hold_resolved_once; a later settlement adds nothing).
+ * $1 settlement id, then one array per column.
+ */
+export const INSERT_HOLDS = `
+INSERT INTO hold_ledger (settlement_id, hold_id, region, account_id, amount, state, captured, expires_at, resolved_at)
+SELECT $1::int8, u.h, u.r, u.a, u.am, u.s, u.c, to_timestamp(u.e / 1000.0),
+       CASE WHEN u.s = 'PENDING' THEN NULL ELSE to_timestamp(u.rs / 1000.0) END
+FROM unnest($2::text[], $3::text[], $4::text[], $5::numeric[], $6::text[], $7::numeric[], $8::float8[], $9::float8[])
+  AS u(h, r, a, am, s, c, e, rs)
+ON CONFLICT DO NOTHING`;
+
+/** Refunds at the cut, each once (refund_once). $1 settlement id, then one array per column. */
+export const INSERT_REFUNDS = `
+INSERT INTO refund_ledger (settlement_id, region, refund_request_id, debit_request_id, account_id, amount, refunded_at)
+SELECT $1::int8, u.r, u.q, u.d, u.a, u.am, to_timestamp(u.t / 1000.0)
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[], $7::float8[]) AS u(r, q, d, a, am, t)
+ON CONFLICT DO NOTHING`;

@@ -23,6 +23,32 @@ export interface SettlementAccount {
   readonly rightsBelowZero: readonly boolean[];
 }
 
+export type SettledHoldState = "PENDING" | "CAPTURED" | "VOIDED" | "EXPIRED";
+
+/** A hold as its region's snapshot at the cut holds it: outstanding, or resolved. */
+export interface SettlementHold {
+  readonly holdId: string;
+  readonly region: string;
+  readonly accountId: string;
+  readonly amount: bigint;
+  readonly state: SettledHoldState;
+  readonly captured: bigint;
+  readonly expiresAtMs: number;
+  /** 0 while pending. */
+  readonly resolvedAtMs: number;
+}
+
+/** One refund given by `region`, as its request log remembers it. */
+export interface SettlementRefund {
+  readonly region: string;
+  readonly refundRequestId: string;
+  readonly debitRequestId: string;
+  /** Undefined when the debit's refund tally is no longer kept. */
+  readonly accountId: string | undefined;
+  readonly amount: bigint;
+  readonly refundedAtMs: number;
+}
+
 export interface SettlementInput {
   /** Replica names in index order. */
   readonly replicas: readonly string[];
@@ -30,6 +56,10 @@ export interface SettlementInput {
   readonly cut: Readonly<Record<string, bigint>>;
   /** Each account at most once. May be lazy (a generator) so the input is never held twice. */
   readonly accounts: Iterable<SettlementAccount> | AsyncIterable<SettlementAccount>;
+  /** Every region's holds at the cut (pending ones are recorded as outstanding, resolved ones once). */
+  readonly holds?: readonly SettlementHold[];
+  /** Refunds the regions remember at the cut (each recorded once). */
+  readonly refunds?: readonly SettlementRefund[];
 }
 
 /** Checks the replicas and the cut; returns the cut in replica order. */

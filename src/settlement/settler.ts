@@ -211,6 +211,7 @@ export class Settler {
         }
       }
       const settlement = await this.write(client, input.accounts, replicas, cut);
+      await this.writeHoldsAndRefunds(client, settlement.id.toString(), input);
       // If the connection dies during COMMIT the outcome is unknown; re-running
       // the same cut is safe either way (it is `unchanged` if it committed).
       await client.query("COMMIT");
@@ -265,6 +266,43 @@ export class Settler {
       cut: Object.fromEntries(cut),
       ...totals,
     };
+  }
+
+  /**
+   * Appends the holds outstanding at the cut, every resolution not recorded
+   * yet and every refund not recorded yet, in batches of array parameters,
+   * in the settlement's transaction.
+   */
+  private async writeHoldsAndRefunds(client: PoolClient, settlementId: string, input: SettlementInput): Promise<void> {
+    const size = this.batchAccounts;
+    const holds = input.holds ?? [];
+    for (let start = 0; start < holds.length; start += size) {
+      const part = holds.slice(start, start + size);
+      await client.query(sql.INSERT_HOLDS, [
+        settlementId,
+        part.map((h) => h.holdId),
+        part.map((h) => h.region),
+        part.map((h) => h.accountId),
+        part.map((h) => h.amount.toString()),
+        part.map((h) => h.state),
+        part.map((h) => h.captured.toString()),
+        part.map((h) => h.expiresAtMs),
+        part.map((h) => h.resolvedAtMs),
+      ]);
+    }
+    const refunds = input.refunds ?? [];
+    for (let start = 0; start < refunds.length; start += size) {
+      const part = refunds.slice(start, start + size);
+      await client.query(sql.INSERT_REFUNDS, [
+        settlementId,
+        part.map((r) => r.region),
+        part.map((r) => r.refundRequestId),
+        part.map((r) => r.debitRequestId),
+        part.map((r) => r.accountId ?? null),
+        part.map((r) => r.amount.toString()),
+        part.map((r) => r.refundedAtMs),
+      ]);
+    }
   }
 
   /**

@@ -7,13 +7,17 @@
 import { expect } from "chai";
 import { rmSync } from "node:fs";
 import { status, type ServiceError } from "@grpc/grpc-js";
+import { Client } from "pg";
+import { DEFAULT_POSTGRES } from "../../src/app/config";
 import { runNode, type RunningNode } from "../../src/app/run-node";
+import { postgresSsl } from "../../src/security/postgres-tls";
 import { freePorts } from "../../src/devcluster/free-port";
 import { NodeProcess } from "../../src/devcluster/node-process";
 import { DebitOutcome, HoldState, type HoldResolution } from "../../src/generated/tally/v1/balances";
 import { jsonLogger } from "../../src/node/logger";
 import { clients, failure, testGrpcSecurity, testPki, unary, type Clients } from "../support/grpc-clients";
 import { natsAccess, startStandaloneNats, tempDir, useStandaloneNats } from "../support/nats";
+import { usePostgres } from "../support/postgres";
 
 /** Polls `check` until it holds (never a fixed sleep); throws after `timeoutMs`. */
 async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
@@ -365,6 +369,65 @@ describe("holds - kill -9 in the middle of resolutions and refunds charges nothi
       await node.stop();
       await nats.stop();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("holds - settlement records holds outstanding at the cut, resolutions and refunds (node → Postgres)", function () {
+  this.timeout(120_000);
+  const postgres = usePostgres();
+  const nats = useStandaloneNats();
+
+  it("holds - Settle writes the outstanding hold, the capture, the void and the refund once; a later Settle adds only what changed", async () => {
+    const roles = await postgres().provisionRoles("tally");
+    const running = await runNode({
+      region: "east",
+      regions: ["east"],
+      ...natsAccess(nats(), "east"),
+      grpcAddress: "127.0.0.1:0",
+      grpcSecurity: testGrpcSecurity(),
+      logger: jsonLogger("east", "error"),
+      postgres: { url: roles.settlerUrl, ownerUrl: roles.ownerUrl, readerUrl: roles.readerUrl, caFile: roles.caFile, ...DEFAULT_POSTGRES },
+      config: { snapshotIntervalMs: 0 },
+    });
+    const c = clients(`127.0.0.1:${running.grpcPort}`);
+    const reader = new Client({ connectionString: roles.readerUrl, ssl: postgresSsl(roles.caFile) });
+    reader.on("error", () => undefined);
+    await reader.connect();
+    try {
+      const east = api(c);
+      await east.grant("pg-h", 1_000n, "pg-h-g");
+      const open = await east.hold("pg-h", 100n, "pg-h-open");
+      const cap = await east.hold("pg-h", 200n, "pg-h-cap");
+      const vd = await east.hold("pg-h", 50n, "pg-h-void");
+      await east.capture(cap.holdId, 150n, "pg-h-capture");
+      await east.void(vd.holdId, "pg-h-voiding");
+      await east.debit("pg-h", 30n, "pg-h-debit");
+      await east.refund("pg-h-debit", 10n, "pg-h-refund");
+      const first = await unary(c.admin, c.admin.settle, {});
+      await east.capture(open.holdId, 100n, "pg-h-capture-open");
+      const second = await unary(c.admin, c.admin.settle, {});
+      const holds = await reader.query<{ s: string; hold_id: string; state: string; captured: string }>(
+        "SELECT settlement_id::text AS s, hold_id, state, captured::text FROM hold_ledger WHERE account_id = 'pg-h' ORDER BY settlement_id, hold_id",
+      );
+      const [s1, s2] = [String(first.settlement?.id), String(second.settlement?.id)];
+      expect(holds.rows).to.deep.equal([
+        { s: s1, hold_id: "east:pg-h-cap", state: "CAPTURED", captured: "150" },
+        { s: s1, hold_id: "east:pg-h-open", state: "PENDING", captured: "0" },
+        { s: s1, hold_id: "east:pg-h-void", state: "VOIDED", captured: "0" },
+        { s: s2, hold_id: "east:pg-h-open", state: "CAPTURED", captured: "100" },
+      ]);
+      const refunds = await reader.query<{ refund_request_id: string; debit_request_id: string; amount: string; account_id: string }>(
+        "SELECT refund_request_id, debit_request_id, amount::text, account_id FROM refund_ledger",
+      );
+      expect(refunds.rows).to.deep.equal([{ refund_request_id: "pg-h-refund", debit_request_id: "pg-h-debit", amount: "10", account_id: "pg-h" }]);
+      // The settled totals count the refund as credit: granted 1,010, debited 150 + 30 + 100.
+      const totals = await reader.query<{ granted: string; debited: string }>("SELECT granted::text, debited::text FROM account_totals WHERE account_id = 'pg-h'");
+      expect(totals.rows).to.deep.equal([{ granted: "1010", debited: "280" }]);
+    } finally {
+      await reader.end();
+      c.close();
+      await running.stop();
     }
   });
 });

@@ -115,14 +115,28 @@ describe("postgres roles - owner migrates, settler appends, reader reads, all ov
       "SELECT tgname, tgenabled FROM pg_trigger WHERE tgname LIKE '%append_only' ORDER BY tgname",
     );
     expect(rows).to.deep.equal(
-      ["account_ledger_append_only", "ledger_append_only", "overspends_append_only", "settlements_append_only"].map((tgname) => ({ tgname, tgenabled: "O" })),
+      [
+        "account_ledger_append_only",
+        "hold_ledger_append_only",
+        "ledger_append_only",
+        "overspends_append_only",
+        "refund_ledger_append_only",
+        "settlements_append_only",
+      ].map((tgname) => ({ tgname, tgenabled: "O" })),
     );
     expect(await ledgerCounts()).to.equal(before);
   });
 
-  it("postgres roles - the settler cannot UPDATE, DELETE or TRUNCATE the ledger, settlements or overspends", async () => {
+  it("postgres roles - the settler cannot UPDATE, DELETE or TRUNCATE the ledger, settlements, overspends, holds or refunds", async () => {
     const before = await ledgerCounts();
-    const aColumn = { account_ledger: "balance_after", settlements: "ledger_entries", overspends: "amount", settled_replicas: "position" };
+    const aColumn = {
+      account_ledger: "balance_after",
+      settlements: "ledger_entries",
+      overspends: "amount",
+      settled_replicas: "position",
+      hold_ledger: "amount",
+      refund_ledger: "amount",
+    };
     for (const [table, column] of Object.entries(aColumn)) {
       for (const sql of [`UPDATE ${table} SET ${column} = ${column}`, `DELETE FROM ${table}`, `TRUNCATE ${table}`]) {
         const error = await sqlError(settler, sql);

@@ -23,6 +23,7 @@ import {
   type SettlementMetrics,
 } from "../../src/settlement";
 import { usePostgres } from "../support/postgres";
+import type { SettlementHold, SettlementRefund } from "../../src/settlement/settlement-input";
 
 const REPLICAS = ["ap", "eu", "us"];
 const BIG = 1n << 60n; // well beyond 2^53
@@ -270,6 +271,60 @@ describe("settlement", function () {
     const { overspends } = await settler.listOverspends({ accountId: "s" });
     expect(overspends.map((o) => [o.amount, o.mode, o.replicas])).to.deep.equal([[1n, MODE_STRICT, ["ap", "us"]]]);
     expect(metrics.violations).to.equal(1);
+  });
+
+  it("settlement - holds outstanding at each cut, every resolution once and every refund once go to the append-only ledger", async () => {
+    const { pool } = await freshDatabase();
+    const settler = new Settler({ pool });
+    const hold = (holdId: string, state: SettlementHold["state"], captured = 0n): SettlementHold => ({
+      holdId,
+      region: "ap",
+      accountId: "h-acct",
+      amount: 100n,
+      state,
+      captured,
+      expiresAtMs: 1_700_000_060_000,
+      resolvedAtMs: state === "PENDING" ? 0 : 1_700_000_030_000,
+    });
+    const refund: SettlementRefund = {
+      region: "ap",
+      refundRequestId: "rf-1",
+      debitRequestId: "d-1",
+      accountId: "h-acct",
+      amount: 7n,
+      refundedAtMs: 1_700_000_040_000,
+    };
+    const first = await settler.settle({
+      ...input(1n, [acct("h-acct", [1_000n, 0n, 0n], [40n, 0n, 0n])]),
+      holds: [hold("ap:h1", "PENDING"), hold("ap:h2", "CAPTURED", 40n)],
+      refunds: [refund],
+    });
+    const second = await settler.settle({
+      ...input(2n, [acct("h-acct", [1_007n, 0n, 0n], [40n, 0n, 0n])]),
+      holds: [hold("ap:h1", "VOIDED"), hold("ap:h2", "CAPTURED", 40n), hold("ap:h3", "PENDING")],
+      refunds: [refund, { ...refund, refundRequestId: "rf-2", amount: 3n, accountId: undefined }],
+    });
+    const ids = [first.settlement?.id, second.settlement?.id];
+    const holds = await pool.query<{ settlement_id: string; hold_id: string; state: string; captured: string; resolved: boolean }>(
+      "SELECT settlement_id::text, hold_id, state, captured::text, resolved_at IS NOT NULL AS resolved FROM hold_ledger ORDER BY settlement_id, hold_id",
+    );
+    expect(holds.rows).to.deep.equal([
+      { settlement_id: String(ids[0]), hold_id: "ap:h1", state: "PENDING", captured: "0", resolved: false },
+      { settlement_id: String(ids[0]), hold_id: "ap:h2", state: "CAPTURED", captured: "40", resolved: true },
+      { settlement_id: String(ids[1]), hold_id: "ap:h1", state: "VOIDED", captured: "0", resolved: true },
+      { settlement_id: String(ids[1]), hold_id: "ap:h3", state: "PENDING", captured: "0", resolved: false },
+    ]);
+    const refunds = await pool.query<{ settlement_id: string; refund_request_id: string; amount: string; account_id: string | null }>(
+      "SELECT settlement_id::text, refund_request_id, amount::text, account_id FROM refund_ledger ORDER BY refund_request_id",
+    );
+    expect(refunds.rows).to.deep.equal([
+      { settlement_id: String(ids[0]), refund_request_id: "rf-1", amount: "7", account_id: "h-acct" },
+      { settlement_id: String(ids[1]), refund_request_id: "rf-2", amount: "3", account_id: null },
+    ]);
+    for (const statement of ["UPDATE hold_ledger SET amount = 1", "DELETE FROM hold_ledger", "TRUNCATE refund_ledger", "UPDATE refund_ledger SET amount = 1"]) {
+      const err = await rejection(pool.query(statement));
+      expect((err as { code?: string }).code, statement).to.equal("23001");
+    }
   });
 
   it("settlement - ledger, overspends and settlements cannot be updated, deleted or truncated", async () => {
