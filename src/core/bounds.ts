@@ -29,6 +29,19 @@
 // Q transferred to each peer (≈ 3.07 × 10^18 at n = 3), far above any real
 // account; a write past it is refused with BoundExceededError, never wrapped.
 //
+// Holds and refunds add three grow-only slots per row, each capped at Q too:
+// HA[i] (held), HR[i] (released), RF[i] (refunded). Every legitimate row keeps
+// HR[i] ≤ HA[i] (only what was held is released) and RF[i] ≤ D[i] (a refund
+// gives back at most what its debit took), so held(i) = HA − HR and the net
+// debits D − RF both lie in [0, Q], and the balance Σ (P[i][i] + RF[i] − D[i])
+// stays in [−n·Q, n·Q]. rights(i) additionally subtracts held(i): for every
+// state a legitimate writer produces it stays ≥ −overdraft limit ≥ −Q (a
+// region writes only while its rights stay above that, and other rows only add
+// to it). A forged row breaking those pair rules (HR > HA, RF > D) is bounded
+// per slot only; merge cannot refuse it slot by slot without refusing a
+// legitimate message whose slots arrive in another order, so that case is
+// out of the per-slot argument.
+//
 // The overdraft limit is capped at Q as well: no region can debit more than Q in
 // total, so a larger limit could never be used, and the total exposure Σ limits
 // (the bound on overspend) then fits in int64 too.

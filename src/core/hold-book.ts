@@ -71,9 +71,18 @@ export function isHoldStatus(value: number): value is HoldStatus {
   return HOLD_STATUSES.has(value);
 }
 
+/**
+ * Pending holds by deadline (a binary min-heap of [expiresAtMs, holdId]) and
+ * resolved holds in the order they resolved, so the timeout sweep and the
+ * forgetting of old resolutions look only at what is due, not at every hold.
+ * Entries of holds resolved or forgotten since are skipped when reached.
+ */
 export class HoldBook {
   private readonly records = new Map<string, HoldRecord>();
   private pendingCount = 0;
+  private readonly deadlines: Array<readonly [number, string]> = [];
+  private resolvedOrder: string[] = [];
+  private resolvedHead = 0;
 
   get size(): number {
     return this.records.size;
@@ -96,41 +105,54 @@ export class HoldBook {
     const current = this.records.get(record.holdId);
     if (current !== undefined && current.status !== HoldStatus.Pending) return false;
     if (current !== undefined && record.status === HoldStatus.Pending) return false;
-    if (current === undefined && record.status === HoldStatus.Pending) this.pendingCount++;
-    if (current !== undefined && record.status !== HoldStatus.Pending) this.pendingCount--;
     this.records.set(record.holdId, record);
+    if (record.status === HoldStatus.Pending) {
+      this.pendingCount++;
+      this.pushDeadline(record.expiresAtMs, record.holdId);
+    } else {
+      if (current !== undefined) this.pendingCount--;
+      this.resolvedOrder.push(record.holdId);
+    }
     return true;
   }
 
-  /** Pending holds whose timeout passed by `wallNowMs`, oldest deadline first. */
+  /** Pending holds whose timeout passed by `wallNowMs`, earliest deadline first (at most `limit`). */
   due(wallNowMs: number, limit = 1_000): HoldRecord[] {
     const out: HoldRecord[] = [];
-    if (this.pendingCount === 0) return out;
-    for (const record of this.records.values()) {
-      if (record.status === HoldStatus.Pending && record.expiresAtMs <= wallNowMs) out.push(record);
+    const seen = new Set<string>();
+    while (out.length < limit && this.deadlines.length > 0 && this.deadlines[0]![0] <= wallNowMs) {
+      const [, holdId] = this.popDeadline();
+      const record = this.records.get(holdId);
+      if (record === undefined || record.status !== HoldStatus.Pending || seen.has(holdId)) continue;
+      seen.add(holdId);
+      out.push(record);
     }
-    out.sort((a, b) => a.expiresAtMs - b.expiresAtMs);
-    return out.slice(0, limit);
-  }
-
-  /** Every open hold's amount, summed (what this region holds). */
-  heldTotal(): bigint {
-    let total = 0n;
-    for (const record of this.records.values()) if (record.status === HoldStatus.Pending) total += record.amount;
-    return total;
+    // Still pending until the caller resolves them: keep them on the heap.
+    for (const record of out) this.pushDeadline(record.expiresAtMs, record.holdId);
+    return out;
   }
 
   /**
-   * Forgets holds resolved before `wallNowMs − retentionMs`. Pending holds are
-   * never forgotten (their amount is held until they resolve).
+   * Forgets holds resolved before `wallNowMs − retentionMs`, oldest
+   * resolution first. Pending holds are never forgotten (their amount is held
+   * until they resolve).
    */
   forgetResolved(wallNowMs: number, retentionMs: number): number {
     let forgotten = 0;
-    for (const [holdId, record] of this.records) {
-      if (record.status !== HoldStatus.Pending && record.resolvedAtMs + retentionMs < wallNowMs) {
+    while (this.resolvedHead < this.resolvedOrder.length) {
+      const holdId = this.resolvedOrder[this.resolvedHead]!;
+      const record = this.records.get(holdId);
+      if (record !== undefined && record.status !== HoldStatus.Pending) {
+        // Resolutions arrive in about clock order: stop at the first one still kept.
+        if (record.resolvedAtMs + retentionMs >= wallNowMs) break;
         this.records.delete(holdId);
         forgotten++;
       }
+      this.resolvedHead++;
+    }
+    if (this.resolvedHead > 1_024 && this.resolvedHead * 2 > this.resolvedOrder.length) {
+      this.resolvedOrder = this.resolvedOrder.slice(this.resolvedHead);
+      this.resolvedHead = 0;
     }
     return forgotten;
   }
@@ -138,5 +160,38 @@ export class HoldBook {
   /** Every record, for a snapshot (a copy: the snapshot is taken at one instant). */
   entries(): HoldRecord[] {
     return [...this.records.values()];
+  }
+
+  private pushDeadline(expiresAtMs: number, holdId: string): void {
+    const heap = this.deadlines;
+    heap.push([expiresAtMs, holdId]);
+    let k = heap.length - 1;
+    while (k > 0) {
+      const parent = (k - 1) >> 1;
+      if (heap[parent]![0] <= heap[k]![0]) break;
+      [heap[parent], heap[k]] = [heap[k]!, heap[parent]!];
+      k = parent;
+    }
+  }
+
+  private popDeadline(): readonly [number, string] {
+    const heap = this.deadlines;
+    const top = heap[0]!;
+    const last = heap.pop()!;
+    if (heap.length > 0) {
+      heap[0] = last;
+      let k = 0;
+      for (;;) {
+        const left = 2 * k + 1;
+        const right = left + 1;
+        let least = k;
+        if (left < heap.length && heap[left]![0] < heap[least]![0]) least = left;
+        if (right < heap.length && heap[right]![0] < heap[least]![0]) least = right;
+        if (least === k) break;
+        [heap[least], heap[k]] = [heap[k]!, heap[least]!];
+        k = least;
+      }
+    }
+    return top;
   }
 }

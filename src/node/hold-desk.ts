@@ -142,9 +142,9 @@ export class HoldDesk {
     try {
       const step = resolveHold(state, { holdId, kind, amount, requestId, time: node.time() });
       if (step.kind === "already") {
-        const record = checkEarlierResolution(step.record, kind, amount);
-        // What this answer repeats must be durable first (it may be in the commit in flight).
+        // What this answer repeats (or refuses on) must be durable first: it may be in the commit in flight.
         await node.barrier();
+        const record = checkEarlierResolution(step.record, kind, amount);
         const answer = currentAnswer(state, record.accountId);
         admission.ticket.resolve(answer);
         return { record, balance: answer.balance, localRights: answer.localRights, replayed: true };

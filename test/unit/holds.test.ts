@@ -19,7 +19,7 @@ import {
   RequestConflictError,
   WrongRegionError,
 } from "../../src/core/errors";
-import { HoldStatus, parseHoldId, type HoldRecord } from "../../src/core/hold-book";
+import { HoldBook, HoldStatus, parseHoldId, type HoldRecord } from "../../src/core/hold-book";
 import { checkEarlierResolution, placeHold, recallHold, refundDebit, resolveHold } from "../../src/core/hold-path";
 import { mergeChanges } from "../../src/core/merge-changes";
 import { ReplicaSet } from "../../src/core/replica-set";
@@ -285,6 +285,50 @@ describe("holds - decisions", () => {
     expect(recallHold(r0, { accountId: ACCOUNT, amount: 30n, requestId: "h1", timeoutMs: 100 })?.holdId).to.equal("r0:h1");
     expect(() => recallHold(r0, { accountId: ACCOUNT, amount: 31n, requestId: "h1", timeoutMs: 100 })).to.throw(RequestConflictError);
     expect(recallHold(r0, { accountId: ACCOUNT, amount: 30n, requestId: "h2", timeoutMs: 100 })).to.equal(undefined);
+  });
+});
+
+describe("holds - the book", () => {
+  const record = (holdId: string, expiresAtMs: number, status = HoldStatus.Pending, resolvedAtMs = 0): HoldRecord => ({
+    holdId,
+    accountId: ACCOUNT,
+    amount: 1n,
+    expiresAtMs,
+    status,
+    captured: 0n,
+    createdAtMs: 0,
+    resolvedAtMs,
+  });
+
+  it("due lists pending holds past their deadline, earliest first, and only while they are pending", () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 1_000 }), { maxLength: 60 }), fc.integer({ min: 0, max: 1_000 }), (deadlines, now) => {
+        const book = new HoldBook();
+        deadlines.forEach((d, k) => book.put(record(`r0:h${k}`, d)));
+        const due = book.due(now, 10_000);
+        const expected = deadlines.map((d, k) => [d, k] as const).filter(([d]) => d <= now);
+        expect(due.map((h) => h.expiresAtMs)).to.deep.equal(expected.map(([d]) => d).sort((a, b) => a - b));
+        // Resolving them empties what is due; the others stay pending.
+        for (const h of due) book.put({ ...h, status: HoldStatus.Expired, resolvedAtMs: now });
+        expect(book.due(now, 10_000)).to.deep.equal([]);
+        expect(book.pending).to.equal(deadlines.length - due.length);
+      }),
+    );
+  });
+
+  it("a resolution is final, and resolved holds are forgotten after the window, pending ones never", () => {
+    const book = new HoldBook();
+    book.put(record("r0:a", 10));
+    book.put(record("r0:b", 10));
+    expect(book.put(record("r0:a", 99))).to.equal(false);
+    expect(book.put({ ...record("r0:a", 10), status: HoldStatus.Voided, resolvedAtMs: 100 })).to.equal(true);
+    expect(book.put({ ...record("r0:a", 10), status: HoldStatus.Expired, resolvedAtMs: 101 })).to.equal(false);
+    expect(book.get("r0:a")?.status).to.equal(HoldStatus.Voided);
+    expect(book.forgetResolved(150, 100)).to.equal(0);
+    expect(book.forgetResolved(201, 100)).to.equal(1);
+    expect(book.forgetResolved(1_000_000, 100)).to.equal(0);
+    expect(book.get("r0:b")?.status).to.equal(HoldStatus.Pending);
+    expect(book.pending).to.equal(1);
   });
 });
 
