@@ -65,8 +65,14 @@ export interface HoldDeskNode {
   /** Resolves once everything committed before is durable. */
   barrier(): Promise<number>;
   time(): RequestTime;
+  /** Local monotonic time (waits). */
+  monotonic(): number;
   readonly writable: boolean;
   notify(accountId: string): void;
+  /** One round of asking other regions for rights (the rights broker), until covered or `deadlineMs` (monotonic). */
+  acquireRights(accountId: string, deficit: bigint, deadlineMs: number): Promise<void>;
+  /** Demand seen here: an approved hold (rights flow to where they are set aside) or a shortfall. */
+  demand(accountId: string, amount: bigint, approved: boolean): void;
 }
 
 export class HoldDesk {
@@ -74,7 +80,7 @@ export class HoldDesk {
 
   constructor(private readonly node: HoldDeskNode) {}
 
-  async hold(accountId: string, amount: bigint, requestId: string, timeoutMs: number): Promise<HoldAnswer> {
+  async hold(accountId: string, amount: bigint, requestId: string, timeoutMs: number, maxWaitMs = 0): Promise<HoldAnswer> {
     const { node } = this;
     const state = node.state;
     const admission = node.admit(requestId, holdFingerprint(accountId, amount, timeoutMs));
@@ -96,7 +102,9 @@ export class HoldDesk {
         admission.ticket.resolve(answer);
         return { answer, record: earlier, replayed: true };
       }
+      if (maxWaitMs > 0 && state.rights(accountId) < amount) await this.waitForRights(accountId, amount, maxWaitMs);
       const decision = placeHold(state, { accountId, amount, requestId, timeoutMs, time: node.time() });
+      node.demand(accountId, amount, decision.write !== undefined);
       if (decision.write !== undefined) {
         node.notify(accountId);
         await node.commit(decision.write);
@@ -109,6 +117,24 @@ export class HoldDesk {
     } catch (error) {
       admission.ticket.reject(error);
       throw error;
+    }
+  }
+
+  /**
+   * Asks other regions for rights until this region's cover `amount` or the
+   * wait ends; gives up at once when nothing arrives and the balance known
+   * here cannot cover it (as a debit's wait does).
+   */
+  private async waitForRights(accountId: string, amount: bigint, maxWaitMs: number): Promise<void> {
+    const { node } = this;
+    const state = node.state;
+    const deadline = node.monotonic() + maxWaitMs;
+    while (state.rights(accountId) < amount && node.monotonic() < deadline && node.writable) {
+      const before = state.rights(accountId);
+      await node.acquireRights(accountId, amount - before, deadline);
+      if (state.rights(accountId) > before) continue;
+      if (state.balance(accountId) < amount) return;
+      await new Promise((r) => setTimeout(r, Math.max(0, Math.min(5, deadline - node.monotonic()))));
     }
   }
 

@@ -96,10 +96,16 @@ export class TallyNode {
       commit: (write) => this.durable().commit(write),
       barrier: () => this.durable().barrier(),
       time: () => this.time(),
+      monotonic: () => this.monotonic(),
       get writable() {
         return isWritable();
       },
       notify: (accountId) => this.watches.notify(accountId),
+      acquireRights: (accountId, deficit, deadlineMs) => this.rights.acquire(accountId, deficit, deadlineMs),
+      demand: (accountId, amount, approved) => {
+        if (approved) this.rights.afterLocalDebit(accountId, amount, this.monotonic());
+        else this.rights.afterShortfall(accountId, amount);
+      },
     });
   }
 

@@ -161,7 +161,8 @@ export function balancesService(node: TallyNode): BalancesServer {
         fail(callback, error);
         return;
       }
-      node.holds.hold(inputs.accountId, inputs.amount, inputs.requestId, inputs.timeoutMs).then(
+      const wait = waitMs(inputs.maxWaitMs, config.defaultRightsWaitMs, config.maxRightsWaitMs, call.getDeadline());
+      node.holds.hold(inputs.accountId, inputs.amount, inputs.requestId, inputs.timeoutMs, wait).then(
         (held) => callback(null, holdResponse(held)),
         (error: unknown) => {
           logFailure(node, "Hold", call.request.requestId, error);

@@ -39,6 +39,8 @@ export interface HoldInputs {
   readonly amount: bigint;
   readonly requestId: string;
   readonly timeoutMs: number;
+  /** As asked (0 = the node's default); waitMs() caps it. */
+  readonly maxWaitMs: number;
 }
 
 export function holdInputs(request: HoldRequest): HoldInputs {
@@ -48,7 +50,7 @@ export function holdInputs(request: HoldRequest): HoldInputs {
   if (request.timeoutMs < 1n || request.timeoutMs > BigInt(MAX_HOLD_TIMEOUT_MS)) {
     throw new InvalidArgumentError("timeout_ms", `must be 1 to ${MAX_HOLD_TIMEOUT_MS} (30 days); got ${request.timeoutMs}`);
   }
-  return { accountId, amount, requestId, timeoutMs: Number(request.timeoutMs) };
+  return { accountId, amount, requestId, timeoutMs: Number(request.timeoutMs), maxWaitMs: request.maxWaitMs };
 }
 
 /** An optional account id: undefined when empty, else checked. */

@@ -111,7 +111,7 @@ async function callRpc(c: Clients, credentialsOf: ChannelCredentials, address: s
     case "Grant":
       return outcome(unary(b, b.grant, { accountId: account, amount: 5n, requestId }, deadline()));
     case "Hold":
-      return outcome(unary(b, b.hold, { accountId: account, amount: 1n, requestId, timeoutMs: 60_000n }, deadline()));
+      return outcome(unary(b, b.hold, { accountId: account, amount: 1n, requestId, timeoutMs: 60_000n, maxWaitMs: 0 }, deadline()));
     // Allowed callers reach the node and get NOT_FOUND (no such hold or debit there).
     case "CaptureHold":
       return outcome(unary(b, b.captureHold, { holdId: `east:none-${requestId}`, amount: 1n, requestId, accountId: account }, deadline()));
@@ -362,7 +362,7 @@ describe("grpc security - mTLS, roles and audit on a live node", function () {
     const granter = clients(address, as("t-granter"));
     try {
       await unary(admin.balances, admin.balances.grant, { accountId: "audit-h", amount: 100n, requestId: "audit-h-fund" });
-      const held = await unary(spender.balances, spender.balances.hold, { accountId: "audit-h", amount: 10n, requestId: "audit-h-hold", timeoutMs: 60_000n });
+      const held = await unary(spender.balances, spender.balances.hold, { accountId: "audit-h", amount: 10n, requestId: "audit-h-hold", timeoutMs: 60_000n, maxWaitMs: 0 });
       await unary(spender.balances, spender.balances.captureHold, { holdId: held.holdId, amount: 4n, requestId: "audit-h-cap", accountId: "audit-h" });
       await failure(unary(spender.balances, spender.balances.voidHold, { holdId: held.holdId, requestId: "audit-h-void", accountId: "audit-h" }));
       await unary(granter.balances, granter.balances.refund, { debitRequestId: "audit-h-cap", amount: 3n, requestId: "audit-h-refund", accountId: "audit-h" });

@@ -33,8 +33,8 @@ function api(c: Clients) {
     grant: (accountId: string, amount: bigint, requestId: string) => unary(c.balances, c.balances.grant, { accountId, amount, requestId }),
     debit: (accountId: string, amount: bigint, requestId: string) => unary(c.balances, c.balances.debit, { accountId, amount, requestId, maxWaitMs: 0 }),
     balance: (accountId: string) => unary(c.balances, c.balances.getBalance, { accountId }),
-    hold: (accountId: string, amount: bigint, requestId: string, timeoutMs = 60_000n) =>
-      unary(c.balances, c.balances.hold, { accountId, amount, requestId, timeoutMs }),
+    hold: (accountId: string, amount: bigint, requestId: string, timeoutMs = 60_000n, maxWaitMs = 0) =>
+      unary(c.balances, c.balances.hold, { accountId, amount, requestId, timeoutMs, maxWaitMs }),
     capture: async (holdId: string, amount: bigint, requestId: string, accountId = ""): Promise<HoldResolution> =>
       (await unary(c.balances, c.balances.captureHold, { holdId, amount, requestId, accountId })).resolution!,
     void: async (holdId: string, requestId: string, accountId = ""): Promise<HoldResolution> =>
@@ -124,6 +124,15 @@ describe("holds - two regions over real gRPC and JetStream", function () {
     expect(capture.code).to.equal(status.FAILED_PRECONDITION);
     expect(capture.details).to.contain("voided");
     expect(await east.balance("h-void")).to.include({ balance: 500n, held: 0n });
+  });
+
+  it("holds - a hold short of rights here waits for rights from another region, as a debit does", async () => {
+    await east.grant("h-remote", 100n, rid());
+    await waitFor("west knows the grant", async () => (await west.balance("h-remote")).balance === 100n);
+    const held = await west.hold("h-remote", 60n, "hold-remote", 60_000n, 2_000);
+    expect(held).to.include({ outcome: DebitOutcome.DEBIT_OUTCOME_APPROVED, holdId: "west:hold-remote" });
+    expect((await west.balance("h-remote")).regions.find((r) => r.region === "west")?.held).to.equal(60n);
+    await waitFor("east sees west's hold", async () => (await east.balance("h-remote")).held === 60n);
   });
 
   it("holds - a hold the region cannot cover is INSUFFICIENT_CREDIT with no hold id, and changes nothing", async () => {

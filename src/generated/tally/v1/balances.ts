@@ -75,6 +75,12 @@ export interface HoldRequest {
   requestId: string;
   /** How long the hold stays pending, in milliseconds: 1 to 2592000000 (30 days). */
   timeoutMs: bigint;
+  /**
+   * How long the hold may wait for rights from other regions when this
+   * region's are short, in milliseconds, as DebitRequest.max_wait_ms: 0 uses
+   * the node's default; capped by the node's maximum and the call deadline.
+   */
+  maxWaitMs: number;
 }
 
 /** The answer to a hold. */
@@ -312,7 +318,7 @@ export interface WatchBalanceResponse {
 }
 
 function createBaseHoldRequest(): HoldRequest {
-  return { accountId: "", amount: 0n, requestId: "", timeoutMs: 0n };
+  return { accountId: "", amount: 0n, requestId: "", timeoutMs: 0n, maxWaitMs: 0 };
 }
 
 export const HoldRequest: MessageFns<HoldRequest> = {
@@ -334,6 +340,9 @@ export const HoldRequest: MessageFns<HoldRequest> = {
         throw new globalThis.Error("value provided for field message.timeoutMs of type uint64 too large");
       }
       writer.uint32(32).uint64(message.timeoutMs);
+    }
+    if (message.maxWaitMs !== 0) {
+      writer.uint32(40).uint32(message.maxWaitMs);
     }
     return writer;
   },
@@ -383,6 +392,14 @@ export const HoldRequest: MessageFns<HoldRequest> = {
             message.timeoutMs = reader.uint64() as bigint;
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.maxWaitMs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -404,6 +421,7 @@ export const HoldRequest: MessageFns<HoldRequest> = {
     message.amount = (object.amount !== undefined && object.amount !== null) ? BigInt(object.amount) : 0n;
     message.requestId = object.requestId ?? "";
     message.timeoutMs = (object.timeoutMs !== undefined && object.timeoutMs !== null) ? BigInt(object.timeoutMs) : 0n;
+    message.maxWaitMs = object.maxWaitMs ?? 0;
     return message;
   },
 };
@@ -2186,7 +2204,8 @@ export const BalancesService = {
    * Authorise: set `amount` of this region's rights aside for a later capture
    * (a pending transfer). Durable before the answer. Insufficient credit is not
    * an error: the status is OK and `outcome` says
-   * DEBIT_OUTCOME_INSUFFICIENT_CREDIT (no overdraft, no wait for rights).
+   * DEBIT_OUTCOME_INSUFFICIENT_CREDIT (no overdraft; like a debit it may first
+   * wait up to max_wait_ms for rights from other regions).
    * The hold is decided and later resolved by this region only; its id names
    * the region. It resolves exactly once: by CaptureHold, VoidHold, or by
    * timing out `timeout_ms` after it was placed, judged on this region's clock.
@@ -2287,7 +2306,8 @@ export interface BalancesServer extends UntypedServiceImplementation {
    * Authorise: set `amount` of this region's rights aside for a later capture
    * (a pending transfer). Durable before the answer. Insufficient credit is not
    * an error: the status is OK and `outcome` says
-   * DEBIT_OUTCOME_INSUFFICIENT_CREDIT (no overdraft, no wait for rights).
+   * DEBIT_OUTCOME_INSUFFICIENT_CREDIT (no overdraft; like a debit it may first
+   * wait up to max_wait_ms for rights from other regions).
    * The hold is decided and later resolved by this region only; its id names
    * the region. It resolves exactly once: by CaptureHold, VoidHold, or by
    * timing out `timeout_ms` after it was placed, judged on this region's clock.
@@ -2420,7 +2440,8 @@ export interface BalancesClient extends Client {
    * Authorise: set `amount` of this region's rights aside for a later capture
    * (a pending transfer). Durable before the answer. Insufficient credit is not
    * an error: the status is OK and `outcome` says
-   * DEBIT_OUTCOME_INSUFFICIENT_CREDIT (no overdraft, no wait for rights).
+   * DEBIT_OUTCOME_INSUFFICIENT_CREDIT (no overdraft; like a debit it may first
+   * wait up to max_wait_ms for rights from other regions).
    * The hold is decided and later resolved by this region only; its id names
    * the region. It resolves exactly once: by CaptureHold, VoidHold, or by
    * timing out `timeout_ms` after it was placed, judged on this region's clock.
