@@ -183,6 +183,12 @@ describe("observability - a live node", function () {
     await unary(c.balances, c.balances.debitBatch, {
       debits: [1n, 2n, 3n].map((amount) => ({ accountId: "acct-obs", amount, requestId: rid(), maxWaitMs: 0 })),
     });
+    // Holds: one captured, one left pending; a refund of the first debit.
+    const held = await unary(c.balances, c.balances.hold, { accountId: "acct-obs", amount: 5n, requestId: rid(), timeoutMs: 600_000n, maxWaitMs: 0 });
+    await unary(c.balances, c.balances.captureHold, { holdId: held.holdId, amount: 4n, requestId: rid(), accountId: "" });
+    await unary(c.balances, c.balances.hold, { accountId: "acct-obs", amount: 6n, requestId: rid(), timeoutMs: 600_000n, maxWaitMs: 0 });
+    await unary(c.balances, c.balances.debit, { accountId: "acct-obs", amount: 9n, requestId: "obs-refundable", maxWaitMs: 0 });
+    await unary(c.balances, c.balances.refund, { debitRequestId: "obs-refundable", amount: 2n, requestId: rid(), accountId: "" });
   });
 
   after(async () => {
@@ -227,6 +233,11 @@ describe("observability - a live node", function () {
     expect(body).to.match(/^tally_debit_batch_size_count\{region="east"\} 1$/m);
     expect(body).to.match(/^tally_replica_converged\{peer="west",region="east"\} 1$/m);
     expect(body).to.match(/^tally_nats_connected\{region="east"\} 1$/m);
+    expect(body).to.match(/^tally_holds_total\{result="approved",region="east"\} 2$/m);
+    expect(body).to.match(/^tally_hold_resolutions_total\{kind="captured",region="east"\} 1$/m);
+    expect(body).to.match(/^tally_holds_outstanding\{region="east"\} 1$/m);
+    expect(body).to.match(/^tally_refunds_total\{region="east"\} 1$/m);
+    expect(body).to.match(/^tally_refunded_amount_total\{region="east"\} 2$/m);
 
     // No per-account labels, and no account id leaked into any series.
     const labelNames = new Set(

@@ -180,9 +180,12 @@ export interface RefundRequest {
 export interface RefundResponse {
   /** The refunded debit. */
   debitRequestId: string;
-  /** Sum of every refund of that debit so far, this one included. */
+  /**
+   * Sum of every refund of that debit so far, this one included (on a
+   * replay: as it stands now).
+   */
   refundedTotal: bigint;
-  /** What may still be refunded of that debit. */
+  /** What may still be refunded of that debit (on a replay: as it stands now). */
   refundable: bigint;
   /** Balance as this region sees it after the refund. */
   balance: bigint;
