@@ -29,6 +29,8 @@ import { decodeDelta, encodeDelta } from "../../src/replication/delta-codec";
 import { inboundContext } from "../../src/replication/inbound";
 import { encodeSnapshot } from "../../src/replication/snapshot-encoder";
 import { readSnapshot } from "../../src/replication/snapshot-reader";
+import { decodeSnapshotChunk } from "../../src/replication/snapshot-decoder";
+import { SnapshotChunk } from "../../src/generated/tally/replication/v1/replication";
 import { applySnapshotChunk } from "../../src/node/recovery";
 
 const NAMES = ["r0", "r1", "r2"] as const;
@@ -474,6 +476,28 @@ describe("holds - durable records survive the stream and the snapshot", () => {
     const clock = { now: () => 2_000, monotonic: () => 2_000 };
     for await (const chunk of readSnapshot(bytes(), { ...inboundContext(REPLICAS), expectedReplica: "r0" })) applySnapshotChunk(recovered, chunk, clock, "own");
     same(recovered, state);
+  });
+
+  it("a snapshot chunk written before holds (P and D only, no records) still reads, with zero hold and refund slots", () => {
+    const legacy = SnapshotChunk.encode({
+      header: undefined,
+      accounts: [{ accountId: ACCOUNT, values: [10n, 0n, 0n, 0n, 5n, 0n, 0n, 0n, 0n, 3n, 1n, 0n] }],
+      requests: [{ requestId: "old", fingerprint: "d|acct|3", answeredAtMs: 1n, outcome: 1, balance: 12n, localRights: 7n, origin: 0 }],
+      policies: [],
+      trailer: undefined,
+      seal: Buffer.alloc(0),
+      holds: [],
+      refunds: [],
+    }).finish();
+    const decoded = decodeSnapshotChunk(legacy, { ...inboundContext(REPLICAS), expectedReplica: "r0" }, false);
+    if (!decoded.ok) throw new Error(decoded.reason);
+    const state = replica("r0");
+    applySnapshotChunk(state, decoded.value, { now: () => 2, monotonic: () => 2 }, "own");
+    expect(state.balance(ACCOUNT)).to.equal(15n - 4n);
+    expect(state.totalHeld(ACCOUNT)).to.equal(0n);
+    expect(state.exportAccount(ACCOUNT).slice(12)).to.deep.equal(new Array<bigint>(9).fill(0n));
+    // Its answers carry no region: a refund of such a debit is refused, saying why.
+    expect(() => refundDebit(state, { debitRequestId: "old", amount: 1n, requestId: "rf", time: at(3) }, "w")).to.throw(RefundRefusedError, "not known here");
   });
 
   it("refuses hold records that name another region, or captured above the amount", () => {
