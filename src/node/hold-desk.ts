@@ -5,7 +5,7 @@
 
 import type { Answer } from "../core/answer";
 import type { DurableWrite } from "../core/durable-write";
-import { InvalidArgumentError, WrongRegionError } from "../core/errors";
+import { HoldNotFoundError, InvalidArgumentError, WrongRegionError } from "../core/errors";
 import { HoldStatus, parseHoldId, type HoldRecord } from "../core/hold-book";
 import {
   captureFingerprint,
@@ -150,6 +150,7 @@ export class HoldDesk {
     const { node } = this;
     const state = node.state;
     const { region } = parseHoldId(holdId);
+    if (!state.replicas.has(region)) throw new HoldNotFoundError(holdId, `no region "${region}" in this cluster`);
     if (region !== node.region) {
       throw new WrongRegionError(region, `hold "${holdId}" is held by region "${region}", which alone resolves it`);
     }

@@ -216,6 +216,7 @@ describe("holds - two regions over real gRPC and JetStream", function () {
       [east.capture("no-colon", 5n, rid()), status.INVALID_ARGUMENT, "hold_id"],
       [east.capture("east:unknown-hold", 5n, rid()), status.NOT_FOUND, "unknown-hold"],
       [east.void("east:unknown-hold", rid()), status.NOT_FOUND, "unknown-hold"],
+      [east.capture("nowhere:h", 5n, rid()), status.NOT_FOUND, 'no region "nowhere"'],
       [east.capture("east:x", 0n, rid()), status.INVALID_ARGUMENT, "amount"],
       [east.refund("", 5n, rid()), status.INVALID_ARGUMENT, "debit_request_id"],
       [east.refund("x", -1n, rid()), status.INVALID_ARGUMENT, "amount"],
