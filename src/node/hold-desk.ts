@@ -109,6 +109,7 @@ export class HoldDesk {
         node.notify(accountId);
         await node.commit(decision.write);
         node.metrics.holds.inc({ result: "approved" });
+        node.metrics.holdsOutstanding.set(state.holds.pending);
       } else {
         node.metrics.holds.inc({ result: "insufficient" });
       }
