@@ -75,8 +75,12 @@ export interface HoldDeskNode {
   demand(accountId: string, amount: bigint, approved: boolean): void;
 }
 
+/** How often refund tallies are checked against the request log (a scan of them all; a late drop is harmless). */
+const TALLY_EXPIRY_EVERY_MS = 10_000;
+
 export class HoldDesk {
   private sweeping = false;
+  private talliesCheckedAtMs = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly node: HoldDeskNode) {}
 
@@ -243,7 +247,10 @@ export class HoldDesk {
       const state = node.state;
       const time = node.time();
       state.holds.forgetResolved(time.stampMs, node.requestRetentionMs);
-      state.expireRefundTallies();
+      if (time.nowMs - this.talliesCheckedAtMs >= TALLY_EXPIRY_EVERY_MS) {
+        this.talliesCheckedAtMs = time.nowMs;
+        state.expireRefundTallies();
+      }
       const due = state.holds.due(time.stampMs);
       const commits: Array<Promise<number>> = [];
       for (const record of due) {

@@ -331,11 +331,14 @@ describe("holds - kill -9 in the middle of resolutions and refunds charges nothi
 
       // Four workers send the calls in turn; kill -9 once a few are answered: some answered, some in flight, some never sent.
       const queue = [...calls];
+      // The kill is sent from inside the stream of calls (not after a poll), so it always lands mid-way.
+      let killed: Promise<void> | undefined;
       const worker = async (): Promise<void> => {
         for (let call = queue.shift(); call !== undefined; call = queue.shift()) {
           try {
             await call.run(c);
             call.answered = true;
+            if (killed === undefined && calls.filter((x) => x.answered).length >= 8) killed = node.kill();
           } catch (error) {
             const code = (error as ServiceError).code;
             if (code !== status.UNAVAILABLE && code !== status.CANCELLED && code !== status.DEADLINE_EXCEEDED && code !== status.INTERNAL) throw error;
@@ -343,10 +346,8 @@ describe("holds - kill -9 in the middle of resolutions and refunds charges nothi
           }
         }
       };
-      const workers = [worker(), worker(), worker(), worker()];
-      await waitFor("some calls answered", () => calls.filter((x) => x.answered).length >= 8, 20_000);
-      await node.kill();
-      await Promise.all(workers);
+      await Promise.all([worker(), worker(), worker(), worker()]);
+      await killed;
       const answeredBeforeCrash = calls.filter((x) => x.answered).length;
       expect(answeredBeforeCrash, "the crash came in the middle").to.be.lessThan(calls.length);
       c.close();
