@@ -106,7 +106,7 @@ function natsTransports(connection: NatsConnection, log: ReplicaLog, config: Nod
   const maxSlot = perReplicaShare(replicas.size);
   return {
     log,
-    snapshots: new SnapshotStore(log, replicas, maxSlot),
+    snapshots: new SnapshotStore(log, replicas, maxSlot, config.region),
     rights: new NatsRightsTransport(connection, config.region, replicas, badMessage, maxSlot),
     startStatus: (own, onPeer) => {
       const exchange = new StatusExchange(connection, config.region, replicas, own, onPeer, Date.now, badMessage);

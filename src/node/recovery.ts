@@ -187,34 +187,22 @@ async function checkStreamLayouts({ region, state, log, logger }: RecoveryOption
   if (first !== undefined) throw new RecoveryRefusedError(region, first);
 }
 
-/** Creates every replica's stream and bucket; this node's own must exist, the others are retried for a while. */
-async function ensureStreams({ region, state, log, store }: RecoveryOptions): Promise<void> {
-  const ensure = async (replica: string): Promise<void> => {
-    await log.ensureStream(replica);
-    await store.bucket(replica);
-  };
+/**
+ * Creates this node's own stream and snapshot bucket (retried while JetStream
+ * elects its meta leader). Peers' streams are made by their own nodes: a node
+ * may create only its own (deploy/nats/auth.conf), and a peer that has not
+ * started yet has written nothing to catch up on.
+ */
+async function ensureStreams({ region, log, store }: RecoveryOptions): Promise<void> {
   const deadline = Date.now() + 30_000;
   for (;;) {
     try {
-      await ensure(region);
-      break;
+      await log.ensureStream(region);
+      await store.bucket(region);
+      return;
     } catch (error) {
       if (Date.now() > deadline) throw error;
       await new Promise((r) => setTimeout(r, 250));
     }
   }
-  await Promise.all(
-    state.replicas.names
-      .filter((r) => r !== region)
-      .map(async (replica) => {
-        for (let attempt = 0; attempt < 40; attempt++) {
-          try {
-            await ensure(replica);
-            return;
-          } catch {
-            await new Promise((r) => setTimeout(r, 250));
-          }
-        }
-      }),
-  );
 }

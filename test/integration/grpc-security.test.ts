@@ -6,7 +6,7 @@
 import { copyFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect } from "chai";
-import { credentials, makeGenericClientConstructor, status, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
+import { credentials, makeGenericClientConstructor, Metadata, status, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
 import { ConfigError, grpcSecurityOption, optionSource } from "../../src/app/config";
 import { runNode, type RunningNode } from "../../src/app/run-node";
 import { LocalCa } from "../../src/devcluster/local-ca";
@@ -36,6 +36,7 @@ const MATRIX: Readonly<Record<string, readonly Identity[]>> = {
   ClusterStatus: ["operator"],
   ShiftRights: ["operator"],
   HealthCheck: ["spender", "granter", "reader", "operator", "auditor", "stranger"],
+  ServerReflectionInfo: ["spender", "granter", "reader", "operator", "auditor"],
 };
 
 const IDENTITIES: readonly Identity[] = ["spender", "granter", "reader", "operator", "auditor", "stranger"];
@@ -50,6 +51,18 @@ const HEALTH_CHECK = {
   responseSerialize: (): Buffer => Buffer.alloc(0),
   responseDeserialize: (bytes: Buffer): Buffer => bytes,
 } as const;
+
+const REFLECTION_INFO = {
+  path: "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+  requestStream: true,
+  responseStream: true,
+  requestSerialize: (bytes: Buffer): Buffer => bytes,
+  requestDeserialize: (bytes: Buffer): Buffer => bytes,
+  responseSerialize: (bytes: Buffer): Buffer => bytes,
+  responseDeserialize: (bytes: Buffer): Buffer => bytes,
+} as const;
+/** ServerReflectionRequest{list_services: ""}: field 7, length-delimited, empty. */
+const LIST_SERVICES = Buffer.from([0x3a, 0x00]);
 
 async function eventually(what: string, probe: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -146,6 +159,24 @@ async function callRpc(c: Clients, credentialsOf: ChannelCredentials, address: s
         );
       } finally {
         health.close();
+      }
+    }
+    case "ServerReflectionInfo": {
+      const Reflection = makeGenericClientConstructor({ ServerReflectionInfo: REFLECTION_INFO }, "ServerReflection");
+      const reflection = new Reflection(address, credentialsOf);
+      try {
+        return await new Promise((resolve) => {
+          const call = reflection.makeBidiStreamRequest(REFLECTION_INFO.path, REFLECTION_INFO.requestSerialize, REFLECTION_INFO.responseDeserialize, new Metadata(), deadline());
+          call.once("data", () => {
+            call.cancel();
+            resolve({ code: status.OK, details: "" });
+          });
+          call.once("error", (error: ServiceError) => resolve({ code: error.code, details: error.details }));
+          call.write(LIST_SERVICES);
+          call.end();
+        });
+      } finally {
+        reflection.close();
       }
     }
     default:
