@@ -235,6 +235,10 @@ export function postgresSecurityOption(read: Source, insecure: boolean, settlerU
   if (!insecure && caFile === undefined) {
     throw new ConfigError(`${describe(caOption)} is required with --postgres (the CA of the Postgres server's certificate), or --insecure for a local experiment`);
   }
+  if (!insecure && ownerUrl === undefined) {
+    // Migrating as the settler would make it the schema's owner, free to drop the ledger's append-only triggers.
+    throw new ConfigError(`${describe(ownerOption)} is required with --postgres (migrations run as the owner role, so the settler cannot alter the ledger), or --insecure for a local experiment`);
+  }
   return { ...(ownerUrl === undefined ? {} : { ownerUrl }), ...(readerUrl === undefined ? {} : { readerUrl }), ...(caFile === undefined ? {} : { caFile }) };
 }
 

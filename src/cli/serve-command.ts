@@ -34,7 +34,7 @@ export const SERVE_HELP = `tally serve - run one regional node
   --metrics-port PORT      /metrics port (TALLY_METRICS_PORT)                  [9464]
   --metrics-host HOST      /metrics listen host (TALLY_METRICS_HOST)           [127.0.0.1]
   --postgres URL           enables settlement, as the settler role (TALLY_POSTGRES_URL)
-  --postgres-owner-url URL migrations run as this owner role (TALLY_POSTGRES_OWNER_URL) [--postgres]
+  --postgres-owner-url URL migrations run as this owner role (TALLY_POSTGRES_OWNER_URL) [required with --postgres unless --insecure]
   --postgres-reader-url URL  read-only role for listings and history (TALLY_POSTGRES_READER_URL) [--postgres]
   --postgres-ca FILE       CA of the Postgres server certificate; TLS, host verified (TALLY_POSTGRES_CA) [required unless --insecure]
   --settle-interval-ms N   periodic settlement (TALLY_SETTLE_INTERVAL_MS)      [0 = on demand]
