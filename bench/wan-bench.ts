@@ -36,6 +36,7 @@ import { closedLoop, pacedLoop } from "./load";
 import { noopClientBeside } from "./noop-client";
 import { runPostgresLedgerBench } from "./postgres-ledger-bench";
 import { fmt, histogramBuckets, progress, quantileBetween, summarize, table, type LatencySummary } from "./stats";
+import { tlsNameOptions } from "../src/cli/node-clients";
 
 export interface WanBenchOptions {
   /** Calls per measured run of the local debit (and the no-op), per condition (with / without the delay). */
@@ -160,7 +161,7 @@ async function measureTallyLocal(
     cluster = await LocalCluster.start({ dir, wanDelayMs: 0, extraArgs: ["--noop-service"] });
     const nats = cluster.nats;
     const east = cluster.node("east");
-    const client = new BalancesClient(east.grpcAddress, cluster.clientCredentials("all"));
+    const client = new BalancesClient(east.grpcAddress, cluster.clientCredentials("all"), tlsNameOptions(east.grpcAddress));
     balances = client;
     // Same channel as the debits, so both see the same connection.
     const noopClient = noopClientBeside(east.grpcAddress, client);

@@ -7,7 +7,9 @@
 import {
   DeliverPolicy,
   DiscardPolicy,
+  ErrorCode,
   headers,
+  NatsError,
   RetentionPolicy,
   StorageType,
   type ConsumerMessages,
@@ -292,6 +294,15 @@ export function jetStreamErrorCode(error: unknown): number | undefined {
   const api: unknown = error.api_error;
   if (typeof api !== "object" || api === null || !("err_code" in api)) return undefined;
   return typeof api.err_code === "number" ? api.err_code : undefined;
+}
+
+/**
+ * True for a NATS request that got no answer in time or found no responder:
+ * JetStream electing a leader, or a gateway still connecting while a
+ * supercluster starts. Worth retrying; every other error is an answer.
+ */
+export function isTransientNatsError(error: unknown): boolean {
+  return error instanceof NatsError && (error.code === String(ErrorCode.Timeout) || error.code === String(ErrorCode.NoResponders));
 }
 
 /** True when `error` says the stream does not exist (JetStream's own answer, not a timeout). */

@@ -14,6 +14,7 @@ import { LocalGrpcPki, localPrincipal } from "../../src/devcluster/local-grpc-pk
 import { PolicyMode } from "../../src/generated/tally/v1/common";
 import { BalancesClient, type WatchBalanceResponse } from "../../src/generated/tally/v1/balances";
 import { jsonLogger } from "../../src/node/logger";
+import { tlsNameOptions } from "../../src/cli/node-clients";
 import { clients, failure, unary, type Clients } from "../support/grpc-clients";
 import { natsAccess, tempDir, useStandaloneNats } from "../support/nats";
 
@@ -77,7 +78,7 @@ const deadline = (): { deadline: number } => ({ deadline: Date.now() + 5_000 });
 
 /** GetBalance over a connection of its own (no pooled subchannel): what a new client gets now. */
 async function probe(address: string, creds: ChannelCredentials, account: string): Promise<status> {
-  const client = new BalancesClient(address, creds, { "grpc.use_local_subchannel_pool": 1 });
+  const client = new BalancesClient(address, creds, { ...tlsNameOptions(address), "grpc.use_local_subchannel_pool": 1 });
   try {
     await unary(client, client.getBalance, { accountId: account }, deadline());
     return status.OK;
@@ -150,7 +151,7 @@ async function callRpc(c: Clients, credentialsOf: ChannelCredentials, address: s
       });
     case "HealthCheck": {
       const Health = makeGenericClientConstructor({ Check: HEALTH_CHECK }, "Health");
-      const health = new Health(address, credentialsOf);
+      const health = new Health(address, credentialsOf, tlsNameOptions(address));
       try {
         return await outcome(
           new Promise((resolve, reject) =>
@@ -163,7 +164,7 @@ async function callRpc(c: Clients, credentialsOf: ChannelCredentials, address: s
     }
     case "ServerReflectionInfo": {
       const Reflection = makeGenericClientConstructor({ ServerReflectionInfo: REFLECTION_INFO }, "ServerReflection");
-      const reflection = new Reflection(address, credentialsOf);
+      const reflection = new Reflection(address, credentialsOf, tlsNameOptions(address));
       try {
         return await new Promise((resolve) => {
           const call = reflection.makeBidiStreamRequest(REFLECTION_INFO.path, REFLECTION_INFO.requestSerialize, REFLECTION_INFO.responseDeserialize, new Metadata(), deadline());
