@@ -34,6 +34,13 @@ export interface TakeoverOptions {
   stopped(): boolean;
   /** Each lost race for the fence (another writer appended after the replay). */
   onFenceLost?(error: WriterFencedError): void;
+  /** Runs between attempts while another node holds the lease (a standby follows the stream). */
+  whileWaiting?(): Promise<void>;
+  /**
+   * An attempt failed for another reason (no server, timeout); it is retried
+   * after retryMs. Without this hook the error ends the takeover.
+   */
+  onError?(error: unknown): void;
 }
 
 export interface TookOver {
@@ -51,18 +58,36 @@ export async function takeOver(options: TakeoverOptions): Promise<TookOver> {
   const { lease } = options;
   for (;;) {
     if (options.stopped()) throw new TakeoverAbortedError(`takeover of ${lease.options.region} stopped`);
-    if (!lease.held && !(await lease.tryAcquire())) {
+    let acquired: boolean;
+    try {
+      acquired = lease.held || (await lease.tryAcquire());
+    } catch (error) {
+      if (options.onError === undefined) throw error;
+      options.onError(error);
+      acquired = false;
+    }
+    if (!acquired) {
+      await options.whileWaiting?.();
       await pause(options.retryMs);
       continue;
     }
-    const tail = await options.replayToTail();
-    const writer = options.writerAt(tail);
+    let writer: ReplicaWriter | undefined;
     try {
+      const tail = await options.replayToTail();
+      writer = options.writerAt(tail);
       const fenceSequence = await writer.fence();
       return { writer, fenceSequence };
     } catch (error) {
-      if (!(error instanceof WriterFencedError)) throw error;
-      options.onFenceLost?.(error);
+      if (error instanceof WriterFencedError) {
+        options.onFenceLost?.(error);
+        continue;
+      }
+      // The fence may or may not be stored: this writer is dropped, the next
+      // attempt replays (an empty fence changes nothing) and fences again.
+      writer?.stop(error instanceof Error ? error : new Error(String(error)));
+      if (options.onError === undefined) throw error;
+      options.onError(error);
+      await pause(options.retryMs);
     }
   }
 }
