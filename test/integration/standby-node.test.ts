@@ -16,29 +16,46 @@ import { ReplicaLog } from "../../src/replication/jetstream-log";
 import { until } from "../unit/support/conditions";
 import { testGrpcSecurity } from "../support/grpc-clients";
 import { natsAccess, natsConnectOptions, useStandaloneNats } from "../support/nats";
+import type { NatsProcess } from "../../src/devcluster/nats-process";
 
 const REGIONS = ["east", "west"];
 const ACCOUNT = "acct-ha";
+
+function nodeOptions(server: NatsProcess, name: string): RunNodeOptions {
+  return {
+    region: "east",
+    regions: REGIONS,
+    ...natsAccess(server, "east"),
+    grpcAddress: "127.0.0.1:0",
+    grpcSecurity: testGrpcSecurity(),
+    logger: jsonLogger(`east-${name}`, "error"),
+    config: {
+      catchUpTimeoutMs: 500,
+      snapshotIntervalMs: 0,
+      writerLease: { ttlMs: 1_500, renewAfterMs: 300, marginMs: 300 },
+      standbyPollMs: 20,
+    },
+  };
+}
+
+async function ownStream(server: NatsProcess): Promise<DecodedDelta[]> {
+  const log = await ReplicaLog.over(await connect(natsConnectOptions(server)), { placeByRegion: false });
+  const deltas: DecodedDelta[] = [];
+  await log.replay("east", 1, (m) => deltas.push(decodeDeltaOrThrow(new ReplicaSet(REGIONS), m.data, "east")));
+  await log.close();
+  return deltas;
+}
+
+function isFence(d: DecodedDelta): boolean {
+  return d.slots.length === 0 && d.requests.length === 0 && d.policies.length === 0;
+}
 
 describe("standby node - several nodes of one region (real nats-server)", function () {
   this.timeout(120_000);
   const nats = useStandaloneNats();
 
   function options(name: string): RunNodeOptions {
-    return {
-      region: "east",
-      regions: REGIONS,
-      ...natsAccess(nats(), "east"),
-      grpcAddress: "127.0.0.1:0",
-      grpcSecurity: testGrpcSecurity(),
-      logger: jsonLogger(`east-${name}`, "error"),
-      config: {
-        catchUpTimeoutMs: 500,
-        snapshotIntervalMs: 0,
-        writerLease: { ttlMs: 1_500, renewAfterMs: 300, marginMs: 300 },
-        standbyPollMs: 20,
-      },
-    };
+    return nodeOptions(nats(), name);
   }
 
   it("standby node - one writes, the other serves reads and refuses writes; after the writer stops the standby fences and writes", async () => {
@@ -75,14 +92,49 @@ describe("standby node - several nodes of one region (real nats-server)", functi
       expect(b.node.state.balance(ACCOUNT)).to.equal(3n);
 
       // The own stream: a's fence, g-1 once, b's fence, d-1.
-      const log = await ReplicaLog.over(await connect(natsConnectOptions(nats())), { placeByRegion: false });
-      const deltas: DecodedDelta[] = [];
-      await log.replay("east", 1, (m) => deltas.push(decodeDeltaOrThrow(new ReplicaSet(REGIONS), m.data, "east")));
-      await log.close();
-      const ids = deltas.flatMap((d) => d.requests.map((r) => r.requestId));
+      const deltas = await ownStream(nats());
+      expect(deltas.flatMap((d) => d.requests.map((r) => r.requestId))).to.deep.equal(["g-1", "d-1"]);
+      expect(deltas.map(isFence)).to.deep.equal([true, false, true, false]);
+    } finally {
+      for (const r of running) await r.stop();
+    }
+  });
+});
+
+describe("standby node - a writer that loses its lease (real nats-server)", function () {
+  this.timeout(120_000);
+  const nats = useStandaloneNats();
+
+  it("standby node - when the lease is taken from the writer it stops writing, the standby takes over; `writing` (health tally.writer) follows", async () => {
+    const running: RunningNode[] = [];
+    try {
+      const a = await runNode(nodeOptions(nats(), "a"));
+      running.push(a);
+      await until(() => a.node.writing, "node a writes", 15_000);
+      const b = await runNode(nodeOptions(nats(), "b"));
+      running.push(b);
+      await a.node.grant(ACCOUNT, 5n, "g-1");
+
+      // As if a's renewals had stopped for longer than the TTL: the key is gone at the server.
+      const admin = await connect(natsConnectOptions(nats()));
+      const kv = await admin.jetstream().views.kv("TALLY_LEASE_EAST");
+      await kv.purge("writer");
+      await admin.close();
+
+      // Either a's renewal is refused or b's fence refuses a's next append: a stops writing.
+      await until(() => b.node.writing, "standby b takes over", 15_000);
+      await until(() => a.node.writerRole?.kind === "deposed", "writer a deposed", 15_000);
+      expect(a.node.writing).to.equal(false);
+      let refused: unknown;
+      await a.node.debit({ accountId: ACCOUNT, amount: 1n, requestId: "d-a" }, 0).catch((error: unknown) => (refused = error));
+      expect(refused).to.be.instanceOf(NodeUnavailableError);
+      // Reads still work on the deposed node.
+      expect(a.node.state.balance(ACCOUNT)).to.equal(5n);
+
+      const debited = await b.node.debit({ accountId: ACCOUNT, amount: 2n, requestId: "d-1" }, 0);
+      expect(debited.answer.outcome).to.equal(DebitOutcome.Approved);
+      const ids = (await ownStream(nats())).flatMap((d) => d.requests.map((r) => r.requestId));
       expect(ids).to.deep.equal(["g-1", "d-1"]);
-      const fences = deltas.filter((d) => d.slots.length === 0 && d.requests.length === 0 && d.policies.length === 0);
-      expect(fences).to.have.length(2);
     } finally {
       for (const r of running) await r.stop();
     }
