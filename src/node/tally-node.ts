@@ -48,7 +48,8 @@ export class TallyNode {
   /** With several nodes per region: standby, writer or deposed (undefined: the single writer). */
   private role: WriterRole | undefined;
   private snapshotter: Snapshotter | undefined;
-  private readonly stops: Array<() => void> = [];
+  /** Stops of the parts only the writer runs (status beacon, snapshot requests). */
+  private readonly writerStops: Array<() => void> = [];
   private unavailable: string | undefined = "node is starting";
   ready = false;
 
@@ -163,7 +164,9 @@ export class TallyNode {
         this.startWriting(writer, undefined);
       },
       onDeposed: (reason) => {
-        if (this.unavailable !== SHUTTING_DOWN) this.unavailable = reason;
+        if (this.unavailable === SHUTTING_DOWN) return;
+        this.unavailable = reason;
+        this.stopWriting();
       },
       standbyPollMs: config.standbyPollMs,
       logger,
@@ -195,7 +198,7 @@ export class TallyNode {
   private startWriting(writer: ReplicaWriter, recoveredHeader: SnapshotHeaderValue | undefined): void {
     if (this.unavailable === SHUTTING_DOWN) return;
     const { transports } = this;
-    this.stops.push(
+    this.writerStops.push(
       transports.startStatus(
         () => ({ ownSequence: this.sequence, ownDigest: this.publishedDigest, applied: this.views.appliedVector() }),
         (replica, status) => this.peers.observe(replica, status),
@@ -205,9 +208,20 @@ export class TallyNode {
     this.snapshotter = createSnapshotter(this, writer, this.peers);
     this.snapshotter.recovered = recoveredHeader;
     this.snapshotter.start();
-    this.stops.push(transports.serveSnapshotRequests(() => this.takeSnapshot()));
+    this.writerStops.push(transports.serveSnapshotRequests(() => this.takeSnapshot()));
     this.unavailable = undefined;
     this.ready = true;
+  }
+
+  /**
+   * A deposed writer stops every part that writes or speaks for the region:
+   * no status beside the new writer's, no rights given, and above all no
+   * snapshot (it would replace the new writer's and purge under it).
+   */
+  private stopWriting(): void {
+    this.rights.stop();
+    for (const stop of this.writerStops.splice(0)) stop();
+    void this.snapshotter?.stop();
   }
 
   private durable(): ReplicaWriter {
@@ -226,6 +240,8 @@ export class TallyNode {
   /** Writes a full-state snapshot now (or returns the current one when nothing changed). */
   takeSnapshot(): Promise<SnapshotHeaderValue> {
     if (this.snapshotter === undefined) return Promise.reject(new NodeUnavailableError("node is starting"));
+    // Only the writer snapshots its region (a deposed one would replace the new writer's snapshot).
+    if (this.role !== undefined && !this.role.writing) return Promise.reject(new NodeUnavailableError(this.unavailable ?? "not the writer of this region"));
     return this.snapshotter.take();
   }
 
@@ -387,7 +403,7 @@ export class TallyNode {
     this.unavailable = SHUTTING_DOWN;
     this.ready = false;
     this.rights.stop();
-    for (const stop of this.stops) stop();
+    for (const stop of this.writerStops.splice(0)) stop();
     const snapshotEnded = this.snapshotter?.stop();
     this.watches.closeAll();
     // Commits already published get a short grace to be acknowledged; the rest end now.

@@ -128,8 +128,11 @@ describe("standby node - a writer that loses its lease (real nats-server)", func
       let refused: unknown;
       await a.node.debit({ accountId: ACCOUNT, amount: 1n, requestId: "d-a" }, 0).catch((error: unknown) => (refused = error));
       expect(refused).to.be.instanceOf(NodeUnavailableError);
-      // Reads still work on the deposed node.
+      // Reads still work on the deposed node; it no longer snapshots the region.
       expect(a.node.state.balance(ACCOUNT)).to.equal(5n);
+      let noSnapshot: unknown;
+      await a.node.takeSnapshot().catch((error: unknown) => (noSnapshot = error));
+      expect(noSnapshot).to.be.instanceOf(NodeUnavailableError);
 
       const debited = await b.node.debit({ accountId: ACCOUNT, amount: 2n, requestId: "d-1" }, 0);
       expect(debited.answer.outcome).to.equal(DebitOutcome.Approved);
