@@ -95,7 +95,9 @@ export class WriterRole {
         onError: (error) => logger.warn("takeover attempt failed; retrying", { error: String(error) }),
       });
       if (this.stopped) {
+        // Stopped during the takeover: hand the lease back rather than make the next node wait out the TTL.
         took.writer.stop(new TakeoverAbortedError("node is shutting down"));
+        await lease.release().catch(() => undefined);
         return;
       }
       this.writer = took.writer;
