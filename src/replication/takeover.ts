@@ -4,6 +4,12 @@
 // append is refused whatever its clock says, and it stops (ReplicaWriter).
 
 import type { WriterLease } from "./writer-lease";
+
+/** What a takeover needs of the lease (WriterLease; a fake in unit tests). */
+export type TakeoverLease = Pick<WriterLease, "held" | "tryAcquire" | "options">;
+
+/** What a LeaseKeeper needs of the lease. */
+export type KeptLease = Pick<WriterLease, "status" | "renew" | "drop" | "options">;
 import { WriterFencedError, type ReplicaWriter } from "./replica-writer";
 
 /** This node lost its writer lease (renewal refused, or its own clock says it ran out). */
@@ -23,7 +29,7 @@ export class TakeoverAbortedError extends Error {
 }
 
 export interface TakeoverOptions {
-  readonly lease: WriterLease;
+  readonly lease: TakeoverLease;
   /** Replays the own stream to its tail into the node's state; returns the tail's sequence. */
   replayToTail(): Promise<number>;
   /** A writer of the own stream whose next append expects `tail`. */
@@ -93,7 +99,7 @@ export async function takeOver(options: TakeoverOptions): Promise<TookOver> {
 }
 
 export interface LeaseKeeperOptions {
-  readonly lease: WriterLease;
+  readonly lease: KeptLease;
   /** How often the lease's status is looked at. */
   readonly checkEveryMs: number;
   /** Called once when the lease is lost; the writer must stop. */
