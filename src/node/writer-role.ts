@@ -121,8 +121,11 @@ export class WriterRole {
   private async follow(): Promise<void> {
     try {
       await this.replayToTail();
-      const holder = await this.options.lease.holder();
-      this.current = { kind: "standby", holder: holder?.node };
+      const holder = (await this.options.lease.holder())?.node;
+      if (this.current.kind === "standby" && this.current.holder !== holder) {
+        this.options.logger.info("standing by", { writer: holder ?? "none (lease free or expired)" });
+      }
+      this.current = { kind: "standby", holder };
     } catch (error) {
       this.options.logger.warn("standby could not follow the own stream", { error: String(error) });
     }
