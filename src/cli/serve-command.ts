@@ -44,6 +44,10 @@ export const SERVE_HELP = `tally serve - run one regional node
   --rights-wait-ms N       default wait for rights (TALLY_RIGHTS_WAIT_MS)      [50]
   --max-rights-wait-ms N   longest wait a caller may ask for (TALLY_MAX_RIGHTS_WAIT_MS) [2000]
   --spread-grants          spread each grant's rights evenly over all regions (TALLY_SPREAD_GRANTS=1)
+  --standby                one of several nodes of the region: write only while holding the
+                           writer lease, else follow and serve reads (TALLY_STANDBY=1)
+  --lease-ttl-ms N         writer lease TTL with --standby (TALLY_LEASE_TTL_MS) [10000]
+  --standby-poll-ms N      standby's look at the lease and own stream (TALLY_STANDBY_POLL_MS) [250]
   --snapshot-interval-ms N snapshot when changed, every N ms (TALLY_SNAPSHOT_INTERVAL_MS) [60000]
   --max-remembered-requests N  idempotency capacity (TALLY_MAX_REMEMBERED_REQUESTS) [2000000]
   --request-retention-ms N     idempotency window (TALLY_REQUEST_RETENTION_MS) [900000]
@@ -101,6 +105,8 @@ const STRING_FLAGS = [
   "grpc-roles",
   "audit-log",
   "admin-listen",
+  "lease-ttl-ms",
+  "standby-poll-ms",
 ] as const;
 
 export async function serveCommand(argv: string[]): Promise<void> {
@@ -111,6 +117,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       "place-by-region": { type: "boolean" },
       "noop-service": { type: "boolean" },
       "spread-grants": { type: "boolean" },
+      standby: { type: "boolean" },
       insecure: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },

@@ -235,6 +235,13 @@ describe("config - node tunables", () => {
   it("config - a tunable out of range is a ConfigError naming its flag and variable", () => {
     expectNamed(configError(() => nodeTunables(flags({ "status-interval-ms": "10" }))), "status-interval-ms", "TALLY_STATUS_INTERVAL_MS");
   });
+
+  it("config - --standby takes part in the writer lease; its timing follows --lease-ttl-ms", () => {
+    expect(nodeTunables(NONE).writerLease).to.equal(undefined);
+    expect(nodeTunables(flags({ standby: "1" })).writerLease).to.deep.equal({ ttlMs: 10_000, renewAfterMs: 3_000, marginMs: 2_000 });
+    expect(nodeTunables(flags({ standby: "1", "lease-ttl-ms": "2000" })).writerLease).to.deep.equal({ ttlMs: 2_000, renewAfterMs: 600, marginMs: 400 });
+    expectNamed(configError(() => nodeTunables(flags({ standby: "1", "lease-ttl-ms": "100" }))), "lease-ttl-ms", "TALLY_LEASE_TTL_MS");
+  });
 });
 
 describe("config - NATS and Postgres security", () => {
