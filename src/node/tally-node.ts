@@ -50,6 +50,8 @@ export class TallyNode {
   private snapshotter: Snapshotter | undefined;
   /** Stops of the parts only the writer runs (status beacon, snapshot requests). */
   private readonly writerStops: Array<() => void> = [];
+  /** Another process appended to this region's stream: this node never writes or snapshots again. */
+  private fenced = false;
   private unavailable: string | undefined = "node is starting";
   ready = false;
 
@@ -241,7 +243,7 @@ export class TallyNode {
   takeSnapshot(): Promise<SnapshotHeaderValue> {
     if (this.snapshotter === undefined) return Promise.reject(new NodeUnavailableError("node is starting"));
     // Only the writer snapshots its region (a deposed one would replace the new writer's snapshot).
-    if (this.role !== undefined && !this.role.writing) return Promise.reject(new NodeUnavailableError(this.unavailable ?? "not the writer of this region"));
+    if (this.fenced || (this.role !== undefined && !this.role.writing)) return Promise.reject(new NodeUnavailableError(this.unavailable ?? "not the writer of this region"));
     return this.snapshotter.take();
   }
 
@@ -381,7 +383,10 @@ export class TallyNode {
 
   private fence(error: WriterFencedError): void {
     this.unavailable = "another process writes this region's replica; this node stopped writing";
+    this.fenced = true;
     this.logger.error("fenced: another writer appended to this region's stream", { stream: error.stream });
+    // As a deposed writer: above all no snapshot, which would replace the other writer's and purge its stream under it.
+    this.stopWriting();
   }
 
   /** Merges a peer's (or, at recovery, this replica's own) group commit. */
