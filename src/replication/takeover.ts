@@ -80,6 +80,10 @@ export async function takeOver(options: TakeoverOptions): Promise<TookOver> {
     let writer: ReplicaWriter | undefined;
     try {
       const tail = await options.replayToTail();
+      // A replay longer than the lease left it lapsed by this node's clock:
+      // fencing now would make a writer its keeper deposes at once. Take the
+      // lease again first; the next replay starts from what is applied, so it is short.
+      if (!lease.held) continue;
       writer = options.writerAt(tail);
       const fenceSequence = await writer.fence();
       return { writer, fenceSequence };

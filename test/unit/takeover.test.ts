@@ -41,7 +41,7 @@ function writerAt(stream: FakeStream, tail: number): ReplicaWriter {
 }
 
 /** A lease the test hands out: refused `refusals` times, then held. */
-function fakeLease(refusals: number): TakeoverLease & { attempts: number } {
+function fakeLease(refusals: number): TakeoverLease & { attempts: number; held: boolean } {
   const lease = {
     attempts: 0,
     held: false,
@@ -99,6 +99,30 @@ describe("takeover - lease, replay, fence", () => {
     expect(replays).to.equal(2);
     expect(lost).to.have.length(1);
     expect(took.fenceSequence).to.equal(7); // 6 is the old writer's append; the fence follows it
+  });
+
+  it("takeover - a lease that lapsed during a long replay is taken again before the fence, never fenced on", async () => {
+    const stream = new FakeStream(40);
+    const lease = fakeLease(0);
+    const heldAtFence: boolean[] = [];
+    let replays = 0;
+    stream.beforeAppend = () => heldAtFence.push(lease.held);
+    const took = await takeOver({
+      lease,
+      replayToTail: () => {
+        replays++;
+        // The first replay outlasts the lease (by this node's clock).
+        if (replays === 1) lease.held = false;
+        return Promise.resolve(stream.last);
+      },
+      writerAt: (tail) => writerAt(stream, tail),
+      retryMs: 0,
+      stopped: () => false,
+    });
+    expect(replays).to.equal(2);
+    expect(lease.attempts).to.equal(2);
+    expect(heldAtFence).to.deep.equal([true]);
+    expect(took.fenceSequence).to.equal(41);
   });
 
   it("takeover - a failed attempt is reported and retried; without onError it ends the takeover", async () => {
