@@ -1,5 +1,7 @@
 // `tally serve`: runs one regional node until SIGINT/SIGTERM. Prints one JSON
-// line {"event":"ready",...} on stdout when it serves, for scripts and tests.
+// line {"event":"ready",...} on stdout when it serves, for scripts and tests;
+// a writer deposed by another node of its region (--standby) prints
+// {"event":"deposed",...} and exits 75 so that its supervisor restarts it.
 // Every option is validated (src/app/config.ts) before any connection opens.
 
 import { parseArgs } from "node:util";
@@ -21,6 +23,9 @@ import {
   urlOption,
 } from "../app/config";
 import { levelFromEnv } from "../node/logger";
+
+/** Exit code of a writer deposed by another node of its region (EX_TEMPFAIL: start it again). */
+export const EXIT_DEPOSED = 75;
 
 export const SERVE_HELP = `tally serve - run one regional node
 
@@ -169,5 +174,11 @@ export async function serveCommand(argv: string[]): Promise<void> {
     };
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);
+    // A deposed writer (--standby) exits: restarted, it stands by again from the durable state.
+    void running.node.deposed.then((reason) => {
+      process.stdout.write(`${JSON.stringify({ event: "deposed", region, reason, exitCode: EXIT_DEPOSED })}\n`);
+      process.exitCode = EXIT_DEPOSED;
+      stop();
+    });
   });
 }

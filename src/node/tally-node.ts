@@ -54,6 +54,14 @@ export class TallyNode {
   private fenced = false;
   private unavailable: string | undefined = "node is starting";
   ready = false;
+  /**
+   * Resolves with the reason when this node, a writer among several of its
+   * region, is deposed. Its memory may hold decisions whose append was
+   * refused, so it must not stand by on it: `tally serve` exits and its
+   * supervisor starts it again as a standby from the durable state.
+   */
+  readonly deposed: Promise<string>;
+  private resolveDeposed: (reason: string) => void = () => undefined;
 
   private constructor(
     readonly config: NodeConfig,
@@ -64,6 +72,7 @@ export class TallyNode {
     /** Local monotonic time: retention of request ids, waits and demand rates; never jumps. */
     readonly monotonic: () => number,
   ) {
+    this.deposed = new Promise((resolve) => (this.resolveDeposed = resolve));
     this.state = new ReplicaState({
       replicas: new ReplicaSet(config.regions),
       self: config.region,
@@ -169,6 +178,7 @@ export class TallyNode {
         if (this.unavailable === SHUTTING_DOWN) return;
         this.unavailable = reason;
         this.stopWriting();
+        this.resolveDeposed(reason);
       },
       standbyPollMs: config.standbyPollMs,
       logger,
