@@ -147,6 +147,11 @@ export class TallyNode {
     return this.role?.state;
   }
 
+  /** The node holding the region's writer lease as this node last knew it; undefined with a single node. */
+  get leaseHolder(): string | undefined {
+    return this.role?.leaseHolder;
+  }
+
   private async recover(): Promise<void> {
     const { config, transports, logger } = this;
     const recovered = await this.recoverOwnRow();

@@ -61,6 +61,18 @@ export class WriterRole {
     return this.current.kind === "writer";
   }
 
+  /** Who holds the region's writer lease as this node last knew it (this node while it writes). */
+  get leaseHolder(): string | undefined {
+    switch (this.current.kind) {
+      case "writer":
+        return this.options.lease.options.nodeId;
+      case "standby":
+        return this.current.holder;
+      case "deposed":
+        return undefined;
+    }
+  }
+
   /** Stands by in the background until this node writes (or is stopped). */
   start(): void {
     this.running = this.standBy();

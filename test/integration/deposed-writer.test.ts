@@ -103,6 +103,14 @@ describe("deposed writer - several serve --standby processes of one region", fun
     await until("the restarted node reads the new writer's grant", async () => (await unary(cAgain.balances, cAgain.balances.getBalance, { accountId: "ha-1" })).balance === 110n, 20_000);
     const write = await failure(unary(cAgain.balances, cAgain.balances.grant, { accountId: "ha-1", amount: 1n, requestId: "ha-at-restarted" }));
     expect(write.code, write.details).to.equal(status.UNAVAILABLE);
+    // Status says who writes: b, as b and the restarted standby both see it.
+    const atWriter = await unary(cb.admin, cb.admin.clusterStatus, {});
+    expect(atWriter.writerRole).to.equal("writer");
+    expect(atWriter.writesRefused).to.equal("");
+    const atStandby = await unary(cAgain.admin, cAgain.admin.clusterStatus, {});
+    expect(atStandby.writerRole).to.equal("standby");
+    expect(atStandby.leaseHolder).to.equal(atWriter.leaseHolder);
+    expect(atStandby.writesRefused).to.match(/^standby/);
     // The writer is still b, and the retry of the first grant replays there.
     const retry = await unary(cb.balances, cb.balances.grant, { accountId: "ha-1", amount: 100n, requestId: "ha-g1" });
     expect(retry.replayed).to.equal(true);
