@@ -10,6 +10,7 @@ import { LocalCluster } from "../src/devcluster/local-cluster";
 import { BalancesClient, DebitOutcome, type DebitResponse } from "../src/generated/tally/v1/balances";
 import { closedLoop } from "./load";
 import { histogramBuckets, progress, quantileBetween, summarize, type LatencySummary } from "./stats";
+import { tlsNameOptions } from "../src/cli/node-clients";
 
 export interface AllowanceBenchResult {
   readonly debits: number;
@@ -48,7 +49,7 @@ export async function runAllowanceBench(options: { calls: number; accounts: numb
   const nodes = cluster.nodes;
   const clients: BalancesClient[] = [];
   try {
-    for (const n of nodes) clients.push(new BalancesClient(n.grpcAddress, cluster.clientCredentials("all")));
+    for (const n of nodes) clients.push(new BalancesClient(n.grpcAddress, cluster.clientCredentials("all"), tlsNameOptions(n.grpcAddress)));
     const [east, west, central] = clients as [BalancesClient, BalancesClient, BalancesClient];
     progress(`allowances: granting ${options.accounts} accounts at east`);
     await Promise.all(

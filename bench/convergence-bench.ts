@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { LocalCluster } from "../src/devcluster/local-cluster";
 import { BalancesClient, type WatchBalanceResponse } from "../src/generated/tally/v1/balances";
 import { progress, summarize, type LatencySummary } from "./stats";
+import { tlsNameOptions } from "../src/cli/node-clients";
 
 export interface ConvergenceBenchResult {
   readonly debits: number;
@@ -26,7 +27,7 @@ export async function runConvergenceBench(options: { debits: number; spacingMs: 
   const nodes = cluster.nodes;
   const clients: BalancesClient[] = [];
   try {
-    for (const n of nodes) clients.push(new BalancesClient(n.grpcAddress, cluster.clientCredentials("all")));
+    for (const n of nodes) clients.push(new BalancesClient(n.grpcAddress, cluster.clientCredentials("all"), tlsNameOptions(n.grpcAddress)));
     const [east, west, central] = clients as [BalancesClient, BalancesClient, BalancesClient];
     const account = "conv-bench";
     await new Promise<void>((resolve, reject) =>

@@ -23,6 +23,7 @@ import { startPostgres, type PostgresServer } from "../test/support/postgres";
 import { closedLoop } from "./load";
 import { noopClientBeside } from "./noop-client";
 import { fmt, progress, summarize, table, type LatencySummary } from "./stats";
+import { tlsNameOptions } from "../src/cli/node-clients";
 
 export interface GetBalanceBenchOptions {
   /** Calls per measured run of GetBalance and of the no-op, in all. */
@@ -99,7 +100,7 @@ export async function runGetBalanceBench(options: GetBalanceBenchOptions): Promi
       env: { TALLY_LOG: "warn" },
     });
     await node.start();
-    const client = new BalancesClient(node.grpcAddress, pki.clientCredentials("all"));
+    const client = new BalancesClient(node.grpcAddress, pki.clientCredentials("all"), tlsNameOptions(node.grpcAddress));
     balances = client;
     // One channel for all three services, so connection effects are shared.
     const noopClient = noopClientBeside(node.grpcAddress, client);

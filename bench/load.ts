@@ -21,3 +21,32 @@ export async function closedLoop(
   await Promise.all(Array.from({ length: concurrency }, () => worker()));
   return { latenciesNs, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
 }
+
+/**
+ * Open-loop load at a fixed rate: call k is due at start + k / ratePerSecond,
+ * whether or not earlier calls have answered, and its latency counts from
+ * that due time (a late start is the system's delay, not hidden: no
+ * coordinated omission). Bounded by `total`.
+ */
+export async function pacedLoop(
+  total: number,
+  ratePerSecond: number,
+  call: (index: number) => Promise<unknown>,
+): Promise<{ latenciesNs: number[]; seconds: number }> {
+  const latenciesNs: number[] = new Array<number>(total);
+  const intervalNs = 1e9 / ratePerSecond;
+  const started = process.hrtime.bigint();
+  const inFlight: Array<Promise<void>> = [];
+  for (let index = 0; index < total; index++) {
+    const dueNs = started + BigInt(Math.round(index * intervalNs));
+    const waitMs = Number(dueNs - process.hrtime.bigint()) / 1e6;
+    if (waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
+    inFlight.push(
+      call(index).then(() => {
+        latenciesNs[index] = Number(process.hrtime.bigint() - dueNs);
+      }),
+    );
+  }
+  await Promise.all(inFlight);
+  return { latenciesNs, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
+}

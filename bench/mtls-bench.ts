@@ -15,6 +15,7 @@ import { NodeProcess } from "../src/devcluster/node-process";
 import { BalancesClient, type DebitRequest } from "../src/generated/tally/v1/balances";
 import { closedLoop } from "./load";
 import { fmt, progress, summarize, table, type LatencySummary } from "./stats";
+import { tlsNameOptions } from "../src/cli/node-clients";
 
 export interface MtlsBenchResult {
   readonly mtls: LatencySummary;
@@ -45,11 +46,11 @@ export async function runMtlsBench(options: { calls: number; rounds: number; con
   try {
     await Promise.all([secure.start(), plain.start()]);
     const sides = {
-      mtls: new BalancesClient(secure.grpcAddress, pki.clientCredentials("spender")),
+      mtls: new BalancesClient(secure.grpcAddress, pki.clientCredentials("spender"), tlsNameOptions(secure.grpcAddress)),
       plaintext: new BalancesClient(plain.grpcAddress, credentials.createInsecure()),
     };
     clients.push(sides.mtls, sides.plaintext);
-    const granter = new BalancesClient(secure.grpcAddress, pki.clientCredentials("granter"));
+    const granter = new BalancesClient(secure.grpcAddress, pki.clientCredentials("granter"), tlsNameOptions(secure.grpcAddress));
     clients.push(granter);
     progress(`mtls: granting ${options.accounts} accounts on both nodes`);
     const grant = (client: BalancesClient, k: number): Promise<unknown> =>

@@ -19,7 +19,7 @@ import { fmt, progress, table, type LatencySummary } from "./stats";
 import { getBalanceTable, runGetBalanceBench } from "./getbalance-bench";
 import { runUnaryBench } from "./unary-bench";
 import { mtlsTable, runMtlsBench } from "./mtls-bench";
-import { p99Ratio, runWanBench, wanTable } from "./wan-bench";
+import { ledgerAdvantage, p99Ratio, runWanBench, wanTable } from "./wan-bench";
 import { runWatchBench, watchBenchReport } from "./watch-bench";
 
 interface Bar {
@@ -140,7 +140,8 @@ async function main(): Promise<void> {
   const wan = await runWanBench({ calls: size.wanCalls, centralCalls: size.wanCentralCalls, concurrency: 8, delayMs: 50, rounds: 2 });
   results.wan = wan;
   const wanRatio = p99Ratio(wan.withDelay.debit, wan.withoutDelay.debit);
-  const centralRatio = wan.withDelay.debit.p99Ms > 0 ? wan.centralLedger.p99Ms / wan.withDelay.debit.p99Ms : 0;
+  const centralRatio = ledgerAdvantage(wan.centralLedger, wan.withDelay.debit);
+  const centralPacedRatio = ledgerAdvantage(wan.centralLedger, wan.withDelay.debitPaced);
   print(
     `Simulated WAN: the same node, client and concurrency (8) without and with ${wan.delayMs} ms one way between regions (${wan.rounds} interleaved rounds)`,
     wanTable(wan) +
@@ -154,9 +155,14 @@ async function main(): Promise<void> {
     pass: wan.withDelay.debit.p99Ms <= 1.2 * wan.withoutDelay.debit.p99Ms,
   });
   bars.push({
-    bar: "WAN: >= 10x better p99 than the central ledger",
-    measured: `${fmt(centralRatio, 1)}x (${fmt(wan.centralLedger.p99Ms, 1)} vs ${fmt(wan.withDelay.debit.p99Ms, 2)} ms)`,
-    pass: wan.centralLedger.p99Ms >= 10 * wan.withDelay.debit.p99Ms,
+    bar: "WAN: >= 10x better p99 than the central ledger, same offered load",
+    measured: `${fmt(centralPacedRatio, 1)}x (${fmt(wan.centralLedger.p99Ms, 1)} vs ${fmt(wan.withDelay.debitPaced.p99Ms, 2)} ms at ${fmt(wan.centralLedger.perSecond, 0)}/s)`,
+    pass: centralPacedRatio >= 10,
+  });
+  bars.push({
+    bar: "WAN: >= 10x better p99 than the central ledger, same concurrency (Tally at many times the rate)",
+    measured: `${fmt(centralRatio, 1)}x (${fmt(wan.centralLedger.p99Ms, 1)} vs ${fmt(wan.withDelay.debit.p99Ms, 2)} ms at c=8: ${fmt(wan.withDelay.debit.perSecond, 0)} vs ${fmt(wan.centralLedger.perSecond, 0)}/s)`,
+    pass: centralRatio >= 10,
   });
 
   progress("4/8 GetBalance on a node whose Postgres is 50 ms one way away, vs the no-op RPC (same node, same client)");

@@ -27,6 +27,7 @@ import { LocalCluster } from "../src/devcluster/local-cluster";
 import { REGIONS } from "../src/devcluster/nats-supercluster";
 import { BalancesClient, DebitOutcome, type DebitRequest, type DebitResponse } from "../src/generated/tally/v1/balances";
 import { fmt, progress, summarize, table } from "./stats";
+import { tlsNameOptions } from "../src/cli/node-clients";
 
 const GC_DIR_ENV = "TALLY_SOAK_GC_DIR";
 
@@ -276,7 +277,7 @@ async function main(): Promise<void> {
       [GC_DIR_ENV]: gcDir,
     },
   });
-  const clients = REGIONS.map((region) => new BalancesClient(cluster.node(region).grpcAddress, cluster.clientCredentials("all")));
+  const clients = REGIONS.map((region) => new BalancesClient(cluster.node(region).grpcAddress, cluster.clientCredentials("all"), tlsNameOptions(cluster.node(region).grpcAddress)));
   let stopped = false;
   let current = new Interval();
   const samples: Sample[] = [];

@@ -16,6 +16,7 @@ import { AdminClient, type ShiftRightsResponse } from "../src/generated/tally/v1
 import { BalancesClient, DebitOutcome, type DebitResponse } from "../src/generated/tally/v1/balances";
 import { closedLoop } from "./load";
 import { fmt, progress, summarize, table } from "./stats";
+import { tlsNameOptions } from "../src/cli/node-clients";
 
 const FUNDS = 100n;
 const DEBIT = 10n;
@@ -106,7 +107,7 @@ async function plannedShift(cluster: LocalCluster, east: BalancesClient, west: B
   const accounts = Array.from({ length: n }, (_, k) => `planned-${k}`);
   progress(`planned shift: granting ${n} accounts at east`);
   await grantAll(east, accounts);
-  const admin = new AdminClient(cluster.nodes[0]!.grpcAddress, cluster.clientCredentials("ops"));
+  const admin = new AdminClient(cluster.nodes[0]!.grpcAddress, cluster.clientCredentials("ops"), tlsNameOptions(cluster.nodes[0]!.grpcAddress));
   try {
     progress(`planned shift: ${n} accounts from east to west (Admin.ShiftRights, fraction 1)`);
     const started = process.hrtime.bigint();
@@ -137,7 +138,7 @@ async function plannedShift(cluster: LocalCluster, east: BalancesClient, west: B
 export async function runTrafficShiftBench(sizes: readonly number[], shiftAccounts = 0): Promise<TrafficShiftBenchResult> {
   const dir = mkdtempSync(join(tmpdir(), "tally-shift-"));
   const cluster = await LocalCluster.start({ dir });
-  const clients = cluster.nodes.map((n) => new BalancesClient(n.grpcAddress, cluster.clientCredentials("all"), { "grpc.max_concurrent_streams": 100_000 }));
+  const clients = cluster.nodes.map((n) => new BalancesClient(n.grpcAddress, cluster.clientCredentials("all"), { ...tlsNameOptions(n.grpcAddress), "grpc.max_concurrent_streams": 100_000 }));
   const [east, west] = clients as [BalancesClient, BalancesClient, BalancesClient];
   const westMetrics = cluster.nodes[1]!.metricsUrl;
   // Retried: right after a burst the node may be too busy to answer in time.

@@ -15,6 +15,7 @@ import { cpuShares } from "./cpu";
 import { closedLoop } from "./load";
 import { noopClientBeside } from "./noop-client";
 import { progress, summarize, type LatencySummary } from "./stats";
+import { tlsNameOptions } from "../src/cli/node-clients";
 
 export interface UnaryBenchOptions {
   readonly calls: number;
@@ -65,7 +66,7 @@ export async function runUnaryBench(options: UnaryBenchOptions): Promise<UnaryBe
     extraArgs: ["--noop-service", ...pki.serverArgs()],
   });
   await node.start();
-  const balances = new BalancesClient(node.grpcAddress, pki.clientCredentials("all"));
+  const balances = new BalancesClient(node.grpcAddress, pki.clientCredentials("all"), tlsNameOptions(node.grpcAddress));
   // Same channel for both, so connection effects are shared.
   const noop = noopClientBeside(node.grpcAddress, balances);
   try {

@@ -18,6 +18,7 @@ import { LocalGrpcPki } from "../src/devcluster/local-grpc-pki";
 import { BalancesClient, type DebitRequest } from "../src/generated/tally/v1/balances";
 import { closedLoop } from "./load";
 import { fmt, progress, summarize, table, type LatencySummary } from "./stats";
+import { tlsNameOptions } from "../src/cli/node-clients";
 
 export interface WatchBenchOptions {
   readonly calls: number;
@@ -103,7 +104,7 @@ export async function runWatchBench(options: WatchBenchOptions): Promise<WatchBe
   const pki = LocalGrpcPki.ensure(join(dir, "tls"));
   const node = new NodeProcess({ region: "east", regions: ["east"], natsUrl: nats.url, natsSecurity: nats.clientSecurity("east"), grpcPort: grpcPort!, metricsPort: metricsPort!, logDir: dir, extraArgs: pki.serverArgs() });
   await node.start();
-  const balances = new BalancesClient(node.grpcAddress, pki.clientCredentials("all"));
+  const balances = new BalancesClient(node.grpcAddress, pki.clientCredentials("all"), tlsNameOptions(node.grpcAddress));
   try {
     for (let k = 0; k < options.accounts; k++) {
       await unary(balances.grant.bind(balances), { accountId: `watched-${k}`, amount: 1n << 60n, requestId: `grant-${k}` });

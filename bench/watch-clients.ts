@@ -7,6 +7,7 @@
 import { LocalGrpcPki } from "../src/devcluster/local-grpc-pki";
 import { createInterface } from "node:readline";
 import { BalancesClient, type WatchBalanceResponse } from "../src/generated/tally/v1/balances";
+import { tlsNameOptions } from "../src/cli/node-clients";
 
 function main(): void {
   const [address, watchersArg, accountsArg, channelsArg, tlsDir] = process.argv.slice(2);
@@ -16,7 +17,7 @@ function main(): void {
   const accounts = Number(accountsArg ?? "100");
   const channels = Number(channelsArg ?? "10");
   // Own subchannel pools: each client its own connection, as separate watchers would have.
-  const clients = Array.from({ length: channels }, () => new BalancesClient(address, channelCredentials, { "grpc.use_local_subchannel_pool": 1 }));
+  const clients = Array.from({ length: channels }, () => new BalancesClient(address, channelCredentials, { ...tlsNameOptions(address), "grpc.use_local_subchannel_pool": 1 }));
   let events = 0;
   let changes = 0;
   let ready = 0;

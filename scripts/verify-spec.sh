@@ -2,7 +2,7 @@
 # Larger simulation of the executable specification (spec/*.qnt) than `npm test`
 # runs. TypeScript backend: it works offline. Prints samples, steps, time and
 # result per model; exits non-zero on any violation (the output names the seed).
-# Sizes can be overridden: SAMPLES_TALLY, SAMPLES_LOTS, SAMPLES_HOLDS, STEPS.
+# Sizes can be overridden: SAMPLES_TALLY, SAMPLES_LOTS, SAMPLES_HOLDS, SAMPLES_HA, STEPS.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 steps="${STEPS:-40}"
@@ -23,4 +23,5 @@ run() {
 run spec/tally.qnt "${SAMPLES_TALLY:-200}"
 run spec/lots.qnt "${SAMPLES_LOTS:-100}"
 run spec/holds.qnt "${SAMPLES_HOLDS:-100}"
+run spec/ha.qnt "${SAMPLES_HA:-2000}"
 exit $status

@@ -6,6 +6,7 @@ import { accessSync, constants } from "node:fs";
 import type { NatsClientSecurity } from "../security/nats-credentials";
 import { readNkeySeed } from "../security/nkey-file";
 import { Mode, validatePolicy, type Policy } from "../core/policy";
+import { LeaseTimingError, validateLeaseTiming, type LeaseTiming } from "../core/lease-clock";
 import { DEFAULT_NODE_CONFIG, type NodeConfig } from "../node/node-config";
 import type { GrpcSecurityOptions } from "../security/grpc-security";
 import { readTlsFiles } from "../security/reloading-server-credentials";
@@ -144,8 +145,26 @@ export function nodeTunables(read: Source): Omit<NodeConfig, "region" | "regions
     spreadGrants: booleanOption(read, { flag: "spread-grants", env: "TALLY_SPREAD_GRANTS" }),
     maxWatchers: int("max-watchers", "TALLY_MAX_WATCHERS", d.maxWatchers, 1, 1_000_000),
     maxWatchersPerAccount: int("max-watchers-per-account", "TALLY_MAX_WATCHERS_PER_ACCOUNT", d.maxWatchersPerAccount, 1, 1_000_000),
+    writerLease: writerLeaseOption(read),
+    standbyPollMs: int("standby-poll-ms", "TALLY_STANDBY_POLL_MS", d.standbyPollMs, 10, 60_000),
     holdSweepIntervalMs: int("hold-sweep-ms", "TALLY_HOLD_SWEEP_MS", d.holdSweepIntervalMs, 1, 60_000),
   };
+}
+
+/**
+ * `--standby`: one of several nodes of its region (DESIGN §12), writing only
+ * while it holds the writer lease. The lease TTL sets the rest: renew at 30 %,
+ * stop believing at 80 % (by this node's clock).
+ */
+export function writerLeaseOption(read: Source): LeaseTiming | undefined {
+  if (!booleanOption(read, { flag: "standby", env: "TALLY_STANDBY" })) return undefined;
+  const ttlMs = integerOption(read, { flag: "lease-ttl-ms", env: "TALLY_LEASE_TTL_MS" }, 10_000, 500, 600_000);
+  try {
+    return validateLeaseTiming({ ttlMs, renewAfterMs: Math.floor(ttlMs * 0.3), marginMs: Math.floor(ttlMs * 0.2) });
+  } catch (error) {
+    if (error instanceof LeaseTimingError) throw new ConfigError(`--lease-ttl-ms (TALLY_LEASE_TTL_MS): ${error.message}`);
+    throw error;
+  }
 }
 
 /** Postgres pool settings: size and the timeouts every settlement connection uses. */
@@ -235,6 +254,10 @@ export function postgresSecurityOption(read: Source, insecure: boolean, settlerU
   if (/[?&](sslmode|ssl)=/.test(settlerUrl)) throw new ConfigError(`--postgres (TALLY_POSTGRES_URL): TLS is set by --postgres-ca (TALLY_POSTGRES_CA), not in the URL`);
   if (!insecure && caFile === undefined) {
     throw new ConfigError(`${describe(caOption)} is required with --postgres (the CA of the Postgres server's certificate), or --insecure for a local experiment`);
+  }
+  if (!insecure && ownerUrl === undefined) {
+    // Migrating as the settler would make it the schema's owner, free to drop the ledger's append-only triggers.
+    throw new ConfigError(`${describe(ownerOption)} is required with --postgres (migrations run as the owner role, so the settler cannot alter the ledger), or --insecure for a local experiment`);
   }
   return { ...(ownerUrl === undefined ? {} : { ownerUrl }), ...(readerUrl === undefined ? {} : { readerUrl }), ...(caFile === undefined ? {} : { caFile }) };
 }

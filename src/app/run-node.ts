@@ -16,6 +16,9 @@ import { TallyNode, type NodeTransports } from "../node/tally-node";
 import { ReplicaLog } from "../replication/jetstream-log";
 import { NatsRightsTransport } from "../replication/nats-rights-transport";
 import { SnapshotStore } from "../replication/snapshot-store";
+import { WriterLease } from "../replication/writer-lease";
+import { hostname } from "node:os";
+import { performance } from "node:perf_hooks";
 import { SettledStream } from "../replication/settled-stream";
 import { serveSnapshotRequests } from "../replication/snapshot-requests";
 import { StatusExchange } from "../replication/status-exchange";
@@ -106,7 +109,7 @@ function natsTransports(connection: NatsConnection, log: ReplicaLog, config: Nod
   const maxSlot = perReplicaShare(replicas.size);
   return {
     log,
-    snapshots: new SnapshotStore(log, replicas, maxSlot),
+    snapshots: new SnapshotStore(log, replicas, maxSlot, config.region),
     rights: new NatsRightsTransport(connection, config.region, replicas, badMessage, maxSlot),
     startStatus: (own, onPeer) => {
       const exchange = new StatusExchange(connection, config.region, replicas, own, onPeer, Date.now, badMessage);
@@ -115,6 +118,15 @@ function natsTransports(connection: NatsConnection, log: ReplicaLog, config: Nod
     },
     serveSnapshotRequests: (take) =>
       serveSnapshotRequests(connection, config.region, take, (error) => logger.warn("requested snapshot failed", { error: String(error) })),
+    openLease: (timing) =>
+      WriterLease.open(log, {
+        region: config.region,
+        // Written as the lease's value: who writes, for operators.
+        nodeId: `${hostname()}/${process.pid}/${Date.now().toString(36)}`,
+        timing,
+        monotonic: () => performance.now(),
+        placeByRegion: config.placeStreamsByRegion,
+      }),
   };
 }
 
@@ -192,6 +204,8 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
       health.setStatus("tally.v1.Balances", started.unavailableReason === undefined ? "SERVING" : "NOT_SERVING");
       // Ready but not caught up with every region is a visible degraded state, not a silent one.
       health.setStatus("tally.replication", started.peers.allConverged ? "SERVING" : "NOT_SERVING");
+      // Several nodes per region: SERVING on the one that writes, NOT_SERVING on standbys.
+      health.setStatus("tally.writer", started.writing ? "SERVING" : "NOT_SERVING");
     };
     gauges = setInterval(refresh, 1_000);
     gauges.unref();

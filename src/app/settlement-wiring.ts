@@ -75,7 +75,11 @@ export async function startSettlement(
     }
     return result;
   };
-  const stopPeriodic = intervalMs > 0 ? periodic(intervalMs, settleAndPublish, logger) : undefined;
+  // With several nodes per region only the writer settles (a standby has no snapshot of its own to cut from).
+  const settleIfWriting = async (): Promise<void> => {
+    if (node.writing) await settleAndPublish();
+  };
+  const stopPeriodic = intervalMs > 0 ? periodic(intervalMs, settleIfWriting, logger) : undefined;
   const q = readerPool === undefined ? settler.queries : new SettlementQueries(readerPool);
   const admin: SettlementAdmin = {
     settle: async () => {

@@ -8,7 +8,8 @@ export function convergedEverywhere(statuses: readonly ClusterStatusResponse[]):
   const first = statuses[0];
   if (first === undefined) return false;
   // A node that cannot make writes durable is not converged, whatever its rows say.
-  if (statuses.some((s) => s.writesRefused !== "")) return false;
+  // A standby refuses writes by design (another node of its region writes).
+  if (statuses.some((s) => s.writesRefused !== "" && s.writerRole !== "standby")) return false;
   return first.peers.every((peer) =>
     statuses.every((s) => {
       const view = s.peers.find((p) => p.region === peer.region);

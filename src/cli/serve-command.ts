@@ -1,5 +1,7 @@
 // `tally serve`: runs one regional node until SIGINT/SIGTERM. Prints one JSON
-// line {"event":"ready",...} on stdout when it serves, for scripts and tests.
+// line {"event":"ready",...} on stdout when it serves, for scripts and tests;
+// a writer deposed by another node of its region (--standby) prints
+// {"event":"deposed",...} and exits 75 so that its supervisor restarts it.
 // Every option is validated (src/app/config.ts) before any connection opens.
 
 import { parseArgs } from "node:util";
@@ -22,6 +24,9 @@ import {
 } from "../app/config";
 import { levelFromEnv } from "../node/logger";
 
+/** Exit code of a writer deposed by another node of its region (EX_TEMPFAIL: start it again). */
+export const EXIT_DEPOSED = 75;
+
 export const SERVE_HELP = `tally serve - run one regional node
 
   --region NAME            this node's region (env TALLY_REGION)              [required]
@@ -34,7 +39,7 @@ export const SERVE_HELP = `tally serve - run one regional node
   --metrics-port PORT      /metrics port (TALLY_METRICS_PORT)                  [9464]
   --metrics-host HOST      /metrics listen host (TALLY_METRICS_HOST)           [127.0.0.1]
   --postgres URL           enables settlement, as the settler role (TALLY_POSTGRES_URL)
-  --postgres-owner-url URL migrations run as this owner role (TALLY_POSTGRES_OWNER_URL) [--postgres]
+  --postgres-owner-url URL migrations run as this owner role (TALLY_POSTGRES_OWNER_URL) [required with --postgres unless --insecure]
   --postgres-reader-url URL  read-only role for listings and history (TALLY_POSTGRES_READER_URL) [--postgres]
   --postgres-ca FILE       CA of the Postgres server certificate; TLS, host verified (TALLY_POSTGRES_CA) [required unless --insecure]
   --settle-interval-ms N   periodic settlement (TALLY_SETTLE_INTERVAL_MS)      [0 = on demand]
@@ -44,6 +49,10 @@ export const SERVE_HELP = `tally serve - run one regional node
   --rights-wait-ms N       default wait for rights (TALLY_RIGHTS_WAIT_MS)      [50]
   --max-rights-wait-ms N   longest wait a caller may ask for (TALLY_MAX_RIGHTS_WAIT_MS) [2000]
   --spread-grants          spread each grant's rights evenly over all regions (TALLY_SPREAD_GRANTS=1)
+  --standby                one of several nodes of the region: write only while holding the
+                           writer lease, else follow and serve reads (TALLY_STANDBY=1)
+  --lease-ttl-ms N         writer lease TTL with --standby (TALLY_LEASE_TTL_MS) [10000]
+  --standby-poll-ms N      standby's look at the lease and own stream (TALLY_STANDBY_POLL_MS) [250]
   --snapshot-interval-ms N snapshot when changed, every N ms (TALLY_SNAPSHOT_INTERVAL_MS) [60000]
   --max-remembered-requests N  idempotency capacity (TALLY_MAX_REMEMBERED_REQUESTS) [2000000]
   --request-retention-ms N     idempotency and refund window (TALLY_REQUEST_RETENTION_MS) [900000]
@@ -103,6 +112,8 @@ const STRING_FLAGS = [
   "grpc-roles",
   "audit-log",
   "admin-listen",
+  "lease-ttl-ms",
+  "standby-poll-ms",
 ] as const;
 
 export async function serveCommand(argv: string[]): Promise<void> {
@@ -113,6 +124,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       "place-by-region": { type: "boolean" },
       "noop-service": { type: "boolean" },
       "spread-grants": { type: "boolean" },
+      standby: { type: "boolean" },
       insecure: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
@@ -164,5 +176,11 @@ export async function serveCommand(argv: string[]): Promise<void> {
     };
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);
+    // A deposed writer (--standby) exits: restarted, it stands by again from the durable state.
+    void running.node.deposed.then((reason) => {
+      process.stdout.write(`${JSON.stringify({ event: "deposed", region, reason, exitCode: EXIT_DEPOSED })}\n`);
+      process.exitCode = EXIT_DEPOSED;
+      stop();
+    });
   });
 }

@@ -51,10 +51,11 @@ export function renderStatus(statuses: readonly NodeStatus[]): string {
       ]);
     }
     const last = status.lastSettlement;
+    const role = status.writerRole === "" ? "" : `; ${status.writerRole}${status.leaseHolder === "" ? "" : ` (lease: ${status.leaseHolder})`}`;
     notes.push(
       `${status.region}: ${status.accounts} accounts; last settlement ${
         last === undefined ? "none" : `#${last.id} at ${new Date(Number(last.finishedAtMs)).toISOString()} (${last.accountsChanged} accounts changed)`
-      }`,
+      }${role}`,
     );
   }
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
@@ -72,7 +73,8 @@ function verdict(statuses: readonly NodeStatus[]): string[] {
       ...failed.map((s) => `  ${s.address} ${s.unreachable === true ? "cannot be reached" : "failed"}: ${s.error ?? "no answer"}`),
     ];
   }
-  const refusing = answered.filter((s) => s.writesRefused !== "");
+  // A standby refuses writes by design: only a region's writer (or single node) must accept them.
+  const refusing = answered.filter((s) => s.writesRefused !== "" && s.writerRole !== "standby");
   if (refusing.length > 0) {
     return [
       `NOT CONVERGED: ${refusing.length} node(s) refuse writes:`,

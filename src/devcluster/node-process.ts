@@ -45,6 +45,7 @@ function postgresSecurityFlags(security: PostgresSecurity | undefined): string[]
 
 export class NodeProcess {
   private child: ChildProcess | undefined;
+  private exit: Promise<number | null> | undefined;
 
   constructor(readonly options: NodeProcessOptions) {}
 
@@ -86,6 +87,7 @@ export class NodeProcess {
       stdio: ["ignore", "pipe", "pipe"],
     });
     this.child = child;
+    this.exit = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
     const log = createWriteStream(join(o.logDir, `node-${o.region}.log`), { flags: "a" });
     child.stderr?.pipe(log);
     await new Promise<void>((resolveReady, reject) => {
@@ -103,6 +105,12 @@ export class NodeProcess {
         reject(new Error(`node ${o.region} exited (${code ?? signal}) before ready; see ${o.logDir}/node-${o.region}.log`));
       });
     });
+  }
+
+  /** Resolves with the exit code once the started process exits on its own or is stopped (null: by a signal). */
+  exited(): Promise<number | null> {
+    if (this.exit === undefined) throw new Error("node process was never started");
+    return this.exit;
   }
 
   /** SIGTERM and wait: a graceful stop. */

@@ -1,5 +1,6 @@
 // A node's settings, with defaults suited to the local 3-region cluster.
 
+import type { LeaseTiming } from "../core/lease-clock";
 import type { Policy } from "../core/policy";
 
 export interface NodeConfig {
@@ -37,6 +38,15 @@ export interface NodeConfig {
   readonly maxWatchers: number;
   /** WatchBalance streams of one account on this node at once; more are refused (RESOURCE_EXHAUSTED). */
   readonly maxWatchersPerAccount: number;
+  /**
+   * Several nodes per region (DESIGN §12, `--standby`): the node writes only
+   * while it holds the region's writer lease with this timing, and stands by
+   * (following the own stream, serving reads) until then. Undefined: the
+   * single-node deployment, which writes from the start.
+   */
+  readonly writerLease: LeaseTiming | undefined;
+  /** A standby's pause between looks at the lease and the own stream. */
+  readonly standbyPollMs: number;
   /** How often pending holds are checked for their timeout (on this region's clock). */
   readonly holdSweepIntervalMs: number;
 }
@@ -56,5 +66,7 @@ export const DEFAULT_NODE_CONFIG: Omit<NodeConfig, "region" | "regions" | "natsU
   spreadGrants: false,
   maxWatchers: 10_000,
   maxWatchersPerAccount: 100,
+  writerLease: undefined,
+  standbyPollMs: 250,
   holdSweepIntervalMs: 100,
 };

@@ -8,7 +8,7 @@ import { decodeDelta, decodeDeltaOrThrow, type DecodedDelta } from "../replicati
 import { inboundContext, InboundRejectedError } from "../replication/inbound";
 import type { SnapshotChunkValue, SnapshotHeaderValue } from "../replication/snapshot-decoder";
 import { SNAPSHOT_FORMAT_SEALED } from "../replication/snapshot-seal";
-import { ReplayError, type ReplicaLog } from "../replication/jetstream-log";
+import { isTransientNatsError, ReplayError, type ReplicaLog } from "../replication/jetstream-log";
 import type { SnapshotStore } from "../replication/snapshot-store";
 import type { Logger } from "./logger";
 
@@ -93,6 +93,25 @@ export function applySnapshotChunk(state: ReplicaState, chunk: SnapshotChunkValu
  * content that the replay can only raise to the truth.
  */
 export async function recoverOwnRow(options: RecoveryOptions): Promise<Recovered> {
+  // A supercluster that is still starting (a gateway connecting, a leader being
+  // elected) times requests out for a while. Recovery only merges (pointwise
+  // max, answers kept once), so running it again from the start is safe.
+  const deadline = Date.now() + RECOVERY_RETRY_MS;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await recoverOnce(options);
+    } catch (error) {
+      if (!isTransientNatsError(error) || Date.now() > deadline) throw error;
+      options.logger.warn("recovery: NATS did not answer in time; starting recovery again", { attempt, error: String(error) });
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+/** How long start-up keeps retrying recovery through NATS timeouts. */
+const RECOVERY_RETRY_MS = 60_000;
+
+async function recoverOnce(options: RecoveryOptions): Promise<Recovered> {
   const { region, state, log, store, logger, clock } = options;
   const now = (): number => clock.now();
   await ensureStreams(options);
@@ -192,34 +211,22 @@ async function checkStreamLayouts({ region, state, log, logger }: RecoveryOption
   if (first !== undefined) throw new RecoveryRefusedError(region, first);
 }
 
-/** Creates every replica's stream and bucket; this node's own must exist, the others are retried for a while. */
-async function ensureStreams({ region, state, log, store }: RecoveryOptions): Promise<void> {
-  const ensure = async (replica: string): Promise<void> => {
-    await log.ensureStream(replica);
-    await store.bucket(replica);
-  };
+/**
+ * Creates this node's own stream and snapshot bucket (retried while JetStream
+ * elects its meta leader). Peers' streams are made by their own nodes: a node
+ * may create only its own (deploy/nats/auth.conf), and a peer that has not
+ * started yet has written nothing to catch up on.
+ */
+async function ensureStreams({ region, log, store }: RecoveryOptions): Promise<void> {
   const deadline = Date.now() + 30_000;
   for (;;) {
     try {
-      await ensure(region);
-      break;
+      await log.ensureStream(region);
+      await store.bucket(region);
+      return;
     } catch (error) {
       if (Date.now() > deadline) throw error;
       await new Promise((r) => setTimeout(r, 250));
     }
   }
-  await Promise.all(
-    state.replicas.names
-      .filter((r) => r !== region)
-      .map(async (replica) => {
-        for (let attempt = 0; attempt < 40; attempt++) {
-          try {
-            await ensure(replica);
-            return;
-          } catch {
-            await new Promise((r) => setTimeout(r, 250));
-          }
-        }
-      }),
-  );
 }

@@ -25,9 +25,12 @@ import type { RightsBroker } from "./rights-broker";
 import type { Snapshotter } from "./snapshotter";
 import { createPeerSet, createRightsBroker, createSnapshotter, createWriter } from "./node-parts";
 import { NodeViews } from "./node-views";
+import { WriterRole, type WriterRoleState } from "./writer-role";
 import { HoldDesk } from "./hold-desk";
 
 export type { DebitItem } from "../core/write-path";
+
+const SHUTTING_DOWN = "node is shutting down";
 export type { NodeTransports } from "./node-transports";
 
 export interface Decision {
@@ -45,10 +48,23 @@ export class TallyNode {
   /** Holds and refunds (admission, durability, the timeout sweep). */
   readonly holds: HoldDesk;
   private writer: ReplicaWriter | undefined;
+  /** With several nodes per region: standby, writer or deposed (undefined: the single writer). */
+  private role: WriterRole | undefined;
   private snapshotter: Snapshotter | undefined;
-  private readonly stops: Array<() => void> = [];
+  /** Stops of the parts only the writer runs (status beacon, snapshot requests). */
+  private readonly writerStops: Array<() => void> = [];
+  /** Another process appended to this region's stream: this node never writes or snapshots again. */
+  private fenced = false;
   private unavailable: string | undefined = "node is starting";
   ready = false;
+  /**
+   * Resolves with the reason when this node, a writer among several of its
+   * region, is deposed. Its memory may hold decisions whose append was
+   * refused, so it must not stand by on it: `tally serve` exits and its
+   * supervisor starts it again as a standby from the durable state.
+   */
+  readonly deposed: Promise<string>;
+  private resolveDeposed: (reason: string) => void = () => undefined;
 
   private constructor(
     readonly config: NodeConfig,
@@ -59,6 +75,7 @@ export class TallyNode {
     /** Local monotonic time: retention of request ids, waits and demand rates; never jumps. */
     readonly monotonic: () => number,
   ) {
+    this.deposed = new Promise((resolve) => (this.resolveDeposed = resolve));
     this.state = new ReplicaState({
       replicas: new ReplicaSet(config.regions),
       self: config.region,
@@ -144,47 +161,118 @@ export class TallyNode {
     return undefined;
   }
 
+  /** True while this node writes its region's replica (health: who writes). */
+  get writing(): boolean {
+    if (this.role !== undefined) return this.role.writing && this.unavailable === undefined;
+    return this.writer !== undefined && this.unavailable === undefined;
+  }
+
+  /** Standby, writer or deposed with several nodes per region; undefined for the single writer. */
+  get writerRole(): WriterRoleState | undefined {
+    return this.role?.state;
+  }
+
+  /** The node holding the region's writer lease as this node last knew it; undefined with a single node. */
+  get leaseHolder(): string | undefined {
+    return this.role?.leaseHolder;
+  }
+
   private async recover(): Promise<void> {
     const { config, transports, logger } = this;
-    const recovered = await recoverOwnRow({
+    const recovered = await this.recoverOwnRow();
+    // A fresh snapshot lets peers that refused the stray messages move past them.
+    const onForeign = (): void => void this.takeSnapshot().catch((error: unknown) => logger.warn("snapshot after stray messages failed", { error: String(error) }));
+    if (config.writerLease === undefined) {
+      this.writer = createWriter(this, recovered.sequence, (error) => this.fence(error), onForeign);
+      await this.startPeers(recovered.header);
+      this.startWriting(this.writer, recovered.header);
+      return;
+    }
+    if (transports.openLease === undefined) throw new Error("a writer lease needs NATS KV (transports.openLease)");
+    const lease = await transports.openLease(config.writerLease);
+    await this.startPeers(recovered.header);
+    this.role = new WriterRole({
       region: config.region,
-      state: this.state,
+      replicas: this.state.replicas,
       log: transports.log,
-      store: transports.snapshots,
+      lease,
+      fromSequence: recovered.sequence,
       apply: (delta) => this.applyDelta(delta),
+      recoverOwnRow: async () => (await this.recoverOwnRow()).sequence,
+      createWriter: (tail, onFenced) => createWriter(this, tail, onFenced, onForeign),
+      onWriting: (writer) => {
+        this.writer = writer;
+        this.startWriting(writer, undefined);
+      },
+      onDeposed: (reason) => {
+        if (this.unavailable === SHUTTING_DOWN) return;
+        this.unavailable = reason;
+        this.stopWriting();
+        this.resolveDeposed(reason);
+      },
+      standbyPollMs: config.standbyPollMs,
       logger,
+    });
+    // Reads are served from here on; writes wait for the lease.
+    this.unavailable = "standby: another node of this region writes (this node takes over when it holds the writer lease)";
+    this.ready = true;
+    this.role.start();
+  }
+
+  private recoverOwnRow(): ReturnType<typeof recoverOwnRow> {
+    return recoverOwnRow({
+      region: this.config.region,
+      state: this.state,
+      log: this.transports.log,
+      store: this.transports.snapshots,
+      apply: (delta) => this.applyDelta(delta),
+      logger: this.logger,
       clock: this,
     });
-    this.writer = createWriter(
-      this,
-      recovered.sequence,
-      (error) => this.fence(error),
-      // A fresh snapshot lets peers that refused the stray messages move past them.
-      () => void this.takeSnapshot().catch((error: unknown) => logger.warn("snapshot after stray messages failed", { error: String(error) })),
-    );
-    const caughtUp = await this.peers.start(recovered.header?.applied ?? {}, config.catchUpTimeoutMs);
-    if (!caughtUp) logger.warn("serving before every peer was applied (peer unreachable?)");
-    this.stops.push(
+  }
+
+  private async startPeers(header: SnapshotHeaderValue | undefined): Promise<void> {
+    const caughtUp = await this.peers.start(header?.applied ?? {}, this.config.catchUpTimeoutMs);
+    if (!caughtUp) this.logger.warn("serving before every peer was applied (peer unreachable?)");
+  }
+
+  /** The writer-only parts: status broadcast, rights, snapshots; then writes are accepted. */
+  private startWriting(writer: ReplicaWriter, recoveredHeader: SnapshotHeaderValue | undefined): void {
+    if (this.unavailable === SHUTTING_DOWN) return;
+    const { transports } = this;
+    this.writerStops.push(
       transports.startStatus(
         () => ({ ownSequence: this.sequence, ownDigest: this.publishedDigest, applied: this.views.appliedVector() }),
         (replica, status) => this.peers.observe(replica, status),
       ),
     );
     this.rights.start();
-    this.snapshotter = createSnapshotter(this, this.writer, this.peers);
-    this.snapshotter.recovered = recovered.header;
+    this.snapshotter = createSnapshotter(this, writer, this.peers);
+    this.snapshotter.recovered = recoveredHeader;
     this.snapshotter.start();
-    this.stops.push(transports.serveSnapshotRequests(() => this.takeSnapshot()));
+    this.writerStops.push(transports.serveSnapshotRequests(() => this.takeSnapshot()));
     this.unavailable = undefined;
     this.ready = true;
     // Holds that timed out while the node was down expire at once, then on every tick.
     const sweep = (): void => {
-      this.holds.sweep().catch((error: unknown) => logger.warn("hold timeout sweep failed", { error: String(error) }));
+      this.holds.sweep().catch((error: unknown) => this.logger.warn("hold timeout sweep failed", { error: String(error) }));
     };
     sweep();
-    const timer = setInterval(sweep, Math.max(1, config.holdSweepIntervalMs));
+    const timer = setInterval(sweep, Math.max(1, this.config.holdSweepIntervalMs));
     timer.unref();
-    this.stops.push(() => clearInterval(timer));
+    // A writer-only part: a standby or deposed node never expires holds (the writer does, through its stream).
+    this.writerStops.push(() => clearInterval(timer));
+  }
+
+  /**
+   * A deposed writer stops every part that writes or speaks for the region:
+   * no status beside the new writer's, no rights given, and above all no
+   * snapshot (it would replace the new writer's and purge under it).
+   */
+  private stopWriting(): void {
+    this.rights.stop();
+    for (const stop of this.writerStops.splice(0)) stop();
+    void this.snapshotter?.stop();
   }
 
   private durable(): ReplicaWriter {
@@ -203,6 +291,8 @@ export class TallyNode {
   /** Writes a full-state snapshot now (or returns the current one when nothing changed). */
   takeSnapshot(): Promise<SnapshotHeaderValue> {
     if (this.snapshotter === undefined) return Promise.reject(new NodeUnavailableError("node is starting"));
+    // Only the writer snapshots its region (a deposed one would replace the new writer's snapshot).
+    if (this.fenced || (this.role !== undefined && !this.role.writing)) return Promise.reject(new NodeUnavailableError(this.unavailable ?? "not the writer of this region"));
     return this.snapshotter.take();
   }
 
@@ -342,7 +432,10 @@ export class TallyNode {
 
   private fence(error: WriterFencedError): void {
     this.unavailable = "another process writes this region's replica; this node stopped writing";
+    this.fenced = true;
     this.logger.error("fenced: another writer appended to this region's stream", { stream: error.stream });
+    // As a deposed writer: above all no snapshot, which would replace the other writer's and purge its stream under it.
+    this.stopWriting();
   }
 
   /** Merges a peer's (or, at recovery, this replica's own) group commit. */
@@ -360,17 +453,19 @@ export class TallyNode {
 
   /** Stops writing: every waiting call ends UNAVAILABLE at once; then closes the parts (the log is the caller's). */
   async close(): Promise<void> {
-    if (this.unavailable === "node is shutting down") return;
-    this.unavailable = "node is shutting down";
+    if (this.unavailable === SHUTTING_DOWN) return;
+    this.unavailable = SHUTTING_DOWN;
     this.ready = false;
     this.rights.stop();
-    for (const stop of this.stops) stop();
+    for (const stop of this.writerStops.splice(0)) stop();
     const snapshotEnded = this.snapshotter?.stop();
     this.watches.closeAll();
     // Commits already published get a short grace to be acknowledged; the rest end now.
     const deadline = this.now() + 2_000;
     while (this.writer !== undefined && !this.writer.idle && this.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     this.writer?.stop(new NodeUnavailableError("node is shutting down; the change was not acknowledged"));
+    // After the writer stopped: giving the lease up lets a standby take over at once.
+    await this.role?.stop();
     this.peers.stop();
     await snapshotEnded;
   }

@@ -7,7 +7,9 @@
 import {
   DeliverPolicy,
   DiscardPolicy,
+  ErrorCode,
   headers,
+  NatsError,
   RetentionPolicy,
   StorageType,
   type ConsumerMessages,
@@ -93,7 +95,7 @@ export class ReplicaLog implements StreamAppender {
       await this.jsm.streams.info(name);
       return;
     } catch (error) {
-      if (!isNotFound(error)) throw error;
+      if (!isStreamNotFound(error)) throw error;
     }
     await this.jsm.streams.add({
       name,
@@ -105,6 +107,17 @@ export class ReplicaLog implements StreamAppender {
       duplicate_window: 120_000_000_000,
       ...(this.options.placeByRegion ? { placement: { cluster: replica, tags: [] } } : {}),
     });
+  }
+
+  /** Whether the stream `name` exists (a JetStream answer; a timeout throws). */
+  async streamExists(name: string): Promise<boolean> {
+    try {
+      await this.jsm.streams.info(name);
+      return true;
+    } catch (error) {
+      if (isStreamNotFound(error)) return false;
+      throw error;
+    }
   }
 
   /** Removes `replica`'s messages below `keepFrom` (they are covered by a snapshot). */
@@ -283,6 +296,16 @@ export function jetStreamErrorCode(error: unknown): number | undefined {
   return typeof api.err_code === "number" ? api.err_code : undefined;
 }
 
-function isNotFound(error: unknown): boolean {
+/**
+ * True for a NATS request that got no answer in time or found no responder:
+ * JetStream electing a leader, or a gateway still connecting while a
+ * supercluster starts. Worth retrying; every other error is an answer.
+ */
+export function isTransientNatsError(error: unknown): boolean {
+  return error instanceof NatsError && (error.code === String(ErrorCode.Timeout) || error.code === String(ErrorCode.NoResponders));
+}
+
+/** True when `error` says the stream does not exist (JetStream's own answer, not a timeout). */
+export function isStreamNotFound(error: unknown): boolean {
   return jetStreamErrorCode(error) === JS_STREAM_NOT_FOUND;
 }

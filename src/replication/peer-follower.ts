@@ -5,7 +5,7 @@
 
 import { decodeDelta, type DecodedDelta } from "./delta-codec";
 import { inboundContext, type InboundContext } from "./inbound";
-import type { ReplicaLog } from "./jetstream-log";
+import { isStreamNotFound, type ReplicaLog } from "./jetstream-log";
 import type { ReplicaSet } from "../core/replica-set";
 import type { ConsumerMessages } from "nats";
 
@@ -58,6 +58,8 @@ export class PeerFollower {
   private streamLast = 0;
   /** Sequence of a refused message the follower is stuck behind, if any. */
   refusedAt: number | undefined;
+  /** The writer's stream does not exist yet: its node never started, so nothing is missing here. */
+  private streamAbsent = false;
 
   constructor(
     readonly replica: string,
@@ -109,6 +111,7 @@ export class PeerFollower {
         }
         const messages = await this.log.follow(this.replica, this.appliedSequence + 1, (m) => this.onMessage(m.seq, m.data, m.pending));
         this.messages = messages;
+        this.streamAbsent = false;
         // A consumer that ends on its own (e.g. it gave up during a partition) is replaced.
         void messages.closed().then(() => {
           if (!this.stopped && !this.recovering && this.messages === messages) this.restart("consumer closed");
@@ -116,7 +119,14 @@ export class PeerFollower {
         this.notifyIfCaughtUp();
         return;
       } catch (error) {
-        this.events.onError(error);
+        if (isStreamNotFound(error)) {
+          // Reported once: the follower looks again until the writer's node creates it.
+          if (!this.streamAbsent) this.events.onError(new Error(`the stream of ${this.replica} does not exist yet; following it once its node creates it`));
+          this.streamAbsent = true;
+          this.notifyIfCaughtUp();
+        } else {
+          this.events.onError(error);
+        }
         await new Promise((r) => setTimeout(r, 500));
       }
     }
@@ -154,7 +164,7 @@ export class PeerFollower {
 
   /** Resolves when the follower has applied everything known, or after `timeoutMs`. */
   async waitCaughtUp(timeoutMs: number): Promise<boolean> {
-    if (this.caughtUp && this.messages !== undefined) return true;
+    if (this.caughtUp && (this.messages !== undefined || this.streamAbsent)) return true;
     return new Promise((resolve) => {
       const timer = setTimeout(() => resolve(false), timeoutMs);
       this.caughtUpWaiters.push(() => {

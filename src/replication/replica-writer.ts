@@ -9,6 +9,8 @@ import type { SlotChange } from "../core/replica-state";
 import { encodeDelta } from "./delta-codec";
 import { findStrayMessages, type StreamReader } from "./stray-messages";
 
+const EMPTY_BATCH: CommitBatch = { slots: [], requests: [], policies: [] };
+
 /** A second writer appended to this replica's stream. */
 export class WriterFencedError extends Error {
   override readonly name = "WriterFencedError";
@@ -88,6 +90,11 @@ export class ReplicaWriter {
     return this.committer.health;
   }
 
+  /** True once another writer's append refused one of this writer's: it must not serve writes. */
+  get fencedOut(): boolean {
+    return this.fenced;
+  }
+
   get idle(): boolean {
     return this.committer.idle;
   }
@@ -119,6 +126,27 @@ export class ReplicaWriter {
     return true;
   }
 
+  /**
+   * The takeover's fence (DESIGN §12): appends an empty message with expected
+   * last sequence = the tail this node replayed (`startSequence`), before it
+   * serves. Once it is stored, any append of a writer that had not seen it is
+   * refused; if something was appended after the replay, this writer is the
+   * one fenced (WriterFencedError, onFenced) and must not serve. An empty
+   * delta needs no new message type: every reader applies it as a no-op.
+   * Call it before the first commit. Returns the fence's sequence.
+   */
+  async fence(): Promise<number> {
+    for (;;) {
+      try {
+        return await this.append(EMPTY_BATCH);
+      } catch (error) {
+        // Stray messages (not this replica's deltas) were stepped over: fence after them.
+        if (error instanceof WriterFencedError && !this.fenced) continue;
+        throw error;
+      }
+    }
+  }
+
   private async publish(plain: CommitBatch): Promise<number> {
     // Only a barrier alone makes an empty batch: what it covers is durable at
     // the last message already, and an empty message would only lengthen the stream.
@@ -131,6 +159,10 @@ export class ReplicaWriter {
     ) {
       return this.ownSequence;
     }
+    return this.append(plain);
+  }
+
+  private async append(plain: CommitBatch): Promise<number> {
     const batch: CommitBatch =
       this.hooks.context === undefined || plain.slots.length === 0
         ? plain

@@ -71,14 +71,22 @@ export class SnapshotStore {
     private readonly log: ReplicaLog,
     replicas: ReplicaSet,
     maxSlotValue: bigint,
+    private readonly ownReplica: string,
   ) {
     this.ctx = inboundContext(replicas, { maxSlotValue });
   }
 
-  /** Opens (creating at start-up if needed) the bucket of `replica`. */
+  /**
+   * Opens the bucket of `replica`. Only the own bucket is created here: a
+   * peer's is made by that peer's node (NATS permissions let a node create its
+   * own streams only), so a missing peer bucket is an error naming it.
+   */
   async bucket(replica: string): Promise<ObjectStore> {
     const open = this.buckets.get(replica);
     if (open !== undefined) return open;
+    if (replica !== this.ownReplica && !(await this.log.streamExists(`OBJ_${snapshotBucket(replica)}`))) {
+      throw new Error(`the snapshot bucket of ${replica} does not exist yet: it is created when ${replica}'s node starts`);
+    }
     const store = await this.log.js.views.os(snapshotBucket(replica), {
       storage: StorageType.File,
       replicas: 1,

@@ -157,6 +157,8 @@ export function adminService(node: TallyNode, settlement?: SettlementAdmin): Adm
           peers: node.views.peerViews().map(peerToWire),
           lastSettlement,
           writesRefused: node.unavailableReason ?? "",
+          writerRole: node.writerRole?.kind ?? "",
+          leaseHolder: node.leaseHolder ?? "",
         };
       });
     },

@@ -6,6 +6,7 @@ import { expect } from "chai";
 import { status, loadPackageDefinition, makeGenericClientConstructor, type GrpcObject, type ServiceClientConstructor } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { service as healthService } from "grpc-health-check";
+import { tlsNameOptions } from "../../src/cli/node-clients";
 import { runNode, type RunningNode } from "../../src/app/run-node";
 import { DebitOutcome, type DebitRequest } from "../../src/generated/tally/v1/balances";
 import { PolicyMode } from "../../src/generated/tally/v1/common";
@@ -258,7 +259,7 @@ describe("balances api - single node over real gRPC and JetStream", function () 
 
   it("balances api - health reports SERVING for the Balances service", async () => {
     const Health = makeGenericClientConstructor(healthService, "Health");
-    const health = new Health(`127.0.0.1:${running.grpcPort}`, testPki().clientCredentials("reader"));
+    const health = new Health(`127.0.0.1:${running.grpcPort}`, testPki().clientCredentials("reader"), tlsNameOptions("127.0.0.1"));
     const answer = await new Promise<{ status: string }>((resolve, reject) =>
       health.makeUnaryRequest(
         "/grpc.health.v1.Health/Check",
@@ -279,7 +280,7 @@ describe("balances api - single node over real gRPC and JetStream", function () 
     });
     const loaded = loadPackageDefinition(definition) as unknown as { grpc: { reflection: { v1: GrpcObject } } };
     const Reflection = loaded.grpc.reflection.v1.ServerReflection as ServiceClientConstructor;
-    const reflection = new Reflection(`127.0.0.1:${running.grpcPort}`, testPki().clientCredentials("reader"));
+    const reflection = new Reflection(`127.0.0.1:${running.grpcPort}`, testPki().clientCredentials("reader"), tlsNameOptions("127.0.0.1"));
     const stream = reflection.makeBidiStreamRequest(
       "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
       (v: object) => Reflection.service.ServerReflectionInfo!.requestSerialize(v),

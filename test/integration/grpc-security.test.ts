@@ -6,7 +6,7 @@
 import { copyFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect } from "chai";
-import { credentials, makeGenericClientConstructor, status, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
+import { credentials, makeGenericClientConstructor, Metadata, status, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
 import { ConfigError, grpcSecurityOption, optionSource } from "../../src/app/config";
 import { runNode, type RunningNode } from "../../src/app/run-node";
 import { LocalCa } from "../../src/devcluster/local-ca";
@@ -14,6 +14,7 @@ import { LocalGrpcPki, localPrincipal } from "../../src/devcluster/local-grpc-pk
 import { PolicyMode } from "../../src/generated/tally/v1/common";
 import { BalancesClient, type WatchBalanceResponse } from "../../src/generated/tally/v1/balances";
 import { jsonLogger } from "../../src/node/logger";
+import { tlsNameOptions } from "../../src/cli/node-clients";
 import { clients, failure, unary, type Clients } from "../support/grpc-clients";
 import { natsAccess, tempDir, useStandaloneNats } from "../support/nats";
 
@@ -40,6 +41,7 @@ const MATRIX: Readonly<Record<string, readonly Identity[]>> = {
   ClusterStatus: ["operator"],
   ShiftRights: ["operator"],
   HealthCheck: ["spender", "granter", "reader", "operator", "auditor", "stranger"],
+  ServerReflectionInfo: ["spender", "granter", "reader", "operator", "auditor"],
 };
 
 const IDENTITIES: readonly Identity[] = ["spender", "granter", "reader", "operator", "auditor", "stranger"];
@@ -55,6 +57,18 @@ const HEALTH_CHECK = {
   responseDeserialize: (bytes: Buffer): Buffer => bytes,
 } as const;
 
+const REFLECTION_INFO = {
+  path: "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+  requestStream: true,
+  responseStream: true,
+  requestSerialize: (bytes: Buffer): Buffer => bytes,
+  requestDeserialize: (bytes: Buffer): Buffer => bytes,
+  responseSerialize: (bytes: Buffer): Buffer => bytes,
+  responseDeserialize: (bytes: Buffer): Buffer => bytes,
+} as const;
+/** ServerReflectionRequest{list_services: ""}: field 7, length-delimited, empty. */
+const LIST_SERVICES = Buffer.from([0x3a, 0x00]);
+
 async function eventually(what: string, probe: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -68,7 +82,7 @@ const deadline = (): { deadline: number } => ({ deadline: Date.now() + 5_000 });
 
 /** GetBalance over a connection of its own (no pooled subchannel): what a new client gets now. */
 async function probe(address: string, creds: ChannelCredentials, account: string): Promise<status> {
-  const client = new BalancesClient(address, creds, { "grpc.use_local_subchannel_pool": 1 });
+  const client = new BalancesClient(address, creds, { ...tlsNameOptions(address), "grpc.use_local_subchannel_pool": 1 });
   try {
     await unary(client, client.getBalance, { accountId: account }, deadline());
     return status.OK;
@@ -150,7 +164,7 @@ async function callRpc(c: Clients, credentialsOf: ChannelCredentials, address: s
       });
     case "HealthCheck": {
       const Health = makeGenericClientConstructor({ Check: HEALTH_CHECK }, "Health");
-      const health = new Health(address, credentialsOf);
+      const health = new Health(address, credentialsOf, tlsNameOptions(address));
       try {
         return await outcome(
           new Promise((resolve, reject) =>
@@ -159,6 +173,24 @@ async function callRpc(c: Clients, credentialsOf: ChannelCredentials, address: s
         );
       } finally {
         health.close();
+      }
+    }
+    case "ServerReflectionInfo": {
+      const Reflection = makeGenericClientConstructor({ ServerReflectionInfo: REFLECTION_INFO }, "ServerReflection");
+      const reflection = new Reflection(address, credentialsOf, tlsNameOptions(address));
+      try {
+        return await new Promise((resolve) => {
+          const call = reflection.makeBidiStreamRequest(REFLECTION_INFO.path, REFLECTION_INFO.requestSerialize, REFLECTION_INFO.responseDeserialize, new Metadata(), deadline());
+          call.once("data", () => {
+            call.cancel();
+            resolve({ code: status.OK, details: "" });
+          });
+          call.once("error", (error: ServiceError) => resolve({ code: error.code, details: error.details }));
+          call.write(LIST_SERVICES);
+          call.end();
+        });
+      } finally {
+        reflection.close();
       }
     }
     default:

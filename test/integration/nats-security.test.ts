@@ -176,6 +176,34 @@ describe("nats security - TLS, a nkey per node and per-region permissions", func
     await until("the subscription violation in central's server log", () => /Subscription Violation.*"_INBOX\.east\.>"/.test(serverLog("central")));
   });
 
+  it("nats security - west's credentials cannot create central's stream or bucket; central's node makes them and the others follow", async () => {
+    const jsm = await ops.jetstreamManager();
+    // East and west started without central's node: neither made its stream or bucket.
+    expect(await jsm.streams.info(streamName("central")).then(() => "exists", () => "absent")).to.equal("absent");
+    expect(await jsm.streams.info("OBJ_TALLY_SNAP_CENTRAL").then(() => "exists", () => "absent")).to.equal("absent");
+    const westJsm = await west.jetstreamManager();
+    const stream = await refusal(westJsm.streams.add({ name: streamName("central"), subjects: ["tally.delta.central"] }));
+    expect(stream.code).to.equal(ErrorCode.PermissionsViolation);
+    const bucket = await refusal(westJsm.streams.add({ name: "OBJ_TALLY_SNAP_CENTRAL", subjects: ["$O.TALLY_SNAP_CENTRAL.C.>"] }));
+    expect(bucket.code).to.equal(ErrorCode.PermissionsViolation);
+    expect(await jsm.streams.info(streamName("central")).then(() => "exists", () => "absent")).to.equal("absent");
+    await until("the create violation in west's server log", () => /Publish Violation.*"\$JS\.API\.STREAM\.CREATE\.TALLY_CENTRAL"/.test(serverLog("west")));
+    // Central's node creates its own; east's node, already running, follows it.
+    const central = await runNode({
+      region: "central",
+      regions: REGIONS,
+      ...natsAccess(regionNats("central"), "central"),
+      grpcAddress: "127.0.0.1:0",
+      grpcSecurity: testGrpcSecurity(),
+      logger: jsonLogger("central", "error"),
+      placeStreamsByRegion: true,
+      config: { catchUpTimeoutMs: 500, snapshotIntervalMs: 0 },
+    });
+    nodes.push(central);
+    await central.node.grant("acct-central", 7n, "grant-central-1");
+    await until("east to see central's grant", () => nodes[0]!.node.state.balance("acct-central") === 7n, 30_000);
+  });
+
   it("nats security - a client without credentials, or not trusting the local CA, is refused", async () => {
     const nats = regionNats("east");
     const anonymous = await refusal(connect({ servers: nats.url, tls: { caFile: nats.clientSecurity("ops")!.caFile }, reconnect: false }));

@@ -18,6 +18,8 @@ const answered = (region: string): ClusterStatusResponse => ({
   peers: [{ region, appliedSequence: 7n, reportedSequence: 7n, pending: 0n, lagSeconds: 0, converged: true, digest: "abc", lastHeardMs: 0n }],
   lastSettlement: undefined,
   writesRefused: "",
+  writerRole: "",
+  leaseHolder: "",
 });
 
 describe("cli errors - formatting failures for people", () => {
@@ -58,6 +60,21 @@ describe("cli errors - formatting failures for people", () => {
     expect(text).to.include("  127.0.0.1:50052 cannot be reached: UNAVAILABLE: No connection established.");
     expect(text).to.not.include("CONVERGED:");
     expect(text).to.not.include("NOT CONVERGED");
+  });
+
+  it("status - a standby's refusal of writes is its role, not a fault; a deposed node's or single node's is", () => {
+    const writer = { ...answered("east"), writerRole: "writer", leaseHolder: "host-a/1/x" };
+    const standby = { ...answered("east"), writerRole: "standby", leaseHolder: "host-a/1/x", writesRefused: "standby: another node of this region writes" };
+    const text = renderStatus([
+      { address: "127.0.0.1:50051", status: writer },
+      { address: "127.0.0.1:50052", status: standby },
+    ]);
+    expect(text).to.match(/\nCONVERGED: /);
+    expect(text).to.include("east: 3 accounts; last settlement none; standby (lease: host-a/1/x)");
+    const deposed = { ...answered("east"), writerRole: "deposed", writesRefused: "writer lease of east lost" };
+    expect(renderStatus([{ address: "127.0.0.1:50051", status: deposed }])).to.include("NOT CONVERGED: 1 node(s) refuse writes:");
+    const single = { ...answered("east"), writesRefused: "another process writes this region's replica" };
+    expect(renderStatus([{ address: "127.0.0.1:50051", status: single }])).to.include("NOT CONVERGED: 1 node(s) refuse writes:");
   });
 
   it("cli errors - status still reports convergence when every node answers", () => {

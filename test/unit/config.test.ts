@@ -235,6 +235,13 @@ describe("config - node tunables", () => {
   it("config - a tunable out of range is a ConfigError naming its flag and variable", () => {
     expectNamed(configError(() => nodeTunables(flags({ "status-interval-ms": "10" }))), "status-interval-ms", "TALLY_STATUS_INTERVAL_MS");
   });
+
+  it("config - --standby takes part in the writer lease; its timing follows --lease-ttl-ms", () => {
+    expect(nodeTunables(NONE).writerLease).to.equal(undefined);
+    expect(nodeTunables(flags({ standby: "1" })).writerLease).to.deep.equal({ ttlMs: 10_000, renewAfterMs: 3_000, marginMs: 2_000 });
+    expect(nodeTunables(flags({ standby: "1", "lease-ttl-ms": "2000" })).writerLease).to.deep.equal({ ttlMs: 2_000, renewAfterMs: 600, marginMs: 400 });
+    expectNamed(configError(() => nodeTunables(flags({ standby: "1", "lease-ttl-ms": "100" }))), "lease-ttl-ms", "TALLY_LEASE_TTL_MS");
+  });
 });
 
 describe("config - NATS and Postgres security", () => {
@@ -263,7 +270,7 @@ describe("config - NATS and Postgres security", () => {
     expectNamed(configError(() => insecureOption(flags({ insecure: "maybe" }))), "insecure", "TALLY_INSECURE");
   });
 
-  it("config - Postgres needs its CA unless --insecure; owner and reader URLs must name a role and need --postgres", () => {
+  it("config - Postgres needs its CA and an owner role unless --insecure; owner and reader URLs must name a role and need --postgres", () => {
     const settler = "postgres://tally_settler:pw@db/tally";
     expectNamed(configError(() => postgresSecurityOption(NONE, false, settler)), "postgres-ca", "TALLY_POSTGRES_CA");
     expect(postgresSecurityOption(flags({ "postgres-ca": ca, "postgres-owner-url": "postgres://tally_owner:pw@db/tally" }), false, settler)).to.deep.equal({
@@ -271,6 +278,7 @@ describe("config - NATS and Postgres security", () => {
       caFile: ca,
     });
     expect(postgresSecurityOption(NONE, true, settler)).to.deep.equal({});
+    expectNamed(configError(() => postgresSecurityOption(flags({ "postgres-ca": ca }), false, settler)), "postgres-owner-url", "TALLY_POSTGRES_OWNER_URL");
     expectNamed(configError(() => postgresSecurityOption(flags({ "postgres-ca": ca, "postgres-reader-url": "postgres://db/tally" }), false, settler)), "postgres-reader-url", "TALLY_POSTGRES_READER_URL");
     expectNamed(configError(() => postgresSecurityOption(flags({ "postgres-owner-url": "postgres://o@db/tally" }), false, undefined)), "postgres-owner-url", "TALLY_POSTGRES_OWNER_URL");
     expect(configError(() => postgresSecurityOption(flags({ "postgres-ca": ca }), false, `${settler}?sslmode=disable`))).to.contain("--postgres-ca");

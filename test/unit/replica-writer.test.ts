@@ -156,6 +156,34 @@ describe("replica writer - fencing", () => {
   });
 });
 
+describe("replica writer - takeover fence", () => {
+  it("replica writer - the fence is an empty message at the replayed tail; later commits follow it", async () => {
+    const stream = new FakeStream(7);
+    const { w } = writer(stream);
+    expect(await w.fence()).to.equal(8);
+    expect(stream.appends[0]?.expectedLastSeq).to.equal(7);
+    const fence = decodeDeltaOrThrow(REPLICAS, stream.appends[0]!.data, "east");
+    expect([fence.slots.length, fence.requests.length, fence.policies.length]).to.deep.equal([0, 0, 0]);
+    expect(await w.commit(write("a"))).to.equal(9);
+    expect(stream.appends[1]?.expectedLastSeq).to.equal(8);
+  });
+
+  it("replica writer - a fence refused (appended to since the replay) leaves the writer fenced out: it serves nothing", async () => {
+    const stream = new FakeStream(7);
+    const { w, hooks } = writer(stream);
+    stream.last = 8; // the old writer appended after this node's replay
+    let refused: unknown;
+    await w.fence().catch((error: unknown) => (refused = error));
+    expect(refused).to.be.instanceOf(WriterFencedError);
+    expect(w.fencedOut).to.equal(true);
+    expect(hooks.fenced).to.have.length(1);
+    let later: unknown;
+    await w.commit(write("a")).catch((error: unknown) => (later = error));
+    expect(later).to.be.instanceOf(WriterFencedError);
+    expect(stream.appends).to.have.length(1);
+  });
+});
+
 describe("replica writer - failures", () => {
   it("replica writer - a message above maxPayload fails only the write that made it too large", async () => {
     const stream = new FakeStream(0);

@@ -242,6 +242,17 @@ export interface ClusterStatusResponse {
    * accepts them. Reads are served either way.
    */
   writesRefused: string;
+  /**
+   * With several nodes per region (--standby): "writer", "standby" or
+   * "deposed"; empty for a region's single node. A standby refuses writes by
+   * design (writes_refused says so) and serves reads.
+   */
+  writerRole: string;
+  /**
+   * The node holding the region's writer lease, as this node last saw it
+   * (host/pid/start); empty with a single node or when nobody holds it.
+   */
+  leaseHolder: string;
 }
 
 /** A planned shift of rights from this node's region to another. */
@@ -1945,7 +1956,15 @@ export const PeerStatus: MessageFns<PeerStatus> = {
 };
 
 function createBaseClusterStatusResponse(): ClusterStatusResponse {
-  return { region: "", peers: [], accounts: 0n, lastSettlement: undefined, writesRefused: "" };
+  return {
+    region: "",
+    peers: [],
+    accounts: 0n,
+    lastSettlement: undefined,
+    writesRefused: "",
+    writerRole: "",
+    leaseHolder: "",
+  };
 }
 
 export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
@@ -1967,6 +1986,12 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
     }
     if (message.writesRefused !== "") {
       writer.uint32(42).string(message.writesRefused);
+    }
+    if (message.writerRole !== "") {
+      writer.uint32(50).string(message.writerRole);
+    }
+    if (message.leaseHolder !== "") {
+      writer.uint32(58).string(message.leaseHolder);
     }
     return writer;
   },
@@ -2024,6 +2049,22 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
             message.writesRefused = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.writerRole = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.leaseHolder = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2048,6 +2089,8 @@ export const ClusterStatusResponse: MessageFns<ClusterStatusResponse> = {
       ? Settlement.fromPartial(object.lastSettlement)
       : undefined;
     message.writesRefused = object.writesRefused ?? "";
+    message.writerRole = object.writerRole ?? "";
+    message.leaseHolder = object.leaseHolder ?? "";
     return message;
   },
 };
