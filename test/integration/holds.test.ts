@@ -14,6 +14,7 @@ import { postgresSsl } from "../../src/security/postgres-tls";
 import { freePorts } from "../../src/devcluster/free-port";
 import { NodeProcess } from "../../src/devcluster/node-process";
 import { DebitOutcome, HoldState, type HoldResolution } from "../../src/generated/tally/v1/balances";
+import { HoldStatus } from "../../src/core/hold-book";
 import { jsonLogger } from "../../src/node/logger";
 import { clients, failure, testGrpcSecurity, testPki, unary, type Clients } from "../support/grpc-clients";
 import { natsAccess, startStandaloneNats, tempDir, useStandaloneNats } from "../support/nats";
@@ -445,6 +446,60 @@ describe("holds - settlement records holds outstanding at the cut, resolutions a
       await reader.end();
       c.close();
       await running.stop();
+    }
+  });
+});
+
+describe("holds - a writer takeover in the region (standby) keeps holds and their timeouts", function () {
+  this.timeout(120_000);
+  const nats = useStandaloneNats();
+
+  it("holds - the standby that takes over captures a pending hold, expires a due one, and replays a resolution the old writer answered", async () => {
+    const options = (name: string) => ({
+      region: "east",
+      regions: ["east", "west"],
+      ...natsAccess(nats(), "east"),
+      grpcAddress: "127.0.0.1:0",
+      grpcSecurity: testGrpcSecurity(),
+      logger: jsonLogger(`east-${name}`, "error"),
+      config: {
+        catchUpTimeoutMs: 500,
+        snapshotIntervalMs: 0,
+        writerLease: { ttlMs: 1_500, renewAfterMs: 300, marginMs: 300 },
+        standbyPollMs: 20,
+        holdSweepIntervalMs: 20,
+      },
+    });
+    const running: RunningNode[] = [];
+    try {
+      const a = await runNode(options("a"));
+      running.push(a);
+      await waitFor("node a writes", () => a.node.writing);
+      const b = await runNode(options("b"));
+      running.push(b);
+      await a.node.grant("ha-h", 1_000n, "ha-g");
+      const long = await a.node.holds.hold("ha-h", 300n, "ha-long", 600_000);
+      const short = await a.node.holds.hold("ha-h", 200n, "ha-short", 4_000);
+      const voided = await a.node.holds.hold("ha-h", 100n, "ha-void", 600_000);
+      await a.node.holds.void(voided.record!.holdId, "ha-void-1", undefined);
+      // The standby follows the own stream: it holds the same records, and does not expire anything itself.
+      await waitFor("standby b has the holds", () => b.node.state.holds.size === 3 && b.node.state.totalHeld("ha-h") === 500n);
+      expect(b.node.writing).to.equal(false);
+
+      await a.stop();
+      running.shift();
+      await waitFor("b took over", () => b.node.writing, 20_000);
+      // Still pending at the takeover: its timeout is judged by the new writer's clock and sweep.
+      expect(b.node.state.holds.get(short.record!.holdId)?.status).to.equal(HoldStatus.Pending);
+      const captured = await b.node.holds.capture(long.record!.holdId, 250n, "ha-cap", "ha-h");
+      expect(captured).to.include({ replayed: false });
+      expect(captured.record).to.include({ status: HoldStatus.Captured, captured: 250n });
+      expect((await b.node.holds.void(voided.record!.holdId, "ha-void-1", undefined)).replayed).to.equal(true);
+      await waitFor("the short hold expired at the new writer", () => b.node.state.holds.get(short.record!.holdId)?.status === HoldStatus.Expired, 20_000);
+      expect(b.node.state.totalHeld("ha-h")).to.equal(0n);
+      expect(b.node.state.balance("ha-h")).to.equal(750n);
+    } finally {
+      for (const r of running) await r.stop();
     }
   });
 });
