@@ -3,10 +3,10 @@
 // answer, and the timeout sweep that expires pending holds on this region's
 // clock, writing each expiry through the stream like any other write.
 
-import type { Answer } from "../core/answer";
+import { DebitOutcome, type Answer } from "../core/answer";
 import type { DurableWrite } from "../core/durable-write";
 import { HoldNotFoundError, InvalidArgumentError, WrongRegionError } from "../core/errors";
-import { HoldStatus, parseHoldId, type HoldRecord } from "../core/hold-book";
+import { holdIdOf, HoldStatus, parseHoldId, type HoldRecord } from "../core/hold-book";
 import {
   captureFingerprint,
   checkEarlierResolution,
@@ -88,7 +88,7 @@ export class HoldDesk {
     const { node } = this;
     const state = node.state;
     const admission = node.admit(requestId, holdFingerprint(accountId, amount, timeoutMs));
-    const holdId = `${node.region}:${requestId}`;
+    const holdId = holdIdOf(node.region, requestId);
     if (admission.kind === "replay") {
       await node.barrier();
       return { answer: admission.answer, record: state.holds.get(holdId), replayed: true };
@@ -276,7 +276,7 @@ export class HoldDesk {
 }
 
 function currentAnswer(state: ReplicaState, accountId: string): Answer {
-  return { kind: "debit", outcome: 1, balance: state.balance(accountId), localRights: state.rights(accountId) };
+  return { kind: "debit", outcome: DebitOutcome.Approved, balance: state.balance(accountId), localRights: state.rights(accountId) };
 }
 
 /** A replayed call whose hold record was forgotten since: the resolution its fingerprint names. */
