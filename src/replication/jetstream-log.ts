@@ -202,6 +202,16 @@ export class ReplicaLog implements StreamAppender {
 
   /** The last message of `replica`'s stream, or undefined when it holds none (empty, purged, or no stream). */
   async lastMessage(replica: string): Promise<{ seq: number; data: Uint8Array } | undefined> {
+    // Info first: a message get for a stream that does not exist is answered by
+    // the meta leader, and nats-server 2.9.10 (Debian's) can crash doing so
+    // right after its election (nil pointer in jsMsgGetRequest).
+    try {
+      const info = await this.jsm.streams.info(streamName(replica));
+      if (info.state.messages === 0) return undefined;
+    } catch (error) {
+      if (isStreamNotFound(error)) return undefined;
+      throw error;
+    }
     try {
       const message = await this.jsm.streams.getMessage(streamName(replica), { last_by_subj: deltaSubject(replica) });
       return { seq: message.seq, data: message.data };
