@@ -168,3 +168,29 @@ async function commitTotals(metricsUrl: string): Promise<{ count: number; sumSec
   const value = (name: string): number => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "m").exec(text)?.[1] ?? "0");
   return { count: value("tally_commit_duration_seconds_count"), sumSeconds: value("tally_commit_duration_seconds_sum") };
 }
+
+if (require.main === module) {
+  // node dist/bench/unary-bench.js [calls] [rounds]: the single-node section of `npm run bench` alone.
+  const calls = Number(process.argv[2] ?? "20000");
+  const rounds = Number(process.argv[3] ?? "3");
+  runUnaryBench({ calls, concurrency: 32, rounds, accounts: 10_000, batchSize: 1_000, batches: 100 })
+    .then((r) => {
+      const line = (name: string, s: LatencySummary, base: LatencySummary): string =>
+        `| ${name} | ${s.perSecond.toFixed(0)} | ${s.p50Ms.toFixed(3)} | ${s.p99Ms.toFixed(3)} | ${(s.perSecond / base.perSecond).toFixed(2)} | ${(s.p99Ms / base.p99Ms).toFixed(2)} |`;
+      process.stdout.write(
+        [
+          "| call | ops/s | p50 ms | p99 ms | throughput vs no-op | p99 vs no-op |",
+          "|---|---|---|---|---|---|",
+          line("no-op unary RPC", r.noop, r.noop),
+          line("Debit, 10000 accounts", r.debit, r.noop),
+          line("Debit, one hot account", r.debitHot, r.noop),
+          line(`no-op batch RPC (${r.batchSize}/call; ops = items)`, r.noopBatch, r.noopBatch),
+          line(`DebitBatch (${r.batchSize}/call; ops = debits)`, r.debitBatch, r.noopBatch),
+        ].join("\n") + "\n",
+      );
+    })
+    .catch((error: unknown) => {
+      process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      process.exitCode = 1;
+    });
+}
