@@ -197,7 +197,7 @@ describe("hardening - a second writer process of the same region", function () {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const eastNode = async (name: string): Promise<NodeProcess> => {
+  const eastNode = async (name: string, args: readonly string[] = []): Promise<NodeProcess> => {
     const [grpcPort, metricsPort] = await freePorts(2);
     const node = new NodeProcess({
       region: "east",
@@ -206,7 +206,7 @@ describe("hardening - a second writer process of the same region", function () {
       grpcPort: grpcPort!,
       metricsPort: metricsPort!,
       logDir: `${dir}/${name}`,
-      extraArgs: testPki().serverArgs(),
+      extraArgs: [...testPki().serverArgs(), ...args],
       env: { TALLY_LOG: "warn" },
     });
     nodes.push(node);
@@ -214,7 +214,8 @@ describe("hardening - a second writer process of the same region", function () {
   };
 
   it("fence - the first process is fenced when the second appends: in-flight calls end UNAVAILABLE at once, retries there never replay, the live node gives exact totals", async () => {
-    const first = await eastNode("first");
+    // The first process snapshots (and purges) often while it writes.
+    const first = await eastNode("first", ["--snapshot-interval-ms", "50"]);
     await first.start();
     const a = clients(first.grpcAddress);
     await unary(a.balances, a.balances.grant, { accountId: "fence-1", amount: 1_000_000n, requestId: "fence-g1" });
@@ -295,6 +296,17 @@ describe("hardening - a second writer process of the same region", function () {
     expect(view.balance).to.equal(1_000_000n - 3n * BigInt(calls.length));
     expect((await unary(live.balances, live.balances.getBalance, { accountId: "fence-2" })).balance).to.equal(5n);
     live.close();
+
+    // Restarted, the live process recovers the same totals from the latest snapshot
+    // (the first process's, taken while it wrote) and the stream after it.
+    await second.stop();
+    const third = await eastNode("third");
+    await third.start();
+    const c = clients(third.grpcAddress);
+    const recovered = await unary(c.balances, c.balances.getBalance, { accountId: "fence-1" });
+    expect(recovered.balance, "fence-1 after the live process restarted").to.equal(1_000_000n - 3n * BigInt(calls.length));
+    expect((await unary(c.balances, c.balances.getBalance, { accountId: "fence-2" })).balance).to.equal(5n);
+    c.close();
   });
 });
 
