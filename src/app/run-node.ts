@@ -20,6 +20,7 @@ import { WriterLease } from "../replication/writer-lease";
 import { hostname } from "node:os";
 import { performance } from "node:perf_hooks";
 import { SettledStream } from "../replication/settled-stream";
+import { SETTLED_STREAM } from "../replication/subjects";
 import { serveSnapshotRequests } from "../replication/snapshot-requests";
 import { StatusExchange } from "../replication/status-exchange";
 import { startGrpcServer, type RunningServer } from "../server/grpc-server";
@@ -183,7 +184,9 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
     trackConnection(connection, metrics);
     const started = await startStep("recovery", () => TallyNode.start(config, natsTransports(connection, log, config, metrics, logger), metrics, logger));
     node = started;
-    await settledStream.ensure();
+    settledStream.ensureInBackground((error) =>
+      logger.warn(`${SETTLED_STREAM} cannot be read or created yet; serving without settled totals until it can`, { error: String(error) }),
+    );
     void settledStream.follow((batch) => {
       for (const a of batch.accounts) started.views.settled.apply(a.accountId, { granted: a.granted, debited: a.debited, settlementId: batch.settlementId });
     });

@@ -27,21 +27,26 @@ export class SettledStream {
   }
 
   /**
-   * Creates the stream if missing (at start-up, with the other streams).
-   * Every node starting at once tries it, and a JetStream still electing its
-   * meta leader times out: retried for up to `withinMs`, then the error names the stream.
+   * Creates the stream if missing (every node tries at start-up; a create
+   * never changes an existing stream), retrying in the background until it
+   * succeeds or this is stopped. Settled totals are not needed to serve: a node restarted while
+   * the region holding TALLY_SETTLED is cut off must start anyway (follow and
+   * publish retry on their own); `onFirstFailure` is told once.
    */
-  async ensure(withinMs = 30_000): Promise<void> {
-    const deadline = Date.now() + withinMs;
-    for (;;) {
-      try {
-        await this.ensureOnce();
-        return;
-      } catch (error) {
-        if (Date.now() > deadline) throw new Error(`cannot create or read the ${SETTLED_STREAM} stream: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
-        await new Promise((r) => setTimeout(r, 250));
+  ensureInBackground(onFirstFailure: (error: unknown) => void): void {
+    void (async () => {
+      let told = false;
+      while (!this.stopped) {
+        try {
+          await this.ensureOnce();
+          return;
+        } catch (error) {
+          if (!told) onFirstFailure(error);
+          told = true;
+          await new Promise((r) => setTimeout(r, 1_000));
+        }
       }
-    }
+    })();
   }
 
   private async ensureOnce(): Promise<void> {
