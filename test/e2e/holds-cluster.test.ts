@@ -104,7 +104,8 @@ interface ProbeCall extends Call<HoldResolution> {
 function logTails(dir: string): string {
   return REGIONS.map((region) => {
     const file = join(dir, `node-${region}.log`);
-    const lines = existsSync(file) ? readFileSync(file, "utf8").trimEnd().split("\n").slice(-15) : ["(no log)"];
+    // Audit lines (one per call) would hide the warnings and the exit reason.
+    const lines = existsSync(file) ? readFileSync(file, "utf8").trimEnd().split("\n").filter((l) => !l.includes('"event":"audit"')).slice(-15) : ["(no log)"];
     return `--- node-${region}.log\n${lines.join("\n")}`;
   }).join("\n");
 }
