@@ -32,13 +32,18 @@ export class TestCluster {
     return this.local.nats;
   }
 
-  /** `postgres`: the settlement roles (the nodes settle as its settler, over TLS). */
-  static async start(options: { extraArgs?: string[]; postgres?: SettlementRoles } = {}): Promise<TestCluster> {
+  /**
+   * `postgres`: the settlement roles (the nodes settle as its settler, over TLS).
+   * `insecureNats`: NATS without TLS, for tests that need a partition to cut both
+   * directions (the gateway proxies can only tell a link's region from its plaintext CONNECT).
+   */
+  static async start(options: { extraArgs?: string[]; postgres?: SettlementRoles; insecureNats?: boolean } = {}): Promise<TestCluster> {
     const pg = options.postgres;
     const dir = tempDir("e2e");
     const local = await LocalCluster.start({
       dir,
       ...(options.extraArgs !== undefined ? { extraArgs: options.extraArgs } : {}),
+      ...(options.insecureNats === true ? { insecureNats: true } : {}),
       ...(pg !== undefined ? { postgresUrl: pg.settlerUrl, postgresSecurity: { ownerUrl: pg.ownerUrl, readerUrl: pg.readerUrl, caFile: pg.caFile } } : {}),
     });
     const regions = local.nodes.map((node) => ({ name: node.options.region, node, clients: clients(node.grpcAddress, local.clientCredentials("all")) }));
