@@ -7,16 +7,13 @@
 // equal the model's, in memory and in the durable copy.
 
 import { expect } from "chai";
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import { DebitOutcome } from "../../src/core/answer";
 import { HoldStatus } from "../../src/core/hold-book";
 import { placeHold, refundDebit, resolveHold } from "../../src/core/hold-path";
 import { ReplicaSet } from "../../src/core/replica-set";
 import { ReplicaState } from "../../src/core/replica-state";
 import { debitFingerprint, WritePath } from "../../src/core/write-path";
-import { at, bool, decodeItf, field, int, quint, str, type ItfValue } from "./support/quint";
+import { at, bool, decodeItf, field, int, forEachSimulatedTrace, str, type ItfValue } from "./support/quint";
 
 const NAMES = ["r0", "r1", "r2"];
 const N = NAMES.length;
@@ -220,36 +217,11 @@ describe("core conforms to the holds model (ITF traces of spec/holds.qnt)", func
   const STEPS = 80;
 
   it(`replays ${TRACES} simulated traces step by step against ReplicaState and the hold rules`, () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tally-holds-itf-"));
-    const seed = process.env["TALLY_SPEC_SEED"] ?? `0x${Math.floor(Math.random() * 2 ** 48).toString(16)}`;
-    try {
-      const run = quint([
-        "run",
-        "spec/holds.qnt",
-        `--max-samples=${TRACES}`,
-        `--n-traces=${TRACES}`,
-        `--max-steps=${STEPS}`,
-        `--out-itf=${path.join(dir, "trace_{seq}.itf.json")}`,
-        `--seed=${seed}`,
-        "--verbosity=0",
-      ]);
-      expect(run.ok, run.output).to.equal(true);
-      const files = fs.readdirSync(dir).filter((f) => f.endsWith(".itf.json"));
-      expect(files.length).to.be.greaterThan(0);
-      const kinds = new Set<string>();
-      for (const file of files) {
-        const trace = JSON.parse(fs.readFileSync(path.join(dir, file), "utf8")) as { states: Array<Record<string, unknown>> };
-        try {
-          for (const kind of replay(trace)) kinds.add(kind);
-        } catch (error) {
-          console.log(`holds conformance failed on ${file}: replay with TALLY_SPEC_SEED=${seed} (${run.command})`);
-          throw error;
-        }
-      }
-      // The traces exercised holds, not only the clock and the network.
-      expect([...kinds].filter((k) => k === "authorize" || k.startsWith("resolve-")).length, [...kinds].join(",")).to.be.greaterThan(1);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const kinds = new Set<string>();
+    forEachSimulatedTrace("spec/holds.qnt", TRACES, STEPS, (trace) => {
+      for (const kind of replay(trace)) kinds.add(kind);
+    });
+    // The traces exercised holds, not only the clock and the network.
+    expect([...kinds].filter((k) => k === "authorize" || k.startsWith("resolve-")).length, [...kinds].join(",")).to.be.greaterThan(1);
   });
 });

@@ -7,12 +7,9 @@
 // also keeps Σ_i rights_i(lot) = remaining(lot) computed by the core.
 
 import { expect } from "chai";
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import { balanceOf, legacySlotCount, mergeInto, rightsOf, type SlotView } from "../../src/core/escrow-counter";
 import { breakageDue, planBurn, planDonation, type LotRights, type LotTerms } from "../../src/core/lots";
-import { at, decodeItf, field, int, quint, type ItfValue } from "./support/quint";
+import { at, decodeItf, field, int, forEachSimulatedTrace, type ItfValue } from "./support/quint";
 
 const N = 3;
 const LOTS = [0, 1, 2];
@@ -141,40 +138,15 @@ describe("core lots conform to the lots model (ITF traces of spec/lots.qnt)", fu
   it(`replays ${TRACES} simulated traces: every burn, gift, merge and breakage is the core's`, () => {
     // A lot's counter holds P and D only (its views are the legacy width; hold columns read as 0).
     expect(legacySlotCount(N)).to.equal(12);
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tally-lots-itf-"));
-    const seed = process.env["TALLY_SPEC_SEED"] ?? `0x${Math.floor(Math.random() * 2 ** 48).toString(16)}`;
-    try {
-      const run = quint([
-        "run",
-        "spec/lots.qnt",
-        `--max-samples=${TRACES}`,
-        `--n-traces=${TRACES}`,
-        `--max-steps=${STEPS}`,
-        `--out-itf=${path.join(dir, "trace_{seq}.itf.json")}`,
-        `--seed=${seed}`,
-        "--verbosity=0",
-      ]);
-      expect(run.ok, run.output).to.equal(true);
-      const files = fs.readdirSync(dir).filter((f) => f.endsWith(".itf.json"));
-      expect(files.length).to.be.greaterThan(0);
-      const total: Checked = { burns: 0, choices: 0, gifts: 0, merges: 0 };
-      for (const file of files) {
-        const trace = JSON.parse(fs.readFileSync(path.join(dir, file), "utf8")) as { states: Array<Record<string, unknown>> };
-        try {
-          const checked = replay(trace);
-          for (const key of ["burns", "choices", "gifts", "merges"] as const) total[key] += checked[key];
-        } catch (error) {
-          console.log(`lots conformance failed on ${file}: replay with TALLY_SPEC_SEED=${seed} (${run.command})`);
-          throw error;
-        }
-      }
-      // The traces must exercise the burn and the gift, not only the network.
-      if (process.env["TALLY_SPEC_VERBOSE"] !== undefined) console.log(total);
-      expect(total.burns, "burns checked").to.be.greaterThan(0);
-      expect(total.gifts + total.merges, "gifts and merges checked").to.be.greaterThan(0);
-      expect(total.choices, "burns or gifts where the order mattered").to.be.greaterThan(0);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const total: Checked = { burns: 0, choices: 0, gifts: 0, merges: 0 };
+    forEachSimulatedTrace("spec/lots.qnt", TRACES, STEPS, (trace) => {
+      const checked = replay(trace);
+      for (const key of ["burns", "choices", "gifts", "merges"] as const) total[key] += checked[key];
+    });
+    // The traces must exercise the burn and the gift, not only the network.
+    if (process.env["TALLY_SPEC_VERBOSE"] !== undefined) console.log(total);
+    expect(total.burns, "burns checked").to.be.greaterThan(0);
+    expect(total.gifts + total.merges, "gifts and merges checked").to.be.greaterThan(0);
+    expect(total.choices, "burns or gifts where the order mattered").to.be.greaterThan(0);
   });
 });

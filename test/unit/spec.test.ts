@@ -7,14 +7,11 @@
 // CPU; `npm run verify` runs the larger simulation (docs/spec.md).
 
 import { expect } from "chai";
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import { Mode, STRICT_DEFAULT, type Policy } from "../../src/core/policy";
 import { donorGrant } from "../../src/core/rebalance";
 import { ReplicaSet } from "../../src/core/replica-set";
 import { ReplicaState, type Answer } from "../../src/core/replica-state";
-import { at, bool, decodeItf, field, int, quint, str, type ItfValue } from "./support/quint";
+import { at, bool, decodeItf, field, forEachSimulatedTrace, int, quint, str, type ItfValue } from "./support/quint";
 
 const SPECS: ReadonlyArray<{ file: string; samples: number; steps: number }> = [
   { file: "spec/tally.qnt", samples: 25, steps: 30 },
@@ -220,43 +217,17 @@ describe("core conforms to the escrow model (ITF traces of spec/tally.qnt)", fun
   const STEPS = 40;
 
   it(`replays ${TRACES} simulated traces step by step against ReplicaState`, () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tally-itf-"));
-    // A fresh seed each run (set TALLY_SPEC_SEED to replay one), printed on failure.
-    const seed = process.env["TALLY_SPEC_SEED"] ?? `0x${Math.floor(Math.random() * 2 ** 48).toString(16)}`;
-    try {
-      const run = quint([
-        "run",
-        "spec/tally.qnt",
-        `--max-samples=${TRACES}`,
-        `--n-traces=${TRACES}`,
-        `--max-steps=${STEPS}`,
-        `--out-itf=${path.join(dir, "trace_{seq}.itf.json")}`,
-        `--seed=${seed}`,
-        "--verbosity=0",
-      ]);
-      expect(run.ok, run.output).to.equal(true);
-      const files = fs.readdirSync(dir).filter((f) => f.endsWith(".itf.json"));
-      expect(files.length).to.be.greaterThan(0);
-      const kinds = new Set<string>();
-      let steps = 0;
-      for (const file of files) {
-        const trace = JSON.parse(fs.readFileSync(path.join(dir, file), "utf8")) as { states: Array<Record<string, unknown>> };
-        for (const state of trace.states) {
-          const step = state["lastStep"] as { kind: string } | undefined;
-          if (step !== undefined) kinds.add(step.kind);
-        }
-        try {
-          steps += replay(trace);
-        } catch (error) {
-          console.log(`conformance failed on ${file}: replay with TALLY_SPEC_SEED=${seed} (${run.command})`);
-          throw error;
-        }
+    const kinds = new Set<string>();
+    let steps = 0;
+    forEachSimulatedTrace("spec/tally.qnt", TRACES, STEPS, (trace) => {
+      for (const state of trace.states) {
+        const step = state["lastStep"] as { kind: string } | undefined;
+        if (step !== undefined) kinds.add(step.kind);
       }
-      expect(steps).to.be.greaterThan(TRACES);
-      // The traces must exercise the core, not only the network.
-      expect([...kinds].filter((kind) => ["grant", "debit", "commit", "follow", "crash", "recover"].includes(kind)).length).to.be.greaterThan(3);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+      steps += replay(trace);
+    });
+    expect(steps).to.be.greaterThan(TRACES);
+    // The traces must exercise the core, not only the network.
+    expect([...kinds].filter((kind) => ["grant", "debit", "commit", "follow", "crash", "recover"].includes(kind)).length).to.be.greaterThan(3);
   });
 });

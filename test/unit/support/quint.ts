@@ -2,6 +2,8 @@
 // Rust backend downloads an evaluator on first use) and decodes ITF traces.
 
 import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 
 export const ROOT = path.resolve(__dirname, "../../../..");
@@ -73,4 +75,45 @@ export function str(v: ItfValue): string {
 export function bool(v: ItfValue): boolean {
   if (typeof v !== "boolean") throw new Error("not a bool");
   return v;
+}
+
+/** One ITF trace as the simulator writes it. */
+export interface ItfTrace {
+  readonly states: Array<Record<string, unknown>>;
+}
+
+/**
+ * Simulates `traces` traces of `spec` with a fresh seed each run
+ * (TALLY_SPEC_SEED replays one) and hands each to `check`. When the simulator
+ * fails, writes no trace, or `check` throws, the error says how to replay it.
+ */
+export function forEachSimulatedTrace(spec: string, traces: number, steps: number, check: (trace: ItfTrace) => void): void {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tally-itf-"));
+  const seed = process.env["TALLY_SPEC_SEED"] ?? `0x${Math.floor(Math.random() * 2 ** 48).toString(16)}`;
+  try {
+    const run = quint([
+      "run",
+      spec,
+      `--max-samples=${traces}`,
+      `--n-traces=${traces}`,
+      `--max-steps=${steps}`,
+      `--out-itf=${path.join(dir, "trace_{seq}.itf.json")}`,
+      `--seed=${seed}`,
+      "--verbosity=0",
+    ]);
+    if (!run.ok) throw new Error(`simulating ${spec} failed (${run.command}):\n${run.output}`);
+    const files = fs.readdirSync(dir).filter((f) => f.endsWith(".itf.json"));
+    if (files.length === 0) throw new Error(`simulating ${spec} wrote no trace (${run.command})`);
+    for (const file of files) {
+      const trace = JSON.parse(fs.readFileSync(path.join(dir, file), "utf8")) as ItfTrace;
+      try {
+        check(trace);
+      } catch (error) {
+        console.log(`conformance to ${spec} failed on ${file}: replay with TALLY_SPEC_SEED=${seed} (${run.command})`);
+        throw error;
+      }
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
