@@ -1,11 +1,14 @@
-// A TCP proxy placed in front of a region's NATS gateway port. It reads the
-// gateway CONNECT line to learn which region a link comes from, so a test can
+// A TCP proxy placed in front of a region's NATS gateway port. It learns which
+// region a link comes from (the connecting nats-server's TALLY_REGION, found
+// through /proc from the link's source port, which works under TLS too; else
+// the gateway CONNECT line of a plaintext link), so a test can
 // cut exactly one region's links (a partition) and heal them, and it can add
 // one-way delay to simulate a WAN. The delay may change while links carry
 // traffic (a bench measures with and without it on the same links): bytes
 // always leave in the order they arrived, so a shorter delay never lets a
 // chunk overtake one still held back.
 
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { createServer, connect, type Server, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 
@@ -133,6 +136,11 @@ export class GatewayProxy {
       pipes: [toUpstream, toClient],
     };
     this.links.add(link);
+    link.from = regionOfPeer(client.remotePort, this.listenPort);
+    if (link.from !== undefined && this.blockedSources.has(link.from)) {
+      this.drop(link);
+      return;
+    }
     let sniffed = "";
     const forward = (from: Socket, to: DelayedPipe, sniff: boolean): void => {
       from.on("data", (chunk: Buffer) => {
@@ -166,4 +174,64 @@ export class GatewayProxy {
     link.client.destroy();
     link.upstream.destroy();
   }
+}
+
+/**
+ * The TALLY_REGION of the local process whose socket has source port
+ * `peerPort` and talks to `localPort` (Linux /proc), or undefined when it
+ * cannot be told (another OS, no permission, a process without the variable).
+ * Gateway links are few, so a scan of /proc per link costs nothing that matters.
+ */
+function regionOfPeer(peerPort: number | undefined, localPort: number): string | undefined {
+  if (peerPort === undefined) return undefined;
+  try {
+    const inode = socketInode(peerPort, localPort);
+    if (inode === undefined) return undefined;
+    const target = `socket:[${inode}]`;
+    for (const pid of readdirSync("/proc")) {
+      if (!/^\d+$/.test(pid)) continue;
+      let fds: string[];
+      try {
+        if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() !== "nats-server") continue;
+        fds = readdirSync(`/proc/${pid}/fd`);
+      } catch {
+        continue;
+      }
+      for (const fd of fds) {
+        let link: string;
+        try {
+          link = readlinkSync(`/proc/${pid}/fd/${fd}`);
+        } catch {
+          continue;
+        }
+        if (link !== target) continue;
+        const environ = readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+        return environ.find((v) => v.startsWith("TALLY_REGION="))?.slice("TALLY_REGION=".length);
+      }
+    }
+  } catch {
+    return undefined;
+  }
+  return undefined;
+}
+
+/** Inode of the TCP socket bound to local port `port` and connected to port `remote`, from /proc/net/tcp{,6}. */
+function socketInode(port: number, remote: number): string | undefined {
+  const hex = (n: number): string => n.toString(16).toUpperCase().padStart(4, "0");
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text: string;
+    try {
+      text = readFileSync(table, "utf8");
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      const local = fields[1];
+      const rem = fields[2];
+      if (local === undefined || rem === undefined) continue;
+      if (local.endsWith(`:${hex(port)}`) && rem.endsWith(`:${hex(remote)}`)) return fields[9];
+    }
+  }
+  return undefined;
 }

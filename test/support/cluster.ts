@@ -34,8 +34,8 @@ export class TestCluster {
 
   /**
    * `postgres`: the settlement roles (the nodes settle as its settler, over TLS).
-   * `insecureNats`: NATS without TLS, for tests that need a partition to cut both
-   * directions (the gateway proxies can only tell a link's region from its plaintext CONNECT).
+   * `insecureNats`: NATS without TLS or credentials (the gateway proxies cut both
+   * directions of a partition either way: they find a link's region through /proc).
    */
   static async start(options: { extraArgs?: string[]; postgres?: SettlementRoles; insecureNats?: boolean } = {}): Promise<TestCluster> {
     const pg = options.postgres;
