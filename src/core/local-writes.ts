@@ -35,26 +35,34 @@ export function ownSlot(row: OwnRow, base: number | undefined, column: number): 
  * Spends `amount` from this replica's rights, which may go down to −`overdraft`
  * (0 unless the policy and the caller allow overdraft).
  */
+/** A spend this replica's rights cannot cover: nothing changes; the answer says whether the whole balance could. */
+function refused(row: OwnRow, existing: number | undefined, rights: bigint, amount: bigint): DebitResult {
+  const balance = existing === undefined ? 0n : balanceOf(row.table.view(existing));
+  return {
+    answer: { kind: "debit", outcome: DebitOutcome.InsufficientCredit, balance, localRights: rights },
+    changes: [],
+    globallyCoverable: balance >= amount,
+  };
+}
+
+/** Raises one grow-only slot of the own row by `amount` (bounds checked first); returns the account's base and the new value. */
+function raiseOwn(row: OwnRow, accountId: string, existing: number | undefined, column: number, amount: bigint): { base: number; next: bigint } {
+  const next = ownSlot(row, existing, column) + amount;
+  checkDebitTotal(row.table.n, accountId, next, amount);
+  const base = existing ?? row.table.ensure(accountId);
+  row.write(accountId, base, column, next);
+  return { base, next };
+}
+
 export function localDebit(row: OwnRow, accountId: string, amount: bigint, overdraft: bigint): DebitResult {
   requirePositive(amount);
   const { table, self } = row;
   const existing = table.baseOf(accountId);
   const rights = existing === undefined ? 0n : rightsOf(table.view(existing), self);
   // Overdraft may be used before any grant reached this replica.
-  if (rights - amount < -overdraft) {
-    const balance = existing === undefined ? 0n : balanceOf(table.view(existing));
-    return {
-      answer: { kind: "debit", outcome: DebitOutcome.InsufficientCredit, balance, localRights: rights },
-      changes: [],
-      globallyCoverable: balance >= amount,
-    };
-  }
-  const n = table.n;
-  const column = debitColumn(n);
-  const next = ownSlot(row, existing, column) + amount;
-  checkDebitTotal(n, accountId, next, amount);
-  const base = existing ?? table.ensure(accountId);
-  row.write(accountId, base, column, next);
+  if (rights - amount < -overdraft) return refused(row, existing, rights, amount);
+  const column = debitColumn(table.n);
+  const { base, next } = raiseOwn(row, accountId, existing, column, amount);
   const outcome = rights - amount < 0n ? DebitOutcome.ApprovedWithOverdraft : DebitOutcome.Approved;
   const view = table.view(base);
   return {
@@ -129,20 +137,9 @@ export function localHold(row: OwnRow, accountId: string, amount: bigint): Debit
   const { table, self } = row;
   const existing = table.baseOf(accountId);
   const rights = existing === undefined ? 0n : rightsOf(table.view(existing), self);
-  if (rights < amount) {
-    const balance = existing === undefined ? 0n : balanceOf(table.view(existing));
-    return {
-      answer: { kind: "debit", outcome: DebitOutcome.InsufficientCredit, balance, localRights: rights },
-      changes: [],
-      globallyCoverable: balance >= amount,
-    };
-  }
-  const n = table.n;
-  const column = heldColumn(n);
-  const next = ownSlot(row, existing, column) + amount;
-  checkDebitTotal(n, accountId, next, amount);
-  const base = existing ?? table.ensure(accountId);
-  row.write(accountId, base, column, next);
+  if (rights < amount) return refused(row, existing, rights, amount);
+  const column = heldColumn(table.n);
+  const { base, next } = raiseOwn(row, accountId, existing, column, amount);
   const view = table.view(base);
   return {
     answer: { kind: "debit", outcome: DebitOutcome.Approved, balance: balanceOf(view), localRights: rights - amount },
