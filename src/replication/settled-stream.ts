@@ -88,6 +88,10 @@ export class SettledStream {
         const messages = await consumer.consume({
           max_messages: 64,
           expires: 5_000,
+          // A stream deleted under the follower ends this consume (the library would
+          // otherwise retry on its own with a backoff of the pull's expiry); this loop
+          // retries every 500 ms.
+          abort_on_missing_resource: true,
           callback: (m) => {
             next = m.seq + 1;
             const decoded = decodeSettledBatch(m.data, this.ctx);
@@ -100,7 +104,7 @@ export class SettledStream {
       } catch {
         // The stream may not exist yet or NATS is away: try again shortly.
       }
-      if (!this.stopped) await new Promise((r) => setTimeout(r, 1_000));
+      if (!this.stopped) await new Promise((r) => setTimeout(r, 500));
     }
   }
 

@@ -443,7 +443,7 @@ describe("settlement", function () {
     });
     // Its batches are inside its open transaction, invisible to everyone else.
     let waiting = 0;
-    for (let tries = 0; waiting === 0 && tries < 200; tries++) {
+    for (const deadline = Date.now() + 30_000; waiting === 0 && Date.now() < deadline; ) {
       const { rows } = await pool.query<{ n: string }>(
         "SELECT count(*) AS n FROM pg_stat_activity WHERE state = 'idle in transaction'",
       );
@@ -459,7 +459,7 @@ describe("settlement", function () {
     // The server notices the dead client, rolls back and drops its lock; until then a settler is skipped.
     const settler = new Settler({ pool });
     let result = await settler.settle(input(1n, many(1_000)));
-    for (let tries = 0; result.skipped && tries < 100; tries++) {
+    for (const deadline = Date.now() + 30_000; result.skipped && Date.now() < deadline; ) {
       await sleep(50);
       result = await settler.settle(input(1n, many(1_000)));
     }
