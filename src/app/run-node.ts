@@ -9,7 +9,7 @@ import { STRICT_DEFAULT } from "../core/policy";
 import { TallyMetrics } from "../metrics/tally-metrics";
 import { perReplicaShare } from "../core/bounds";
 import { ReplicaSet } from "../core/replica-set";
-import { startMetricsServer } from "../metrics/metrics-server";
+import { startMetricsServer, type ProbeStatus } from "../metrics/metrics-server";
 import { jsonLogger, type Level, type Logger } from "../node/logger";
 import { DEFAULT_NODE_CONFIG, type NodeConfig } from "../node/node-config";
 import { TallyNode, type NodeTransports } from "../node/tally-node";
@@ -198,17 +198,12 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
       ...(settlement === undefined ? {} : { settlement: settlement.admin }),
     });
     if (options.metricsPort !== undefined) {
-      http = await startMetricsServer(metrics.registry, options.metricsPort, options.metricsHost ?? "127.0.0.1");
+      http = await startMetricsServer(metrics.registry, options.metricsPort, options.metricsHost ?? "127.0.0.1", (service) => healthOf(started, service));
     }
     const health = grpc.health;
     const refresh = (): void => {
       started.views.refreshGauges();
-      // Reads still work when writes do not; health says which.
-      health.setStatus("tally.v1.Balances", started.unavailableReason === undefined ? "SERVING" : "NOT_SERVING");
-      // Ready but not caught up with every region is a visible degraded state, not a silent one.
-      health.setStatus("tally.replication", started.peers.allConverged ? "SERVING" : "NOT_SERVING");
-      // Several nodes per region: SERVING on the one that writes, NOT_SERVING on standbys.
-      health.setStatus("tally.writer", started.writing ? "SERVING" : "NOT_SERVING");
+      for (const service of HEALTH_SERVICES) health.setStatus(service, healthOf(started, service).status);
     };
     gauges = setInterval(refresh, 1_000);
     gauges.unref();
@@ -250,6 +245,28 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
       return stopping;
     },
   };
+}
+
+const HEALTH_SERVICES = ["tally.v1.Balances", "tally.replication", "tally.writer"] as const;
+
+/** A node's health per service, read live: gRPC health is refreshed from it every second, the HTTP probes read it on each request. */
+function healthOf(node: TallyNode, service: string): { readonly status: ProbeStatus; readonly reason?: string } {
+  const report = (serving: boolean, reason: string | undefined) => (serving ? { status: "SERVING" as const } : { status: "NOT_SERVING" as const, ...(reason === undefined ? {} : { reason }) });
+  switch (service) {
+    case "tally.v1.Balances": {
+      // Reads still work when writes do not; health says which.
+      const unavailable = node.unavailableReason;
+      return report(unavailable === undefined, unavailable);
+    }
+    case "tally.replication":
+      // Ready but not caught up with every region is a visible degraded state, not a silent one.
+      return report(node.peers.allConverged, "not caught up with every region");
+    case "tally.writer":
+      // Several nodes per region: SERVING on the one that writes, NOT_SERVING on standbys.
+      return report(node.writing, "this node does not hold the region's writer role");
+    default:
+      return { status: "NOT_SERVING", reason: `unknown health service ${service}` };
+  }
 }
 
 /** Runs one start-up step; an error from it says which step failed (a bare NATS "TIMEOUT" says nothing). */

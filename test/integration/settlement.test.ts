@@ -607,7 +607,7 @@ describe("settlement", function () {
       if (seq === 2n) return Promise.reject(new Error("source unavailable"));
       return Promise.resolve(input(seq, [acct("p", [seq, 0n, 0n], [0n, 0n, 0n])]));
     });
-    for (let i = 0; i < 200 && (await counts(pool)).settlements < 3; i++) await sleep(20);
+    for (const deadline = Date.now() + 30_000; (await counts(pool)).settlements < 3 && Date.now() < deadline; ) await sleep(20);
     await stop();
     const settled = (await counts(pool)).settlements;
     expect(settled).to.be.at.least(3);

@@ -27,6 +27,7 @@ function nodeOptions(server: NatsProcess, name: string): RunNodeOptions {
     regions: REGIONS,
     ...natsAccess(server, "east"),
     grpcAddress: "127.0.0.1:0",
+    metricsPort: 0,
     grpcSecurity: testGrpcSecurity(),
     logger: jsonLogger(`east-${name}`, "error"),
     config: {
@@ -44,6 +45,12 @@ async function ownStream(server: NatsProcess): Promise<DecodedDelta[]> {
   await log.replay("east", 1, (m) => deltas.push(decodeDeltaOrThrow(new ReplicaSet(REGIONS), m.data, "east")));
   await log.close();
   return deltas;
+}
+
+/** An HTTP probe of a node's metrics port, as the kubelet sends it: status code and body. */
+async function probe(node: RunningNode, path: string): Promise<{ code: number; body: string }> {
+  const response = await fetch(`http://127.0.0.1:${String(node.metricsPort)}${path}`);
+  return { code: response.status, body: await response.text() };
 }
 
 function isFence(d: DecodedDelta): boolean {
@@ -77,12 +84,24 @@ describe("standby node - several nodes of one region (real nats-server)", functi
       await b.node.debit({ accountId: ACCOUNT, amount: 1n, requestId: "d-b" }, 0).catch((error: unknown) => (refused = error));
       expect(refused).to.be.instanceOf(NodeUnavailableError);
       expect(b.node.unavailableReason).to.match(/standby/);
+      // The HTTP probes (the kubelet cannot probe the mTLS gRPC port) say the same as gRPC health.
+      expect(await probe(a, "/readyz")).to.deep.equal({ code: 200, body: "SERVING\n" });
+      expect((await probe(a, "/readyz/writer")).code).to.equal(200);
+      const standbyReady = await probe(b, "/readyz");
+      expect(standbyReady.code).to.equal(503);
+      expect(standbyReady.body).to.match(/^NOT_SERVING: standby/);
+      expect((await probe(b, "/readyz/writer")).code).to.equal(503);
+      expect(await probe(b, "/livez")).to.deep.equal({ code: 200, body: "ok\n" });
+      expect((await probe(b, "/readyz/nothing")).code).to.equal(404);
 
       // A clean stop gives the lease up: b takes over without waiting out the TTL.
       await a.stop();
       running.shift();
       await until(() => b.node.writing, "standby b takes over", 15_000);
       expect(b.node.writerRole?.kind).to.equal("writer");
+      // The probes read the node's state on each request: b is ready as it writes.
+      expect((await probe(b, "/readyz/writer")).code).to.equal(200);
+      expect((await probe(b, "/readyz")).code).to.equal(200);
 
       // A client that never got a's answer retries at b: answered from the record, not granted twice.
       const retried = await b.node.grant(ACCOUNT, 5n, "g-1");

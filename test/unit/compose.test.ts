@@ -4,6 +4,7 @@
 // and every host and port one service names for another is one that service
 // really listens on.
 
+import { PROBE_PATHS } from "../../src/metrics/metrics-server";
 import { expect } from "chai";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -504,8 +505,11 @@ describe("compose - the deploy/k8s example agrees with region.conf and the node 
     if (objects.length === 0) this.skip();
     for (const region of regions) {
       const set = named("StatefulSet", `tally-${region}`);
-      expect(isRecord(set.spec) ? set.spec.replicas : undefined, `tally-${region} is a single writer`).to.equal(1);
       const env = containerEnv(set);
+      const replicas = isRecord(set.spec) ? Number(set.spec.replicas) : 0;
+      // Several nodes of a region write only under the writer lease; a plain second node would be fenced.
+      if (replicas > 1) expect(env.get("TALLY_STANDBY"), `tally-${region} has ${replicas} replicas`).to.equal("1");
+      if (replicas > 1) expect(isRecord(set.spec) ? set.spec.podManagementPolicy : undefined, "a standby is never Ready").to.equal("Parallel");
       expect(env.get("TALLY_REGION")).to.equal(region);
       expect(env.get("TALLY_REGIONS")).to.equal(regions.join(","));
       const url = hostPort(env.get("TALLY_NATS_URL") ?? "");
@@ -518,6 +522,26 @@ describe("compose - the deploy/k8s example agrees with region.conf and the node 
       expect(env.get("TALLY_NATS_CA")).to.equal("/etc/tally/tls/ca.crt");
       expect(env.get("TALLY_POSTGRES_CA")).to.equal("/etc/tally/tls/ca.crt");
       expect(env.has("TALLY_INSECURE"), `tally-${region} is not insecure`).to.equal(false);
+    }
+  });
+
+  it("compose - k8s probes reach the node's HTTP health on its metrics port (the kubelet cannot probe the mTLS gRPC port)", function () {
+    if (objects.length === 0) this.skip();
+    for (const region of regions) {
+      const set = named("StatefulSet", `tally-${region}`);
+      const spec = isRecord(set.spec) && isRecord(set.spec.template) && isRecord(set.spec.template.spec) ? set.spec.template.spec : {};
+      const container = list(spec.containers)[0];
+      if (!isRecord(container)) throw new Error(`tally-${region} has no container`);
+      const metricsPort = list(container.ports).find((p) => isRecord(p) && p.name === "metrics");
+      expect(isRecord(metricsPort) ? Number(metricsPort.containerPort) : undefined).to.equal(Number(containerEnv(set).get("TALLY_METRICS_PORT")));
+      for (const [probe, paths] of [["readinessProbe", Object.keys(PROBE_PATHS)], ["livenessProbe", ["/livez"]]] as const) {
+        const found = container[probe];
+        const get = isRecord(found) ? found.httpGet : undefined;
+        expect(isRecord(get), `tally-${region} ${probe} is an HTTP probe`).to.equal(true);
+        if (!isRecord(get)) continue;
+        expect(get.port, `tally-${region} ${probe} port`).to.equal("metrics");
+        expect(paths, `tally-${region} ${probe} path`).to.include(scalar(get.path));
+      }
     }
   });
 });
