@@ -167,7 +167,7 @@ describe("holds cluster - three regions under a partition and a crash", function
   before(async function () {
     this.timeout(120_000);
     // A restart while a region is cut off would wait 10 s (the default) for its stream before serving.
-    cluster = await TestCluster.start({ insecureNats: true, extraArgs: ["--catch-up-timeout-ms", "1500", "--hold-sweep-ms", "50"] });
+    cluster = await TestCluster.start({ extraArgs: ["--catch-up-timeout-ms", "1500", "--hold-sweep-ms", "50"] });
   });
   after(async function () {
     this.timeout(60_000);

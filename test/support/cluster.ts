@@ -34,16 +34,14 @@ export class TestCluster {
 
   /**
    * `postgres`: the settlement roles (the nodes settle as its settler, over TLS).
-   * `insecureNats`: NATS without TLS or credentials (the gateway proxies cut both
-   * directions of a partition either way: they find a link's region through /proc).
+   * NATS runs with TLS and per-region credentials, as deployed.
    */
-  static async start(options: { extraArgs?: string[]; postgres?: SettlementRoles; insecureNats?: boolean } = {}): Promise<TestCluster> {
+  static async start(options: { extraArgs?: string[]; postgres?: SettlementRoles } = {}): Promise<TestCluster> {
     const pg = options.postgres;
     const dir = tempDir("e2e");
     const local = await LocalCluster.start({
       dir,
       ...(options.extraArgs !== undefined ? { extraArgs: options.extraArgs } : {}),
-      ...(options.insecureNats === true ? { insecureNats: true } : {}),
       ...(pg !== undefined ? { postgresUrl: pg.settlerUrl, postgresSecurity: { ownerUrl: pg.ownerUrl, readerUrl: pg.readerUrl, caFile: pg.caFile } } : {}),
     });
     const regions = local.nodes.map((node) => ({ name: node.options.region, node, clients: clients(node.grpcAddress, local.clientCredentials("all")) }));
