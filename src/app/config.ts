@@ -107,6 +107,30 @@ export function urlOption(read: Source, option: Option, fallback: string | undef
   return value;
 }
 
+/**
+ * A comma-separated list of URLs (the NATS servers of a region: the client
+ * tries them all, so a node starts while one server of the region is down).
+ * Returned as given, each part checked as urlOption does.
+ */
+export function urlListOption(read: Source, option: Option, fallback: string, schemes: readonly string[]): string {
+  const value = read(option) ?? fallback;
+  const parts = value.split(",").map((part) => part.trim());
+  if (parts.some((part) => part === "")) throw new ConfigError(`${describe(option)} has an empty entry; got "${value}"`);
+  for (const part of parts) urlOption(() => part, option, undefined, schemes);
+  return parts.join(",");
+}
+
+/**
+ * Copies JetStream keeps of the node's own stream, bucket and lease. Odd (a
+ * Raft group needs a majority) and at most 5 (what JetStream allows).
+ */
+export function streamReplicasOption(read: Source): number {
+  const option = { flag: "stream-replicas", env: "TALLY_STREAM_REPLICAS" };
+  const replicas = integerOption(read, option, 1, 1, 5);
+  if (replicas % 2 === 0) throw new ConfigError(`${describe(option)} must be 1, 3 or 5 (a majority of an even count survives no more failures than one copy fewer); got ${replicas}`);
+  return replicas;
+}
+
 export function defaultPolicyOption(read: Source): Policy {
   const modeOption = { flag: "default-mode", env: "TALLY_DEFAULT_MODE" };
   const rawMode = read(modeOption) ?? "strict";

@@ -43,6 +43,8 @@ export interface RunNodeOptions {
   /** Host /metrics listens on; 0.0.0.0 in containers. */
   readonly metricsHost?: string;
   readonly placeStreamsByRegion?: boolean;
+  /** Copies of the own stream, snapshot bucket and writer lease (--stream-replicas); default 1. */
+  readonly streamReplicas?: number;
   readonly defaultPolicy?: Policy;
   /** Enables settlement with default pool settings (tests); `postgres` gives all of them. */
   readonly postgresUrl?: string;
@@ -72,7 +74,8 @@ export interface RunningNode {
 async function openNats(url: string, name: string, secure: NatsSecureOptions | undefined): Promise<NatsConnection> {
   try {
     return await connect({
-      servers: url,
+      // A region of several servers: all are tried, at start and on reconnect.
+      servers: url.split(","),
       name,
       ...secure,
       maxReconnectAttempts: -1,
@@ -168,13 +171,13 @@ export async function runNode(options: RunNodeOptions): Promise<RunningNode> {
   }
   let log: ReplicaLog;
   try {
-    log = await ReplicaLog.over(connection, { placeByRegion: config.placeStreamsByRegion });
+    log = await ReplicaLog.over(connection, { placeByRegion: config.placeStreamsByRegion, replicas: options.streamReplicas ?? 1 });
   } catch (error) {
     await connection.close();
     await grpcSecurity.stop();
     throw error;
   }
-  const settledStream = new SettledStream(connection, new ReplicaSet(config.regions), badMessageSink(metrics, logger));
+  const settledStream = new SettledStream(connection, new ReplicaSet(config.regions), badMessageSink(metrics, logger), options.streamReplicas ?? 1);
   let node: TallyNode | undefined;
   let settlement: RunningSettlement | undefined;
   let grpc: RunningServer | undefined;

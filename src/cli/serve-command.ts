@@ -20,7 +20,8 @@ import {
   postgresOption,
   postgresSecurityOption,
   regionsOption,
-  urlOption,
+  streamReplicasOption,
+  urlListOption,
 } from "../app/config";
 import { levelFromEnv } from "../node/logger";
 
@@ -31,7 +32,7 @@ export const SERVE_HELP = `tally serve - run one regional node
 
   --region NAME            this node's region (env TALLY_REGION)              [required]
   --regions A,B,C          every region, same order on every node (TALLY_REGIONS) [default: --region]
-  --nats URL               NATS server of this region (TALLY_NATS_URL)         [nats://127.0.0.1:4222]
+  --nats URL[,URL...]      NATS servers of this region (TALLY_NATS_URL)        [nats://127.0.0.1:4222]
   --nats-ca FILE           CA of the NATS servers' certificates (TALLY_NATS_CA) [required unless --insecure]
   --nats-nkey FILE         this node's NATS nkey seed file (TALLY_NATS_NKEY)   [required unless --insecure]
   --insecure               no TLS and no credentials: local experiments only, warned at every start (TALLY_INSECURE=1)
@@ -44,6 +45,8 @@ export const SERVE_HELP = `tally serve - run one regional node
   --postgres-ca FILE       CA of the Postgres server certificate; TLS, host verified (TALLY_POSTGRES_CA) [required unless --insecure]
   --settle-interval-ms N   periodic settlement (TALLY_SETTLE_INTERVAL_MS)      [0 = on demand]
   --place-by-region        place each region's stream in the NATS cluster of that name
+  --stream-replicas N      copies of the own stream, snapshot bucket and writer lease: 1, 3 or 5
+                           (TALLY_STREAM_REPLICAS) [1; 3 with a region of three NATS servers]
   --default-mode M         strict | overdraft (TALLY_DEFAULT_MODE)             [strict]
   --default-overdraft N    default overdraft limit (TALLY_DEFAULT_OVERDRAFT)   [0]
   --rights-wait-ms N       default wait for rights (TALLY_RIGHTS_WAIT_MS)      [50]
@@ -114,6 +117,7 @@ const STRING_FLAGS = [
   "admin-listen",
   "lease-ttl-ms",
   "standby-poll-ms",
+  "stream-replicas",
 ] as const;
 
 export async function serveCommand(argv: string[]): Promise<void> {
@@ -146,7 +150,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const options: RunNodeOptions = {
     region,
     regions,
-    natsUrl: urlOption(read, { flag: "nats", env: "TALLY_NATS_URL" }, "nats://127.0.0.1:4222", ["nats", "tls"]) ?? "",
+    natsUrl: urlListOption(read, { flag: "nats", env: "TALLY_NATS_URL" }, "nats://127.0.0.1:4222", ["nats", "tls"]),
     ...(natsSecurity === undefined ? {} : { natsSecurity }),
     grpcAddress: addressOption(read, { flag: "grpc", env: "TALLY_GRPC_ADDR" }, "127.0.0.1:50051"),
     metricsPort: integerOption(read, { flag: "metrics-port", env: "TALLY_METRICS_PORT" }, 9464, 0, 65_535),
@@ -154,6 +158,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     ...(postgres === undefined ? {} : { postgres }),
     settleIntervalMs: integerOption(read, { flag: "settle-interval-ms", env: "TALLY_SETTLE_INTERVAL_MS" }, 0, 0, 7 * 24 * 3_600_000),
     placeStreamsByRegion: booleanOption(read, { flag: "place-by-region", env: "TALLY_PLACE_BY_REGION" }),
+    streamReplicas: streamReplicasOption(read),
     defaultPolicy: defaultPolicyOption(read),
     logLevel: levelFromEnv(env.TALLY_LOG),
     config: nodeTunables(read),

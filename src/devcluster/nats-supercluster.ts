@@ -61,7 +61,7 @@ export class NatsSupercluster {
         env: {
           TALLY_REGION: p.name,
           NATS_CLUSTER_LISTEN: `127.0.0.1:${p.cluster}`,
-          NATS_CLUSTER_ROUTE: `nats://127.0.0.1:${p.cluster}`,
+          NATS_CLUSTER_ROUTES: `[nats://127.0.0.1:${p.cluster}]`,
           NATS_GATEWAY_LISTEN: `127.0.0.1:${p.gateway}`,
           NATS_GATEWAY_ADVERTISE: `127.0.0.1:${p.proxy}`,
           ...gatewayUrls,

@@ -28,6 +28,11 @@ const JS_NO_MESSAGE = 10037;
 export interface ReplicaLogOptions {
   /** Place each replica's stream in the NATS cluster named after the replica (supercluster). */
   readonly placeByRegion: boolean;
+  /**
+   * Copies JetStream keeps of this node's own stream, snapshot bucket and
+   * writer lease (DESIGN §12: 3 in a region of three NATS servers); default 1.
+   */
+  readonly replicas?: number;
   readonly publishTimeoutMs?: number;
 }
 
@@ -91,11 +96,9 @@ export class ReplicaLog implements StreamAppender {
   /** Creates the replica's stream if it does not exist (idempotent; needs the JetStream meta leader). */
   async ensureStream(replica: string): Promise<void> {
     const name = streamName(replica);
-    try {
-      await this.jsm.streams.info(name);
+    if (await this.streamExists(name)) {
+      await this.ensureReplicas(name);
       return;
-    } catch (error) {
-      if (!isStreamNotFound(error)) throw error;
     }
     await this.jsm.streams.add({
       name,
@@ -103,10 +106,28 @@ export class ReplicaLog implements StreamAppender {
       storage: StorageType.File,
       retention: RetentionPolicy.Limits,
       discard: DiscardPolicy.Old,
-      num_replicas: 1,
+      num_replicas: this.replicas,
       duplicate_window: 120_000_000_000,
       ...(this.options.placeByRegion ? { placement: { cluster: replica, tags: [] } } : {}),
     });
+  }
+
+  /** Copies of each own stream (options.replicas, default 1). */
+  get replicas(): number {
+    return this.options.replicas ?? 1;
+  }
+
+  /**
+   * Brings an existing own stream to `replicas` copies: an operator who raises
+   * --stream-replicas on a running region gets it applied at the next start,
+   * not silently ignored. JetStream copies the data to the new peers itself.
+   * Returns the count it found, for the log.
+   */
+  async ensureReplicas(name: string): Promise<number> {
+    const info = await this.jsm.streams.info(name);
+    const found = info.config.num_replicas;
+    if (found !== this.replicas) await this.jsm.streams.update(name, { ...info.config, num_replicas: this.replicas });
+    return found;
   }
 
   /** Whether the stream `name` exists (a JetStream answer; a timeout throws). */

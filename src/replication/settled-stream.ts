@@ -22,6 +22,8 @@ export class SettledStream {
     private readonly connection: NatsConnection,
     replicas: ReplicaSet,
     private readonly badMessage: (source: string, subject: string, reason: string) => void,
+    /** Copies of the stream when this node is the one to create it. */
+    private readonly streamReplicas = 1,
   ) {
     this.ctx = inboundContext(replicas);
   }
@@ -63,7 +65,7 @@ export class SettledStream {
       storage: StorageType.File,
       retention: RetentionPolicy.Limits,
       discard: DiscardPolicy.Old,
-      num_replicas: 1,
+      num_replicas: this.streamReplicas,
     });
   }
 

@@ -89,9 +89,11 @@ export class SnapshotStore {
     }
     const store = await this.log.js.views.os(snapshotBucket(replica), {
       storage: StorageType.File,
-      replicas: 1,
+      replicas: this.log.replicas,
       ...(this.log.options.placeByRegion ? { placement: { cluster: replica, tags: [] } } : {}),
     });
+    // Opening an existing bucket keeps its replica count: bring the own one to the configured count.
+    if (replica === this.ownReplica) await this.log.ensureReplicas(`OBJ_${snapshotBucket(replica)}`);
     this.buckets.set(replica, store);
     return store;
   }

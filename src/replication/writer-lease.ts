@@ -32,8 +32,6 @@ export interface WriterLeaseOptions {
   readonly monotonic: () => number;
   /** Place the bucket in the region's NATS cluster (supercluster). */
   readonly placeByRegion: boolean;
-  /** KV replicas (3 in a 3-server region). */
-  readonly replicas?: number;
 }
 
 export class WriterLease {
@@ -51,9 +49,10 @@ export class WriterLease {
       ttl: options.timing.ttlMs,
       history: 1,
       storage: StorageType.File,
-      replicas: options.replicas ?? 1,
+      replicas: log.replicas,
       ...(options.placeByRegion ? { placement: { cluster: options.region, tags: [] } } : {}),
     });
+    await log.ensureReplicas(`KV_${leaseBucket(options.region)}`);
     return new WriterLease(kv, options);
   }
 

@@ -133,6 +133,13 @@ function hostPort(address: string): { host: string; port: number } {
   return { host: match[1] ?? "", port: Number(match[2]) };
 }
 
+/** A NATS config list passed through a variable ("[a, b]"); nats-server parses the value as config. */
+function natsList(value: string): string[] {
+  const trimmed = value.trim();
+  if (!trimmed.startsWith("[") || !trimmed.endsWith("]")) throw new Error(`not a NATS list: ${value}`);
+  return trimmed.slice(1, -1).split(",").map((x) => x.trim()).filter((x) => x !== "");
+}
+
 /** `$VARS` a NATS config reads (comments and quoted strings, such as "$JS.API.>" subjects, ignored). */
 function confVariables(conf: string): Set<string> {
   const vars = new Set<string>();
@@ -275,9 +282,11 @@ describe("compose - docker-compose.yml describes the same topology as the tests"
       const advertised = hostPort(env(s, "NATS_GATEWAY_ADVERTISE"));
       expect(advertised.host, `${s.name} advertises itself`).to.equal(s.name);
       expect(advertised.port).to.equal(hostPort(env(s, "NATS_GATEWAY_LISTEN")).port);
-      const route = hostPort(env(s, "NATS_CLUSTER_ROUTE"));
-      expect([s.name, "127.0.0.1", "localhost"], `${s.name} routes to its own cluster`).to.include(route.host);
-      expect(route.port).to.equal(hostPort(env(s, "NATS_CLUSTER_LISTEN")).port);
+      // One server per region in compose: its route list names its own cluster port.
+      const routes = natsList(env(s, "NATS_CLUSTER_ROUTES")).map(hostPort);
+      expect(routes.length, `${s.name} NATS_CLUSTER_ROUTES`).to.equal(1);
+      expect([s.name, "127.0.0.1", "localhost"], `${s.name} routes to its own cluster`).to.include(routes[0]?.host);
+      expect(routes[0]?.port).to.equal(hostPort(env(s, "NATS_CLUSTER_LISTEN")).port);
       // Monitoring and listen addresses must be reachable from other containers.
       expect(hostPort(env(s, "NATS_LISTEN")).host, `${s.name} NATS_LISTEN`).to.equal("0.0.0.0");
     }
@@ -489,8 +498,20 @@ describe("compose - the deploy/k8s example agrees with region.conf and the node 
     if (objects.length === 0) this.skip();
     const variables = new Set([...confVariables(conf), ...confVariables(readFileSync(join(ROOT, AUTH_CONF), "utf8"))]);
     for (const region of regions) {
-      const env = containerEnv(named("StatefulSet", `nats-${region}`));
+      const natsSet = named("StatefulSet", `nats-${region}`);
+      const env = containerEnv(natsSet);
       expect([...variables].filter((v) => (env.get(v) ?? "") === ""), `nats-${region} unset variables`).to.deep.equal([]);
+      // Routes name every server of the region by its stable pod name under the StatefulSet's headless Service.
+      const spec = isRecord(natsSet.spec) ? natsSet.spec : {};
+      const servers = Number(spec.replicas);
+      const headless = named("Service", scalar(spec.serviceName));
+      expect(isRecord(headless.spec) ? headless.spec.clusterIP : undefined, `${scalar(spec.serviceName)} is headless`).to.equal("None");
+      const routes = natsList(env.get("NATS_CLUSTER_ROUTES") ?? "").map(hostPort);
+      expect(routes.map((r) => r.host).sort(), `nats-${region} routes`).to.deep.equal(Array.from({ length: servers }, (_, i) => `nats-${region}-${i}.${scalar(spec.serviceName)}`));
+      for (const route of routes) expect(route.port).to.equal(hostPort(env.get("NATS_CLUSTER_LISTEN") ?? "").port);
+      // Each stream copy on its own server: no more replicas than servers.
+      const replicas = Number(containerEnv(named("StatefulSet", `tally-${region}`)).get("TALLY_STREAM_REPLICAS") ?? "1");
+      expect(replicas, `tally-${region} TALLY_STREAM_REPLICAS vs ${servers} NATS servers`).to.be.at.most(servers);
       expect(env.get("TALLY_REGION")).to.equal(region);
       for (const [gateway, variable] of confGateways(conf)) {
         const url = hostPort(env.get(variable) ?? "");

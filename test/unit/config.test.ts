@@ -22,6 +22,8 @@ import {
   postgresOption,
   postgresSecurityOption,
   regionsOption,
+  streamReplicasOption,
+  urlListOption,
   urlOption,
   type Option,
 } from "../../src/app/config";
@@ -176,6 +178,22 @@ describe("config - addresses and URLs", () => {
   it("config - a URL with an allowed scheme is kept, and no value and no default is undefined", () => {
     expect(urlOption(flags({ nats: "tls://nats.example:4222" }), NATS, undefined, ["nats", "tls"])).to.equal("tls://nats.example:4222");
     expect(urlOption(NONE, NATS, undefined, ["nats"])).to.equal(undefined);
+  });
+
+  it("config - a region's NATS servers as a comma-separated list: each part checked, empty parts refused", () => {
+    expect(urlListOption(flags({ nats: "nats://a:4222, nats://b:4222,nats://c:4222" }), NATS, "nats://x:1", ["nats"])).to.equal("nats://a:4222,nats://b:4222,nats://c:4222");
+    expect(urlListOption(NONE, NATS, "nats://127.0.0.1:4222", ["nats"])).to.equal("nats://127.0.0.1:4222");
+    expectNamed(configError(() => urlListOption(flags({ nats: "nats://a:4222,http://b:4222" }), NATS, "nats://x:1", ["nats"])), "nats", "TALLY_NATS_URL");
+    expect(configError(() => urlListOption(flags({ nats: "nats://a:4222,,nats://b:4222" }), NATS, "nats://x:1", ["nats"]))).to.include("empty entry");
+  });
+
+  it("config - stream replicas are 1, 3 or 5; an even or out-of-range count names the flag and variable", () => {
+    expect(streamReplicasOption(NONE)).to.equal(1);
+    expect(streamReplicasOption(flags({ "stream-replicas": "3" }))).to.equal(3);
+    expect(streamReplicasOption(optionSource({}, { TALLY_STREAM_REPLICAS: "5" }))).to.equal(5);
+    for (const bad of ["2", "4", "0", "7", "three"]) {
+      expectNamed(configError(() => streamReplicasOption(flags({ "stream-replicas": bad }))), "stream-replicas", "TALLY_STREAM_REPLICAS");
+    }
   });
 
   it("config - Postgres is off without a URL, and a non-Postgres URL names the flag and variable", () => {
