@@ -262,7 +262,7 @@ export class ReplicaLog implements StreamAppender {
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: Math.max(1, fromSeq),
     });
-    const messages = await consumer.consume({ max_messages: 256, expires: 2_000, idle_heartbeat: 1_000 });
+    const messages = await boundedConsume(consumer.consume({ max_messages: 256, expires: 2_000, idle_heartbeat: 1_000 }), idleTimeoutMs, replica);
     let expected = fromSeq;
     let stalled = false;
     let timer: NodeJS.Timeout | undefined;
@@ -339,4 +339,28 @@ export function isTransientNatsError(error: unknown): boolean {
 /** True when `error` says the stream does not exist (JetStream's own answer, not a timeout). */
 export function isStreamNotFound(error: unknown): boolean {
   return jetStreamErrorCode(error) === JS_STREAM_NOT_FOUND;
+}
+
+/**
+ * The library creates an ordered consumer with its own retry loop (up to 30
+ * tries, seconds apart): with a stream whose leader just died that is minutes
+ * in which a replay neither reads nor fails. Bounded here by the replay's idle
+ * timeout; a consume that starts after the give-up is stopped at once.
+ */
+async function boundedConsume(pending: Promise<ConsumerMessages>, timeoutMs: number, replica: string): Promise<ConsumerMessages> {
+  let timer: NodeJS.Timeout | undefined;
+  const gaveUp = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), timeoutMs);
+  });
+  try {
+    const messages = await Promise.race([pending, gaveUp]);
+    if (messages !== undefined) return messages;
+  } finally {
+    clearTimeout(timer);
+  }
+  pending.then(
+    (late) => late.stop(),
+    () => undefined,
+  );
+  throw new Error(`stream of ${replica}: no consumer after ${timeoutMs} ms (JetStream is electing the stream's leader, or unreachable)`);
 }

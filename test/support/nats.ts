@@ -49,6 +49,75 @@ export function useStandaloneNats(): () => NatsProcess {
   };
 }
 
+/**
+ * One region's NATS cluster of `size` servers from deploy/nats/region.conf
+ * (DESIGN §12: R3 streams), routes listing every server. The other regions'
+ * gateways point at a port nobody listens on: those regions are simply not up.
+ */
+export async function startRegionNats(dir: string, region: string, size = 3): Promise<NatsProcess[]> {
+  const security = ensureNatsSecurity(join(dir, "tls"));
+  const ports = await freePorts(size * 4 + 1);
+  const take = (): number => {
+    const port = ports.shift();
+    if (port === undefined) throw new Error("ran out of ports");
+    return port;
+  };
+  const absent = take();
+  const plan = Array.from({ length: size }, (_, i) => ({ i, client: take(), monitor: take(), cluster: take(), gateway: take() }));
+  const routes = `[${plan.map((p) => `nats://127.0.0.1:${p.cluster}`).join(", ")}]`;
+  const gateways: Record<string, string> = {};
+  for (const r of ["east", "west", "central"]) gateways[`NATS_GATEWAY_${r.toUpperCase()}`] = r === region ? `nats://127.0.0.1:${plan[0]!.gateway}` : `nats://127.0.0.1:${absent}`;
+  const servers = plan.map(
+    (p) =>
+      new NatsProcess({
+        config: "region.conf",
+        serverName: `${region}-${p.i}`,
+        clientPort: p.client,
+        monitorPort: p.monitor,
+        dataDir: join(dir, `nats-${region}-${p.i}`),
+        security,
+        env: {
+          TALLY_REGION: region,
+          NATS_CLUSTER_LISTEN: `127.0.0.1:${p.cluster}`,
+          NATS_CLUSTER_ROUTES: routes,
+          NATS_GATEWAY_LISTEN: `127.0.0.1:${p.gateway}`,
+          NATS_GATEWAY_ADVERTISE: `127.0.0.1:${p.gateway}`,
+          ...gateways,
+        },
+      }),
+  );
+  try {
+    await Promise.all(servers.map((s) => s.start()));
+    await waitForJetStreamCluster(servers);
+  } catch (error) {
+    await Promise.all(servers.map((s) => s.stop()));
+    throw error;
+  }
+  return servers;
+}
+
+/** Waits until every running server of `servers` reports a JetStream meta leader and a meta group of all of them. */
+export async function waitForJetStreamCluster(servers: readonly NatsProcess[], timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const leaders = await Promise.all(
+      servers
+        .filter((s) => s.running)
+        .map(async (s) => {
+          try {
+            const body = (await (await fetch(`${s.monitorUrl}/jsz`)).json()) as { meta_cluster?: { leader?: string; cluster_size?: number } };
+            return body.meta_cluster?.cluster_size === servers.length ? (body.meta_cluster.leader ?? "") : "";
+          } catch {
+            return "";
+          }
+        }),
+    );
+    if (leaders.length > 0 && leaders[0] !== "" && leaders.every((l) => l === leaders[0])) return;
+    if (Date.now() > deadline) throw new Error(`no JetStream meta leader across ${servers.length} servers after ${timeoutMs} ms: [${leaders.join(", ")}]`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** Mocha helper: a 3-region supercluster per describe block. */
 export function useSupercluster(): () => { cluster: NatsSupercluster; dir: string } {
   let cluster: NatsSupercluster | undefined;
