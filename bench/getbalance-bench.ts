@@ -5,7 +5,7 @@
 // GetBalance vs the no-op unary RPC. For contrast, Admin ListSettlements — which
 // does reach Postgres — through the same delayed path, and with the delay
 // switched off, so the table shows the delay is real.
-// Run: node dist/bench/getbalance-bench.js [calls] [concurrency] [delayMs]
+// Run: node dist/bench/getbalance-bench.js [calls] [concurrency] [delayMs] [listCalls] [rounds]
 
 import type { ServiceError } from "@grpc/grpc-js";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -207,8 +207,8 @@ export function getBalanceTable(result: GetBalanceBenchResult): string {
 }
 
 if (require.main === module) {
-  const [calls, concurrency, delayMs, listCalls] = process.argv.slice(2).map(Number);
-  runGetBalanceBench({ calls: calls || 20_000, concurrency: concurrency || 32, delayMs: delayMs || 50, listCalls: listCalls || 50 }).then(
+  const [calls, concurrency, delayMs, listCalls, rounds] = process.argv.slice(2).map(Number);
+  runGetBalanceBench({ calls: calls || 20_000, concurrency: concurrency || 32, delayMs: delayMs || 50, listCalls: listCalls || 50, rounds: rounds || 2 }).then(
     (result) => console.log(getBalanceTable(result)),
     (error: unknown) => {
       console.error(error);
