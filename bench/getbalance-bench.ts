@@ -5,7 +5,7 @@
 // GetBalance vs the no-op unary RPC. For contrast, Admin ListSettlements — which
 // does reach Postgres — through the same delayed path, and with the delay
 // switched off, so the table shows the delay is real.
-// Run: node dist/bench/getbalance-bench.js [calls] [concurrency] [delayMs]
+// Run: node dist/bench/getbalance-bench.js [calls] [concurrency] [delayMs] [listCalls] [rounds]
 
 import type { ServiceError } from "@grpc/grpc-js";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -84,6 +84,12 @@ export async function runGetBalanceBench(options: GetBalanceBenchOptions): Promi
     const [proxyPort, clientPort, monitorPort, grpcPort, metricsPort] = await freePorts(5);
     await proxy.start([{ name: "postgres", listenPort: proxyPort!, targetPort: postgres.port }]);
     await proxy.setDelay(delayMs);
+    const roles = await postgres.provisionRoles("tally");
+    const throughProxy = (url: string): string => {
+      const parsed = new URL(url);
+      parsed.port = String(proxyPort!);
+      return parsed.toString();
+    };
     nats = new NatsProcess({ config: "standalone.conf", serverName: "bench", clientPort: clientPort!, monitorPort: monitorPort!, dataDir: join(dir, "nats"), security: ensureNatsSecurity(join(dir, "tls")) });
     await nats.start();
     progress(`getbalance: starting a node with settlement, Postgres ${delayMs} ms one way away (migrations run through the delay)`);
@@ -95,7 +101,9 @@ export async function runGetBalanceBench(options: GetBalanceBenchOptions): Promi
       grpcPort: grpcPort!,
       metricsPort: metricsPort!,
       logDir: dir,
-      postgresUrl: `postgres://postgres@127.0.0.1:${proxyPort!}/postgres`,
+      // The settlement roles over TLS (a node refuses plaintext Postgres unless --insecure), through the delay proxy.
+      postgresUrl: throughProxy(roles.settlerUrl),
+      postgresSecurity: { ownerUrl: throughProxy(roles.ownerUrl), readerUrl: throughProxy(roles.readerUrl), caFile: roles.caFile },
       extraArgs: ["--noop-service", ...pki.serverArgs()],
       env: { TALLY_LOG: "warn" },
     });
@@ -199,8 +207,8 @@ export function getBalanceTable(result: GetBalanceBenchResult): string {
 }
 
 if (require.main === module) {
-  const [calls, concurrency, delayMs, listCalls] = process.argv.slice(2).map(Number);
-  runGetBalanceBench({ calls: calls || 20_000, concurrency: concurrency || 32, delayMs: delayMs || 50, listCalls: listCalls || 50 }).then(
+  const [calls, concurrency, delayMs, listCalls, rounds] = process.argv.slice(2).map(Number);
+  runGetBalanceBench({ calls: calls || 20_000, concurrency: concurrency || 32, delayMs: delayMs || 50, listCalls: listCalls || 50, rounds: rounds || 2 }).then(
     (result) => console.log(getBalanceTable(result)),
     (error: unknown) => {
       console.error(error);

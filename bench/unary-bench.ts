@@ -169,6 +169,35 @@ async function commitTotals(metricsUrl: string): Promise<{ count: number; sumSec
   return { count: value("tally_commit_duration_seconds_count"), sumSeconds: value("tally_commit_duration_seconds_sum") };
 }
 
+/**
+ * Where a unary call's time goes: CPU per call of each process (busy share
+ * over the run divided by the rate), and the group commits behind the Debits.
+ * At a fixed concurrency every Debit cohort also waits for one JetStream
+ * round trip, which the no-op never does: compare it with the cohort's extra
+ * time (concurrency x (1/Debit rate - 1/no-op rate)).
+ */
+function cpuLines(r: UnaryBenchResult): string[] {
+  const perCall = (kind: "noop" | "debit" | "hot", s: LatencySummary): string => {
+    const shares = r.cpu[kind];
+    const us = (name: string): string => (((shares[name] ?? 0) / 100 / s.perSecond) * 1e6).toFixed(0);
+    return `| ${kind === "noop" ? "no-op" : kind === "debit" ? "Debit (spread)" : "Debit (hot)"} | ${us("client")} | ${us("node")} | ${us("nats-server")} |`;
+  };
+  const c = r.commits;
+  const perPublish = c.publishes > 0 ? c.debits / c.publishes : 0;
+  const cohortExtraMs = perPublish * (1000 / r.debit.perSecond - 1000 / r.noop.perSecond);
+  return [
+    "| unary call | client CPU us/call | node CPU us/call | nats-server CPU us/call |",
+    "|---|---|---|---|",
+    perCall("noop", r.noop),
+    perCall("debit", r.debit),
+    perCall("hot", r.debitHot),
+    "",
+    `Unary Debit runs: ${c.publishes} group commits carried ${c.debits} debits (${perPublish.toFixed(1)} per publish); ` +
+      `mean publish-to-ack as the node saw it ${c.meanAckMs.toFixed(2)} ms; ` +
+      `a cohort of ${perPublish.toFixed(1)} spread Debits took ${cohortExtraMs.toFixed(2)} ms longer than as many no-op calls.`,
+  ];
+}
+
 if (require.main === module) {
   // node dist/bench/unary-bench.js [calls] [rounds]: the single-node section of `npm run bench` alone.
   const calls = Number(process.argv[2] ?? "20000");
@@ -186,6 +215,8 @@ if (require.main === module) {
           line("Debit, one hot account", r.debitHot, r.noop),
           line(`no-op batch RPC (${r.batchSize}/call; ops = items)`, r.noopBatch, r.noopBatch),
           line(`DebitBatch (${r.batchSize}/call; ops = debits)`, r.debitBatch, r.noopBatch),
+          "",
+          ...cpuLines(r),
         ].join("\n") + "\n",
       );
     })

@@ -56,11 +56,22 @@ export class NodeViews {
   balanceView(accountId: string): BalanceView {
     const { state, peers, region } = this.node;
     const nowMs = this.now();
-    const regions = state.contributions(accountId).map((c) => ({
-      ...c,
-      appliedSequence: c.replica === region ? this.node.sequence : (peers.appliedSequence(c.replica) ?? 0),
-      stalenessMs: c.replica === region ? 0 : peers.stalenessMs(c.replica, nowMs),
-    }));
+    // A literal of fixed shape, not a spread: GetBalance builds one per region on every call.
+    const regions = state.contributions(accountId).map(
+      (c): RegionView =>
+        c.replica === region
+          ? { replica: c.replica, granted: c.granted, debited: c.debited, rights: c.rights, held: c.held, refunded: c.refunded, appliedSequence: this.node.sequence, stalenessMs: 0 }
+          : {
+              replica: c.replica,
+              granted: c.granted,
+              debited: c.debited,
+              rights: c.rights,
+              held: c.held,
+              refunded: c.refunded,
+              appliedSequence: peers.appliedSequence(c.replica) ?? 0,
+              stalenessMs: peers.stalenessMs(c.replica, nowMs),
+            },
+    );
     const settled = this.settled.get(accountId) ?? { balance: 0n, settlementId: 0n };
     return {
       balance: state.balance(accountId),

@@ -129,7 +129,8 @@ export function balanceToWire(accountId: string, view: BalanceView): GetBalanceR
       debited: r.debited,
       rights: r.rights,
       appliedSequence: BigInt(r.appliedSequence),
-      stalenessMs: BigInt(r.stalenessMs),
+      // This region's own entry is never stale: no BigInt to allocate for it.
+      stalenessMs: r.stalenessMs === 0 ? 0n : BigInt(r.stalenessMs),
       held: r.held,
       refunded: r.refunded,
     })),
