@@ -3,6 +3,7 @@
 // gauges refreshed from them. Reads only; nothing here changes state.
 
 import type { Contribution, ReplicaState } from "../core/replica-state";
+import type { LotState } from "../core/lot-writes";
 import type { Policy } from "../core/policy";
 import { digestHex } from "../core/row-digest";
 import { SettledBalances } from "../core/settled-balances";
@@ -26,6 +27,8 @@ export interface BalanceView {
   readonly held: bigint;
   readonly regions: RegionView[];
   readonly policy: Policy;
+  /** The account's lots in burn order, base lot included; empty for an account that has none. */
+  readonly lots: readonly LotState[];
 }
 
 /** What the views read from their node. */
@@ -37,6 +40,8 @@ export interface ViewedNode {
   readonly metrics: TallyMetrics;
   readonly sequence: number;
   readonly publishedDigest: string;
+  /** Wall clock: judges which lots are spendable or expired here. */
+  now(): number;
   readonly unavailableReason: string | undefined;
   monotonic(): number;
   readonly writes: { readonly requestsInFlight: number };
@@ -62,13 +67,15 @@ export class NodeViews {
       stalenessMs: c.replica === region ? 0 : peers.stalenessMs(c.replica, nowMs),
     }));
     const settled = this.settled.get(accountId) ?? { balance: 0n, settlementId: 0n };
+    const clockMs = this.node.now();
     return {
-      balance: state.balance(accountId),
+      balance: state.accountBalance(accountId, clockMs),
       settled,
-      localRights: state.rights(accountId),
+      localRights: state.spendableRights(accountId, clockMs),
       held: state.totalHeld(accountId),
       regions,
       policy: state.policy(accountId),
+      lots: state.lots.hasLots(accountId) ? state.accountLots(accountId, clockMs) : [],
     };
   }
 

@@ -7,6 +7,7 @@
 import type { SnapshotChunkValue, SnapshotHeaderValue } from "../replication/snapshot-decoder";
 import { refunded, rightsOf } from "../core/escrow-counter";
 import { ReplicaState } from "../core/replica-state";
+import { rowOwner } from "../core/lot-rows";
 import type { ReplicaSet } from "../core/replica-set";
 import type { Policy } from "../core/policy";
 import { HoldStatus } from "../core/hold-book";
@@ -95,7 +96,9 @@ export async function collectCut(node: CutSources, logger: Logger, timeoutMs = 3
         debited.push(view.slots[view.base + n * n + i] ?? 0n);
         rightsBelowZero.push(rightsOf(view, i) < 0n);
       }
-      yield { accountId, granted, debited, mode: joined.policy(accountId).mode, rightsBelowZero };
+      // A lot row is settled under its account's policy (policies are set per account, never per lot).
+      const owner = rowOwner(accountId)?.accountId ?? accountId;
+      yield { accountId, granted, debited, mode: joined.policy(owner).mode, rightsBelowZero };
     }
   }
   return { replicas: regions, cut, accounts: accounts(), holds, refunds };

@@ -5,7 +5,8 @@ import { InvalidArgumentError } from "../core/errors";
 import { validateAccountId, validateAmount, validateRequestId } from "../core/validation";
 import type { DebitItem } from "../core/write-path";
 import { MAX_HOLD_TIMEOUT_MS, parseHoldId } from "../core/hold-book";
-import type { CaptureHoldRequest, DebitRequest, HoldRequest, RefundRequest, VoidHoldRequest } from "../generated/tally/v1/balances";
+import type { CaptureHoldRequest, DebitRequest, GrantRequest, HoldRequest, RefundRequest, VoidHoldRequest } from "../generated/tally/v1/balances";
+import { BASE_TERMS, NO_EXPIRY, validateLotTerms, type LotTerms } from "../core/lots";
 import { LimitExceededError } from "./status-mapping";
 
 export const MAX_BATCH_ITEMS = 10_000;
@@ -51,6 +52,43 @@ export function holdInputs(request: HoldRequest): HoldInputs {
     throw new InvalidArgumentError("timeout_ms", `must be 1 to ${MAX_HOLD_TIMEOUT_MS} (30 days); got ${request.timeoutMs}`);
   }
   return { accountId, amount, requestId, timeoutMs: Number(request.timeoutMs), maxWaitMs: request.maxWaitMs };
+}
+
+export interface GrantInputs {
+  readonly accountId: string;
+  readonly amount: bigint;
+  readonly requestId: string;
+  /** Undefined when the request names no lot term (a base-lot grant). */
+  readonly lot: LotTerms | undefined;
+}
+
+/** The wire names of the lot terms, as validateLotTerms' fields map to them. */
+const LOT_FIELDS: Readonly<Record<string, string>> = { priority: "lot_priority", effective_at: "lot_effective_at_ms", expires_at: "lot_expires_at_ms" };
+
+/** A wire time in ms that must be an exact JavaScript integer (0 stays 0). */
+function lotTime(value: bigint, field: string): number {
+  if (value < 0n || value > BigInt(Number.MAX_SAFE_INTEGER) - 1n) throw new InvalidArgumentError(field, `must be 0 to ${Number.MAX_SAFE_INTEGER - 1} ms since the epoch; got ${value}`);
+  return Number(value);
+}
+
+export function grantInputs(request: GrantRequest, guardMs: number): GrantInputs {
+  const accountId = validateAccountId(request.accountId);
+  const amount = validateAmount(request.amount);
+  const requestId = validateRequestId(request.requestId);
+  const { lotPriority, lotEffectiveAtMs, lotExpiresAtMs } = request;
+  if (lotPriority === undefined && lotEffectiveAtMs === undefined && lotExpiresAtMs === undefined) return { accountId, amount, requestId, lot: undefined };
+  const expires = lotExpiresAtMs === undefined ? 0 : lotTime(lotExpiresAtMs, "lot_expires_at_ms");
+  const terms: LotTerms = {
+    priority: lotPriority ?? BASE_TERMS.priority,
+    effectiveAtMs: lotEffectiveAtMs === undefined ? 0 : lotTime(lotEffectiveAtMs, "lot_effective_at_ms"),
+    expiresAtMs: expires === 0 ? NO_EXPIRY : expires,
+  };
+  try {
+    return { accountId, amount, requestId, lot: validateLotTerms(terms, guardMs) };
+  } catch (error) {
+    if (error instanceof InvalidArgumentError) throw new InvalidArgumentError(LOT_FIELDS[error.field] ?? error.field, error.reason);
+    throw error;
+  }
 }
 
 /** An optional account id: undefined when empty, else checked. */
