@@ -23,6 +23,14 @@ export const DEFAULT_RIGHTS_POLICY: RightsPolicyOptions = {
   donorWindowMs: 2,
 };
 
+/** A donor's view of an account that has lots: its spendable rights over them and their live balance. */
+export interface DonorLotView {
+  readonly rights: bigint;
+  readonly balance: bigint;
+  /** Cap on the whole gift (each lot row's own transfer cap is applied per take). */
+  readonly headroom: bigint;
+}
+
 export class RightsPolicy {
   private readonly demand: DemandTracker;
   private readonly limiter: DonorRateLimiter;
@@ -90,12 +98,14 @@ export class RightsPolicy {
    * least half of its rights; once per window per pair. Records the gift
    * when it is positive.
    */
-  donation(accountId: string, requester: number, requested: bigint, urgent: boolean, nowMs: number): bigint {
+  donation(accountId: string, requester: number, requested: bigint, urgent: boolean, nowMs: number, lots?: DonorLotView): bigint {
     const state = this.state;
     if (requester === state.self || !this.limiter.allows(accountId, requester, nowMs)) return 0n;
-    const wanted = donorGrant(state.rights(accountId), requested, this.ownFairShare(accountId), urgent);
-    // Never past the int64-safe cap of the transfer counter (src/core/bounds.ts).
-    const headroom = state.transferHeadroom(accountId, requester);
+    const rights = lots?.rights ?? state.rights(accountId);
+    const keep = fairShareOf(lots?.balance ?? state.balance(accountId), this.demand.share(accountId, state.self), state.replicas.size);
+    const wanted = donorGrant(rights, requested, keep, urgent);
+    // Never past the int64-safe cap of the transfer counter (src/core/bounds.ts); per lot row, the caller caps each take.
+    const headroom = lots?.headroom ?? state.transferHeadroom(accountId, requester);
     const give = wanted < headroom ? wanted : headroom;
     if (give > 0n) this.limiter.tryAcquire(accountId, requester, nowMs);
     return give;

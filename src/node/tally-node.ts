@@ -7,7 +7,7 @@ import { DebitOutcome, ReplicaState, type Answer } from "../core/replica-state";
 import { ReplicaSet } from "../core/replica-set";
 import type { Policy } from "../core/policy";
 import { mergeChanges } from "../core/merge-changes";
-import { lotRowId } from "../core/lot-rows";
+import { lotRowId, rowOwner } from "../core/lot-rows";
 import type { LotTerms } from "../core/lots";
 import type { RequestTime } from "../core/request-log";
 import { performance } from "node:perf_hooks";
@@ -31,6 +31,11 @@ import { WriterRole, type WriterRoleState } from "./writer-role";
 import { HoldDesk } from "./hold-desk";
 
 export type { DebitItem } from "../core/write-path";
+
+/** The account a row belongs to (a lot row's account, or the row itself). */
+function accountOf(rowId: string): string {
+  return rowOwner(rowId)?.accountId ?? rowId;
+}
 
 const SHUTTING_DOWN = "node is shutting down";
 export type { NodeTransports } from "./node-transports";
@@ -103,6 +108,7 @@ export class TallyNode {
         return isWritable();
       },
       commit: (write) => this.durable().commit(write),
+      wallClock: () => this.now(),
     });
     this.views = new NodeViews(this);
     this.holds = new HoldDesk({
@@ -447,8 +453,9 @@ export class TallyNode {
   private applyDelta(delta: DecodedDelta): void {
     const nowMs = this.monotonic();
     mergeChanges(this.state, delta, nowMs, {
-      changed: (accountId) => this.watches.notify(accountId),
-      peerDebited: (accountId, writer, amount) => this.rights.afterPeerDebit(accountId, writer, amount, nowMs),
+      // Watchers and demand follow the account, whichever of its lots changed.
+      changed: (rowId) => this.watches.notify(accountOf(rowId)),
+      peerDebited: (rowId, writer, amount) => this.rights.afterPeerDebit(accountOf(rowId), writer, amount, nowMs),
       refused: (error) => {
         this.metrics.badMessages.inc({ source: "stream" });
         this.logger.warn("replicated change refused", { writer: this.state.replicas.nameOf(delta.writer), error: String(error) });
