@@ -35,6 +35,11 @@ export class LotIndex {
     return this.byAccount.has(accountId);
   }
 
+  /** Every lot row of every account. */
+  *rows(): Generator<LotRow & { readonly accountId: string }> {
+    for (const [accountId, rows] of this.byAccount) for (const row of rows) yield { ...row, accountId };
+  }
+
   /** Accounts with at least one lot row. */
   get accountCount(): number {
     return this.byAccount.size;

@@ -66,8 +66,8 @@ export class NodeViews {
       appliedSequence: c.replica === region ? this.node.sequence : (peers.appliedSequence(c.replica) ?? 0),
       stalenessMs: c.replica === region ? 0 : peers.stalenessMs(c.replica, nowMs),
     }));
-    const settled = this.settled.get(accountId) ?? { balance: 0n, settlementId: 0n };
     const clockMs = this.node.now();
+    const settled = this.settledOf(accountId);
     return {
       balance: state.accountBalance(accountId, clockMs),
       settled,
@@ -77,6 +77,20 @@ export class NodeViews {
       policy: state.policy(accountId),
       lots: state.lots.hasLots(accountId) ? state.accountLots(accountId, clockMs) : [],
     };
+  }
+
+  /** The account's settled balance: its plain row's, plus every lot row's (settled per row). */
+  private settledOf(accountId: string): { balance: bigint; settlementId: bigint } {
+    const rows = [accountId, ...this.node.state.lots.lotsOf(accountId).map((lot) => lot.rowId)];
+    let balance = 0n;
+    let settlementId = 0n;
+    for (const row of rows) {
+      const settled = this.settled.get(row);
+      if (settled === undefined) continue;
+      balance += settled.balance;
+      if (settled.settlementId > settlementId) settlementId = settled.settlementId;
+    }
+    return { balance, settlementId };
   }
 
   appliedVector(): Record<string, number> {

@@ -49,6 +49,14 @@ export interface SettlementRefund {
   readonly refundedAtMs: number;
 }
 
+/** The unspent part of an expired credit lot, once every region's cut is past its expiry plus the guard. */
+export interface SettlementBreakage {
+  readonly accountId: string;
+  readonly lotKey: string;
+  readonly amount: bigint;
+  readonly expiresAtMs: number;
+}
+
 export interface SettlementInput {
   /** Replica names in index order. */
   readonly replicas: readonly string[];
@@ -60,6 +68,8 @@ export interface SettlementInput {
   readonly holds?: readonly SettlementHold[];
   /** Refunds the regions remember at the cut (each recorded once). */
   readonly refunds?: readonly SettlementRefund[];
+  /** Breakage of lots that died before every region's cut (each recorded once ever). */
+  readonly breakage?: readonly SettlementBreakage[];
 }
 
 /** Checks the replicas and the cut; returns the cut in replica order. */
