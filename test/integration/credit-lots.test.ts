@@ -12,6 +12,10 @@ import { jsonLogger } from "../../src/node/logger";
 import { useStandaloneNats, natsAccess } from "../support/nats";
 import { clients, failure, unary, type Clients, testGrpcSecurity } from "../support/grpc-clients";
 import { until } from "../support/debit-load";
+import { Client } from "pg";
+import { DEFAULT_POSTGRES } from "../../src/app/config";
+import { postgresSsl } from "../../src/security/postgres-tls";
+import { usePostgres } from "../support/postgres";
 
 const GUARD_MS = 200;
 
@@ -194,5 +198,55 @@ describe("credit lots - rights given from lots between two regions", function ()
     const dead = westLots.find((lot) => lot.key === `p0.e${soonDead}.s0`);
     expect([dead?.rights, dead?.remaining, dead?.expired]).to.deep.equal([0n, 25n, true]);
     await until("east to see west's debit", () => east.node.state.accountBalance("shared", Date.now()) === 70n, 10_000);
+  });
+});
+
+describe("credit lots - settlement records breakage", function () {
+  this.timeout(120_000);
+  const postgres = usePostgres();
+  const nats = useStandaloneNats();
+
+  it("credit lots - Settle records a dead lot's unspent part once, and every lot row under its account", async () => {
+    const roles = await postgres().provisionRoles("tally");
+    const running = await runNode({
+      region: "east",
+      regions: ["east"],
+      ...natsAccess(nats(), "east"),
+      grpcAddress: "127.0.0.1:0",
+      grpcSecurity: testGrpcSecurity(),
+      logger: jsonLogger("east", "error"),
+      postgres: { url: roles.settlerUrl, ownerUrl: roles.ownerUrl, readerUrl: roles.readerUrl, caFile: roles.caFile, ...DEFAULT_POSTGRES },
+      config: { snapshotIntervalMs: 0, lotGuardMs: GUARD_MS },
+    });
+    const c = clients(`127.0.0.1:${running.grpcPort}`);
+    const reader = new Client({ connectionString: roles.readerUrl, ssl: postgresSsl(roles.caFile) });
+    reader.on("error", () => undefined);
+    await reader.connect();
+    try {
+      const expiresAt = Date.now() + GUARD_MS + 800;
+      await unary(c.balances, c.balances.grant, { accountId: "brk", amount: 100n, requestId: "brk-g1", lotPriority: 1, lotExpiresAtMs: BigInt(expiresAt) });
+      await unary(c.balances, c.balances.grant, { accountId: "brk", amount: 10n, requestId: "brk-g2" });
+      await unary(c.balances, c.balances.debit, { accountId: "brk", amount: 35n, requestId: "brk-d1", maxWaitMs: 0 });
+      // Not yet past expiry + guard at the cut: no breakage.
+      await unary(c.admin, c.admin.settle, {});
+      await until("the region's clock to pass expiry + guard", () => Date.now() >= expiresAt + GUARD_MS, 10_000);
+      await unary(c.balances, c.balances.grant, { accountId: "other", amount: 1n, requestId: "brk-g3" });
+      const due = await unary(c.admin, c.admin.settle, {});
+      await unary(c.balances, c.balances.grant, { accountId: "other", amount: 1n, requestId: "brk-g4" });
+      await unary(c.admin, c.admin.settle, {});
+      const breakage = await reader.query<{ s: string; account_id: string; lot_key: string; amount: string }>(
+        "SELECT settlement_id::text AS s, account_id, lot_key, amount::text FROM lot_breakage",
+      );
+      expect(breakage.rows).to.deep.equal([{ s: String(due.settlement?.id), account_id: "brk", lot_key: `p1.e${expiresAt}.s0`, amount: "65" }]);
+      const lots = await reader.query<{ lot_key: string; remaining: string }>("SELECT lot_key, remaining::text FROM account_lots WHERE account_id = 'brk' ORDER BY lot_key");
+      expect(lots.rows).to.deep.equal([
+        { lot_key: "base", remaining: "10" },
+        { lot_key: `p1.e${expiresAt}.s0`, remaining: "65" },
+      ]);
+    } finally {
+      await reader.end();
+      c.close();
+      await running.stop();
+    }
   });
 });
