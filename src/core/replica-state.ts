@@ -326,18 +326,28 @@ export class ReplicaState {
   }
 
   /** Moves `amount` of this replica's own rights into held (no overdraft). */
-  hold(accountId: string, amount: bigint): DebitResult {
-    return localHold(this.own, accountId, amount);
+  hold(accountId: string, amount: bigint, clockMs?: number): DebitResult {
+    return this.withAccountBalance(accountId, localHold(this.own, accountId, amount), clockMs);
   }
 
   /** Releases a hold of `held`, debiting `captured` (≤ held) of it, in one step. */
-  release(accountId: string, held: bigint, captured: bigint): { answer: Answer; changes: SlotChange[] } {
-    return localRelease(this.own, accountId, held, captured);
+  release(accountId: string, held: bigint, captured: bigint, clockMs?: number): { answer: Answer; changes: SlotChange[] } {
+    return this.withAccountBalance(accountId, localRelease(this.own, accountId, held, captured), clockMs);
   }
 
   /** Gives `amount` back to this replica's rights (a refund of a debit decided here). */
-  refund(accountId: string, amount: bigint): { answer: Answer; changes: SlotChange[] } {
-    return localRefund(this.own, accountId, amount);
+  refund(accountId: string, amount: bigint, clockMs?: number): { answer: Answer; changes: SlotChange[] } {
+    return this.withAccountBalance(accountId, localRefund(this.own, accountId, amount), clockMs);
+  }
+
+  /**
+   * Holds and refunds work on the base lot (the plain row) only; their answer
+   * still reports the account's balance over its live lots, as GetBalance
+   * does, and the base lot's rights (what a hold can reserve).
+   */
+  private withAccountBalance<T extends { readonly answer: Answer }>(accountId: string, result: T, clockMs: number | undefined): T {
+    if (clockMs === undefined || !this.lots.hasLots(accountId)) return result;
+    return { ...result, answer: { ...result.answer, balance: this.accountBalance(accountId, clockMs) } };
   }
 
   /**

@@ -197,6 +197,17 @@ describe("lot rows - debits", () => {
     );
   });
 
+  it("lot rows - a hold reserves from the base lot only and answers the account's balance over its live lots", () => {
+    const state = replica();
+    state.grant(lotRowId("acct", early), 30n);
+    state.grant("acct", 5n);
+    expect(state.hold("acct", 6n, 1_000).answer.outcome).to.equal(DebitOutcome.InsufficientCredit);
+    const held = state.hold("acct", 5n, 1_000);
+    expect(held.answer.outcome).to.equal(DebitOutcome.Approved);
+    expect([held.answer.balance, held.answer.localRights]).to.deep.equal([35n, 0n]);
+    expect(state.rights(lotRowId("acct", early))).to.equal(30n);
+  });
+
   it("lot rows - an account without lots is debited exactly as before", () => {
     const state = replica();
     state.grant("acct", 10n);
