@@ -23,10 +23,18 @@ export const DEFAULT_RIGHTS_POLICY: RightsPolicyOptions = {
   donorWindowMs: 2,
 };
 
-/** A donor's view of an account that has lots: its spendable rights over them and their live balance. */
-export interface DonorLotView {
+/**
+ * A region's holdings in an account that has lots (the plain row is only its
+ * base lot): its spendable rights over the lots and their live balance, both
+ * judged by the region's clock.
+ */
+export interface LotHoldings {
   readonly rights: bigint;
   readonly balance: bigint;
+}
+
+/** A donor's holdings in an account that has lots. */
+export interface DonorLotView extends LotHoldings {
   /** Cap on the whole gift (each lot row's own transfer cap is applied per take). */
   readonly headroom: bigint;
 }
@@ -49,11 +57,11 @@ export class RightsPolicy {
   }
 
   /** A local debit was approved: records demand; returns how much to ask for ahead of need (0: nothing). */
-  afterLocalDebit(accountId: string, amount: bigint, nowMs: number): bigint {
+  afterLocalDebit(accountId: string, amount: bigint, nowMs: number, lots?: LotHoldings): bigint {
     const state = this.state;
     if (state.replicas.size === 1) return 0n;
     this.demand.record(accountId, state.self, amount, nowMs);
-    return this.proactiveAsk(accountId);
+    return this.proactiveAsk(accountId, lots);
   }
 
   /** Debits merged from a peer's row: demand there, so its fair share grows. */
@@ -62,14 +70,16 @@ export class RightsPolicy {
   }
 
   /** What this region should hold by demand, beyond what it has (0 when it holds enough). */
-  proactiveAsk(accountId: string): bigint {
+  proactiveAsk(accountId: string, lots?: LotHoldings): bigint {
     const state = this.state;
-    return proactiveNeed(state.rights(accountId), state.balance(accountId), state.replicas.size, this.demand.share(accountId, state.self));
+    const rights = lots?.rights ?? state.rights(accountId);
+    const balance = lots?.balance ?? state.balance(accountId);
+    return proactiveNeed(rights, balance, state.replicas.size, this.demand.share(accountId, state.self));
   }
 
   /** How much to ask for when `deficit` is missing: the gap, or what demand says this region should hold if more. */
-  askSize(accountId: string, deficit: bigint): bigint {
-    const wanted = this.proactiveAsk(accountId);
+  askSize(accountId: string, deficit: bigint, lots?: LotHoldings): bigint {
+    const wanted = this.proactiveAsk(accountId, lots);
     return wanted > deficit ? wanted : deficit;
   }
 

@@ -11,7 +11,7 @@ import { performance } from "node:perf_hooks";
 import type { DurableWrite } from "../core/durable-write";
 import type { ReplicaState } from "../core/replica-state";
 import { MAX_RIGHTS_BATCH, type RightsBatchAsk, type RightsBatchGift, type RightsGift, type RightsTransport } from "../core/rights-messages";
-import { RightsPolicy } from "../core/rights-policy";
+import { RightsPolicy, type LotHoldings } from "../core/rights-policy";
 import type { SlotChange } from "../core/slot-change";
 import type { BalanceWatchHub } from "./balance-watch";
 import { PeerRightsMemory } from "./peer-rights-memory";
@@ -117,6 +117,14 @@ export class RightsBroker {
     return this.host.wallClock?.() ?? Date.now();
   }
 
+  /** This region's holdings over an account's lots; undefined for an account without lots (the policy reads its row). */
+  private lotHoldings(accountId: string): LotHoldings | undefined {
+    const state = this.host.state;
+    if (!state.lots.hasLots(accountId)) return undefined;
+    const lots = state.accountLots(accountId, this.wallClock());
+    return { rights: localSpendable(lots), balance: liveBalance(lots) };
+  }
+
   get asksInFlight(): number {
     return this.acquiring.size;
   }
@@ -143,7 +151,7 @@ export class RightsBroker {
 
   /** A local debit was approved: feeds demand, and asks ahead when this region falls below its share. */
   afterLocalDebit(accountId: string, amount: bigint, nowMs: number): void {
-    const want = this.policy.afterLocalDebit(accountId, amount, nowMs);
+    const want = this.policy.afterLocalDebit(accountId, amount, nowMs, this.lotHoldings(accountId));
     if (want > 0n && !this.acquiring.has(accountId)) void this.startAsk(accountId, want, nowMs + this.backgroundAskMs, false);
   }
 
@@ -192,7 +200,7 @@ export class RightsBroker {
     );
     const timeout = this.clock.wait(Math.max(0, deadlineMs - this.clock.now()));
     try {
-      const asking = this.startAsk(accountId, this.policy.askSize(accountId, deficit), deadlineMs, true);
+      const asking = this.startAsk(accountId, this.policy.askSize(accountId, deficit, this.lotHoldings(accountId)), deadlineMs, true);
       await Promise.race([asking, covered, timeout.done]);
     } finally {
       timeout.cancel();
