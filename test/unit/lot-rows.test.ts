@@ -261,7 +261,7 @@ describe("lot rows - across regions", () => {
           else if (op.kind === "debit") {
             const state = regions[op.at]!;
             const before = state.accountLots("acct", clocks[op.at]!);
-            const result = state.debit("acct", op.amount, false, clocks[op.at]!);
+            const result = state.debit("acct", op.amount, false, clocks[op.at]);
             for (const change of result.changes) expect(before.find((lot) => lot.rowId === change.accountId)?.spendable).to.equal(true);
           } else if (op.from !== op.to) {
             const donor = regions[op.from]!;
