@@ -6,7 +6,7 @@ import { validateAccountId, validateAmount, validateRequestId } from "../core/va
 import type { DebitItem } from "../core/write-path";
 import { MAX_HOLD_TIMEOUT_MS, parseHoldId } from "../core/hold-book";
 import type { CaptureHoldRequest, DebitRequest, GrantRequest, HoldRequest, RefundRequest, VoidHoldRequest } from "../generated/tally/v1/balances";
-import { BASE_TERMS, NO_EXPIRY, validateLotTerms, type LotTerms } from "../core/lots";
+import { NO_EXPIRY, validateLotTerms, type LotTerms } from "../core/lots";
 import { LimitExceededError } from "./status-mapping";
 
 export const MAX_BATCH_ITEMS = 10_000;
@@ -58,12 +58,12 @@ export interface GrantInputs {
   readonly accountId: string;
   readonly amount: bigint;
   readonly requestId: string;
-  /** Undefined when the request names no lot term (a base-lot grant). */
+  /** Undefined when the request carries no lot (a base-lot grant). */
   readonly lot: LotTerms | undefined;
 }
 
 /** The wire names of the lot terms, as validateLotTerms' fields map to them. */
-const LOT_FIELDS: Readonly<Record<string, string>> = { priority: "lot_priority", effective_at: "lot_effective_at_ms", expires_at: "lot_expires_at_ms" };
+const LOT_FIELDS: Readonly<Record<string, string>> = { priority: "lot.priority", effective_at: "lot.effective_at_ms", expires_at: "lot.expires_at_ms" };
 
 /** A wire time in ms that must be an exact JavaScript integer (0 stays 0). */
 function lotTime(value: bigint, field: string): number {
@@ -75,12 +75,12 @@ export function grantInputs(request: GrantRequest, guardMs: number): GrantInputs
   const accountId = validateAccountId(request.accountId);
   const amount = validateAmount(request.amount);
   const requestId = validateRequestId(request.requestId);
-  const { lotPriority, lotEffectiveAtMs, lotExpiresAtMs } = request;
-  if (lotPriority === undefined && lotEffectiveAtMs === undefined && lotExpiresAtMs === undefined) return { accountId, amount, requestId, lot: undefined };
-  const expires = lotExpiresAtMs === undefined ? 0 : lotTime(lotExpiresAtMs, "lot_expires_at_ms");
+  const lot = request.lot;
+  if (lot === undefined) return { accountId, amount, requestId, lot: undefined };
+  const expires = lotTime(lot.expiresAtMs, "lot.expires_at_ms");
   const terms: LotTerms = {
-    priority: lotPriority ?? BASE_TERMS.priority,
-    effectiveAtMs: lotEffectiveAtMs === undefined ? 0 : lotTime(lotEffectiveAtMs, "lot_effective_at_ms"),
+    priority: lot.priority,
+    effectiveAtMs: lotTime(lot.effectiveAtMs, "lot.effective_at_ms"),
     expiresAtMs: expires === 0 ? NO_EXPIRY : expires,
   };
   try {

@@ -19,6 +19,11 @@ import { usePostgres } from "../support/postgres";
 
 const GUARD_MS = 200;
 
+/** A grant's lot terms on the wire (0 = unset: priority 0, effective at once, no expiry). */
+function lot(terms: { priority?: number; effectiveAtMs?: bigint; expiresAtMs?: bigint }): Pick<GrantRequest, "lot"> {
+  return { lot: { priority: terms.priority ?? 0, effectiveAtMs: terms.effectiveAtMs ?? 0n, expiresAtMs: terms.expiresAtMs ?? 0n } };
+}
+
 describe("credit lots - one node over real gRPC and JetStream", function () {
   this.timeout(60_000);
   const nats = useStandaloneNats();
@@ -53,8 +58,8 @@ describe("credit lots - one node over real gRPC and JetStream", function () {
 
   it("credit lots - debits burn lots by priority then expiry, and GetBalance lists them in that order", async () => {
     const far = BigInt(Date.now() + 3_600_000);
-    await grant({ accountId: "lots-order", amount: 50n, lotPriority: 20 });
-    await grant({ accountId: "lots-order", amount: 30n, lotPriority: 10, lotExpiresAtMs: far });
+    await grant({ accountId: "lots-order", amount: 50n, ...lot({ priority: 20 }) });
+    await grant({ accountId: "lots-order", amount: 30n, ...lot({ priority: 10, expiresAtMs: far }) });
     await grant({ accountId: "lots-order", amount: 5n });
     const spent = await debit({ accountId: "lots-order", amount: 40n });
     expect(spent.outcome).to.equal(DebitOutcome.DEBIT_OUTCOME_APPROVED);
@@ -72,7 +77,7 @@ describe("credit lots - one node over real gRPC and JetStream", function () {
 
   it("credit lots - a lot past its expiry minus the guard cannot be spent and leaves the balance", async () => {
     const expiresAt = Date.now() + GUARD_MS + 1_000;
-    await grant({ accountId: "lots-expiry", amount: 100n, lotPriority: 0, lotExpiresAtMs: BigInt(expiresAt) });
+    await grant({ accountId: "lots-expiry", amount: 100n, ...lot({ priority: 0, expiresAtMs: BigInt(expiresAt) }) });
     await grant({ accountId: "lots-expiry", amount: 10n });
     expect((await debit({ accountId: "lots-expiry", amount: 20n })).outcome).to.equal(DebitOutcome.DEBIT_OUTCOME_APPROVED);
     // The node judges by its own clock (this process's): wait until that clock is within the guard.
@@ -89,7 +94,7 @@ describe("credit lots - one node over real gRPC and JetStream", function () {
   });
 
   it("credit lots - a lot that has not started is in the balance but cannot be spent", async () => {
-    await grant({ accountId: "lots-future", amount: 70n, lotEffectiveAtMs: BigInt(Date.now() + 3_600_000) });
+    await grant({ accountId: "lots-future", amount: 70n, ...lot({ effectiveAtMs: BigInt(Date.now() + 3_600_000) }) });
     const refused = await debit({ accountId: "lots-future", amount: 1n });
     expect(refused.outcome).to.equal(DebitOutcome.DEBIT_OUTCOME_INSUFFICIENT_CREDIT);
     const read = await balance("lots-future");
@@ -98,8 +103,8 @@ describe("credit lots - one node over real gRPC and JetStream", function () {
   });
 
   it("credit lots - a retried debit that burnt several lots charges once, also after a restart", async () => {
-    await grant({ accountId: "lots-retry", amount: 30n, lotPriority: 1 });
-    await grant({ accountId: "lots-retry", amount: 30n, lotPriority: 2 });
+    await grant({ accountId: "lots-retry", amount: 30n, ...lot({ priority: 1 }) });
+    await grant({ accountId: "lots-retry", amount: 30n, ...lot({ priority: 2 }) });
     const requestId = rid();
     const first = await debit({ accountId: "lots-retry", amount: 45n, requestId });
     const retry = await debit({ accountId: "lots-retry", amount: 45n, requestId });
@@ -122,8 +127,8 @@ describe("credit lots - one node over real gRPC and JetStream", function () {
 
   it("credit lots - a grant retried with other terms is ALREADY_EXISTS and changes nothing", async () => {
     const requestId = rid();
-    await grant({ accountId: "lots-conflict", amount: 10n, lotPriority: 3, requestId });
-    const error = await failure(grant({ accountId: "lots-conflict", amount: 10n, lotPriority: 4, requestId }));
+    await grant({ accountId: "lots-conflict", amount: 10n, ...lot({ priority: 3 }), requestId });
+    const error = await failure(grant({ accountId: "lots-conflict", amount: 10n, ...lot({ priority: 4 }), requestId }));
     expect(error.code).to.equal(status.ALREADY_EXISTS);
     expect((await balance("lots-conflict")).lots.map((lot) => lot.key)).to.deep.equal(["p3.enever.s0", "base"]);
   });
@@ -131,12 +136,12 @@ describe("credit lots - one node over real gRPC and JetStream", function () {
   describe("credit lots - bad terms are INVALID_ARGUMENT naming the field and change nothing", () => {
     const now = Date.now();
     const cases: Array<[string, Partial<GrantRequest>, RegExp]> = [
-      ["a negative priority", { lotPriority: -1 }, /^lot_priority: /],
-      ["a priority above 1000000", { lotPriority: 1_000_001 }, /^lot_priority: /],
-      ["a negative start", { lotEffectiveAtMs: -5n }, /^lot_effective_at_ms: /],
-      ["a negative expiry", { lotExpiresAtMs: -5n }, /^lot_expires_at_ms: /],
-      ["an expiry within the guard of its start", { lotEffectiveAtMs: BigInt(now), lotExpiresAtMs: BigInt(now + GUARD_MS) }, /^lot_expires_at_ms: .*guard/],
-      ["an expiry beyond exact integers", { lotExpiresAtMs: 1n << 60n }, /^lot_expires_at_ms: /],
+      ["a negative priority", lot({ priority: -1 }), /^lot\.priority: /],
+      ["a priority above 1000000", lot({ priority: 1_000_001 }), /^lot\.priority: /],
+      ["a negative start", lot({ effectiveAtMs: -5n }), /^lot\.effective_at_ms: /],
+      ["a negative expiry", lot({ expiresAtMs: -5n }), /^lot\.expires_at_ms: /],
+      ["an expiry within the guard of its start", lot({ effectiveAtMs: BigInt(now), expiresAtMs: BigInt(now + GUARD_MS) }), /^lot\.expires_at_ms: .*guard/],
+      ["an expiry beyond exact integers", lot({ expiresAtMs: 1n << 60n }), /^lot\.expires_at_ms: /],
     ];
     for (const [name, terms, message] of cases) {
       it(`credit lots - ${name} is refused`, async () => {
@@ -224,7 +229,7 @@ describe("credit lots - settlement records breakage", function () {
     await reader.connect();
     try {
       const expiresAt = Date.now() + GUARD_MS + 800;
-      await unary(c.balances, c.balances.grant, { accountId: "brk", amount: 100n, requestId: "brk-g1", lotPriority: 1, lotExpiresAtMs: BigInt(expiresAt) });
+      await unary(c.balances, c.balances.grant, { accountId: "brk", amount: 100n, requestId: "brk-g1", ...lot({ priority: 1, expiresAtMs: BigInt(expiresAt) }) });
       await unary(c.balances, c.balances.grant, { accountId: "brk", amount: 10n, requestId: "brk-g2" });
       await unary(c.balances, c.balances.debit, { accountId: "brk", amount: 35n, requestId: "brk-d1", maxWaitMs: 0 });
       // Not yet past expiry + guard at the cut: no breakage.

@@ -100,19 +100,20 @@ describe("request validation - grants with lot terms", () => {
     expect(grantInputs(grant(), GUARD)).to.deep.equal({ accountId: "acct", amount: 10n, requestId: "g-1", lot: undefined });
   });
 
-  it("request validation - unset terms take the base lot's; expiry 0 means never", () => {
-    expect(grantInputs(grant({ lotPriority: 7 }), GUARD).lot).to.deep.equal({ priority: 7, effectiveAtMs: 0, expiresAtMs: NO_EXPIRY });
-    expect(grantInputs(grant({ lotExpiresAtMs: 0n, lotEffectiveAtMs: 100n }), GUARD).lot).to.deep.equal({ priority: 50, effectiveAtMs: 100, expiresAtMs: NO_EXPIRY });
-    expect(grantInputs(grant({ lotExpiresAtMs: 9_000n }), GUARD).lot).to.deep.equal({ priority: 50, effectiveAtMs: 0, expiresAtMs: 9_000 });
+  it("request validation - a lot's unset terms are zero: priority 0, effective at once, expiry 0 means never", () => {
+    expect(grantInputs(grant({ lot: { priority: 7, effectiveAtMs: 0n, expiresAtMs: 0n } }), GUARD).lot).to.deep.equal({ priority: 7, effectiveAtMs: 0, expiresAtMs: NO_EXPIRY });
+    expect(grantInputs(grant({ lot: { priority: 0, effectiveAtMs: 100n, expiresAtMs: 0n } }), GUARD).lot).to.deep.equal({ priority: 0, effectiveAtMs: 100, expiresAtMs: NO_EXPIRY });
+    expect(grantInputs(grant({ lot: { priority: 50, effectiveAtMs: 0n, expiresAtMs: 9_000n } }), GUARD).lot).to.deep.equal({ priority: 50, effectiveAtMs: 0, expiresAtMs: 9_000 });
   });
 
   it("request validation - bad terms are InvalidArgumentErrors naming the wire field", () => {
-    expect(fieldOf(() => grantInputs(grant({ lotPriority: -1 }), GUARD))).to.equal("lot_priority");
-    expect(fieldOf(() => grantInputs(grant({ lotPriority: 1_000_001 }), GUARD))).to.equal("lot_priority");
-    expect(fieldOf(() => grantInputs(grant({ lotEffectiveAtMs: -1n }), GUARD))).to.equal("lot_effective_at_ms");
-    expect(fieldOf(() => grantInputs(grant({ lotEffectiveAtMs: 1n << 53n }), GUARD))).to.equal("lot_effective_at_ms");
-    expect(fieldOf(() => grantInputs(grant({ lotExpiresAtMs: -1n }), GUARD))).to.equal("lot_expires_at_ms");
-    expect(fieldOf(() => grantInputs(grant({ lotEffectiveAtMs: 1_000n, lotExpiresAtMs: 6_000n }), GUARD))).to.equal("lot_expires_at_ms");
-    expect(fieldOf(() => grantInputs(grant({ accountId: "acct#p1.enever.s0", lotPriority: 1 }), GUARD))).to.equal("account_id");
+    const lot = (priority: number, effectiveAtMs: bigint, expiresAtMs: bigint): Partial<GrantRequest> => ({ lot: { priority, effectiveAtMs, expiresAtMs } });
+    expect(fieldOf(() => grantInputs(grant(lot(-1, 0n, 0n)), GUARD))).to.equal("lot.priority");
+    expect(fieldOf(() => grantInputs(grant(lot(1_000_001, 0n, 0n)), GUARD))).to.equal("lot.priority");
+    expect(fieldOf(() => grantInputs(grant(lot(1, -1n, 0n)), GUARD))).to.equal("lot.effective_at_ms");
+    expect(fieldOf(() => grantInputs(grant(lot(1, 1n << 53n, 0n)), GUARD))).to.equal("lot.effective_at_ms");
+    expect(fieldOf(() => grantInputs(grant(lot(1, 0n, -1n)), GUARD))).to.equal("lot.expires_at_ms");
+    expect(fieldOf(() => grantInputs(grant(lot(1, 1_000n, 6_000n)), GUARD))).to.equal("lot.expires_at_ms");
+    expect(fieldOf(() => grantInputs(grant({ accountId: "acct#p1.enever.s0", ...lot(1, 0n, 0n) }), GUARD))).to.equal("account_id");
   });
 });

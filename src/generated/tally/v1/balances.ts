@@ -130,13 +130,13 @@ export interface VoidHoldRequest {
 /** The answer to a capture. */
 export interface CaptureHoldResponse {
   /** How the hold was resolved. */
-  resolution: HoldResolution | undefined;
+  resolution?: HoldResolution | undefined;
 }
 
 /** The answer to a void. */
 export interface VoidHoldResponse {
   /** How the hold was resolved. */
-  resolution: HoldResolution | undefined;
+  resolution?: HoldResolution | undefined;
 }
 
 /** How a hold was resolved. */
@@ -238,31 +238,20 @@ export interface GrantRequest {
   /** Client-chosen id making the call idempotent: 1-128 printable ASCII characters. */
   requestId: string;
   /**
-   * Credit-lot terms. Setting any of lot_priority, lot_effective_at_ms or
-   * lot_expires_at_ms makes the grant a credit lot with these terms (unset
-   * ones take the base lot's: priority 50, effective at once, no expiry).
-   * Setting none grants into the account's base lot. Grants with equal terms
-   * join the same lot. Errors: INVALID_ARGUMENT naming the field.
-   * This one: burn order, smaller burns first; 0 to 1000000.
+   * Makes the grant a credit lot with these terms; unset, the grant goes to
+   * the account's base lot (priority 50, effective at once, never expires).
+   * Grants with equal terms join the same lot. Errors: INVALID_ARGUMENT
+   * naming lot.priority, lot.effective_at_ms or lot.expires_at_ms.
    */
-  lotPriority?:
-    | number
-    | undefined;
-  /** Spendable from this wall-clock time on, ms since the epoch (0: at once). */
-  lotEffectiveAtMs?:
-    | bigint
-    | undefined;
-  /**
-   * Not spendable from this wall-clock time minus the node's expiry guard on,
-   * ms since the epoch (0: never expires). Must be more than the guard after
-   * lot_effective_at_ms.
-   */
-  lotExpiresAtMs?: bigint | undefined;
+  lot?: LotTerms | undefined;
 }
 
 /** The terms of a credit lot, fixed when it is granted. */
 export interface LotTerms {
-  /** Burn order: smaller burns first. 0 to 1000000; the base lot has 50. */
+  /**
+   * Burn order: smaller burns first, 0 to 1000000 (0 when unset: set it
+   * explicitly). The base lot has 50.
+   */
   priority: number;
   /** Spendable from this wall-clock time on (ms since the epoch); 0: at once. */
   effectiveAtMs: bigint;
@@ -279,7 +268,7 @@ export interface LotBalance {
   /** The lot's key (its terms in canonical form; the base lot is "base"). */
   key: string;
   /** The lot's terms (expires_at_ms 0: never expires). */
-  terms:
+  terms?:
     | LotTerms
     | undefined;
   /** Granted minus debited over every region known here. */
@@ -327,7 +316,7 @@ export interface GetBalanceResponse {
   /** Each region's part, including this one. */
   regions: RegionContribution[];
   /** The account's policy. */
-  policy:
+  policy?:
     | AccountPolicy
     | undefined;
   /** Balance recorded by the last settlement; 0 if never settled. */
@@ -1487,14 +1476,7 @@ export const DebitResponse: MessageFns<DebitResponse> = {
 };
 
 function createBaseGrantRequest(): GrantRequest {
-  return {
-    accountId: "",
-    amount: 0n,
-    requestId: "",
-    lotPriority: undefined,
-    lotEffectiveAtMs: undefined,
-    lotExpiresAtMs: undefined,
-  };
+  return { accountId: "", amount: 0n, requestId: "", lot: undefined };
 }
 
 export const GrantRequest: MessageFns<GrantRequest> = {
@@ -1511,20 +1493,8 @@ export const GrantRequest: MessageFns<GrantRequest> = {
     if (message.requestId !== "") {
       writer.uint32(26).string(message.requestId);
     }
-    if (message.lotPriority !== undefined) {
-      writer.uint32(32).int32(message.lotPriority);
-    }
-    if (message.lotEffectiveAtMs !== undefined) {
-      if (BigInt.asIntN(64, message.lotEffectiveAtMs) !== message.lotEffectiveAtMs) {
-        throw new globalThis.Error("value provided for field message.lotEffectiveAtMs of type int64 too large");
-      }
-      writer.uint32(40).int64(message.lotEffectiveAtMs);
-    }
-    if (message.lotExpiresAtMs !== undefined) {
-      if (BigInt.asIntN(64, message.lotExpiresAtMs) !== message.lotExpiresAtMs) {
-        throw new globalThis.Error("value provided for field message.lotExpiresAtMs of type int64 too large");
-      }
-      writer.uint32(48).int64(message.lotExpiresAtMs);
+    if (message.lot !== undefined) {
+      LotTerms.encode(message.lot, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -1567,27 +1537,11 @@ export const GrantRequest: MessageFns<GrantRequest> = {
             continue;
           }
           case 4: {
-            if (tag !== 32) {
+            if (tag !== 34) {
               break;
             }
 
-            message.lotPriority = reader.int32();
-            continue;
-          }
-          case 5: {
-            if (tag !== 40) {
-              break;
-            }
-
-            message.lotEffectiveAtMs = reader.int64() as bigint;
-            continue;
-          }
-          case 6: {
-            if (tag !== 48) {
-              break;
-            }
-
-            message.lotExpiresAtMs = reader.int64() as bigint;
+            message.lot = LotTerms.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -1610,13 +1564,7 @@ export const GrantRequest: MessageFns<GrantRequest> = {
     message.accountId = object.accountId ?? "";
     message.amount = (object.amount !== undefined && object.amount !== null) ? BigInt(object.amount) : 0n;
     message.requestId = object.requestId ?? "";
-    message.lotPriority = object.lotPriority ?? undefined;
-    message.lotEffectiveAtMs = (object.lotEffectiveAtMs !== undefined && object.lotEffectiveAtMs !== null)
-      ? BigInt(object.lotEffectiveAtMs)
-      : undefined;
-    message.lotExpiresAtMs = (object.lotExpiresAtMs !== undefined && object.lotExpiresAtMs !== null)
-      ? BigInt(object.lotExpiresAtMs)
-      : undefined;
+    message.lot = (object.lot !== undefined && object.lot !== null) ? LotTerms.fromPartial(object.lot) : undefined;
     return message;
   },
 };
