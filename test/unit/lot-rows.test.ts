@@ -245,9 +245,9 @@ describe("lot rows - across regions", () => {
   );
 
   it("lot rows - with grants, debits, donations and merges in any order, no lot is overspent and no region spends a lot its clock calls dead", () => {
-    let approvedDebits = 0;
+    let lotSpends = 0;
     fc.assert(
-      fc.property(fc.array(opArb, { maxLength: 40 }), (ops) => {
+      fc.property(fc.array(opArb, { minLength: 15, maxLength: 40 }), (ops) => {
         const regions = NAMES.map((name) => replica(name));
         // Clocks start apart (skew): each region judges expiry by its own.
         const clocks = [5_000, 20_000, 35_000];
@@ -263,6 +263,7 @@ describe("lot rows - across regions", () => {
             const before = state.accountLots("acct", clocks[op.at]!);
             const result = state.debit("acct", op.amount, false, clocks[op.at]);
             for (const change of result.changes) expect(before.find((lot) => lot.rowId === change.accountId)?.spendable).to.equal(true);
+            if (result.changes.some((change) => change.accountId.includes("#"))) lotSpends++;
           } else if (op.from !== op.to) {
             const donor = regions[op.from]!;
             const lots = donor.accountLots("acct", clocks[op.from]!);
@@ -278,7 +279,6 @@ describe("lot rows - across regions", () => {
         }
         for (const from of [0, 1, 2]) for (const to of [0, 1, 2]) sync(from, to);
         const merged = regions[0]!;
-        approvedDebits += merged.accountLots("acct", 0).some((lot) => merged.slot(lot.rowId, 0, 3) + merged.slot(lot.rowId, 1, 3) + merged.slot(lot.rowId, 2, 3) > 0n) ? 1 : 0;
         for (const lot of merged.accountLots("acct", 0)) {
           // STRICT per lot: the remaining amount never goes below zero, and every region's rights add up to it.
           expect(lot.remaining >= 0n, lot.rowId).to.equal(true);
@@ -289,7 +289,7 @@ describe("lot rows - across regions", () => {
       }),
       { numRuns: 300 },
     );
-    // The runs must exercise spending, not only refusals.
-    expect(approvedDebits).to.be.greaterThan(30);
+    // The runs must exercise spending lots (about 700 debits burn one), not only refusals.
+    expect(lotSpends).to.be.greaterThan(200);
   });
 });
