@@ -172,6 +172,7 @@ export function nodeTunables(read: Source): Omit<NodeConfig, "region" | "regions
     writerLease: writerLeaseOption(read),
     standbyPollMs: int("standby-poll-ms", "TALLY_STANDBY_POLL_MS", d.standbyPollMs, 10, 60_000),
     holdSweepIntervalMs: int("hold-sweep-ms", "TALLY_HOLD_SWEEP_MS", d.holdSweepIntervalMs, 1, 60_000),
+    lotGuardMs: int("lot-guard-ms", "TALLY_LOT_GUARD_MS", d.lotGuardMs, 0, 24 * 3_600_000),
   };
 }
 

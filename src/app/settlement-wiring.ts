@@ -59,6 +59,7 @@ export async function startSettlement(
     region: node.region,
     replicas: node.state.replicas,
     defaultPolicy: node.state.defaultPolicy,
+    lotGuardMs: node.state.lotGuardMs,
     takeOwnSnapshot: () => node.takeSnapshot(),
     requestSnapshot: (region, timeoutMs) => requestSnapshot(connection, node.state.replicas, region, timeoutMs),
     readSnapshot: (region, onChunk) => node.transports.snapshots.read(region, onChunk),

@@ -60,6 +60,7 @@ export const SERVE_HELP = `tally serve - run one regional node
   --max-remembered-requests N  idempotency capacity (TALLY_MAX_REMEMBERED_REQUESTS) [2000000]
   --request-retention-ms N     idempotency and refund window (TALLY_REQUEST_RETENTION_MS) [900000]
   --hold-sweep-ms N        how often pending holds are checked for timeout (TALLY_HOLD_SWEEP_MS) [100]
+  --lot-guard-ms N         credit lots stop being spendable N ms before expiry (TALLY_LOT_GUARD_MS) [5000]
   --max-watchers N         WatchBalance streams per node (TALLY_MAX_WATCHERS) [10000]
   --max-watchers-per-account N  WatchBalance streams per account (TALLY_MAX_WATCHERS_PER_ACCOUNT) [100]
   --pg-pool-size N, --pg-connect-timeout-ms N, --pg-statement-timeout-ms N   settlement pool
@@ -99,6 +100,7 @@ const STRING_FLAGS = [
   "max-remembered-requests",
   "request-retention-ms",
   "hold-sweep-ms",
+  "lot-guard-ms",
   "max-commit-slots",
   "commit-retry-ms",
   "catch-up-timeout-ms",

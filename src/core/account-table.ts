@@ -15,6 +15,8 @@ export class AccountTable {
   constructor(
     readonly n: number,
     initialAccounts = 1024,
+    /** Told of every row as it appears (the lot index listens). */
+    private readonly onNewRow: (accountId: string) => void = () => undefined,
   ) {
     this.width = slotCount(n);
     this.pool = new BigUint64Array(this.width * Math.max(1, initialAccounts));
@@ -41,6 +43,7 @@ export class AccountTable {
     this.used += this.width;
     this.baseById.set(accountId, base);
     this.ids.push(accountId);
+    this.onNewRow(accountId);
     return base;
   }
 

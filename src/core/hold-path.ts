@@ -61,7 +61,7 @@ export function recallHold(state: ReplicaState, input: Omit<HoldInput, "time">):
 export function placeHold(state: ReplicaState, input: HoldInput): HoldDecision {
   const { accountId, amount, requestId, timeoutMs, time } = input;
   const fingerprint = holdFingerprint(accountId, amount, timeoutMs);
-  const result = state.hold(accountId, amount);
+  const result = state.hold(accountId, amount, time.stampMs);
   const { answer } = result;
   if (answer.outcome === DebitOutcome.InsufficientCredit) {
     state.remember(requestId, fingerprint, answer, time);
@@ -123,7 +123,7 @@ export function resolveHold(state: ReplicaState, input: ResolveInput): ResolveSt
   if (kind === "timeout" && !timedOut) throw new HoldStateError(holdId, "pending", `it times out at ${record.expiresAtMs}, not yet`);
   const status = kind === "timeout" || timedOut ? HoldStatus.Expired : kind === "void" ? HoldStatus.Voided : HoldStatus.Captured;
   const captured = status === HoldStatus.Captured ? amount : 0n;
-  const released = state.release(record.accountId, record.amount, captured);
+  const released = state.release(record.accountId, record.amount, captured, time.stampMs);
   const resolved: HoldRecord = { ...record, status, captured, resolvedAtMs: time.stampMs };
   state.holds.put(resolved);
   const requests: RequestRecord[] = [];
@@ -216,7 +216,7 @@ export function refundDebit(state: ReplicaState, input: RefundInput, retentionNo
       `refunds would reach ${before + amount}, above the ${debited.amount} it took (refunded so far ${before}, left ${debited.amount - before})`,
     );
   }
-  const refunded = state.refund(debited.accountId, amount);
+  const refunded = state.refund(debited.accountId, amount, time.stampMs);
   const tally: RefundTally = { debitRequestId, accountId: debited.accountId, debitAmount: debited.amount, refunded: before + amount };
   state.refundTallies.put(tally);
   const fingerprint = refundFingerprint(debitRequestId, amount);

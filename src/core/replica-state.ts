@@ -10,6 +10,8 @@ import { checkMergedSlot } from "./bound-checks";
 import { exportAccount, otherRows, slotAt } from "./counter-export";
 import { balanceOf, debitColumn, debited, granted, heldOf, legacySlotCount, refunded, rightsOf, slotCount, totalHeldOf, type SlotView } from "./escrow-counter";
 import { HoldBook, type HoldRecord } from "./hold-book";
+import { LotIndex } from "./lot-index";
+import { accountLots, liveBalance, localSpendable, lotDebit, type LotState } from "./lot-writes";
 import {
   localDebit,
   localGrant,
@@ -76,12 +78,25 @@ export interface ReplicaStateOptions {
   readonly defaultPolicy?: Policy;
   readonly requestLog?: RequestLogLimits;
   readonly initialAccounts?: number;
+  /** Lots stop being spendable this long before their expiry (DEFAULT_LOT_GUARD_MS when unset). */
+  readonly lotGuardMs?: number;
 }
+
+/**
+ * Default expiry guard: NTP keeps clocks within milliseconds, so 5 s covers a
+ * clock that drifted badly or stepped, and it is negligible beside a lot's life
+ * (hours to months). A clock further behind than the guard could spend a lot
+ * past its real expiry; raise the guard where clocks are worse.
+ */
+export const DEFAULT_LOT_GUARD_MS = 5_000;
 
 export class ReplicaState {
   readonly replicas: ReplicaSet;
   readonly self: number;
   readonly defaultPolicy: Policy;
+  readonly lotGuardMs: number;
+  /** Each account's lot rows (rows appear here however they arrive). */
+  readonly lots = new LotIndex();
   private readonly table: AccountTable;
   private readonly policies: PolicyStore;
   private readonly requests: RequestLog;
@@ -97,7 +112,8 @@ export class ReplicaState {
     this.replicas = options.replicas;
     this.self = options.replicas.indexOf(options.self);
     this.defaultPolicy = validatePolicy(options.defaultPolicy ?? STRICT_DEFAULT, "default_policy", options.replicas.size);
-    this.table = new AccountTable(options.replicas.size, options.initialAccounts);
+    this.lotGuardMs = options.lotGuardMs ?? DEFAULT_LOT_GUARD_MS;
+    this.table = new AccountTable(options.replicas.size, options.initialAccounts, (rowId) => this.lots.noteRow(rowId));
     this.policies = new PolicyStore(options.replicas, this.self);
     this.requests = new RequestLog(options.requestLog ?? { retentionMs: 15 * 60_000, maxEntries: 2_000_000 });
     this.digests = options.replicas.names.map(() => 0n);
@@ -155,6 +171,21 @@ export class ReplicaState {
         refunded: refunded(view, i),
       };
     });
+  }
+
+  /** The account's lots in this region's burn order, the base lot (its plain row) included, judged by `clockMs`. */
+  accountLots(accountId: string, clockMs: number): LotState[] {
+    return accountLots({ table: this.table, index: this.lots, self: this.self }, accountId, clockMs, this.lotGuardMs);
+  }
+
+  /** The account's balance: the plain row's, or with lots Σ remaining over the lots not expired by `clockMs`. */
+  accountBalance(accountId: string, clockMs: number): bigint {
+    return this.lots.hasLots(accountId) ? liveBalance(this.accountLots(accountId, clockMs)) : this.balance(accountId);
+  }
+
+  /** What this region may spend on the account now (rights of the plain row, or over its spendable lots). */
+  spendableRights(accountId: string, clockMs: number): bigint {
+    return this.lots.hasLots(accountId) ? localSpendable(this.accountLots(accountId, clockMs)) : this.rights(accountId);
   }
 
   /** Slot value P[writer][column] (column = n for D[writer]). */
@@ -267,8 +298,16 @@ export class ReplicaState {
    * caller allows it, i.e. after waiting for rights) rights may go down to
    * −overdraft_limit.
    */
-  debit(accountId: string, amount: bigint, allowOverdraft: boolean): DebitResult {
-    return localDebit(this.own, accountId, amount, allowOverdraft ? overdraftAllowance(this.policy(accountId)) : 0n);
+  /**
+   * An account with lots burns them in order (lot-writes.ts); `clockMs` is
+   * this region's wall clock, which alone judges whether a lot is spendable.
+   * Without a clock only lots that started at the epoch and never expire
+   * (the base lot) can be spent, which is never more than is allowed.
+   */
+  debit(accountId: string, amount: bigint, allowOverdraft: boolean, clockMs = 0): DebitResult {
+    const overdraft = allowOverdraft ? overdraftAllowance(this.policy(accountId)) : 0n;
+    if (this.lots.hasLots(accountId)) return lotDebit(this.own, this.lots, accountId, amount, overdraft, clockMs, this.lotGuardMs);
+    return localDebit(this.own, accountId, amount, overdraft);
   }
 
   /**
@@ -287,18 +326,28 @@ export class ReplicaState {
   }
 
   /** Moves `amount` of this replica's own rights into held (no overdraft). */
-  hold(accountId: string, amount: bigint): DebitResult {
-    return localHold(this.own, accountId, amount);
+  hold(accountId: string, amount: bigint, clockMs?: number): DebitResult {
+    return this.withAccountBalance(accountId, localHold(this.own, accountId, amount), clockMs);
   }
 
   /** Releases a hold of `held`, debiting `captured` (≤ held) of it, in one step. */
-  release(accountId: string, held: bigint, captured: bigint): { answer: Answer; changes: SlotChange[] } {
-    return localRelease(this.own, accountId, held, captured);
+  release(accountId: string, held: bigint, captured: bigint, clockMs?: number): { answer: Answer; changes: SlotChange[] } {
+    return this.withAccountBalance(accountId, localRelease(this.own, accountId, held, captured), clockMs);
   }
 
   /** Gives `amount` back to this replica's rights (a refund of a debit decided here). */
-  refund(accountId: string, amount: bigint): { answer: Answer; changes: SlotChange[] } {
-    return localRefund(this.own, accountId, amount);
+  refund(accountId: string, amount: bigint, clockMs?: number): { answer: Answer; changes: SlotChange[] } {
+    return this.withAccountBalance(accountId, localRefund(this.own, accountId, amount), clockMs);
+  }
+
+  /**
+   * Holds and refunds work on the base lot (the plain row) only; their answer
+   * still reports the account's balance over its live lots, as GetBalance
+   * does, and the base lot's rights (what a hold can reserve).
+   */
+  private withAccountBalance<T extends { readonly answer: Answer }>(accountId: string, result: T, clockMs: number | undefined): T {
+    if (clockMs === undefined || !this.lots.hasLots(accountId)) return result;
+    return { ...result, answer: { ...result.answer, balance: this.accountBalance(accountId, clockMs) } };
   }
 
   /**

@@ -23,6 +23,22 @@ export const DEFAULT_RIGHTS_POLICY: RightsPolicyOptions = {
   donorWindowMs: 2,
 };
 
+/**
+ * A region's holdings in an account that has lots (the plain row is only its
+ * base lot): its spendable rights over the lots and their live balance, both
+ * judged by the region's clock.
+ */
+export interface LotHoldings {
+  readonly rights: bigint;
+  readonly balance: bigint;
+}
+
+/** A donor's holdings in an account that has lots. */
+export interface DonorLotView extends LotHoldings {
+  /** Cap on the whole gift (each lot row's own transfer cap is applied per take). */
+  readonly headroom: bigint;
+}
+
 export class RightsPolicy {
   private readonly demand: DemandTracker;
   private readonly limiter: DonorRateLimiter;
@@ -41,11 +57,11 @@ export class RightsPolicy {
   }
 
   /** A local debit was approved: records demand; returns how much to ask for ahead of need (0: nothing). */
-  afterLocalDebit(accountId: string, amount: bigint, nowMs: number): bigint {
+  afterLocalDebit(accountId: string, amount: bigint, nowMs: number, lots?: LotHoldings): bigint {
     const state = this.state;
     if (state.replicas.size === 1) return 0n;
     this.demand.record(accountId, state.self, amount, nowMs);
-    return this.proactiveAsk(accountId);
+    return this.proactiveAsk(accountId, lots);
   }
 
   /** Debits merged from a peer's row: demand there, so its fair share grows. */
@@ -54,14 +70,16 @@ export class RightsPolicy {
   }
 
   /** What this region should hold by demand, beyond what it has (0 when it holds enough). */
-  proactiveAsk(accountId: string): bigint {
+  proactiveAsk(accountId: string, lots?: LotHoldings): bigint {
     const state = this.state;
-    return proactiveNeed(state.rights(accountId), state.balance(accountId), state.replicas.size, this.demand.share(accountId, state.self));
+    const rights = lots?.rights ?? state.rights(accountId);
+    const balance = lots?.balance ?? state.balance(accountId);
+    return proactiveNeed(rights, balance, state.replicas.size, this.demand.share(accountId, state.self));
   }
 
   /** How much to ask for when `deficit` is missing: the gap, or what demand says this region should hold if more. */
-  askSize(accountId: string, deficit: bigint): bigint {
-    const wanted = this.proactiveAsk(accountId);
+  askSize(accountId: string, deficit: bigint, lots?: LotHoldings): bigint {
+    const wanted = this.proactiveAsk(accountId, lots);
     return wanted > deficit ? wanted : deficit;
   }
 
@@ -90,12 +108,14 @@ export class RightsPolicy {
    * least half of its rights; once per window per pair. Records the gift
    * when it is positive.
    */
-  donation(accountId: string, requester: number, requested: bigint, urgent: boolean, nowMs: number): bigint {
+  donation(accountId: string, requester: number, requested: bigint, urgent: boolean, nowMs: number, lots?: DonorLotView): bigint {
     const state = this.state;
     if (requester === state.self || !this.limiter.allows(accountId, requester, nowMs)) return 0n;
-    const wanted = donorGrant(state.rights(accountId), requested, this.ownFairShare(accountId), urgent);
-    // Never past the int64-safe cap of the transfer counter (src/core/bounds.ts).
-    const headroom = state.transferHeadroom(accountId, requester);
+    const rights = lots?.rights ?? state.rights(accountId);
+    const keep = fairShareOf(lots?.balance ?? state.balance(accountId), this.demand.share(accountId, state.self), state.replicas.size);
+    const wanted = donorGrant(rights, requested, keep, urgent);
+    // Never past the int64-safe cap of the transfer counter (src/core/bounds.ts); per lot row, the caller caps each take.
+    const headroom = lots?.headroom ?? state.transferHeadroom(accountId, requester);
     const give = wanted < headroom ? wanted : headroom;
     if (give > 0n) this.limiter.tryAcquire(accountId, requester, nowMs);
     return give;

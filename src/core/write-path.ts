@@ -8,6 +8,8 @@ import type { RequestTime } from "./request-log";
 import { BoundExceededError, RequestConflictError } from "./errors";
 import { maxRegionDebitTotal } from "./bounds";
 import type { DurableWrite, RequestRecord } from "./durable-write";
+import { lotRowId } from "./lot-rows";
+import type { LotTerms } from "./lots";
 
 export interface DebitItem {
   readonly accountId: string;
@@ -19,8 +21,9 @@ export function debitFingerprint(accountId: string, amount: bigint): string {
   return `d|${accountId}|${amount}`;
 }
 
-export function grantFingerprint(accountId: string, amount: bigint): string {
-  return `g|${accountId}|${amount}`;
+/** A lot grant's fingerprint names its lot row, so a retry with other terms is a conflict. */
+export function grantFingerprint(accountId: string, amount: bigint, rowId: string = accountId): string {
+  return rowId === accountId ? `g|${accountId}|${amount}` : `g|${accountId}|${amount}|${rowId}`;
 }
 
 /** Settles a newly admitted request; until then a retry with the same id joins it. */
@@ -115,6 +118,8 @@ export interface GrantInput {
   readonly time: RequestTime;
   /** Spread the grant's rights evenly over every region in the same commit. */
   readonly spread: boolean;
+  /** The lot's terms; undefined for the base lot (the account's plain row). */
+  readonly lot?: LotTerms;
 }
 
 export class WritePath {
@@ -181,7 +186,8 @@ export class WritePath {
   /** Decides one debit against the current state; changes memory only, the caller makes `write` durable. */
   debit(input: DebitRequestInput): DebitStep {
     const { item, fingerprint, time, final } = input;
-    const result = this.state.debit(item.accountId, item.amount, final);
+    // The answer's wall time is the clock that judges which lots are spendable here.
+    const result = this.state.debit(item.accountId, item.amount, final, time.stampMs);
     const { answer } = result;
     if (answer.outcome === DebitOutcome.InsufficientCredit) {
       if (!final) {
@@ -282,11 +288,15 @@ export class WritePath {
   grant(input: GrantInput): { answer: Answer; write: DurableWrite } {
     const { accountId, amount, requestId, time } = input;
     const state = this.state;
+    const rowId = input.lot === undefined ? accountId : lotRowId(accountId, input.lot);
     // Every cap is checked before anything changes; the spread shares move in the same step.
-    const granted = state.grant(accountId, amount, input.spread);
+    const granted = state.grant(rowId, amount, input.spread);
     const changes: SlotChange[] = [...granted.changes];
-    const answer = granted.answer;
-    const fingerprint = grantFingerprint(accountId, amount);
+    // With lots, the answer speaks of the whole account, as GetBalance does.
+    const answer: Answer = state.lots.hasLots(accountId)
+      ? { ...granted.answer, balance: state.accountBalance(accountId, time.stampMs), localRights: state.spendableRights(accountId, time.stampMs) }
+      : granted.answer;
+    const fingerprint = grantFingerprint(accountId, amount, rowId);
     state.remember(requestId, fingerprint, answer, time);
     return { answer, write: { slots: changes, requests: [{ requestId, fingerprint, answer, answeredAtMs: time.stampMs, origin: state.self }] } };
   }

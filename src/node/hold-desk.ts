@@ -102,7 +102,7 @@ export class HoldDesk {
       const earlier = recallHold(state, { accountId, amount, requestId, timeoutMs });
       if (earlier !== undefined) {
         await node.barrier();
-        const answer = currentAnswer(state, accountId);
+        const answer = currentAnswer(state, accountId, node.time().stampMs);
         admission.ticket.resolve(answer);
         return { answer, record: earlier, replayed: true };
       }
@@ -177,7 +177,7 @@ export class HoldDesk {
         // What this answer repeats (or refuses on) must be durable first: it may be in the commit in flight.
         await node.barrier();
         const record = checkEarlierResolution(step.record, kind, amount);
-        const answer = currentAnswer(state, record.accountId);
+        const answer = currentAnswer(state, record.accountId, node.time().stampMs);
         admission.ticket.resolve(answer);
         return { record, balance: answer.balance, localRights: answer.localRights, replayed: true };
       }
@@ -275,8 +275,9 @@ export class HoldDesk {
   }
 }
 
-function currentAnswer(state: ReplicaState, accountId: string): Answer {
-  return { kind: "debit", outcome: DebitOutcome.Approved, balance: state.balance(accountId), localRights: state.rights(accountId) };
+/** The account as it stands: its balance over live lots, and the base lot's rights (what holds reserve from). */
+function currentAnswer(state: ReplicaState, accountId: string, clockMs: number): Answer {
+  return { kind: "debit", outcome: DebitOutcome.Approved, balance: state.accountBalance(accountId, clockMs), localRights: state.rights(accountId) };
 }
 
 /** A replayed call whose hold record was forgotten since: the resolution its fingerprint names. */

@@ -2,6 +2,7 @@
 
 import type { LeaseTiming } from "../core/lease-clock";
 import type { Policy } from "../core/policy";
+import { DEFAULT_LOT_GUARD_MS } from "../core/replica-state";
 
 export interface NodeConfig {
   /** This node's region (replica) name. */
@@ -49,6 +50,12 @@ export interface NodeConfig {
   readonly standbyPollMs: number;
   /** How often pending holds are checked for their timeout (on this region's clock). */
   readonly holdSweepIntervalMs: number;
+  /**
+   * Credit lots stop being spendable this long before their expiry, by this
+   * region's clock, so that a clock up to this far behind never spends a lot
+   * past its real expiry (DESIGN §9). See DEFAULT_LOT_GUARD_MS.
+   */
+  readonly lotGuardMs: number;
 }
 
 export const DEFAULT_NODE_CONFIG: Omit<NodeConfig, "region" | "regions" | "natsUrl" | "defaultPolicy"> = {
@@ -69,4 +76,5 @@ export const DEFAULT_NODE_CONFIG: Omit<NodeConfig, "region" | "regions" | "natsU
   writerLease: undefined,
   standbyPollMs: 250,
   holdSweepIntervalMs: 100,
+  lotGuardMs: DEFAULT_LOT_GUARD_MS,
 };

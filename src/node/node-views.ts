@@ -3,6 +3,7 @@
 // gauges refreshed from them. Reads only; nothing here changes state.
 
 import type { Contribution, ReplicaState } from "../core/replica-state";
+import type { LotState } from "../core/lot-writes";
 import type { Policy } from "../core/policy";
 import { digestHex } from "../core/row-digest";
 import { SettledBalances } from "../core/settled-balances";
@@ -26,6 +27,8 @@ export interface BalanceView {
   readonly held: bigint;
   readonly regions: RegionView[];
   readonly policy: Policy;
+  /** The account's lots in burn order, base lot included; empty for an account that has none. */
+  readonly lots: readonly LotState[];
 }
 
 /** What the views read from their node. */
@@ -37,6 +40,8 @@ export interface ViewedNode {
   readonly metrics: TallyMetrics;
   readonly sequence: number;
   readonly publishedDigest: string;
+  /** Wall clock: judges which lots are spendable or expired here. */
+  now(): number;
   readonly unavailableReason: string | undefined;
   monotonic(): number;
   readonly writes: { readonly requestsInFlight: number };
@@ -72,15 +77,31 @@ export class NodeViews {
               stalenessMs: peers.stalenessMs(c.replica, nowMs),
             },
     );
-    const settled = this.settled.get(accountId) ?? { balance: 0n, settlementId: 0n };
+    const clockMs = this.node.now();
+    const settled = this.settledOf(accountId);
     return {
-      balance: state.balance(accountId),
+      balance: state.accountBalance(accountId, clockMs),
       settled,
-      localRights: state.rights(accountId),
+      localRights: state.spendableRights(accountId, clockMs),
       held: state.totalHeld(accountId),
       regions,
       policy: state.policy(accountId),
+      lots: state.lots.hasLots(accountId) ? state.accountLots(accountId, clockMs) : [],
     };
+  }
+
+  /** The account's settled balance: its plain row's, plus every lot row's (settled per row). */
+  private settledOf(accountId: string): { balance: bigint; settlementId: bigint } {
+    const rows = [accountId, ...this.node.state.lots.lotsOf(accountId).map((lot) => lot.rowId)];
+    let balance = 0n;
+    let settlementId = 0n;
+    for (const row of rows) {
+      const settled = this.settled.get(row);
+      if (settled === undefined) continue;
+      balance += settled.balance;
+      if (settled.settlementId > settlementId) settlementId = settled.settlementId;
+    }
+    return { balance, settlementId };
   }
 
   appliedVector(): Record<string, number> {

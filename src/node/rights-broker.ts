@@ -11,10 +11,14 @@ import { performance } from "node:perf_hooks";
 import type { DurableWrite } from "../core/durable-write";
 import type { ReplicaState } from "../core/replica-state";
 import { MAX_RIGHTS_BATCH, type RightsBatchAsk, type RightsBatchGift, type RightsGift, type RightsTransport } from "../core/rights-messages";
-import { RightsPolicy } from "../core/rights-policy";
+import { RightsPolicy, type LotHoldings } from "../core/rights-policy";
 import type { SlotChange } from "../core/slot-change";
 import type { BalanceWatchHub } from "./balance-watch";
 import { PeerRightsMemory } from "./peer-rights-memory";
+import { INT64_MAX } from "../core/amounts";
+import { rowOwner } from "../core/lot-rows";
+import { liveBalance, localSpendable } from "../core/lot-writes";
+import { planDonation } from "../core/lots";
 
 /** What the broker needs from its node. */
 export interface RightsHost {
@@ -25,6 +29,8 @@ export interface RightsHost {
   readonly writable: boolean;
   /** Makes a write to this region's own row durable. */
   commit(write: DurableWrite): Promise<unknown>;
+  /** This region's wall clock, which alone judges its credit lots (Date.now when absent). */
+  wallClock?(): number;
 }
 
 export interface RightsEvents {
@@ -102,6 +108,23 @@ export class RightsBroker {
     this.peerRights = new PeerRightsMemory(host.state.replicas.size);
   }
 
+  /** What this region may spend on the account now: its rights, over its spendable lots when it has lots. */
+  private spendable(accountId: string): bigint {
+    return this.host.state.spendableRights(accountId, this.wallClock());
+  }
+
+  private wallClock(): number {
+    return this.host.wallClock?.() ?? Date.now();
+  }
+
+  /** This region's holdings over an account's lots; undefined for an account without lots (the policy reads its row). */
+  private lotHoldings(accountId: string): LotHoldings | undefined {
+    const state = this.host.state;
+    if (!state.lots.hasLots(accountId)) return undefined;
+    const lots = state.accountLots(accountId, this.wallClock());
+    return { rights: localSpendable(lots), balance: liveBalance(lots) };
+  }
+
   get asksInFlight(): number {
     return this.acquiring.size;
   }
@@ -128,7 +151,7 @@ export class RightsBroker {
 
   /** A local debit was approved: feeds demand, and asks ahead when this region falls below its share. */
   afterLocalDebit(accountId: string, amount: bigint, nowMs: number): void {
-    const want = this.policy.afterLocalDebit(accountId, amount, nowMs);
+    const want = this.policy.afterLocalDebit(accountId, amount, nowMs, this.lotHoldings(accountId));
     if (want > 0n && !this.acquiring.has(accountId)) void this.startAsk(accountId, want, nowMs + this.backgroundAskMs, false);
   }
 
@@ -139,7 +162,7 @@ export class RightsBroker {
   /** A debit was refused without waiting (bulk path): ask in the background for the next one. */
   afterShortfall(accountId: string, amount: bigint): void {
     if (this.acquiring.has(accountId)) return;
-    const deficit = amount - this.host.state.rights(accountId);
+    const deficit = amount - this.spendable(accountId);
     if (deficit > 0n) void this.startAsk(accountId, deficit, this.clock.now() + this.backgroundAskMs, true);
   }
 
@@ -150,8 +173,8 @@ export class RightsBroker {
    */
   clusterHeld(accountId: string, amount: bigint): boolean {
     const state = this.host.state;
-    if (state.balance(accountId) >= amount) return true;
-    return state.rights(accountId) + this.peerRights.total(accountId, state.self, this.clock.now()) >= amount;
+    if (state.accountBalance(accountId, this.wallClock()) >= amount) return true;
+    return this.spendable(accountId) + this.peerRights.total(accountId, state.self, this.clock.now()) >= amount;
   }
 
   /**
@@ -160,9 +183,9 @@ export class RightsBroker {
    * ask ends, or the deadline passes. The debit path decides whether to ask again.
    */
   async acquire(accountId: string, deficit: bigint, deadlineMs: number): Promise<void> {
-    const { state, watches } = this.host;
+    const { watches } = this.host;
     if (this.stopped || deficit <= 0n || this.clock.now() >= deadlineMs) return;
-    const target = state.rights(accountId) + deficit;
+    const target = this.spendable(accountId) + deficit;
     // A waiting debit resolves as soon as its own need is covered (any merge
     // that raises this region's rights notifies the account's watchers).
     let wake: () => void = () => undefined;
@@ -170,14 +193,14 @@ export class RightsBroker {
     const unwatch = watches.watch(
       accountId,
       () => {
-        if (state.rights(accountId) >= target) wake();
+        if (this.spendable(accountId) >= target) wake();
       },
       () => wake(),
       true,
     );
     const timeout = this.clock.wait(Math.max(0, deadlineMs - this.clock.now()));
     try {
-      const asking = this.startAsk(accountId, this.policy.askSize(accountId, deficit), deadlineMs, true);
+      const asking = this.startAsk(accountId, this.policy.askSize(accountId, deficit, this.lotHoldings(accountId)), deadlineMs, true);
       await Promise.race([asking, covered, timeout.done]);
     } finally {
       timeout.cancel();
@@ -233,7 +256,7 @@ export class RightsBroker {
     for (const a of chunk) {
       a.sent = true;
       a.outstanding = donors.length;
-      a.target = state.rights(a.accountId) + a.needed;
+      a.target = this.spendable(a.accountId) + a.needed;
       deadlineMs = Math.max(deadlineMs, a.deadlineMs);
       if (donors.length === 0) a.finish();
     }
@@ -258,10 +281,9 @@ export class RightsBroker {
     } else {
       for (const gift of reply.gifts) this.receive(donor, gift);
     }
-    const state = this.host.state;
     for (const a of chunk) {
       a.outstanding--;
-      if (a.outstanding <= 0 || state.rights(a.accountId) >= a.target) a.finish();
+      if (a.outstanding <= 0 || this.spendable(a.accountId) >= a.target) a.finish();
     }
   }
 
@@ -283,7 +305,8 @@ export class RightsBroker {
       this.events.giftRejected?.(donor, error);
       return;
     }
-    watches.notify(gift.accountId);
+    // A lot's gift wakes the account's watchers (a waiting debit watches the account, not its lots).
+    watches.notify(rowOwner(gift.accountId)?.accountId ?? gift.accountId);
     this.events.asked("granted");
     this.events.transferred("in", gift.granted);
   }
@@ -302,18 +325,21 @@ export class RightsBroker {
     // Each reply entry is built right after its transfer: every own-row value
     // in it was written before the commit below, so all of it is durable when
     // the commit is. (Built after the await, it could carry later changes.)
-    const gifts = batch.asks.map((ask): RightsGift => {
+    const gifts = batch.asks.flatMap((ask): RightsGift[] => {
+      if (state.lots.hasLots(ask.accountId)) return this.donateLots(ask, to, now, changes, given);
       const give = this.policy.donation(ask.accountId, to, ask.deficit, ask.urgent, now);
-      if (give <= 0n) return nothing(ask.accountId);
+      if (give <= 0n) return [nothing(ask.accountId)];
       changes.push(...state.transfer(ask.accountId, to, give));
       given.push({ accountId: ask.accountId, amount: give });
-      return {
-        accountId: ask.accountId,
-        granted: give,
-        transferredTotal: state.slot(ask.accountId, state.self, to),
-        donorRights: state.rights(ask.accountId),
-        accountCounter: state.exportAccount(ask.accountId),
-      };
+      return [
+        {
+          accountId: ask.accountId,
+          granted: give,
+          transferredTotal: state.slot(ask.accountId, state.self, to),
+          donorRights: state.rights(ask.accountId),
+          accountCounter: state.exportAccount(ask.accountId),
+        },
+      ];
     });
     if (changes.length === 0) return { donor: region, gifts };
     this.donating++;
@@ -328,9 +354,36 @@ export class RightsBroker {
       this.events.donorQueue?.(this.donating);
     }
     for (const { accountId, amount } of given) {
-      watches.notify(accountId);
+      watches.notify(rowOwner(accountId)?.accountId ?? accountId);
       this.events.transferred("out", amount);
     }
     return { donor: region, gifts };
+  }
+
+  /**
+   * Gives to an account that has lots: the amount is sized by the same rules
+   * over this region's spendable lots, then taken lot by lot in the asker's
+   * burn order (planDonation, judged by this region's clock), never from a
+   * dead lot. One gift per lot row; rights of a lot that dies before the
+   * asker spends them stay unspendable there too.
+   */
+  private donateLots(ask: RightsBatchAsk["asks"][number], to: number, now: number, changes: SlotChange[], given: Array<{ accountId: string; amount: bigint }>): RightsGift[] {
+    const state = this.host.state;
+    const clockMs = this.wallClock();
+    const lots = state.accountLots(ask.accountId, clockMs);
+    const spendable = localSpendable(lots);
+    const give = this.policy.donation(ask.accountId, to, ask.deficit, ask.urgent, now, { rights: spendable, balance: liveBalance(lots), headroom: INT64_MAX });
+    const gifts: RightsGift[] = [];
+    for (const take of planDonation(lots, give, clockMs, state.lotGuardMs)) {
+      const rowId = lots.find((lot) => lot.key === take.key)!.rowId;
+      const headroom = state.transferHeadroom(rowId, to);
+      const amount = take.amount < headroom ? take.amount : headroom;
+      if (amount <= 0n) continue;
+      changes.push(...state.transfer(rowId, to, amount));
+      given.push({ accountId: rowId, amount });
+      gifts.push({ accountId: rowId, granted: amount, transferredTotal: state.slot(rowId, state.self, to), donorRights: state.rights(rowId), accountCounter: state.exportAccount(rowId) });
+    }
+    if (gifts.length > 0) return gifts;
+    return [{ accountId: ask.accountId, granted: 0n, transferredTotal: 0n, donorRights: spendable, accountCounter: [] }];
   }
 }

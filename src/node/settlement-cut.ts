@@ -7,11 +7,13 @@
 import type { SnapshotChunkValue, SnapshotHeaderValue } from "../replication/snapshot-decoder";
 import { refunded, rightsOf } from "../core/escrow-counter";
 import { ReplicaState } from "../core/replica-state";
+import { rowOwner } from "../core/lot-rows";
 import type { ReplicaSet } from "../core/replica-set";
 import type { Policy } from "../core/policy";
 import { HoldStatus } from "../core/hold-book";
 import type { RefundTally } from "../core/refund-tallies";
-import type { SettledHoldState, SettlementAccount, SettlementHold, SettlementInput, SettlementRefund } from "../settlement/settlement-input";
+import type { SettledHoldState, SettlementAccount, SettlementBreakage, SettlementHold, SettlementInput, SettlementRefund } from "../settlement/settlement-input";
+import { breakageDue } from "../core/lots";
 import type { Logger } from "./logger";
 
 /** Where a cut's snapshots come from: this node, the other regions, the snapshot store. */
@@ -19,6 +21,8 @@ export interface CutSources {
   readonly region: string;
   readonly replicas: ReplicaSet;
   readonly defaultPolicy: Policy;
+  /** The expiry guard of credit lots (every region must run the same). */
+  readonly lotGuardMs: number;
   takeOwnSnapshot(): Promise<unknown>;
   /** Asks another region for a fresh snapshot; rejects when it does not answer in time. */
   requestSnapshot(region: string, timeoutMs: number): Promise<void>;
@@ -40,7 +44,7 @@ export async function collectCut(node: CutSources, logger: Logger, timeoutMs = 3
       }
     }),
   );
-  const joined = new ReplicaState({ replicas: node.replicas, self: node.region, defaultPolicy: node.defaultPolicy });
+  const joined = new ReplicaState({ replicas: node.replicas, self: node.region, defaultPolicy: node.defaultPolicy, lotGuardMs: node.lotGuardMs });
   const cut: Record<string, bigint> = {};
   for (const region of regions) cut[region] = 0n;
   const raise = (region: string, sequence: bigint): void => {
@@ -48,6 +52,8 @@ export async function collectCut(node: CutSources, logger: Logger, timeoutMs = 3
   };
   const holds: SettlementHold[] = [];
   const refunds: SettlementRefund[] = [];
+  /** Per region, the wall clock its snapshot was taken at (what breakage is judged by). */
+  const cutClocksMs: number[] = [];
   for (const region of regions) {
     const origin = node.replicas.indexOf(region);
     const tallies = new Map<string, RefundTally>();
@@ -80,6 +86,7 @@ export async function collectCut(node: CutSources, logger: Logger, timeoutMs = 3
     });
     for (const g of given) refunds.push({ ...g, accountId: tallies.get(g.debitRequestId)?.accountId });
     if (header === undefined) continue;
+    cutClocksMs.push(header.takenAtMs);
     raise(region, BigInt(header.durableSequence));
     for (const [peer, sequence] of Object.entries(header.applied)) raise(peer, BigInt(sequence));
   }
@@ -95,10 +102,29 @@ export async function collectCut(node: CutSources, logger: Logger, timeoutMs = 3
         debited.push(view.slots[view.base + n * n + i] ?? 0n);
         rightsBelowZero.push(rightsOf(view, i) < 0n);
       }
-      yield { accountId, granted, debited, mode: joined.policy(accountId).mode, rightsBelowZero };
+      // A lot row is settled under its account's policy (policies are set per account, never per lot).
+      const owner = rowOwner(accountId)?.accountId ?? accountId;
+      yield { accountId, granted, debited, mode: joined.policy(owner).mode, rightsBelowZero };
     }
   }
-  return { replicas: regions, cut, accounts: accounts(), holds, refunds };
+  // A region without a snapshot has no clock in the cut: no breakage is due then.
+  const breakage = cutClocksMs.length === regions.length ? breakageAt(joined, cutClocksMs, node.lotGuardMs) : [];
+  return { replicas: regions, cut, accounts: accounts(), holds, refunds, breakage };
+}
+
+/**
+ * The unspent part of every lot that every region's cut shows dead (past
+ * expiry + guard by that region's clock): no region can spend it any more,
+ * so the remaining amount is final. The settler records each lot once ever.
+ */
+function breakageAt(joined: ReplicaState, cutClocksMs: readonly number[], guardMs: number): SettlementBreakage[] {
+  const due: SettlementBreakage[] = [];
+  for (const lot of joined.lots.rows()) {
+    if (!breakageDue(lot.terms, cutClocksMs, guardMs)) continue;
+    const remaining = joined.balance(lot.rowId);
+    if (remaining > 0n) due.push({ accountId: lot.accountId, lotKey: lot.key, amount: remaining, expiresAtMs: lot.terms.expiresAtMs });
+  }
+  return due;
 }
 
 function holdState(status: HoldStatus): SettledHoldState {

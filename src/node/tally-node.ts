@@ -7,6 +7,8 @@ import { DebitOutcome, ReplicaState, type Answer } from "../core/replica-state";
 import { ReplicaSet } from "../core/replica-set";
 import type { Policy } from "../core/policy";
 import { mergeChanges } from "../core/merge-changes";
+import { lotRowId, rowOwner } from "../core/lot-rows";
+import type { LotTerms } from "../core/lots";
 import type { RequestTime } from "../core/request-log";
 import { performance } from "node:perf_hooks";
 import { debitFingerprint, grantFingerprint, WritePath, type Admission, type DebitItem, type DebitStep } from "../core/write-path";
@@ -29,6 +31,11 @@ import { WriterRole, type WriterRoleState } from "./writer-role";
 import { HoldDesk } from "./hold-desk";
 
 export type { DebitItem } from "../core/write-path";
+
+/** The account a row belongs to (a lot row's account, or the row itself). */
+function accountOf(rowId: string): string {
+  return rowOwner(rowId)?.accountId ?? rowId;
+}
 
 const SHUTTING_DOWN = "node is shutting down";
 export type { NodeTransports } from "./node-transports";
@@ -81,6 +88,7 @@ export class TallyNode {
       self: config.region,
       defaultPolicy: config.defaultPolicy,
       requestLog: { retentionMs: config.requestRetentionMs, maxEntries: config.maxRememberedRequests },
+      lotGuardMs: config.lotGuardMs,
     });
     this.writes = new WritePath(this.state);
     this.watches = new BalanceWatchHub({
@@ -100,6 +108,7 @@ export class TallyNode {
         return isWritable();
       },
       commit: (write) => this.durable().commit(write),
+      wallClock: () => this.now(),
     });
     this.views = new NodeViews(this);
     this.holds = new HoldDesk({
@@ -340,12 +349,14 @@ export class TallyNode {
     return batch.results();
   }
 
-  async grant(accountId: string, amount: bigint, requestId: string): Promise<Decision> {
-    const admission = this.admit(requestId, grantFingerprint(accountId, amount));
+  /** Grants into the account's base lot, or with `lot` into the lot with those terms. */
+  async grant(accountId: string, amount: bigint, requestId: string, lot?: LotTerms): Promise<Decision> {
+    const rowId = lot === undefined ? accountId : lotRowId(accountId, lot);
+    const admission = this.admit(requestId, grantFingerprint(accountId, amount, rowId));
     if (admission.kind === "replay") return { answer: admission.answer, replayed: true };
     if (admission.kind === "joined") return { answer: await admission.decision, replayed: true };
     try {
-      const granted = this.writes.grant({ accountId, amount, requestId, time: this.time(), spread: this.config.spreadGrants });
+      const granted = this.writes.grant({ accountId, amount, requestId, time: this.time(), spread: this.config.spreadGrants, lot });
       this.watches.notify(accountId);
       await this.durable().commit(granted.write);
       admission.ticket.resolve(granted.answer);
@@ -382,15 +393,15 @@ export class TallyNode {
       // Concurrent debits may take the rights that arrived first: keep asking
       // until this one fits or its deadline passes.
       while (step.kind === "short") {
-        const before = this.state.rights(item.accountId);
+        const before = this.state.spendableRights(item.accountId, this.now());
         await this.rights.acquire(item.accountId, item.amount - before, deadline);
         // At the deadline, let replies already received be read first (timers run before I/O in a loop turn).
         if (this.monotonic() >= deadline) await new Promise((r) => setImmediate(r));
         this.assertWritable();
-        const stalled = this.state.rights(item.accountId) <= before;
+        const stalled = this.state.spendableRights(item.accountId, this.now()) <= before;
         // Nothing came and the balance known here cannot cover it: refuse now
         // rather than wait out the deadline.
-        const hopeless = stalled && this.state.balance(item.accountId) < item.amount;
+        const hopeless = stalled && this.state.accountBalance(item.accountId, this.now()) < item.amount;
         step = this.writes.debit({ item, fingerprint, time: this.time(), final: this.monotonic() >= deadline || hopeless });
         if (step.kind === "short" && stalled) await new Promise((r) => setTimeout(r, Math.max(0, Math.min(5, deadline - this.monotonic()))));
       }
@@ -442,8 +453,9 @@ export class TallyNode {
   private applyDelta(delta: DecodedDelta): void {
     const nowMs = this.monotonic();
     mergeChanges(this.state, delta, nowMs, {
-      changed: (accountId) => this.watches.notify(accountId),
-      peerDebited: (accountId, writer, amount) => this.rights.afterPeerDebit(accountId, writer, amount, nowMs),
+      // Watchers and demand follow the account, whichever of its lots changed.
+      changed: (rowId) => this.watches.notify(accountOf(rowId)),
+      peerDebited: (rowId, writer, amount) => this.rights.afterPeerDebit(accountOf(rowId), writer, amount, nowMs),
       refused: (error) => {
         this.metrics.badMessages.inc({ source: "stream" });
         this.logger.warn("replicated change refused", { writer: this.state.replicas.nameOf(delta.writer), error: String(error) });

@@ -12,7 +12,7 @@ import {
   type ClusterIdentity,
 } from "../core/cluster-identity";
 import type { ReplicaSet } from "../core/replica-set";
-import { validateAccountId } from "../core/validation";
+import { validateRowId } from "../core/lot-rows";
 import type { ClusterIdentity as WireClusterIdentity } from "../generated/tally/replication/v1/replication";
 
 /** Why a message was refused; low cardinality, fit for a metric label. */
@@ -162,9 +162,10 @@ export function knownReplica(ctx: InboundContext, name: string, field: string): 
   return ctx.replicas.indexOf(name);
 }
 
+/** An account id, or a credit lot's row id (the account id, "#" and the lot key): replicas exchange both. */
 export function checkAccountId(value: string, field: string): string {
   try {
-    return validateAccountId(value, field);
+    return validateRowId(value, field);
   } catch (error) {
     return reject("field", error instanceof Error ? error.message : `${field}: invalid`);
   }

@@ -11,6 +11,7 @@ import type { ClusterIdentity } from "../core/cluster-identity";
 import type { RightsAsk, RightsBatchAsk, RightsBatchGift, RightsGift } from "../core/rights-messages";
 import { MAX_RIGHTS_BATCH } from "../core/rights-messages";
 import { RightsBatchReply, RightsBatchRequest } from "../generated/tally/replication/v1/replication";
+import { rowOwner } from "../core/lot-rows";
 import {
   checkAccountId,
   checkAmount,
@@ -102,7 +103,8 @@ export function decodeRightsReply(bytes: Uint8Array, ctx: RightsReplyContext, as
     const gifts = reply.gifts.map((entry, k): RightsGift => {
       const at = `gifts[${k}]`;
       const accountId = checkAccountId(entry.accountId, `${at}.account_id`);
-      if (!asked.has(accountId)) reject("field", `${at}.account_id ${shown(accountId)} was not asked`);
+      // A gift of a credit lot names the lot's row; its account must have been asked.
+      if (!asked.has(accountId) && !asked.has(rowOwner(accountId)?.accountId ?? accountId)) reject("field", `${at}.account_id ${shown(accountId)} was not asked`);
       if (seen.has(accountId)) reject("field", `${at}.account_id ${shown(accountId)} appears twice in the batch`);
       seen.add(accountId);
       const granted = checkAmount(entry.granted, `${at}.granted`, false);

@@ -12,10 +12,10 @@ import type { ClientBase } from "pg";
 export const POSTGRES_ROLES = { owner: "tally_owner", settler: "tally_settler", reader: "tally_reader" } as const;
 
 /** Append-only history: the settler inserts and reads, never changes a row. */
-const APPEND_ONLY_TABLES = ["settlements", "settled_replicas", "account_ledger", "overspends", "hold_ledger", "refund_ledger"] as const;
+const APPEND_ONLY_TABLES = ["settlements", "settled_replicas", "account_ledger", "overspends", "hold_ledger", "refund_ledger", "lot_breakage"] as const;
 /** Latest settled totals per account: a settlement upserts them (INSERT ... ON CONFLICT DO UPDATE). */
 const UPSERTED_TABLES = ["settled_accounts"] as const;
-const READ_VIEWS = ["ledger", "account_totals"] as const;
+const READ_VIEWS = ["ledger", "account_totals", "account_lots"] as const;
 const SETTLEMENT_SEQUENCE = "settlements_id_seq";
 
 function ident(name: string): string {

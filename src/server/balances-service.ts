@@ -2,7 +2,7 @@
 // map answers and errors. Insufficient credit is an ordinary OK answer.
 
 import { status, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream } from "@grpc/grpc-js";
-import { validateAccountId, validateAmount, validateRequestId } from "../core/validation";
+import { validateAccountId } from "../core/validation";
 import { InvalidArgumentError } from "../core/errors";
 import { INT64_MAX } from "../core/amounts";
 import {
@@ -16,7 +16,7 @@ import {
 import type { ChangeRound } from "../node/balance-watch";
 import type { BalanceView } from "../node/node-views";
 import type { TallyNode, Decision } from "../node/tally-node";
-import { batchItems, captureInputs, debitItem, holdInputs, refundInputs, voidInputs, waitMs } from "./request-validation";
+import { batchItems, captureInputs, debitItem, grantInputs, holdInputs, refundInputs, voidInputs, waitMs, type GrantInputs } from "./request-validation";
 import { DeadlineExpiredError, statusLabel, toStatus } from "./status-mapping";
 import { balanceToWire, debitResponse as answerToWire, holdResponse, resolutionToWire, refundResponse } from "./wire";
 
@@ -108,13 +108,9 @@ export function balancesService(node: TallyNode): BalancesServer {
     },
 
     grant(call, callback) {
-      let accountId: string;
-      let amount: bigint;
-      let requestId: string;
+      let inputs: GrantInputs;
       try {
-        accountId = validateAccountId(call.request.accountId);
-        amount = validateAmount(call.request.amount);
-        requestId = validateRequestId(call.request.requestId);
+        inputs = grantInputs(call.request, node.state.lotGuardMs);
         const late = expired(call);
         if (late !== undefined) throw late;
       } catch (error) {
@@ -122,7 +118,7 @@ export function balancesService(node: TallyNode): BalancesServer {
         fail(callback, error);
         return;
       }
-      node.grant(accountId, amount, requestId).then(
+      node.grant(inputs.accountId, inputs.amount, inputs.requestId, inputs.lot).then(
         (decision) => {
           metrics.grants.inc({ result: decision.replayed ? "replayed" : "approved" });
           callback(null, {
@@ -133,7 +129,7 @@ export function balancesService(node: TallyNode): BalancesServer {
         },
         (error: unknown) => {
           metrics.grants.inc({ result: statusLabel(error) });
-          logFailure(node, "Grant", requestId, error);
+          logFailure(node, "Grant", inputs.requestId, error);
           fail(callback, error);
         },
       );

@@ -5,7 +5,8 @@ import { InvalidArgumentError } from "../core/errors";
 import { validateAccountId, validateAmount, validateRequestId } from "../core/validation";
 import type { DebitItem } from "../core/write-path";
 import { MAX_HOLD_TIMEOUT_MS, parseHoldId } from "../core/hold-book";
-import type { CaptureHoldRequest, DebitRequest, HoldRequest, RefundRequest, VoidHoldRequest } from "../generated/tally/v1/balances";
+import type { CaptureHoldRequest, DebitRequest, GrantRequest, HoldRequest, RefundRequest, VoidHoldRequest } from "../generated/tally/v1/balances";
+import { NO_EXPIRY, validateLotTerms, type LotTerms } from "../core/lots";
 import { LimitExceededError } from "./status-mapping";
 
 export const MAX_BATCH_ITEMS = 10_000;
@@ -51,6 +52,43 @@ export function holdInputs(request: HoldRequest): HoldInputs {
     throw new InvalidArgumentError("timeout_ms", `must be 1 to ${MAX_HOLD_TIMEOUT_MS} (30 days); got ${request.timeoutMs}`);
   }
   return { accountId, amount, requestId, timeoutMs: Number(request.timeoutMs), maxWaitMs: request.maxWaitMs };
+}
+
+export interface GrantInputs {
+  readonly accountId: string;
+  readonly amount: bigint;
+  readonly requestId: string;
+  /** Undefined when the request carries no lot (a base-lot grant). */
+  readonly lot: LotTerms | undefined;
+}
+
+/** The wire names of the lot terms, as validateLotTerms' fields map to them. */
+const LOT_FIELDS: Readonly<Record<string, string>> = { priority: "lot.priority", effective_at: "lot.effective_at_ms", expires_at: "lot.expires_at_ms" };
+
+/** A wire time in ms that must be an exact JavaScript integer (0 stays 0). */
+function lotTime(value: bigint, field: string): number {
+  if (value < 0n || value > BigInt(Number.MAX_SAFE_INTEGER) - 1n) throw new InvalidArgumentError(field, `must be 0 to ${Number.MAX_SAFE_INTEGER - 1} ms since the epoch; got ${value}`);
+  return Number(value);
+}
+
+export function grantInputs(request: GrantRequest, guardMs: number): GrantInputs {
+  const accountId = validateAccountId(request.accountId);
+  const amount = validateAmount(request.amount);
+  const requestId = validateRequestId(request.requestId);
+  const lot = request.lot;
+  if (lot === undefined) return { accountId, amount, requestId, lot: undefined };
+  const expires = lotTime(lot.expiresAtMs, "lot.expires_at_ms");
+  const terms: LotTerms = {
+    priority: lot.priority,
+    effectiveAtMs: lotTime(lot.effectiveAtMs, "lot.effective_at_ms"),
+    expiresAtMs: expires === 0 ? NO_EXPIRY : expires,
+  };
+  try {
+    return { accountId, amount, requestId, lot: validateLotTerms(terms, guardMs) };
+  } catch (error) {
+    if (error instanceof InvalidArgumentError) throw new InvalidArgumentError(LOT_FIELDS[error.field] ?? error.field, error.reason);
+    throw error;
+  }
 }
 
 /** An optional account id: undefined when empty, else checked. */

@@ -13,8 +13,11 @@ import {
   type GetBalanceResponse,
   type HoldResolution,
   type HoldResponse,
+  type LotBalance,
   type RefundResponse,
 } from "../generated/tally/v1/balances";
+import { publicLotKey, type LotState } from "../core/lot-writes";
+import { NO_EXPIRY } from "../core/lots";
 import { HoldStatus } from "../core/hold-book";
 import type { HoldAnswer, RefundAnswer, ResolutionAnswer } from "../node/hold-desk";
 import { PolicyMode, type AccountPolicy } from "../generated/tally/v1/common";
@@ -138,6 +141,22 @@ export function balanceToWire(accountId: string, view: BalanceView): GetBalanceR
     settledBalance: view.settled.balance,
     settlementId: view.settled.settlementId,
     held: view.held,
+    lots: view.lots.map(lotToWire),
+  };
+}
+
+function lotToWire(lot: LotState): LotBalance {
+  return {
+    key: publicLotKey(lot),
+    terms: {
+      priority: lot.terms.priority,
+      effectiveAtMs: BigInt(lot.terms.effectiveAtMs),
+      expiresAtMs: lot.terms.expiresAtMs === NO_EXPIRY ? 0n : BigInt(lot.terms.expiresAtMs),
+    },
+    remaining: lot.remaining,
+    localRights: lot.rights,
+    spendableHere: lot.spendable && lot.rights > 0n ? lot.rights : 0n,
+    expired: lot.expired,
   };
 }
 

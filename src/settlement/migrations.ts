@@ -208,4 +208,34 @@ CREATE TRIGGER refund_ledger_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON 
   FOR EACH STATEMENT EXECUTE FUNCTION tally_append_only();
 `,
   },
+  {
+    version: 5,
+    name: "credit_lot_breakage",
+    sql: `
+-- Credit lots (DESIGN §9). A lot is settled as its own row of settled_accounts
+-- (account id, "#", lot key); the base lot is the account's plain row. This
+-- view groups the rows under their account for readers.
+CREATE VIEW account_lots AS
+SELECT split_part(a.account_id, '#', 1) AS account_id,
+       CASE WHEN strpos(a.account_id, '#') = 0 THEN 'base' ELSE split_part(a.account_id, '#', 2) END AS lot_key,
+       (SELECT COALESCE(sum(g), 0) FROM unnest(a.granted) AS g) - (SELECT COALESCE(sum(d), 0) FROM unnest(a.debited) AS d) AS remaining,
+       a.settlement_id
+FROM settled_accounts a;
+
+-- The unspent part of each expired lot (breakage), recorded once, by the
+-- first settlement whose cut has every region's clock at or past the lot's
+-- expiry plus the guard: no region can spend it any more, so it is final.
+CREATE TABLE lot_breakage (
+  settlement_id bigint NOT NULL,
+  account_id    text COLLATE "C" NOT NULL,
+  lot_key       text COLLATE "C" NOT NULL,
+  amount        numeric(20,0) NOT NULL CHECK (amount > 0),
+  expires_at    timestamptz NOT NULL,
+  CONSTRAINT lot_breakage_once UNIQUE (account_id, lot_key)
+);
+CREATE INDEX lot_breakage_by_settlement ON lot_breakage (settlement_id);
+CREATE TRIGGER lot_breakage_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON lot_breakage
+  FOR EACH STATEMENT EXECUTE FUNCTION tally_append_only();
+`,
+  },
 ];

@@ -194,3 +194,10 @@ INSERT INTO refund_ledger (settlement_id, region, refund_request_id, debit_reque
 SELECT $1::int8, u.r, u.q, u.d, u.a, u.am, to_timestamp(u.t / 1000.0)
 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[], $7::float8[]) AS u(r, q, d, a, am, t)
 ON CONFLICT DO NOTHING`;
+
+/** Breakage of expired lots, each once ever (lot_breakage_once). $1 settlement id, then one array per column. */
+export const INSERT_BREAKAGE = `
+INSERT INTO lot_breakage (settlement_id, account_id, lot_key, amount, expires_at)
+SELECT $1::int8, u.a, u.k, u.am, to_timestamp(u.e / 1000.0)
+FROM unnest($2::text[], $3::text[], $4::numeric[], $5::float8[]) AS u(a, k, am, e)
+ON CONFLICT DO NOTHING`;

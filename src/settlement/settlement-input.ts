@@ -5,7 +5,7 @@ import { Mode } from "../core/policy";
 import { UINT64_MAX } from "../core/amounts";
 import { InvalidArgumentError } from "../core/errors";
 import { ReplicaSet } from "../core/replica-set";
-import { validateAccountId } from "../core/validation";
+import { validateRowId } from "../core/lot-rows";
 
 export const MODE_STRICT = Mode.Strict;
 export const MODE_OVERDRAFT = Mode.Overdraft;
@@ -49,6 +49,14 @@ export interface SettlementRefund {
   readonly refundedAtMs: number;
 }
 
+/** The unspent part of an expired credit lot, once every region's cut is past its expiry plus the guard. */
+export interface SettlementBreakage {
+  readonly accountId: string;
+  readonly lotKey: string;
+  readonly amount: bigint;
+  readonly expiresAtMs: number;
+}
+
 export interface SettlementInput {
   /** Replica names in index order. */
   readonly replicas: readonly string[];
@@ -60,6 +68,8 @@ export interface SettlementInput {
   readonly holds?: readonly SettlementHold[];
   /** Refunds the regions remember at the cut (each recorded once). */
   readonly refunds?: readonly SettlementRefund[];
+  /** Breakage of lots that died before every region's cut (each recorded once ever). */
+  readonly breakage?: readonly SettlementBreakage[];
 }
 
 /** Checks the replicas and the cut; returns the cut in replica order. */
@@ -121,7 +131,7 @@ export class SettlementBatch {
     const field = `accounts[${this.seen}]`;
     const n = this.replicaCount;
     if (typeof account.accountId !== "string") throw new InvalidArgumentError(`${field}.account_id`, "must be a string");
-    validateAccountId(account.accountId, `${field}.account_id`);
+    validateRowId(account.accountId, `${field}.account_id`);
     if (account.mode !== MODE_STRICT && account.mode !== MODE_OVERDRAFT) {
       throw new InvalidArgumentError(`${field}.mode`, "must be 1 (STRICT) or 2 (OVERDRAFT)");
     }
@@ -145,7 +155,7 @@ export class SettlementBatch {
       (this.debited[i] as string[]).push(String(account.debited[i]));
       (this.below[i] as string[]).push(account.rightsBelowZero[i] === true ? "t" : "f");
     }
-    // Account ids are validated to [A-Za-z0-9._:@/-], so quoting needs no escapes;
+    // Row ids are validated to [A-Za-z0-9._:@/-] plus a lot key after "#", so quoting needs no escapes;
     // quoting is still required (an unquoted NULL would be a null element).
     this.accounts.push(`"${account.accountId}"`);
     this.modes.push(account.mode === MODE_STRICT ? "1" : "2");

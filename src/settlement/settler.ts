@@ -270,8 +270,8 @@ export class Settler {
 
   /**
    * Appends the holds outstanding at the cut, every resolution not recorded
-   * yet and every refund not recorded yet, in batches of array parameters,
-   * in the settlement's transaction.
+   * yet, every refund not recorded yet and every lot breakage not recorded
+   * yet, in batches of array parameters, in the settlement's transaction.
    */
   private async writeHoldsAndRefunds(client: PoolClient, settlementId: string, input: SettlementInput): Promise<void> {
     const size = this.batchAccounts;
@@ -301,6 +301,17 @@ export class Settler {
         part.map((r) => r.accountId ?? null),
         part.map((r) => r.amount.toString()),
         part.map((r) => r.refundedAtMs),
+      ]);
+    }
+    const breakage = input.breakage ?? [];
+    for (let start = 0; start < breakage.length; start += size) {
+      const part = breakage.slice(start, start + size);
+      await client.query(sql.INSERT_BREAKAGE, [
+        settlementId,
+        part.map((b) => b.accountId),
+        part.map((b) => b.lotKey),
+        part.map((b) => b.amount.toString()),
+        part.map((b) => b.expiresAtMs),
       ]);
     }
   }

@@ -119,6 +119,7 @@ describe("postgres roles - owner migrates, settler appends, reader reads, all ov
         "account_ledger_append_only",
         "hold_ledger_append_only",
         "ledger_append_only",
+        "lot_breakage_append_only",
         "overspends_append_only",
         "refund_ledger_append_only",
         "settlements_append_only",
@@ -136,6 +137,7 @@ describe("postgres roles - owner migrates, settler appends, reader reads, all ov
       settled_replicas: "position",
       hold_ledger: "amount",
       refund_ledger: "amount",
+      lot_breakage: "amount",
     };
     for (const [table, column] of Object.entries(aColumn)) {
       for (const sql of [`UPDATE ${table} SET ${column} = ${column}`, `DELETE FROM ${table}`, `TRUNCATE ${table}`]) {

@@ -327,6 +327,37 @@ describe("settlement", function () {
     }
   });
 
+  it("settlement - credit lots settle as rows grouped under their account; breakage is recorded once, append-only", async () => {
+    const { pool } = await freshDatabase();
+    const settler = new Settler({ pool });
+    const promo = "l-acct#p10.e1700000000000.s0";
+    const first = await settler.settle({
+      ...input(1n, [acct("l-acct", [100n, 0n, 0n], [10n, 0n, 0n]), acct(promo, [50n, 0n, 0n], [20n, 0n, 0n])]),
+      breakage: [{ accountId: "l-acct", lotKey: "p10.e1700000000000.s0", amount: 30n, expiresAtMs: 1_700_000_000_000 }],
+    });
+    await settler.settle({
+      ...input(2n, [acct("l-acct", [100n, 0n, 0n], [15n, 0n, 0n]), acct(promo, [50n, 0n, 0n], [20n, 0n, 0n])]),
+      breakage: [{ accountId: "l-acct", lotKey: "p10.e1700000000000.s0", amount: 30n, expiresAtMs: 1_700_000_000_000 }],
+    });
+    const lots = await pool.query<{ lot_key: string; remaining: string }>(
+      "SELECT lot_key, remaining::text FROM account_lots WHERE account_id = 'l-acct' ORDER BY lot_key",
+    );
+    expect(lots.rows).to.deep.equal([
+      { lot_key: "base", remaining: "85" },
+      { lot_key: "p10.e1700000000000.s0", remaining: "30" },
+    ]);
+    const breakage = await pool.query<{ settlement_id: string; account_id: string; lot_key: string; amount: string; expires_ms: string }>(
+      "SELECT settlement_id::text, account_id, lot_key, amount::text, (extract(epoch FROM expires_at) * 1000)::int8::text AS expires_ms FROM lot_breakage",
+    );
+    expect(breakage.rows).to.deep.equal([
+      { settlement_id: String(first.settlement?.id), account_id: "l-acct", lot_key: "p10.e1700000000000.s0", amount: "30", expires_ms: "1700000000000" },
+    ]);
+    for (const statement of ["UPDATE lot_breakage SET amount = 1", "DELETE FROM lot_breakage", "TRUNCATE lot_breakage"]) {
+      const err = await rejection(pool.query(statement));
+      expect((err as { code?: string }).code, statement).to.equal("23001");
+    }
+  });
+
   it("settlement - ledger, overspends and settlements cannot be updated, deleted or truncated", async () => {
     const { pool } = await freshDatabase();
     const settler = new Settler({ pool });

@@ -4,9 +4,10 @@
 
 import { expect } from "chai";
 import { InvalidArgumentError } from "../../src/core/errors";
-import type { DebitRequest } from "../../src/generated/tally/v1/balances";
+import type { DebitRequest, GrantRequest } from "../../src/generated/tally/v1/balances";
+import { NO_EXPIRY } from "../../src/core/lots";
 import { LimitExceededError } from "../../src/server/status-mapping";
-import { batchItems, debitItem, MAX_BATCH_ITEMS, waitMs } from "../../src/server/request-validation";
+import { batchItems, debitItem, grantInputs, MAX_BATCH_ITEMS, waitMs } from "../../src/server/request-validation";
 
 function request(i: number, overrides: Partial<DebitRequest> = {}): DebitRequest {
   return { accountId: `acct-${i}`, amount: BigInt(i + 1), requestId: `req-${i}`, maxWaitMs: 0, ...overrides };
@@ -88,5 +89,31 @@ describe("request validation - wait for rights", () => {
   it("request validation - a deadline already passed (or too close) allows no wait", () => {
     expect(waitMs(2_000, 50, 2_000, Date.now() - 1_000)).to.equal(0);
     expect(waitMs(0, 50, 2_000, new Date(Date.now() + 2))).to.equal(0);
+  });
+});
+
+describe("request validation - grants with lot terms", () => {
+  const GUARD = 5_000;
+  const grant = (overrides: Partial<GrantRequest> = {}): GrantRequest => ({ accountId: "acct", amount: 10n, requestId: "g-1", ...overrides });
+
+  it("request validation - a grant without lot terms is a base-lot grant", () => {
+    expect(grantInputs(grant(), GUARD)).to.deep.equal({ accountId: "acct", amount: 10n, requestId: "g-1", lot: undefined });
+  });
+
+  it("request validation - a lot's unset terms are zero: priority 0, effective at once, expiry 0 means never", () => {
+    expect(grantInputs(grant({ lot: { priority: 7, effectiveAtMs: 0n, expiresAtMs: 0n } }), GUARD).lot).to.deep.equal({ priority: 7, effectiveAtMs: 0, expiresAtMs: NO_EXPIRY });
+    expect(grantInputs(grant({ lot: { priority: 0, effectiveAtMs: 100n, expiresAtMs: 0n } }), GUARD).lot).to.deep.equal({ priority: 0, effectiveAtMs: 100, expiresAtMs: NO_EXPIRY });
+    expect(grantInputs(grant({ lot: { priority: 50, effectiveAtMs: 0n, expiresAtMs: 9_000n } }), GUARD).lot).to.deep.equal({ priority: 50, effectiveAtMs: 0, expiresAtMs: 9_000 });
+  });
+
+  it("request validation - bad terms are InvalidArgumentErrors naming the wire field", () => {
+    const lot = (priority: number, effectiveAtMs: bigint, expiresAtMs: bigint): Partial<GrantRequest> => ({ lot: { priority, effectiveAtMs, expiresAtMs } });
+    expect(fieldOf(() => grantInputs(grant(lot(-1, 0n, 0n)), GUARD))).to.equal("lot.priority");
+    expect(fieldOf(() => grantInputs(grant(lot(1_000_001, 0n, 0n)), GUARD))).to.equal("lot.priority");
+    expect(fieldOf(() => grantInputs(grant(lot(1, -1n, 0n)), GUARD))).to.equal("lot.effective_at_ms");
+    expect(fieldOf(() => grantInputs(grant(lot(1, 1n << 53n, 0n)), GUARD))).to.equal("lot.effective_at_ms");
+    expect(fieldOf(() => grantInputs(grant(lot(1, 0n, -1n)), GUARD))).to.equal("lot.expires_at_ms");
+    expect(fieldOf(() => grantInputs(grant(lot(1, 1_000n, 6_000n)), GUARD))).to.equal("lot.expires_at_ms");
+    expect(fieldOf(() => grantInputs(grant({ accountId: "acct#p1.enever.s0", ...lot(1, 0n, 0n) }), GUARD))).to.equal("account_id");
   });
 });

@@ -9,6 +9,7 @@ import { expect } from "chai";
 import type { DurableWrite } from "../../src/core/durable-write";
 import { ReplicaSet } from "../../src/core/replica-set";
 import { ReplicaState } from "../../src/core/replica-state";
+import { lotRowId } from "../../src/core/lot-rows";
 import type { RightsBatchAsk, RightsBatchGift, RightsGift, RightsTransport } from "../../src/core/rights-messages";
 import { BalanceWatchHub } from "../../src/node/balance-watch";
 import { RightsBroker, type BrokerClock, type RightsEvents, type RightsHost } from "../../src/node/rights-broker";
@@ -76,6 +77,8 @@ class FakeClock implements BrokerClock {
 class FakeHost implements RightsHost {
   readonly watches = new BalanceWatchHub();
   writable = true;
+  /** The region's wall clock, which judges its credit lots. */
+  clockMs = 50_000;
   /** When set, commits wait for release(); otherwise they are durable at once. */
   gated = false;
   readonly commits: DurableWrite[] = [];
@@ -85,6 +88,10 @@ class FakeHost implements RightsHost {
     readonly region: string,
     readonly state: ReplicaState,
   ) {}
+
+  wallClock(): number {
+    return this.clockMs;
+  }
 
   commit(write: DurableWrite): Promise<unknown> {
     this.commits.push(write);
@@ -489,5 +496,44 @@ describe("rights broker - donating", () => {
     await closeWindow(clock);
     expect(r0.transport.sent).to.have.length(0);
     expect(r0.broker.asksInFlight).to.equal(0);
+  });
+});
+
+describe("rights broker - credit lots", () => {
+  it("rights broker - a donor gives from its lots in the asker's burn order, never from a dead lot; the asker gets one row per lot", async () => {
+    const { at, clock } = cluster();
+    const [r0, r1] = [at("r0"), at("r1")];
+    // By r1's clock (50 000) the priority-0 lot is dead (expiry 40 000).
+    const dead = lotRowId("a", { priority: 0, effectiveAtMs: 0, expiresAtMs: 40_000 });
+    const first = lotRowId("a", { priority: 5, effectiveAtMs: 0, expiresAtMs: 900_000 });
+    r1.state.grant(dead, 100n);
+    r1.state.grant(first, 30n);
+    r1.state.grant("a", 100n);
+    const acquired = track(r0.broker.acquire("a", 50n, clock.now() + 1_000));
+    await closeWindow(clock);
+    const gift = await deliver(sentTo(r0, "r1"), r1);
+    await deliver(sentTo(r0, "r2"), at("r2"));
+    await turns(3);
+    expect(gift.gifts.map((g) => [g.accountId, g.granted])).to.deep.equal([
+      [first, 30n],
+      ["a", 20n],
+    ]);
+    expect(r1.host.commits.at(-1)?.slots.map((c) => c.accountId)).to.deep.equal([first, "a"]);
+    expect(acquired.current.state).to.equal("resolved");
+    expect([r0.state.rights(first), r0.state.rights("a"), r0.state.rights(dead)]).to.deep.equal([30n, 20n, 0n]);
+    expect(r0.state.spendableRights("a", 50_000)).to.equal(50n);
+    expect(r1.state.rights(dead)).to.equal(100n);
+  });
+
+  it("rights broker - a donor whose lots are all dead or not started gives nothing", async () => {
+    const { at } = cluster();
+    const r1 = at("r1");
+    r1.state.grant(lotRowId("a", { priority: 0, effectiveAtMs: 0, expiresAtMs: 40_000 }), 100n);
+    r1.state.grant(lotRowId("a", { priority: 1, effectiveAtMs: 60_000, expiresAtMs: 900_000 }), 100n);
+    const serve = r1.transport.serving;
+    if (serve === undefined) throw new Error("r1 is not serving");
+    const gift = only(await serve(ask(10n)));
+    expect([gift.accountId, gift.granted]).to.deep.equal(["a", 0n]);
+    expect(r1.host.commits).to.have.length(0);
   });
 });

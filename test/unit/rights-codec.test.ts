@@ -183,6 +183,16 @@ describe("rights codec - batch reply", () => {
     for (const donor of ["mars", "east", "central"]) expectRejected(decodeRightsReply(encodeRightsReply({ ...refusal, donor }, IDENTITY), REPLY_CTX, new Set(ASKED)), "sender");
   });
 
+  it("rights codec - a gift may name a lot row of an asked account, never a lot of an unasked one", () => {
+    const counter = Array.from({ length: WIDTH }, () => 0n);
+    counter[DONOR * N + SELF] = 10n;
+    const lotGift = (accountId: string): RightsBatchGift => ({ donor: "west", gifts: [{ accountId, granted: 10n, transferredTotal: 10n, donorRights: 0n, accountCounter: counter }] });
+    const asked = new Set(["a"]);
+    expect(decodeRightsReply(encodeRightsReply(lotGift("a#p5.e900000.s0"), IDENTITY), REPLY_CTX, asked).ok).to.equal(true);
+    expectRejected(decodeRightsReply(encodeRightsReply(lotGift("b#p5.e900000.s0"), IDENTITY), REPLY_CTX, asked), "field", "was not asked");
+    expectRejected(decodeRightsReply(encodeRightsReply(lotGift("a#p05.e900000.s0"), IDENTITY), REPLY_CTX, asked), "field", "not canonical");
+  });
+
   it("rights codec - refuses the whole batch for one inconsistent gift, an unasked or repeated account", () => {
     const counter = Array.from({ length: WIDTH }, () => 0n);
     counter[DONOR * N + SELF] = 10n;

@@ -141,6 +141,15 @@ describe("rights policy - asking ahead of need", () => {
     expect(policy.afterLocalDebit("a", 10n, 1_000)).to.equal(100n);
   });
 
+  it("rights policy - for an account with lots the ask follows the holdings over its lots, not its plain row", () => {
+    const { policy } = setup(["r0", "r1", "r2"]);
+    // Nothing in the plain row (the base lot); 300 over live lots, none spendable here.
+    expect(policy.proactiveAsk("a")).to.equal(0n);
+    expect(policy.proactiveAsk("a", { rights: 0n, balance: 300n })).to.equal(50n);
+    expect(policy.askSize("a", 10n, { rights: 0n, balance: 300n })).to.equal(50n);
+    expect(policy.proactiveAsk("a", { rights: 100n, balance: 300n })).to.equal(0n);
+  });
+
   it("rights policy - demand seen only at a peer leaves only the floor of half an equal split here", () => {
     const { state, policy } = setup(["r0", "r1", "r2"]);
     seeRights(state, 1, 300n);

@@ -9,6 +9,7 @@ import { INT64_MAX } from "../../src/core/amounts";
 import { DebitOutcome, type Answer } from "../../src/core/answer";
 import { InvalidArgumentError } from "../../src/core/errors";
 import { Mode, type Policy } from "../../src/core/policy";
+import { NO_EXPIRY } from "../../src/core/lots";
 import { DebitOutcome as WireOutcome } from "../../src/generated/tally/v1/balances";
 import { PolicyMode } from "../../src/generated/tally/v1/common";
 import { toWireOutcome } from "../../src/replication/delta-codec";
@@ -138,6 +139,7 @@ describe("wire - views", () => {
         ],
         policy: { mode: Mode.Overdraft, overdraftLimit: 10n, lowWaterMark: 5n },
         settled: { balance: 60n, settlementId: 3n },
+        lots: [],
       },
     );
     expect(response).to.deep.equal({
@@ -152,7 +154,29 @@ describe("wire - views", () => {
       settledBalance: 60n,
       settlementId: 3n,
       held: 7n,
+      lots: [],
     });
+  });
+
+  it("wire - a balance view lists lots: the base lot as \"base\", no expiry as 0, spendable only when started and live", () => {
+    const base = { rowId: "acct", key: "p50.enever.s0", terms: { priority: 50, effectiveAtMs: 0, expiresAtMs: NO_EXPIRY } };
+    const promo = { rowId: "acct#p10.e9000.s0", key: "p10.e9000.s0", terms: { priority: 10, effectiveAtMs: 0, expiresAtMs: 9000 } };
+    const response = balanceToWire("acct", {
+      balance: 30n,
+      localRights: 5n,
+      held: 0n,
+      regions: [],
+      policy: { mode: Mode.Strict, overdraftLimit: 0n, lowWaterMark: 0n },
+      settled: { balance: 0n, settlementId: 0n },
+      lots: [
+        { ...promo, remaining: 25n, rights: 25n, spendable: false, expired: true },
+        { ...base, remaining: 5n, rights: 5n, spendable: true, expired: false },
+      ],
+    });
+    expect(response.lots).to.deep.equal([
+      { key: "p10.e9000.s0", terms: { priority: 10, effectiveAtMs: 0n, expiresAtMs: 9000n }, remaining: 25n, localRights: 25n, spendableHere: 0n, expired: true },
+      { key: "base", terms: { priority: 50, effectiveAtMs: 0n, expiresAtMs: 0n }, remaining: 5n, localRights: 5n, spendableHere: 5n, expired: false },
+    ]);
   });
 
   it("wire - a peer view converts its counters to int64", () => {

@@ -35,7 +35,7 @@ export interface GetAccountPolicyRequest {
 /** An account's policy. */
 export interface GetAccountPolicyResponse {
   /** The policy in force. */
-  policy:
+  policy?:
     | AccountPolicy
     | undefined;
   /** True when the policy is the node default (never set for this account). */
@@ -47,13 +47,13 @@ export interface SetAccountPolicyRequest {
   /** Account: 1-128 characters of [A-Za-z0-9._:@/-]. */
   accountId: string;
   /** The new policy. `mode` must be STRICT or OVERDRAFT. */
-  policy: AccountPolicy | undefined;
+  policy?: AccountPolicy | undefined;
 }
 
 /** The answer to a policy change. */
 export interface SetAccountPolicyResponse {
   /** The policy now in force. */
-  policy: AccountPolicy | undefined;
+  policy?: AccountPolicy | undefined;
 }
 
 /** A manual allowance move from this region to another. */
@@ -100,7 +100,7 @@ export interface Settlement_CutEntry {
 /** The answer to Settle. */
 export interface SettleResponse {
   /** The settlement written; unset when skipped. */
-  settlement:
+  settlement?:
     | Settlement
     | undefined;
   /** True when another settler held the lock and nothing was done. */
@@ -233,7 +233,7 @@ export interface ClusterStatusResponse {
   /** Accounts held in memory. */
   accounts: bigint;
   /** Last successful settlement seen, if any. */
-  lastSettlement:
+  lastSettlement?:
     | Settlement
     | undefined;
   /**

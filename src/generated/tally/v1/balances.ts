@@ -130,13 +130,13 @@ export interface VoidHoldRequest {
 /** The answer to a capture. */
 export interface CaptureHoldResponse {
   /** How the hold was resolved. */
-  resolution: HoldResolution | undefined;
+  resolution?: HoldResolution | undefined;
 }
 
 /** The answer to a void. */
 export interface VoidHoldResponse {
   /** How the hold was resolved. */
-  resolution: HoldResolution | undefined;
+  resolution?: HoldResolution | undefined;
 }
 
 /** How a hold was resolved. */
@@ -237,6 +237,56 @@ export interface GrantRequest {
   amount: bigint;
   /** Client-chosen id making the call idempotent: 1-128 printable ASCII characters. */
   requestId: string;
+  /**
+   * Makes the grant a credit lot with these terms; unset, the grant goes to
+   * the account's base lot (priority 50, effective at once, never expires).
+   * Grants with equal terms join the same lot. Errors: INVALID_ARGUMENT
+   * naming lot.priority, lot.effective_at_ms or lot.expires_at_ms.
+   */
+  lot?: LotTerms | undefined;
+}
+
+/** The terms of a credit lot, fixed when it is granted. */
+export interface LotTerms {
+  /**
+   * Burn order: smaller burns first, 0 to 1000000 (0 when unset: set it
+   * explicitly). The base lot has 50.
+   */
+  priority: number;
+  /** Spendable from this wall-clock time on (ms since the epoch); 0: at once. */
+  effectiveAtMs: bigint;
+  /**
+   * Not spendable from expires_at_ms minus the node's expiry guard on (ms since
+   * the epoch); 0: never expires. Must be more than the guard after
+   * effective_at_ms.
+   */
+  expiresAtMs: bigint;
+}
+
+/** One credit lot of an account as this region sees it. */
+export interface LotBalance {
+  /** The lot's key (its terms in canonical form; the base lot is "base"). */
+  key: string;
+  /** The lot's terms (expires_at_ms 0: never expires). */
+  terms?:
+    | LotTerms
+    | undefined;
+  /** Granted minus debited over every region known here. */
+  remaining: bigint;
+  /** This region's rights in the lot. */
+  localRights: bigint;
+  /**
+   * What this region may spend of the lot now: its positive rights when the
+   * lot has started and is not within the expiry guard of its expiry, by this
+   * region's clock; else 0.
+   */
+  spendableHere: bigint;
+  /**
+   * True when the lot is past expires_at_ms minus the guard by this region's
+   * clock: its remaining part is not in the balance and settlement records it
+   * as breakage.
+   */
+  expired: boolean;
 }
 
 /** The answer to a grant. */
@@ -266,7 +316,7 @@ export interface GetBalanceResponse {
   /** Each region's part, including this one. */
   regions: RegionContribution[];
   /** The account's policy. */
-  policy:
+  policy?:
     | AccountPolicy
     | undefined;
   /** Balance recorded by the last settlement; 0 if never settled. */
@@ -278,6 +328,14 @@ export interface GetBalanceResponse {
    * any region's rights). Expired holds are not counted.
    */
   held: bigint;
+  /**
+   * The account's credit lots in this region's burn order (priority, then
+   * expiry, then key), the base lot included; empty for an account that never
+   * had a lot granted with terms. With lots, `balance` is the sum of the
+   * remaining amounts of the lots that are not expired here and
+   * `local_rights` what this region may spend now over all its lots.
+   */
+  lots: LotBalance[];
 }
 
 /** A batch of debits. */
@@ -1418,7 +1476,7 @@ export const DebitResponse: MessageFns<DebitResponse> = {
 };
 
 function createBaseGrantRequest(): GrantRequest {
-  return { accountId: "", amount: 0n, requestId: "" };
+  return { accountId: "", amount: 0n, requestId: "", lot: undefined };
 }
 
 export const GrantRequest: MessageFns<GrantRequest> = {
@@ -1434,6 +1492,9 @@ export const GrantRequest: MessageFns<GrantRequest> = {
     }
     if (message.requestId !== "") {
       writer.uint32(26).string(message.requestId);
+    }
+    if (message.lot !== undefined) {
+      LotTerms.encode(message.lot, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -1475,6 +1536,14 @@ export const GrantRequest: MessageFns<GrantRequest> = {
             message.requestId = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.lot = LotTerms.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1495,6 +1564,226 @@ export const GrantRequest: MessageFns<GrantRequest> = {
     message.accountId = object.accountId ?? "";
     message.amount = (object.amount !== undefined && object.amount !== null) ? BigInt(object.amount) : 0n;
     message.requestId = object.requestId ?? "";
+    message.lot = (object.lot !== undefined && object.lot !== null) ? LotTerms.fromPartial(object.lot) : undefined;
+    return message;
+  },
+};
+
+function createBaseLotTerms(): LotTerms {
+  return { priority: 0, effectiveAtMs: 0n, expiresAtMs: 0n };
+}
+
+export const LotTerms: MessageFns<LotTerms> = {
+  encode(message: LotTerms, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.priority !== 0) {
+      writer.uint32(8).int32(message.priority);
+    }
+    if (message.effectiveAtMs !== 0n) {
+      if (BigInt.asIntN(64, message.effectiveAtMs) !== message.effectiveAtMs) {
+        throw new globalThis.Error("value provided for field message.effectiveAtMs of type int64 too large");
+      }
+      writer.uint32(16).int64(message.effectiveAtMs);
+    }
+    if (message.expiresAtMs !== 0n) {
+      if (BigInt.asIntN(64, message.expiresAtMs) !== message.expiresAtMs) {
+        throw new globalThis.Error("value provided for field message.expiresAtMs of type int64 too large");
+      }
+      writer.uint32(24).int64(message.expiresAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LotTerms {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLotTerms();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.priority = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.effectiveAtMs = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.expiresAtMs = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<LotTerms>): LotTerms {
+    return LotTerms.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LotTerms>): LotTerms {
+    const message = createBaseLotTerms();
+    message.priority = object.priority ?? 0;
+    message.effectiveAtMs = (object.effectiveAtMs !== undefined && object.effectiveAtMs !== null)
+      ? BigInt(object.effectiveAtMs)
+      : 0n;
+    message.expiresAtMs = (object.expiresAtMs !== undefined && object.expiresAtMs !== null)
+      ? BigInt(object.expiresAtMs)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseLotBalance(): LotBalance {
+  return { key: "", terms: undefined, remaining: 0n, localRights: 0n, spendableHere: 0n, expired: false };
+}
+
+export const LotBalance: MessageFns<LotBalance> = {
+  encode(message: LotBalance, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.terms !== undefined) {
+      LotTerms.encode(message.terms, writer.uint32(18).fork()).join();
+    }
+    if (message.remaining !== 0n) {
+      if (BigInt.asIntN(64, message.remaining) !== message.remaining) {
+        throw new globalThis.Error("value provided for field message.remaining of type int64 too large");
+      }
+      writer.uint32(24).int64(message.remaining);
+    }
+    if (message.localRights !== 0n) {
+      if (BigInt.asIntN(64, message.localRights) !== message.localRights) {
+        throw new globalThis.Error("value provided for field message.localRights of type int64 too large");
+      }
+      writer.uint32(32).int64(message.localRights);
+    }
+    if (message.spendableHere !== 0n) {
+      if (BigInt.asIntN(64, message.spendableHere) !== message.spendableHere) {
+        throw new globalThis.Error("value provided for field message.spendableHere of type int64 too large");
+      }
+      writer.uint32(40).int64(message.spendableHere);
+    }
+    if (message.expired !== false) {
+      writer.uint32(48).bool(message.expired);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LotBalance {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLotBalance();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.terms = LotTerms.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.remaining = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.localRights = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.spendableHere = reader.int64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.expired = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<LotBalance>): LotBalance {
+    return LotBalance.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LotBalance>): LotBalance {
+    const message = createBaseLotBalance();
+    message.key = object.key ?? "";
+    message.terms = (object.terms !== undefined && object.terms !== null)
+      ? LotTerms.fromPartial(object.terms)
+      : undefined;
+    message.remaining = (object.remaining !== undefined && object.remaining !== null) ? BigInt(object.remaining) : 0n;
+    message.localRights = (object.localRights !== undefined && object.localRights !== null)
+      ? BigInt(object.localRights)
+      : 0n;
+    message.spendableHere = (object.spendableHere !== undefined && object.spendableHere !== null)
+      ? BigInt(object.spendableHere)
+      : 0n;
+    message.expired = object.expired ?? false;
     return message;
   },
 };
@@ -1651,6 +1940,7 @@ function createBaseGetBalanceResponse(): GetBalanceResponse {
     settledBalance: 0n,
     settlementId: 0n,
     held: 0n,
+    lots: [],
   };
 }
 
@@ -1694,6 +1984,9 @@ export const GetBalanceResponse: MessageFns<GetBalanceResponse> = {
         throw new globalThis.Error("value provided for field message.held of type int64 too large");
       }
       writer.uint32(64).int64(message.held);
+    }
+    for (const v of message.lots) {
+      LotBalance.encode(v!, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -1775,6 +2068,14 @@ export const GetBalanceResponse: MessageFns<GetBalanceResponse> = {
             message.held = reader.int64() as bigint;
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.lots.push(LotBalance.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1808,6 +2109,7 @@ export const GetBalanceResponse: MessageFns<GetBalanceResponse> = {
       ? BigInt(object.settlementId)
       : 0n;
     message.held = (object.held !== undefined && object.held !== null) ? BigInt(object.held) : 0n;
+    message.lots = object.lots?.map((e) => LotBalance.fromPartial(e)) || [];
     return message;
   },
 };

@@ -49,7 +49,7 @@ export interface ReplicaDelta {
    * The sender's cluster identity (its replica list, in index order).
    * Receivers reject a message whose identity differs from their own.
    */
-  cluster:
+  cluster?:
     | ClusterIdentity
     | undefined;
   /**
@@ -205,7 +205,7 @@ export interface NodeStatus {
    * The sender's cluster identity (its replica list, in index order).
    * Receivers reject a message whose identity differs from their own.
    */
-  cluster: ClusterIdentity | undefined;
+  cluster?: ClusterIdentity | undefined;
 }
 
 export interface NodeStatus_AppliedEntry {
@@ -227,7 +227,7 @@ export interface RightsBatchRequest {
    * The sender's cluster identity (its replica list, in index order).
    * Receivers reject a message whose identity differs from their own.
    */
-  cluster: ClusterIdentity | undefined;
+  cluster?: ClusterIdentity | undefined;
 }
 
 /** One account's ask inside a RightsBatchRequest. */
@@ -257,7 +257,7 @@ export interface RightsBatchReply {
    * The sender's cluster identity (its replica list, in index order).
    * Receivers reject a message whose identity differs from their own.
    */
-  cluster: ClusterIdentity | undefined;
+  cluster?: ClusterIdentity | undefined;
 }
 
 /** One account's gift inside a RightsBatchReply. */
@@ -312,7 +312,7 @@ export interface SnapshotHeader {
    * Absent in snapshots written before identities existed (then `replicas`
    * alone identifies the layout).
    */
-  cluster:
+  cluster?:
     | ClusterIdentity
     | undefined;
   /** Number of remembered requests in the snapshot. */
@@ -356,7 +356,7 @@ export interface SnapshotTrailer {
 /** A piece of a snapshot. Chunks are stored length-prefixed (4-byte big endian). */
 export interface SnapshotChunk {
   /** Set on the first chunk only. */
-  header:
+  header?:
     | SnapshotHeader
     | undefined;
   /** Account counters. */
@@ -366,7 +366,7 @@ export interface SnapshotChunk {
   /** Explicit policies. */
   policies: PolicyValue[];
   /** Set on the last chunk of a sealed snapshot (header format 2) only. */
-  trailer:
+  trailer?:
     | SnapshotTrailer
     | undefined;
   /**
@@ -394,7 +394,7 @@ export interface SettledBatch {
   /** Accounts in this part of the settlement. */
   accounts: SettledAccount[];
   /** The settler's cluster identity. */
-  cluster: ClusterIdentity | undefined;
+  cluster?: ClusterIdentity | undefined;
 }
 
 /** One account's settled totals, summed over every region. */

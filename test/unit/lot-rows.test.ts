@@ -1,0 +1,295 @@
+// Unit and property tests of credit lots in the replica state: lot row ids
+// (clients cannot forge them; replicas accept only canonical ones), the index
+// of an account's lots however its rows arrive, and a debit of an account
+// with lots, decided as one set of changes under one request id.
+
+import { expect } from "chai";
+import fc from "fast-check";
+import { InvalidArgumentError } from "../../src/core/errors";
+import { LotIndex } from "../../src/core/lot-index";
+import { BASE_LOT_KEY, LOT_SEPARATOR, lotRowId, parseLotKey, rowOwner, validateRowId } from "../../src/core/lot-rows";
+import { publicLotKey } from "../../src/core/lot-writes";
+import { BASE_TERMS, lotKey, NO_EXPIRY, planDonation, type LotTerms } from "../../src/core/lots";
+import { ReplicaSet } from "../../src/core/replica-set";
+import { DebitOutcome, ReplicaState } from "../../src/core/replica-state";
+import { validateAccountId } from "../../src/core/validation";
+import { WritePath } from "../../src/core/write-path";
+import { overdraftWrite } from "./support/replicas";
+
+const GUARD = 5_000;
+const NAMES = ["r0", "r1", "r2"];
+
+function replica(self = "r0", guard = GUARD): ReplicaState {
+  return new ReplicaState({ replicas: new ReplicaSet(NAMES), self, initialAccounts: 4, lotGuardMs: guard });
+}
+
+const termsArb: fc.Arbitrary<LotTerms> = fc
+  .record({
+    priority: fc.integer({ min: 0, max: 1_000_000 }),
+    effectiveAtMs: fc.integer({ min: 0, max: 2_000_000_000_000 }),
+    lifeMs: fc.option(fc.integer({ min: GUARD + 1, max: 1_000_000_000 }), { nil: undefined }),
+  })
+  .map(({ priority, effectiveAtMs, lifeMs }) => ({ priority, effectiveAtMs, expiresAtMs: lifeMs === undefined ? NO_EXPIRY : effectiveAtMs + lifeMs }));
+
+function invalid(fn: () => unknown): InvalidArgumentError {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof InvalidArgumentError) return error;
+    throw error;
+  }
+  throw new Error("expected InvalidArgumentError");
+}
+
+describe("lot rows - ids", () => {
+  it("lot rows - a client account id may not contain the separator (INVALID_ARGUMENT naming account_id)", () => {
+    const error = invalid(() => validateAccountId(`acct${LOT_SEPARATOR}p10.enever.s0`));
+    expect(error.field).to.equal("account_id");
+  });
+
+  it("lot rows - the base terms are the plain account row; other terms a row named by the lot key", () => {
+    expect(lotRowId("acct", BASE_TERMS)).to.equal("acct");
+    expect(lotRowId("acct", { priority: 10, effectiveAtMs: 0, expiresAtMs: 9_000 })).to.equal("acct#p10.e9000.s0");
+  });
+
+  it("lot rows - a row id names its account and terms back, and passes row validation", () => {
+    fc.assert(
+      fc.property(termsArb, (terms) => {
+        const rowId = lotRowId("acme/user-1", terms);
+        const owner = rowOwner(rowId);
+        expect(owner?.accountId).to.equal("acme/user-1");
+        if (rowId === "acme/user-1") expect(owner?.lot).to.equal(undefined);
+        else expect(owner?.lot?.terms).to.deep.equal(terms);
+        expect(validateRowId(rowId)).to.equal(rowId);
+      }),
+    );
+  });
+
+  it("lot rows - replicas refuse lot keys that are not canonical", () => {
+    for (const key of ["p010.enever.s0", "p50.enever.s0", "p1.e5.s0.x", "p1.e-5.s0", "p1000001.enever.s0", "", "base"]) {
+      expect(parseLotKey(key), key).to.equal(undefined);
+      expect(invalid(() => validateRowId(`acct#${key}`, "slots[0].account_id")).field).to.equal("slots[0].account_id");
+    }
+    expect(invalid(() => validateRowId("bad id#p1.enever.s0")).field).to.equal("account_id");
+  });
+});
+
+describe("lot rows - index", () => {
+  it("lot rows - the index lists each account's lot rows once, not its plain row", () => {
+    const index = new LotIndex();
+    for (const id of ["a", "a#p1.enever.s0", "a#p1.enever.s0", "a#p2.e9000.s0", "b"]) index.noteRow(id);
+    expect(index.lotsOf("a").map((row) => row.rowId)).to.deep.equal(["a#p1.enever.s0", "a#p2.e9000.s0"]);
+    expect(index.hasLots("b")).to.equal(false);
+    expect(index.accountCount).to.equal(1);
+  });
+
+  it("lot rows - a lot row that arrives by merge or a local grant is indexed the same way", () => {
+    const [r0, r1] = [replica("r0"), replica("r1")];
+    const promo = lotRowId("acct", { priority: 10, effectiveAtMs: 0, expiresAtMs: 100_000 });
+    const grant = r0.grant(promo, 30n);
+    for (const change of grant.changes) r1.merge(change.accountId, change.writer, change.column, change.value);
+    for (const state of [r0, r1]) expect(state.lots.lotsOf("acct").map((row) => row.rowId)).to.deep.equal([promo]);
+  });
+});
+
+describe("lot rows - debits", () => {
+  const early: LotTerms = { priority: 10, effectiveAtMs: 0, expiresAtMs: 100_000 };
+  const late: LotTerms = { priority: 20, effectiveAtMs: 0, expiresAtMs: NO_EXPIRY };
+
+  it("lot rows - a debit burns lots in priority order, one D change per lot burnt", () => {
+    const state = replica();
+    state.grant(lotRowId("acct", early), 30n);
+    state.grant(lotRowId("acct", late), 50n);
+    state.grant("acct", 5n);
+    const result = state.debit("acct", 40n, false, 1_000);
+    expect(result.answer.outcome).to.equal(DebitOutcome.Approved);
+    expect(result.changes.map((c) => [c.accountId, c.value])).to.deep.equal([
+      ["acct#p10.e100000.s0", 30n],
+      ["acct#p20.enever.s0", 10n],
+    ]);
+    expect(result.answer.balance).to.equal(45n);
+    expect(result.answer.localRights).to.equal(45n);
+  });
+
+  it("lot rows - an expired lot (within the guard) is neither spent nor in the balance", () => {
+    const state = replica();
+    state.grant(lotRowId("acct", early), 30n);
+    state.grant("acct", 5n);
+    const clock = early.expiresAtMs - GUARD;
+    const refused = state.debit("acct", 6n, false, clock);
+    expect(refused.answer.outcome).to.equal(DebitOutcome.InsufficientCredit);
+    expect(refused.changes).to.deep.equal([]);
+    expect(state.accountBalance("acct", clock)).to.equal(5n);
+    expect(state.accountBalance("acct", clock - 1)).to.equal(35n);
+    expect(state.accountLots("acct", clock).map((lot) => [publicLotKey(lot), lot.expired, lot.spendable])).to.deep.equal([
+      ["p10.e100000.s0", true, false],
+      [BASE_LOT_KEY, false, true],
+    ]);
+  });
+
+  it("lot rows - a lot that has not started is in the balance but not spendable", () => {
+    const state = replica();
+    const future: LotTerms = { priority: 0, effectiveAtMs: 50_000, expiresAtMs: NO_EXPIRY };
+    state.grant(lotRowId("acct", future), 30n);
+    expect(state.debit("acct", 1n, false, 49_999).answer.outcome).to.equal(DebitOutcome.InsufficientCredit);
+    expect(state.accountBalance("acct", 49_999)).to.equal(30n);
+    expect(state.debit("acct", 1n, false, 50_000).answer.outcome).to.equal(DebitOutcome.Approved);
+  });
+
+  it("lot rows - OVERDRAFT burns every spendable lot and charges the rest to the base lot, within the limit", () => {
+    const state = replica();
+    state.applyPolicy("acct", overdraftWrite(10n));
+    state.grant(lotRowId("acct", early), 30n);
+    const over = state.debit("acct", 35n, true, 0);
+    expect(over.answer.outcome).to.equal(DebitOutcome.ApprovedWithOverdraft);
+    expect(over.changes.map((c) => [c.accountId, c.value])).to.deep.equal([
+      ["acct#p10.e100000.s0", 30n],
+      ["acct", 5n],
+    ]);
+    expect(state.rights("acct")).to.equal(-5n);
+    expect(state.debit("acct", 6n, true, 0).answer.outcome).to.equal(DebitOutcome.InsufficientCredit);
+    expect(state.debit("acct", 5n, true, 0).answer.outcome).to.equal(DebitOutcome.ApprovedWithOverdraft);
+  });
+
+  it("lot rows - a retried debit replays its answer and writes nothing; its one record covers every lot it burnt", () => {
+    const state = replica();
+    const writes = new WritePath(state);
+    state.grant(lotRowId("acct", early), 30n);
+    state.grant(lotRowId("acct", late), 50n);
+    const item = { accountId: "acct", amount: 40n, requestId: "req-1" };
+    const time = { stampMs: 1_000, nowMs: 1 };
+    const admission = writes.admit(item.requestId, "d|acct|40", 1);
+    if (admission.kind !== "new") throw new Error("a new request expected");
+    const step = writes.debit({ item, fingerprint: "d|acct|40", time, final: true });
+    if (step.kind !== "decided") throw new Error("decided expected");
+    admission.ticket.resolve(step.answer);
+    expect(step.write?.slots).to.have.length(2);
+    expect(step.write?.requests).to.have.length(1);
+    const replay = writes.admit(item.requestId, "d|acct|40", 2);
+    expect(replay).to.deep.equal({ kind: "replay", answer: step.answer });
+    expect(state.accountBalance("acct", 1_000)).to.equal(40n);
+  });
+
+  it("lot rows - STRICT debits never take a lot's rights below zero, never spend a dead lot, and are all or nothing", () => {
+    const lotArb = fc.record({ terms: termsArb.map((t) => ({ ...t, effectiveAtMs: t.effectiveAtMs % 100_000 })), amount: fc.bigInt({ min: 1n, max: 500n }) });
+    const opArb = fc.record({ amount: fc.bigInt({ min: 1n, max: 400n }), clock: fc.integer({ min: 0, max: 2_000_000 }) });
+    fc.assert(
+      fc.property(fc.array(lotArb, { maxLength: 6 }), fc.bigInt({ min: 0n, max: 300n }), fc.array(opArb, { maxLength: 12 }), (lots, base, ops) => {
+        const state = replica();
+        for (const lot of lots) state.grant(lotRowId("acct", lot.terms), lot.amount);
+        if (base > 0n) state.grant("acct", base);
+        const rows = ["acct", ...state.lots.lotsOf("acct").map((row) => row.rowId)];
+        const clocks = [...ops.map((op) => op.clock)].sort((a, b) => a - b);
+        ops.forEach((op, k) => {
+          const clock = clocks[k]!;
+          const before = state.accountLots("acct", clock);
+          const spendable = before.reduce((sum, lot) => sum + (lot.spendable && lot.rights > 0n ? lot.rights : 0n), 0n);
+          const result = state.debit("acct", op.amount, false, clock);
+          if (spendable >= op.amount) expect(result.answer.outcome).to.equal(DebitOutcome.Approved);
+          else expect(result.changes).to.deep.equal([]);
+          for (const change of result.changes) {
+            const lot = before.find((l) => l.rowId === change.accountId)!;
+            expect(lot.spendable, `${lot.rowId} spent at ${clock}`).to.equal(true);
+          }
+          for (const row of rows) expect(state.rights(row) >= 0n, row).to.equal(true);
+        });
+      }),
+    );
+  });
+
+  it("lot rows - a hold reserves from the base lot only and answers the account's balance over its live lots", () => {
+    const state = replica();
+    state.grant(lotRowId("acct", early), 30n);
+    state.grant("acct", 5n);
+    expect(state.hold("acct", 6n, 1_000).answer.outcome).to.equal(DebitOutcome.InsufficientCredit);
+    const held = state.hold("acct", 5n, 1_000);
+    expect(held.answer.outcome).to.equal(DebitOutcome.Approved);
+    expect([held.answer.balance, held.answer.localRights]).to.deep.equal([35n, 0n]);
+    expect(state.rights(lotRowId("acct", early))).to.equal(30n);
+  });
+
+  it("lot rows - an account without lots is debited exactly as before", () => {
+    const state = replica();
+    state.grant("acct", 10n);
+    const result = state.debit("acct", 4n, false, 123);
+    expect(result.changes).to.deep.equal([{ accountId: "acct", writer: 0, column: 3, value: 4n }]);
+    expect(state.lots.hasLots("acct")).to.equal(false);
+  });
+
+  it("lot rows - the key of a lot with base terms never appears as a row", () => {
+    expect(lotKey(BASE_TERMS)).to.equal("p50.enever.s0");
+    expect(parseLotKey(lotKey(BASE_TERMS))).to.equal(undefined);
+  });
+});
+
+describe("lot rows - across regions", () => {
+  type Op =
+    | { kind: "grant"; at: number; lot: number; amount: bigint }
+    | { kind: "debit"; at: number; amount: bigint }
+    | { kind: "donate"; from: number; to: number; amount: bigint }
+    | { kind: "sync"; from: number; to: number }
+    | { kind: "tick"; at: number; ms: number };
+
+  const LOTS: LotTerms[] = [
+    { priority: 0, effectiveAtMs: 0, expiresAtMs: 40_000 },
+    { priority: 5, effectiveAtMs: 10_000, expiresAtMs: 90_000 },
+    { priority: 9, effectiveAtMs: 0, expiresAtMs: NO_EXPIRY },
+  ];
+  const at = fc.integer({ min: 0, max: 2 });
+  const opArb: fc.Arbitrary<Op> = fc.oneof(
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant("grant" as const), at, lot: fc.integer({ min: -1, max: 2 }), amount: fc.bigInt({ min: 1n, max: 100n }) }) },
+    { weight: 4, arbitrary: fc.record({ kind: fc.constant("debit" as const), at, amount: fc.bigInt({ min: 1n, max: 80n }) }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant("donate" as const), from: at, to: at, amount: fc.bigInt({ min: 1n, max: 80n }) }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant("sync" as const), from: at, to: at }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant("tick" as const), at, ms: fc.integer({ min: 0, max: 20_000 }) }) },
+  );
+
+  it("lot rows - with grants, debits, donations and merges in any order, no lot is overspent and no region spends a lot its clock calls dead", () => {
+    let lotSpends = 0;
+    fc.assert(
+      fc.property(fc.array(opArb, { minLength: 15, maxLength: 40 }), (ops) => {
+        const regions = NAMES.map((name) => replica(name));
+        // Clocks start apart (skew): each region judges expiry by its own.
+        const clocks = [5_000, 20_000, 35_000];
+        const sync = (from: number, to: number): void => {
+          for (const [rowId] of regions[from]!.accounts()) regions[to]!.mergeAccount(rowId, regions[from]!.exportAccount(rowId));
+        };
+        for (const op of ops) {
+          if (op.kind === "grant") regions[op.at]!.grant(op.lot < 0 ? "acct" : lotRowId("acct", LOTS[op.lot]!), op.amount);
+          else if (op.kind === "tick") clocks[op.at]! += op.ms;
+          else if (op.kind === "sync") sync(op.from, op.to);
+          else if (op.kind === "debit") {
+            const state = regions[op.at]!;
+            const before = state.accountLots("acct", clocks[op.at]!);
+            const result = state.debit("acct", op.amount, false, clocks[op.at]);
+            for (const change of result.changes) expect(before.find((lot) => lot.rowId === change.accountId)?.spendable).to.equal(true);
+            if (result.changes.some((change) => change.accountId.includes("#"))) lotSpends++;
+          } else if (op.from !== op.to) {
+            const donor = regions[op.from]!;
+            const lots = donor.accountLots("acct", clocks[op.from]!);
+            for (const take of planDonation(lots, op.amount, clocks[op.from]!, GUARD)) {
+              const rowId = lots.find((lot) => lot.key === take.key)!.rowId;
+              const changes = donor.transfer(rowId, op.to, take.amount);
+              expect(lots.find((lot) => lot.rowId === rowId)?.spendable).to.equal(true);
+              // The gift reaches the asker with the donor's whole counter, as the rights broker sends it.
+              regions[op.to]!.mergeAccount(rowId, donor.exportAccount(rowId));
+              for (const c of changes) regions[op.to]!.merge(c.accountId, c.writer, c.column, c.value);
+            }
+          }
+        }
+        for (const from of [0, 1, 2]) for (const to of [0, 1, 2]) sync(from, to);
+        const merged = regions[0]!;
+        for (const lot of merged.accountLots("acct", 0)) {
+          // STRICT per lot: the remaining amount never goes below zero, and every region's rights add up to it.
+          expect(lot.remaining >= 0n, lot.rowId).to.equal(true);
+          const rights = [0, 1, 2].map((i) => merged.rights(lot.rowId, i));
+          expect(rights.reduce((sum, r) => sum + r, 0n), lot.rowId).to.equal(lot.remaining);
+          for (const r of rights) expect(r >= 0n, lot.rowId).to.equal(true);
+        }
+      }),
+      { numRuns: 300 },
+    );
+    // The runs must exercise spending lots (about 700 debits burn one), not only refusals.
+    expect(lotSpends).to.be.greaterThan(200);
+  });
+});
