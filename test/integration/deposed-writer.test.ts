@@ -107,6 +107,8 @@ describe("deposed writer - several serve --standby processes of one region", fun
     const atWriter = await unary(cb.admin, cb.admin.clusterStatus, {});
     expect(atWriter.writerRole).to.equal("writer");
     expect(atWriter.writesRefused).to.equal("");
+    // The standby learns the holder at its next look at the lease (every --standby-poll-ms; a look can time out on a busy machine).
+    await until("the restarted standby names the lease holder", async () => (await unary(cAgain.admin, cAgain.admin.clusterStatus, {})).leaseHolder !== "", 20_000);
     const atStandby = await unary(cAgain.admin, cAgain.admin.clusterStatus, {});
     expect(atStandby.writerRole).to.equal("standby");
     expect(atStandby.leaseHolder).to.equal(atWriter.leaseHolder);
