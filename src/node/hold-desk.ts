@@ -90,8 +90,16 @@ export class HoldDesk {
     const admission = node.admit(requestId, holdFingerprint(accountId, amount, timeoutMs));
     const holdId = holdIdOf(node.region, requestId);
     if (admission.kind === "replay") {
+      const record = state.holds.get(holdId);
+      // An approved hold this region does not hold was placed by the region that decided the id
+      // (a failover retry after the original replicated): only that region knows the hold.
+      const origin = state.requestRecord(requestId)?.origin;
+      if (record === undefined && admission.answer.outcome !== DebitOutcome.InsufficientCredit && origin !== undefined && origin !== state.self) {
+        const holder = state.replicas.nameOf(origin);
+        throw new WrongRegionError(holder, `hold "${holdIdOf(holder, requestId)}" was placed by region "${holder}", which alone answers for it`);
+      }
       await node.barrier();
-      return { answer: admission.answer, record: state.holds.get(holdId), replayed: true };
+      return { answer: admission.answer, record, replayed: true };
     }
     if (admission.kind === "joined") {
       const answer = await admission.decision;
