@@ -319,35 +319,36 @@ export class HoldsFuzz {
 
   /**
    * Reads every placed hold's state at its region by replaying its Hold, until
-   * every hold due by now has left PENDING (the holding region's sweep expires
-   * it). Holds due later stay pending.
+   * every hold that can time out during a run (all but the long ones) has left
+   * PENDING: the holding region's sweep expires it, so nothing changes the
+   * held amounts after this read. Long holds stay pending.
    */
   async readFinalStates(): Promise<void> {
-    const deadline = Date.now() + 30_000;
+    const giveUpAt = Date.now() + 60_000;
     let open = [...this.placed.values()];
     while (open.length > 0) {
       const read = await Promise.all(
         open.map(async (p) => {
-          const before = Date.now();
           const a = await this.hold(p.region, p.spec, 0, 3_000);
-          return { p, state: a.response?.outcome === DebitOutcome.DEBIT_OUTCOME_APPROVED ? a.response.state : undefined, before, call: a.call };
+          return { p, state: a.response?.outcome === DebitOutcome.DEBIT_OUTCOME_APPROVED ? a.response.state : undefined, call: a.call };
         }),
       );
       open = [];
-      for (const { p, state, before, call } of read) {
+      for (const { p, state, call } of read) {
         p.final = state;
-        // Due when the read was sent: the sweep (every 100 ms) or the replay itself must have expired it soon.
-        if (state === HoldState.HOLD_STATE_PENDING && p.expiresAtMs + 500 < before) open.push(p);
         if (state === undefined && !isUnknown(call.code)) {
           this.host.note(`hold ${p.holdId}: its final state could not be read (${status[call.code ?? 0]}: ${call.details})`);
-        } else if (state === undefined) open.push(p);
+          continue;
+        }
+        if (state !== undefined && (state !== HoldState.HOLD_STATE_PENDING || p.spec.timeoutMs >= LONG_HOLD_MS)) continue;
+        // Due for 30 s and still pending (the sweep runs every 100 ms): it was not expired.
+        if (state === undefined && Date.now() > giveUpAt) {
+          this.host.violation(`hold ${p.holdId}: no definite answer to its replay in 60 s`, call);
+        } else if (Date.now() > p.expiresAtMs + 30_000) {
+          this.host.violation(`hold ${p.holdId} (timeout ${p.spec.timeoutMs} ms) is still ${stateName(state)} ${Date.now() - p.expiresAtMs} ms after it was due`, call);
+        } else open.push(p);
       }
-      if (open.length === 0) break;
-      if (Date.now() > deadline) {
-        for (const p of open) this.host.violation(`hold ${p.holdId} (timeout ${p.spec.timeoutMs} ms) is still ${stateName(p.final)} ${Date.now() - p.expiresAtMs} ms after it was due`);
-        break;
-      }
-      await new Promise((r) => setTimeout(r, 200));
+      if (open.length > 0) await new Promise((r) => setTimeout(r, 200));
     }
   }
 
