@@ -527,7 +527,10 @@ export function buildProgram(seed: number, options: ProgramOptions): Program {
         const earlierCaptures = captures.slice(0, capturesBefore);
         const grants = sent.flatMap((s) => (s.kind === "grant" ? [s.write] : []));
         let source: { region: RegionName; requestId: string; amount: bigint; accountId: string } | undefined;
-        if (x.source === "debit" && earlierDebits.length > 0) source = earlierDebits[x.ref % earlierDebits.length];
+        // Mostly debits of everyday amounts (edge amounts are mostly refused or out of range: nothing to refund).
+        const everyday = earlierDebits.filter((d) => d.amount > 0n && d.amount <= 1_000_000n);
+        if (x.source === "debit" && everyday.length > 0 && x.ref % 5 !== 0) source = everyday[Math.floor(x.ref / 5) % everyday.length];
+        else if (x.source === "debit" && earlierDebits.length > 0) source = earlierDebits[x.ref % earlierDebits.length];
         else if (x.source === "capture" && earlierCaptures.length > 0) source = earlierCaptures[x.ref % earlierCaptures.length];
         else if (x.source === "grant" && grants.length > 0) {
           const g = grants[x.ref % grants.length]!;
