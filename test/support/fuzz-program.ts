@@ -224,7 +224,7 @@ const share = fc.oneof(
   { weight: 6, arbitrary: fc.constantFrom("full" as const, "partial" as const) },
   { weight: 1, arbitrary: fc.constantFrom("over" as const, "invalid" as const) },
 );
-const reuse = fc.oneof({ weight: 12, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.nat() });
+const reuse = fc.oneof({ weight: 6, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.nat() });
 
 const raw: fc.Arbitrary<Raw> = fc.oneof(
   {
@@ -551,6 +551,18 @@ export function buildProgram(seed: number, options: ProgramOptions): Program {
         return twice(op, x.dup, () => ({ ...op, region: otherRegion(r, index) }));
       }
       case "conflict": {
+        // Every other conflict reuses a hold's id with another amount or timeout (ALREADY_EXISTS where the hold is known).
+        const placed = holds.slice(0, holdsBefore);
+        if (x.ref % 2 === 1 && placed.length > 0) {
+          const base = placed[Math.floor(x.ref / 2) % placed.length]!;
+          const hold: HoldSpec =
+            x.change === "amount"
+              ? { ...base.hold, amount: base.hold.amount === INT64_MAX ? 1n : base.hold.amount + 1n }
+              : x.change === "account"
+                ? { ...base.hold, accountId: acct(accounts.indexOf(base.hold.accountId) + 1) }
+                : { ...base.hold, timeoutMs: base.hold.timeoutMs === UINT64_MAX ? 1n : base.hold.timeoutMs + 1n };
+          return [{ kind: "hold", region: x.change === "kind" ? base.region : x.region, hold, maxWaitMs: 0, deadlineMs: x.deadlineMs }];
+        }
         const writes = sent.flatMap((s) => (s.kind === "batch" ? s.items : s.kind === "held" ? [] : [s.write]));
         if (writes.length === 0) return [{ kind: "balance", region: x.region, accountId: acct(x.ref) }];
         const base = writes[x.ref % writes.length]!;
