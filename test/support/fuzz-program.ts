@@ -162,6 +162,8 @@ type Raw =
       part: bigint;
       acct: Acct;
       dup: Dup;
+      /** A second refund of the same debit, whole, under its own id in the same wave: together they exceed it. */
+      rival: boolean;
       deadlineMs: number;
     };
 
@@ -345,6 +347,7 @@ const raw: fc.Arbitrary<Raw> = fc.oneof(
       part: fc.bigInt(0n, INT64_MAX),
       acct,
       dup,
+      rival: fc.oneof({ weight: 3, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
       deadlineMs: deadline,
     }),
   },
@@ -548,7 +551,13 @@ export function buildProgram(seed: number, options: ProgramOptions): Program {
           deadlineMs: x.deadlineMs,
         };
         sent.push({ kind: "held", op });
-        return twice(op, x.dup, () => ({ ...op, region: otherRegion(r, index) }));
+        const ops: Op[] = twice(op, x.dup, () => ({ ...op, region: otherRegion(r, index) }));
+        if (x.rival) {
+          const rival = { ...op, amount: source.amount, requestId: nextId(), accountId: "" };
+          sent.push({ kind: "held", op: rival });
+          ops.push(rival);
+        }
+        return ops;
       }
       case "conflict": {
         // Every other conflict reuses a hold's id with another amount or timeout (ALREADY_EXISTS where the hold is known).
