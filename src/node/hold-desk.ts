@@ -217,6 +217,13 @@ export class HoldDesk {
       return { debitRequestId, refundedTotal, refundable: debitAmount - refundedTotal, balance: answer.balance, localRights: answer.localRights, replayed };
     };
     if (admission.kind === "replay" || admission.kind === "joined") {
+      // A refund another region decided (a failover retry after it replicated): only that region
+      // keeps the debit's refund tally, so only it can say what is refunded and left.
+      const origin = admission.kind === "replay" ? state.requestRecord(requestId)?.origin : undefined;
+      if (origin !== undefined && origin !== state.self) {
+        const decider = state.replicas.nameOf(origin);
+        throw new WrongRegionError(decider, `refund "${requestId}" of debit "${debitRequestId}" was decided by region "${decider}", which alone answers for it`);
+      }
       const answer = admission.kind === "replay" ? admission.answer : await admission.decision;
       await node.barrier();
       return tallyOf(answer, true);

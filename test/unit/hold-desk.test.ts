@@ -6,7 +6,7 @@
 import { expect } from "chai";
 import { HoldStateError, WrongRegionError } from "../../src/core/errors";
 import { DebitOutcome } from "../../src/core/answer";
-import { holdFingerprint } from "../../src/core/hold-path";
+import { holdFingerprint, refundFingerprint } from "../../src/core/hold-path";
 import type { DurableWrite } from "../../src/core/durable-write";
 import { HoldStatus } from "../../src/core/hold-book";
 import { ReplicaSet } from "../../src/core/replica-set";
@@ -153,5 +153,20 @@ describe("hold desk - answers only what is durable", () => {
     const again = await d.hold("a", 400n, "w2", 5_000);
     expect(again).to.deep.include({ replayed: true, record: undefined });
     expect(again.answer.outcome).to.equal(DebitOutcome.InsufficientCredit);
+  });
+
+  it("a retry of a refund another region decided names that region, never totals it cannot know", async () => {
+    const clock = { wall: 1_000 };
+    const { desk: d, state, log } = desk(clock);
+    state.grant("a", 100n);
+    // West refunded 11 of its debit d1 (found by the API fuzz, seed 1265970968: a retry elsewhere answered
+    // refunded_total 11, refundable 5 while west had refunded 16 in all, 0 left).
+    const answer = { kind: "debit" as const, outcome: DebitOutcome.Approved, balance: 100n, localRights: 100n };
+    state.rememberReplicated("w-refund", refundFingerprint("d1", 11n), answer, { stampMs: clock.wall, nowMs: clock.wall }, state.replicas.indexOf("west"));
+    const retry = track(d.refund("d1", 11n, "w-refund", undefined));
+    await turns(3);
+    expect(retry.current.state === "rejected" && retry.current.error).to.be.instanceOf(WrongRegionError);
+    expect(retry.current.state === "rejected" && (retry.current.error as WrongRegionError).region).to.equal("west");
+    expect(log.writes, "nothing written").to.have.length(0);
   });
 });
