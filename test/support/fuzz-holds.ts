@@ -621,6 +621,19 @@ export class HoldsFuzz {
       if (a.response === undefined || !a.response.replayed || a.response.refundedTotal !== total) {
         this.host.violation(`refund ${requestId} of ${debitRequestId} replayed at ${r.region}: expected a replay with refunded_total ${total} (the refunds applied)`, a.call);
       }
+      // Retried at another region (a failover retry): the same totals, or a refusal naming the region that decides.
+      for (const elsewhere of REGIONS.filter((x) => x !== r.region)) {
+        const b = await this.refund(elsewhere, debitRequestId, r.amount, requestId, "", 3_000);
+        const named = b.call.code === Number(status.FAILED_PRECONDITION) && b.call.trailer === r.region;
+        const same = b.response !== undefined && b.response.replayed && b.response.refundedTotal === total && b.response.refundable === a.response?.refundable;
+        if (!named && !same) {
+          this.host.violation(
+            `refund ${requestId} of ${debitRequestId} retried at ${elsewhere}: expected refunded_total ${total}, refundable ${a.response?.refundable} as at ${r.region}, or FAILED_PRECONDITION naming ${r.region}`,
+            a.call,
+            b.call,
+          );
+        }
+      }
     }
   }
 }

@@ -162,8 +162,11 @@ type Raw =
       part: bigint;
       acct: Acct;
       dup: Dup;
-      /** A second refund of the same debit, whole, under its own id in the same wave: together they exceed it. */
-      rival: boolean;
+      /**
+       * A second refund of the same debit under its own id in the same wave: of all of it (together
+       * they exceed it) or of the rest (together exactly all of it).
+       */
+      rival: "none" | "whole" | "rest";
       deadlineMs: number;
     };
 
@@ -347,7 +350,7 @@ const raw: fc.Arbitrary<Raw> = fc.oneof(
       part: fc.bigInt(0n, INT64_MAX),
       acct,
       dup,
-      rival: fc.oneof({ weight: 3, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
+      rival: fc.oneof({ weight: 4, arbitrary: fc.constant("none" as const) }, { weight: 1, arbitrary: fc.constantFrom("whole" as const, "rest" as const) }),
       deadlineMs: deadline,
     }),
   },
@@ -552,8 +555,8 @@ export function buildProgram(seed: number, options: ProgramOptions): Program {
         };
         sent.push({ kind: "held", op });
         const ops: Op[] = twice(op, x.dup, () => ({ ...op, region: otherRegion(r, index) }));
-        if (x.rival) {
-          const rival = { ...op, amount: source.amount, requestId: nextId(), accountId: "" };
+        if (x.rival !== "none" && (x.rival === "whole" || source.amount > op.amount)) {
+          const rival = { ...op, amount: x.rival === "whole" ? source.amount : source.amount - op.amount, requestId: nextId(), accountId: "" };
           sent.push({ kind: "held", op: rival });
           ops.push(rival);
         }
