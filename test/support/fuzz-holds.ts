@@ -107,6 +107,13 @@ interface RefundAttempt {
   readonly response: RefundResponse | undefined;
 }
 
+interface AppliedRefund {
+  readonly amount: bigint;
+  readonly region: RegionName;
+  /** The refunded debit's account; undefined when the run cannot tell it for sure. */
+  readonly accountId: string | undefined;
+}
+
 /** A hold that exists: approved at its region. */
 interface PlacedHold {
   readonly holdId: string;
@@ -139,8 +146,8 @@ export class HoldsFuzz {
   private readonly resolutions: ResolutionAttempt[] = [];
   private readonly refunds: RefundAttempt[] = [];
   private readonly placed = new Map<string, PlacedHold>();
-  /** Applied refunds by debit request id: refund request id → amount (each counted once). */
-  private readonly appliedRefunds = new Map<string, Map<string, { amount: bigint; region: RegionName; accountId: string | undefined }>>();
+  /** Applied refunds by debit request id: refund request id → what it gave back (each counted once). */
+  private readonly appliedRefunds = new Map<string, Map<string, AppliedRefund>>();
 
   constructor(private readonly host: HoldsHost) {}
 
@@ -572,7 +579,7 @@ export class HoldsFuzz {
       const source = this.sourceOf(f.debitRequestId);
       const accountId = source === undefined || source === "grant" ? undefined : source.uncertain ? undefined : source.accountId;
       let refunds = this.appliedRefunds.get(f.debitRequestId);
-      if (refunds === undefined) this.appliedRefunds.set(f.debitRequestId, (refunds = new Map()));
+      if (refunds === undefined) this.appliedRefunds.set(f.debitRequestId, (refunds = new Map<string, AppliedRefund>()));
       const earlier = refunds.get(f.requestId);
       if (earlier !== undefined && (!fresh || earlier.region !== f.call.region)) continue;
       if (earlier !== undefined) {
