@@ -529,7 +529,10 @@ export class HoldsFuzz {
         continue;
       }
       if (f.call.region !== decider) {
-        if (code === Number(status.FAILED_PRECONDITION) && f.call.trailer !== decider) {
+        // A region that refused the same id itself (a duplicate sent there too) answers from its own refusal.
+        const refusedHere = source.refusedAt.has(f.call.region) && code === Number(status.FAILED_PRECONDITION) && f.call.trailer === undefined;
+        if (refusedHere) this.host.note(`${what}: refused as "${f.call.details}" (that region refused the id; ${decider} approved it)`);
+        else if (code === Number(status.FAILED_PRECONDITION) && f.call.trailer !== decider) {
           this.host.violation(`${what}: FAILED_PRECONDITION does not name ${decider}, which decided the debit (trailer ${f.call.trailer ?? "none"})`, f.call);
         } else if (code !== Number(status.FAILED_PRECONDITION) && code !== Number(status.NOT_FOUND)) {
           this.host.violation(`${what} (decided by ${decider}) answered ${status[code ?? 0]}`, f.call);
