@@ -90,8 +90,16 @@ export class HoldDesk {
     const admission = node.admit(requestId, holdFingerprint(accountId, amount, timeoutMs));
     const holdId = holdIdOf(node.region, requestId);
     if (admission.kind === "replay") {
+      const record = state.holds.get(holdId);
+      // An approved hold this region does not hold was placed by the region that decided the id
+      // (a failover retry after the original replicated): only that region knows the hold.
+      const origin = state.requestRecord(requestId)?.origin;
+      if (record === undefined && admission.answer.outcome !== DebitOutcome.InsufficientCredit && origin !== undefined && origin !== state.self) {
+        const holder = state.replicas.nameOf(origin);
+        throw new WrongRegionError(holder, `hold "${holdIdOf(holder, requestId)}" was placed by region "${holder}", which alone answers for it`);
+      }
       await node.barrier();
-      return { answer: admission.answer, record: state.holds.get(holdId), replayed: true };
+      return { answer: admission.answer, record, replayed: true };
     }
     if (admission.kind === "joined") {
       const answer = await admission.decision;
@@ -209,6 +217,13 @@ export class HoldDesk {
       return { debitRequestId, refundedTotal, refundable: debitAmount - refundedTotal, balance: answer.balance, localRights: answer.localRights, replayed };
     };
     if (admission.kind === "replay" || admission.kind === "joined") {
+      // A refund another region decided (a failover retry after it replicated): only that region
+      // keeps the debit's refund tally, so only it can say what is refunded and left.
+      const origin = admission.kind === "replay" ? state.requestRecord(requestId)?.origin : undefined;
+      if (origin !== undefined && origin !== state.self) {
+        const decider = state.replicas.nameOf(origin);
+        throw new WrongRegionError(decider, `refund "${requestId}" of debit "${debitRequestId}" was decided by region "${decider}", which alone answers for it`);
+      }
       const answer = admission.kind === "replay" ? admission.answer : await admission.decision;
       await node.barrier();
       return tallyOf(answer, true);

@@ -2,6 +2,8 @@
 // 3-region cluster, records every call with its parameters and status,
 // resolves unknown outcomes by retrying the same request id, and checks the
 // API contract (proto/tally/v1 comments, docs/api.md) against what happened.
+// Holds and refunds have their own bookkeeping (test/support/fuzz-holds.ts);
+// their held, captured and refunded amounts are part of the exact totals here.
 
 import { status, type CallOptions } from "@grpc/grpc-js";
 import { writeFileSync } from "node:fs";
@@ -13,9 +15,11 @@ import { PolicyMode } from "../../src/generated/tally/v1/common";
 import type { TestCluster } from "./cluster";
 import { unary, type Clients } from "./grpc-clients";
 import { buildProgram, SHARE, type Op, type Program, type ProgramOptions, type Step, type WriteSpec } from "./fuzz-program";
+import { HoldsFuzz, type DebitFacts, type HoldRpc, type HoldsHost, type HoldTotals } from "./fuzz-holds";
 
-type Rpc = "Grant" | "Debit" | "DebitBatch" | "GetBalance" | "TransferAllowance" | "SetAccountPolicy" | "ClusterStatus";
-type Phase = "run" | "resolve" | "diagnose" | "sweep" | "alive";
+type Rpc = "Grant" | "Debit" | "DebitBatch" | "GetBalance" | "TransferAllowance" | "SetAccountPolicy" | "ClusterStatus" | HoldRpc;
+/** `holds`: every placed hold's state read at its region once the due ones expired. */
+type Phase = "run" | "resolve" | "holds" | "diagnose" | "sweep" | "alive";
 
 // Every status the proto comments (and the brief's list) allow per RPC.
 const WRITE_CODES: readonly status[] = [
@@ -36,7 +40,14 @@ const ADMIN_CODES: readonly status[] = [
   status.DEADLINE_EXCEEDED,
   status.UNAVAILABLE,
 ];
+/** Captures, voids and refunds: also NOT_FOUND (unknown hold or debit) and FAILED_PRECONDITION (wrong region, resolved hold, refused or exhausted debit). */
+const RESOLVE_CODES: readonly status[] = [...WRITE_CODES, status.NOT_FOUND, status.FAILED_PRECONDITION];
 const DOCUMENTED: Record<Rpc, readonly status[]> = {
+  // FAILED_PRECONDITION: a retry of a hold another region placed (it names that region).
+  Hold: [...WRITE_CODES, status.FAILED_PRECONDITION],
+  CaptureHold: RESOLVE_CODES,
+  VoidHold: RESOLVE_CODES,
+  Refund: RESOLVE_CODES,
   Grant: WRITE_CODES,
   Debit: WRITE_CODES,
   DebitBatch: WRITE_CODES,
@@ -64,6 +75,8 @@ export interface CallRecord {
   /** gRPC status; undefined when the call failed without one. */
   code: number | undefined;
   details: string;
+  /** Trailer `tally-region` of a refusal (the region that decides a hold or refund). */
+  trailer?: string;
   response?: unknown;
 }
 
@@ -117,6 +130,14 @@ function grpcCode(error: unknown): number | undefined {
   return undefined;
 }
 
+function trailerOf(error: unknown): string | undefined {
+  if (typeof error !== "object" || error === null || !("metadata" in error)) return undefined;
+  const metadata: unknown = error.metadata;
+  if (typeof metadata !== "object" || metadata === null || !("get" in metadata) || typeof metadata.get !== "function") return undefined;
+  const values: unknown = (metadata.get as (key: string) => unknown).call(metadata, "tally-region");
+  return Array.isArray(values) && typeof values[0] === "string" ? values[0] : undefined;
+}
+
 function errorText(error: unknown): string {
   if (typeof error === "object" && error !== null && "details" in error && typeof error.details === "string") return error.details;
   return error instanceof Error ? error.message : String(error);
@@ -145,8 +166,8 @@ export async function runFuzz(cluster: TestCluster, seed: number, options: FuzzO
   return run.execute();
 }
 
-class FuzzRun {
-  private readonly started = Date.now();
+class FuzzRun implements HoldsHost {
+  readonly started = Date.now();
   private readonly calls: CallRecord[] = [];
   private readonly attempts: Attempt[] = [];
   private readonly byId = new Map<string, Attempt[]>();
@@ -158,6 +179,7 @@ class FuzzRun {
   private readonly suspects = new Map<string, Attempt>();
   private phase: Phase = "run";
   private restarts = 0;
+  private readonly holds = new HoldsFuzz(this);
 
   constructor(
     private readonly cluster: TestCluster,
@@ -165,11 +187,15 @@ class FuzzRun {
     private readonly options: FuzzOptions,
   ) {}
 
-  private now(): number {
+  now(): number {
     return Date.now() - this.started;
   }
 
-  private violation(text: string, ...calls: CallRecord[]): void {
+  note(text: string): void {
+    this.notes.push(text);
+  }
+
+  violation(text: string, ...calls: CallRecord[]): void {
     this.violations.push([text, ...calls.slice(0, 6).map((c) => `    ${describeCall(c)}`), ...(calls.length > 6 ? [`    … ${calls.length - 6} more calls`] : [])].join("\n"));
   }
 
@@ -199,7 +225,10 @@ class FuzzRun {
     const runCalls = this.calls.length;
 
     this.phase = "resolve";
-    const unresolved = await this.resolveUnknowns();
+    const unresolved = (await this.resolveUnknowns()) + (await this.holds.resolveUnknowns((original, send) => this.untilDefinite(original as CallRecord, send)));
+    this.phase = "holds";
+    await this.holds.readFinalStates();
+    this.holds.settle();
 
     let converged = true;
     try {
@@ -216,6 +245,9 @@ class FuzzRun {
     this.phase = "sweep";
     await this.sweep();
     this.checkAttempts();
+    this.holds.checkHolds();
+    this.holds.checkRefunds();
+    await this.holds.checkRefundTotals();
     this.phase = "alive";
     await this.checkAlive();
 
@@ -228,6 +260,7 @@ class FuzzRun {
       `seed ${program.seed}: ${runCalls} calls in ${program.steps.filter((s) => s.kind === "wave").length} waves, ` +
       `${this.restarts} restarts, ${unresolved} unknown outcomes resolved, ${this.calls.length} calls in all, ` +
       `${this.violations.length} violations, ${((Date.now() - this.started) / 1000).toFixed(1)} s\n      ` +
+      `${this.holds.counts}\n      ` +
       [...histogram.entries()]
         .sort()
         .map(([k, v]) => `${k}: ${v}`)
@@ -242,7 +275,7 @@ class FuzzRun {
 
   // ---- calls --------------------------------------------------------------
 
-  private async rpc<Res>(
+  async rpc<Res>(
     rpc: Rpc,
     region: RegionName,
     request: unknown,
@@ -270,6 +303,8 @@ class FuzzRun {
     } catch (error) {
       call.code = grpcCode(error);
       call.details = errorText(error);
+      const trailer = trailerOf(error);
+      if (trailer !== undefined) call.trailer = trailer;
     }
     call.doneAt = this.now();
     if (call.code !== undefined && !DOCUMENTED[rpc].includes(call.code)) {
@@ -343,6 +378,11 @@ class FuzzRun {
         await this.balance(op.region, op.accountId);
         return;
       }
+      case "hold":
+      case "capture":
+      case "void":
+      case "refund":
+        return this.holds.perform(op);
     }
   }
 
@@ -390,9 +430,14 @@ class FuzzRun {
       this.checkAnswer(accountId, response.balance, response.localRights, call, undefined);
       for (const r of response.regions) {
         this.checkAnswer(accountId, undefined, r.rights, call, undefined, `rights of ${r.region}`);
-        if (r.granted > SHARE || r.debited > SHARE || r.granted < 0n || r.debited < 0n) {
+        if (r.granted > SHARE || r.debited > SHARE || r.granted < 0n || r.debited < 0n || r.held < 0n || r.held > SHARE || r.refunded < 0n || r.refunded > SHARE) {
           this.violation(`${accountId}: region ${r.region} totals outside [0, ${SHARE}]`, call);
         }
+      }
+      const heldSum = response.regions.reduce((s, r) => s + r.held, 0n);
+      if (response.held !== heldSum) this.violation(`${accountId}: held ${response.held} ≠ Σ regions' held ${heldSum}`, call);
+      if (this.program.strictOnly.has(accountId) && response.balance - response.held < 0n) {
+        this.violation(`STRICT account ${accountId}: balance ${response.balance} − held ${response.held} < 0`, call);
       }
     }
     return response;
@@ -410,7 +455,7 @@ class FuzzRun {
   }
 
   /** STRICT accounts never show a negative balance or rights; OVERDRAFT ones stay within the limits sent. */
-  private checkAnswer(
+  checkAnswer(
     accountId: string,
     balance: bigint | undefined,
     rights: bigint,
@@ -436,6 +481,48 @@ class FuzzRun {
     if (outcome === DebitOutcome.DEBIT_OUTCOME_APPROVED_WITH_OVERDRAFT && limit === 0n) {
       this.violation(`${accountId}: a debit used overdraft though no OVERDRAFT policy with a limit was ever set`, call);
     }
+  }
+
+  // ---- what the holds part asks -------------------------------------------
+
+  usedByWrites(requestId: string, t: number): boolean {
+    return (this.byId.get(requestId) ?? []).some((a) => a.call.sentAt <= t);
+  }
+
+  isGrantId(requestId: string): boolean {
+    return (this.byId.get(requestId) ?? []).some((a) => a.write.kind === "grant");
+  }
+
+  /** Where a debit id was applied, as its answers (and the retries of its unknown outcomes) tell. */
+  debitFacts(requestId: string): DebitFacts | undefined {
+    const list = (this.byId.get(requestId) ?? []).filter((a) => a.write.kind === "debit");
+    if (list.length === 0) return undefined;
+    const sent = list.filter((a) => a.result.kind !== "refused");
+    const first = sent[0]?.write ?? list[0]!.write;
+    let uncertain = new Set(sent.map((a) => fp(a.write))).size > 1 || (this.byId.get(requestId) ?? []).some((a) => a.write.kind !== "debit");
+    const appliedAt = new Map<RegionName, number>();
+    const refusedAt = new Set<RegionName>();
+    for (const a of sent) {
+      if (isApplication(a)) {
+        const at = appliedAt.get(a.call.region);
+        if (at === undefined || a.call.doneAt < at) appliedAt.set(a.call.region, a.call.doneAt);
+      }
+    }
+    for (const a of sent) {
+      const region = a.call.region;
+      if (appliedAt.has(region)) continue;
+      if (isRefusalAnswer(a)) refusedAt.add(region);
+      if (a.result.kind !== "unknown") continue;
+      // An unknown outcome: its retry at the same region tells (a replayed approval: the unknown call applied it).
+      const resolution = list.filter((x) => x.call.phase === "resolve" && x.call.region === region && x.result.kind === "answer").at(-1);
+      if (resolution === undefined) uncertain = true;
+      else if (resolution.result.kind === "answer" && resolution.result.replayed && resolution.result.outcome !== DebitOutcome.DEBIT_OUTCOME_INSUFFICIENT_CREDIT) {
+        if (sent.some((x) => x.call.region !== region && (isApplication(x) || x.result.kind === "unknown"))) uncertain = true;
+        else appliedAt.set(region, resolution.call.doneAt);
+      }
+    }
+    for (const region of appliedAt.keys()) refusedAt.delete(region);
+    return { accountId: first.accountId, amount: first.amount, appliedAt, refusedAt, uncertain };
   }
 
   // ---- restarts -----------------------------------------------------------
@@ -524,14 +611,23 @@ class FuzzRun {
   private checkFinalViews(views: Map<string, GetBalanceResponse[]>, converged: boolean): void {
     for (const [accountId, answers] of views) {
       const shape = (v: GetBalanceResponse): string =>
-        json({ balance: v.balance, regions: [...v.regions].sort((a, b) => a.region.localeCompare(b.region)).map((r) => [r.region, r.granted, r.debited, r.rights]), policy: v.policy });
+        json({
+          balance: v.balance,
+          held: v.held,
+          regions: [...v.regions].sort((a, b) => a.region.localeCompare(b.region)).map((r) => [r.region, r.granted, r.debited, r.rights, r.held, r.refunded]),
+          policy: v.policy,
+        });
       const distinct = new Set(answers.map(shape));
       if (converged && distinct.size > 1) {
         this.violation(`${accountId}: regions disagree after convergence:\n      ${answers.map((v, i) => `${REGIONS[i]}: ${shape(v)}`).join("\n      ")}`);
       }
       const view = answers[0]!;
       const rightsSum = view.regions.reduce((s, r) => s + r.rights, 0n);
-      if (converged && rightsSum !== view.balance) this.violation(`${accountId}: Σ rights ${rightsSum} ≠ balance ${view.balance} after convergence`);
+      const heldSum = view.regions.reduce((s, r) => s + r.held, 0n);
+      // Held credit is in the balance and in no region's rights.
+      if (converged && rightsSum + heldSum !== view.balance) {
+        this.violation(`${accountId}: Σ rights ${rightsSum} + Σ held ${heldSum} ≠ balance ${view.balance} after convergence`);
+      }
       this.checkTotals(accountId, view);
     }
   }
@@ -579,9 +675,16 @@ class FuzzRun {
     }
     for (const region of REGIONS) {
       const contribution = view.regions.find((r) => r.region === region);
+      const held: HoldTotals = this.holds.totals(accountId, region);
+      this.checkHoldTotals(accountId, region, contribution?.held ?? 0n, contribution?.refunded ?? 0n, held);
       for (const kind of ["grant", "debit"] as const) {
         const actual = kind === "grant" ? (contribution?.granted ?? 0n) : (contribution?.debited ?? 0n);
         const e = slot(region, kind);
+        if (kind === "debit") {
+          // Captures are debits of the holding region.
+          e.base += held.captured;
+          e.ambiguous.push(...held.capturedUncertain);
+        }
         if (!reachable(e.ambiguous, actual - e.base)) {
           for (const a of e.related) {
             // Only ids with no acknowledged use anywhere: a replay then proves this call applied it.
@@ -591,6 +694,7 @@ class FuzzRun {
           const relevant = e.related.filter((a) => a.result.kind !== "answer" || !a.result.replayed);
           this.violation(
             `${accountId}: ${region} ${kind === "grant" ? "granted" : "debited"} ${actual}, but the acknowledged requests add up to ${e.base}` +
+              (kind === "debit" && held.captured > 0n ? ` (captures ${held.captured} included)` : "") +
               (e.ambiguous.length > 0 ? ` plus any of [${e.ambiguous.join(", ")}] (unknown outcomes)` : "") +
               ` (difference ${actual - e.base}); the calls at ${region} on this account that were not replays (see the diagnosis below):`,
             ...relevant.map((a) => a.call).filter((c, i, all) => all.indexOf(c) === i),
@@ -602,6 +706,22 @@ class FuzzRun {
     if (this.program.strictOnly.has(accountId) && balance < 0n) this.violation(`STRICT account ${accountId}: final balance ${balance} < 0`);
     const limit = this.overdraftLimitBefore(accountId, Number.POSITIVE_INFINITY);
     if (balance < -BigInt(REGIONS.length) * limit) this.violation(`${accountId}: final balance ${balance} below -(regions × ${limit})`);
+  }
+
+  /** A region's open holds and refunds, exactly as the hold, capture, void and refund answers (and the holds' final states) say. */
+  private checkHoldTotals(accountId: string, region: RegionName, held: bigint, refunded: bigint, expected: HoldTotals): void {
+    if (!reachable(expected.heldUncertain, held - expected.held)) {
+      this.violation(
+        `${accountId}: ${region} holds ${held}, but its pending holds add up to ${expected.held}` +
+          (expected.heldUncertain.length > 0 ? ` plus any of [${expected.heldUncertain.join(", ")}] (final state unknown)` : ""),
+      );
+    }
+    if (!reachable(expected.refundedUncertain, refunded - expected.refunded)) {
+      this.violation(
+        `${accountId}: ${region} refunded ${refunded}, but the refunds it applied add up to ${expected.refunded}` +
+          (expected.refundedUncertain.length > 0 ? ` plus any of [${expected.refundedUncertain.join(", ")}] (account unknown)` : ""),
+      );
+    }
   }
 
   /**
@@ -637,7 +757,8 @@ class FuzzRun {
     const ids = [...this.byId.entries()]
       .filter(([, list]) => {
         const apps = list.filter(isApplication);
-        return apps.length > 0 && new Set(list.filter((a) => a.result.kind !== "refused").map((a) => fp(a.write))).size === 1;
+        // An id a hold (or capture, refund) also used is ALREADY_EXISTS wherever that use came first.
+        return apps.length > 0 && new Set(list.filter((a) => a.result.kind !== "refused").map((a) => fp(a.write))).size === 1 && !this.holds.usesId(list[0]!.write.requestId);
       })
       .slice(0, this.options.sweepIds);
     const work = ids.flatMap(([, list]) => REGIONS.map((region) => ({ region, write: list.find(isApplication)!.write })));
@@ -696,8 +817,10 @@ class FuzzRun {
   /** ALREADY_EXISTS only when some id of the call was used with other parameters. */
   private checkConflict(a: Attempt): void {
     const items = this.attempts.filter((x) => x.call === a.call);
-    const conflicting = items.some((item) =>
-      this.byId.get(item.write.requestId)!.some((x) => fp(x.write) !== fp(item.write) && x.call.sentAt <= a.call.doneAt),
+    const conflicting = items.some(
+      (item) =>
+        this.byId.get(item.write.requestId)!.some((x) => fp(x.write) !== fp(item.write) && x.call.sentAt <= a.call.doneAt) ||
+        this.holds.usesId(item.write.requestId, a.call.doneAt),
     );
     if (!conflicting && items[0] === a) this.violation(`${a.call.rpc} answered ALREADY_EXISTS though no request id of it was used with other parameters`, a.call);
   }

@@ -4,7 +4,9 @@
 // expiry through the log.
 
 import { expect } from "chai";
-import { HoldStateError } from "../../src/core/errors";
+import { HoldStateError, WrongRegionError } from "../../src/core/errors";
+import { DebitOutcome } from "../../src/core/answer";
+import { holdFingerprint, refundFingerprint } from "../../src/core/hold-path";
 import type { DurableWrite } from "../../src/core/durable-write";
 import { HoldStatus } from "../../src/core/hold-book";
 import { ReplicaSet } from "../../src/core/replica-set";
@@ -130,5 +132,41 @@ describe("hold desk - answers only what is durable", () => {
     expect(late.current.state === "rejected" && late.current.error).to.be.instanceOf(HoldStateError);
     expect(state.rights("a")).to.equal(100n);
     expect((await metrics.registry.getSingleMetricAsString("tally_hold_resolutions_total")).includes('kind="expired",region="east"} 1')).to.equal(true);
+  });
+
+  it("a retry of a hold another region placed (its answer replicated here) names the holding region, never an approval without a hold id", async () => {
+    const clock = { wall: 1_000 };
+    const { desk: d, state, log } = desk(clock);
+    state.grant("a", 100n);
+    // West approved hold w1 (found by the API fuzz: a failover retry answered APPROVED with hold_id "" and state UNSPECIFIED).
+    const approved = { kind: "debit" as const, outcome: DebitOutcome.Approved, balance: 100n, localRights: 60n };
+    state.rememberReplicated("w1", holdFingerprint("a", 40n, 5_000), approved, { stampMs: clock.wall, nowMs: clock.wall }, state.replicas.indexOf("west"));
+    const retry = track(d.hold("a", 40n, "w1", 5_000));
+    await turns(3);
+    expect(retry.current.state === "rejected" && retry.current.error).to.be.instanceOf(WrongRegionError);
+    expect(retry.current.state === "rejected" && (retry.current.error as WrongRegionError).region).to.equal("west");
+    expect(log.writes, "nothing written").to.have.length(0);
+    expect(state.rights("a"), "nothing held here").to.equal(100n);
+    // The same id refused there stays a refusal here: nothing to point at.
+    const refused = { kind: "debit" as const, outcome: DebitOutcome.InsufficientCredit, balance: 100n, localRights: 0n };
+    state.rememberReplicated("w2", holdFingerprint("a", 400n, 5_000), refused, { stampMs: clock.wall, nowMs: clock.wall }, state.replicas.indexOf("west"));
+    const again = await d.hold("a", 400n, "w2", 5_000);
+    expect(again).to.deep.include({ replayed: true, record: undefined });
+    expect(again.answer.outcome).to.equal(DebitOutcome.InsufficientCredit);
+  });
+
+  it("a retry of a refund another region decided names that region, never totals it cannot know", async () => {
+    const clock = { wall: 1_000 };
+    const { desk: d, state, log } = desk(clock);
+    state.grant("a", 100n);
+    // West refunded 11 of its debit d1 (found by the API fuzz, seed 1265970968: a retry elsewhere answered
+    // refunded_total 11, refundable 5 while west had refunded 16 in all, 0 left).
+    const answer = { kind: "debit" as const, outcome: DebitOutcome.Approved, balance: 100n, localRights: 100n };
+    state.rememberReplicated("w-refund", refundFingerprint("d1", 11n), answer, { stampMs: clock.wall, nowMs: clock.wall }, state.replicas.indexOf("west"));
+    const retry = track(d.refund("d1", 11n, "w-refund", undefined));
+    await turns(3);
+    expect(retry.current.state === "rejected" && retry.current.error).to.be.instanceOf(WrongRegionError);
+    expect(retry.current.state === "rejected" && (retry.current.error as WrongRegionError).region).to.equal("west");
+    expect(log.writes, "nothing written").to.have.length(0);
   });
 });

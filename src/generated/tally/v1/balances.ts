@@ -2514,6 +2514,9 @@ export const BalancesService = {
    * The hold is decided and later resolved by this region only; its id names
    * the region. It resolves exactly once: by CaptureHold, VoidHold, or by
    * timing out `timeout_ms` after it was placed, judged on this region's clock.
+   * Additional status: FAILED_PRECONDITION when the request id placed a hold at
+   * another region (a retry here after that answer replicated): the message
+   * names the holding region (trailer `tally-region`), which alone answers for it.
    */
   hold: {
     path: "/tally.v1.Balances/Hold" as const,
@@ -2616,6 +2619,9 @@ export interface BalancesServer extends UntypedServiceImplementation {
    * The hold is decided and later resolved by this region only; its id names
    * the region. It resolves exactly once: by CaptureHold, VoidHold, or by
    * timing out `timeout_ms` after it was placed, judged on this region's clock.
+   * Additional status: FAILED_PRECONDITION when the request id placed a hold at
+   * another region (a retry here after that answer replicated): the message
+   * names the holding region (trailer `tally-region`), which alone answers for it.
    */
   hold: handleUnaryCall<HoldRequest, HoldResponse>;
   /**
@@ -2750,6 +2756,9 @@ export interface BalancesClient extends Client {
    * The hold is decided and later resolved by this region only; its id names
    * the region. It resolves exactly once: by CaptureHold, VoidHold, or by
    * timing out `timeout_ms` after it was placed, judged on this region's clock.
+   * Additional status: FAILED_PRECONDITION when the request id placed a hold at
+   * another region (a retry here after that answer replicated): the message
+   * names the holding region (trailer `tally-region`), which alone answers for it.
    */
   hold(request: HoldRequest, callback: (error: ServiceError | null, response: HoldResponse) => void): ClientUnaryCall;
   hold(
