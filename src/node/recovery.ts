@@ -8,7 +8,7 @@ import { decodeDelta, decodeDeltaOrThrow, type DecodedDelta } from "../replicati
 import { inboundContext, InboundRejectedError } from "../replication/inbound";
 import type { SnapshotChunkValue, SnapshotHeaderValue } from "../replication/snapshot-decoder";
 import { SNAPSHOT_FORMAT_SEALED } from "../replication/snapshot-seal";
-import { isTransientNatsError, ReplayError, type ReplicaLog } from "../replication/jetstream-log";
+import { isTransientNatsError, ReplayError, StreamReplicasError, type ReplicaLog } from "../replication/jetstream-log";
 import type { SnapshotStore } from "../replication/snapshot-store";
 import type { Logger } from "./logger";
 
@@ -225,7 +225,8 @@ async function ensureStreams({ region, log, store }: RecoveryOptions): Promise<v
       await store.bucket(region);
       return;
     } catch (error) {
-      if (Date.now() > deadline) throw error;
+      // A replica count the servers cannot keep is an answer, not a delay.
+      if (error instanceof StreamReplicasError || Date.now() > deadline) throw error;
       await new Promise((r) => setTimeout(r, 250));
     }
   }

@@ -62,6 +62,31 @@ export interface LoggedMessage {
   readonly pending: number;
 }
 
+/** JetStream's answers when it cannot keep the copies asked for (nats-server errors.json). */
+const JS_REPLICAS_NOT_SUPPORTED = 10074; // replicas > 1 not supported in non-clustered mode
+const JS_NO_SUITABLE_PEERS = 10005; // no suitable peers for placement
+const JS_INSUFFICIENT_RESOURCES = 10023;
+
+/**
+ * --stream-replicas asks for more copies than the region's NATS servers can
+ * keep. Not worth retrying: the node stops at once, naming the option.
+ */
+export class StreamReplicasError extends Error {
+  override readonly name = "StreamReplicasError";
+}
+
+/** `error`, or a StreamReplicasError naming the option when JetStream refused the replica count. */
+export function explainReplicaRefusal(error: unknown, replicas: number, stream: string): unknown {
+  const code = jetStreamErrorCode(error);
+  if (replicas === 1 || (code !== JS_REPLICAS_NOT_SUPPORTED && code !== JS_NO_SUITABLE_PEERS && code !== JS_INSUFFICIENT_RESOURCES)) return error;
+  const said = error instanceof Error ? error.message : String(error);
+  return new StreamReplicasError(
+    `--stream-replicas ${replicas} (TALLY_STREAM_REPLICAS): JetStream cannot keep ${replicas} copies of ${stream}: "${said}". ` +
+      `A region needs at least ${replicas} NATS servers with JetStream in one cluster; use 1 with a single server.`,
+    { cause: error },
+  );
+}
+
 export class ReplicaLog implements StreamAppender {
   private constructor(
     readonly connection: NatsConnection,
@@ -100,7 +125,7 @@ export class ReplicaLog implements StreamAppender {
       await this.ensureReplicas(name);
       return;
     }
-    await this.jsm.streams.add({
+    await this.addStream({
       name,
       subjects: [deltaSubject(replica)],
       storage: StorageType.File,
@@ -110,6 +135,14 @@ export class ReplicaLog implements StreamAppender {
       duplicate_window: 120_000_000_000,
       ...(this.options.placeByRegion ? { placement: { cluster: replica, tags: [] } } : {}),
     });
+  }
+
+  private async addStream(config: Parameters<JetStreamManager["streams"]["add"]>[0]): Promise<void> {
+    try {
+      await this.jsm.streams.add(config);
+    } catch (error) {
+      throw explainReplicaRefusal(error, this.replicas, config.name ?? "the stream");
+    }
   }
 
   /** Copies of each own stream (options.replicas, default 1). */
@@ -126,7 +159,11 @@ export class ReplicaLog implements StreamAppender {
   async ensureReplicas(name: string): Promise<number> {
     const info = await this.jsm.streams.info(name);
     const found = info.config.num_replicas;
-    if (found !== this.replicas) await this.jsm.streams.update(name, { ...info.config, num_replicas: this.replicas });
+    if (found !== this.replicas) {
+      await this.jsm.streams.update(name, { ...info.config, num_replicas: this.replicas }).catch((error: unknown) => {
+        throw explainReplicaRefusal(error, this.replicas, name);
+      });
+    }
     return found;
   }
 

@@ -5,7 +5,7 @@
 
 import { StorageType, type ObjectStore } from "nats";
 import type { ReplicaSet } from "../core/replica-set";
-import type { ReplicaLog } from "./jetstream-log";
+import { explainReplicaRefusal, type ReplicaLog } from "./jetstream-log";
 import { inboundContext, type InboundContext } from "./inbound";
 import type { SnapshotChunkValue, SnapshotHeaderValue } from "./snapshot-decoder";
 import { readSnapshot, SnapshotDamagedError } from "./snapshot-reader";
@@ -87,11 +87,15 @@ export class SnapshotStore {
     if (replica !== this.ownReplica && !(await this.log.streamExists(`OBJ_${snapshotBucket(replica)}`))) {
       throw new Error(`the snapshot bucket of ${replica} does not exist yet: it is created when ${replica}'s node starts`);
     }
-    const store = await this.log.js.views.os(snapshotBucket(replica), {
-      storage: StorageType.File,
-      replicas: this.log.replicas,
-      ...(this.log.options.placeByRegion ? { placement: { cluster: replica, tags: [] } } : {}),
-    });
+    const store = await this.log.js.views
+      .os(snapshotBucket(replica), {
+        storage: StorageType.File,
+        replicas: this.log.replicas,
+        ...(this.log.options.placeByRegion ? { placement: { cluster: replica, tags: [] } } : {}),
+      })
+      .catch((error: unknown) => {
+        throw explainReplicaRefusal(error, this.log.replicas, `OBJ_${snapshotBucket(replica)}`);
+      });
     // Opening an existing bucket keeps its replica count: bring the own one to the configured count.
     if (replica === this.ownReplica) await this.log.ensureReplicas(`OBJ_${snapshotBucket(replica)}`);
     this.buckets.set(replica, store);

@@ -5,7 +5,7 @@
 
 import { StorageType, type KV, type KvEntry } from "nats";
 import { confirmed, leaseStatus, NO_LEASE, validateLeaseTiming, type LeaseState, type LeaseStatus, type LeaseTiming } from "../core/lease-clock";
-import { jetStreamErrorCode, type ReplicaLog } from "./jetstream-log";
+import { explainReplicaRefusal, jetStreamErrorCode, type ReplicaLog } from "./jetstream-log";
 
 /** JetStream "wrong last sequence": the key exists (create) or moved on (update). */
 const JS_WRONG_LAST_SEQUENCE = 10071;
@@ -45,13 +45,17 @@ export class WriterLease {
   /** Opens (creating if needed) the region's lease bucket; its TTL is the lease's. */
   static async open(log: ReplicaLog, options: WriterLeaseOptions): Promise<WriterLease> {
     validateLeaseTiming(options.timing);
-    const kv = await log.js.views.kv(leaseBucket(options.region), {
+    const kv = await log.js.views
+      .kv(leaseBucket(options.region), {
       ttl: options.timing.ttlMs,
       history: 1,
       storage: StorageType.File,
-      replicas: log.replicas,
-      ...(options.placeByRegion ? { placement: { cluster: options.region, tags: [] } } : {}),
-    });
+        replicas: log.replicas,
+        ...(options.placeByRegion ? { placement: { cluster: options.region, tags: [] } } : {}),
+      })
+      .catch((error: unknown) => {
+        throw explainReplicaRefusal(error, log.replicas, `KV_${leaseBucket(options.region)}`);
+      });
     await log.ensureReplicas(`KV_${leaseBucket(options.region)}`);
     return new WriterLease(kv, options);
   }

@@ -16,7 +16,7 @@ import type { NatsProcess } from "../../src/devcluster/nats-process";
 import { jsonLogger } from "../../src/node/logger";
 import { natsSecureOptions } from "../../src/security/nats-connection-options";
 import { decodeDeltaOrThrow } from "../../src/replication/delta-codec";
-import { ReplicaLog } from "../../src/replication/jetstream-log";
+import { ReplicaLog, StreamReplicasError } from "../../src/replication/jetstream-log";
 import { testGrpcSecurity } from "../support/grpc-clients";
 import { startRegionNats, tempDir } from "../support/nats";
 import { until } from "../unit/support/conditions";
@@ -122,6 +122,24 @@ describe("region of three NATS servers - R3 streams and a standby (real nats-ser
     // Nothing was lost by the change: the grant is still there, and a retry of it is answered from the record.
     expect(again.node.state.balance(ACCOUNT)).to.equal(5n);
     expect((await again.node.grant(ACCOUNT, 5n, "g-1")).replayed).to.equal(true);
+  });
+
+  it("region r3 - more copies than servers (--stream-replicas 5 on 3) stops the start at once, naming the option; nothing is created", async () => {
+    let refused: unknown;
+    await runNode(nodeOptions(servers, "a", 5)).then(
+      (node) => running.push(node),
+      (error: unknown) => (refused = error),
+    );
+    expect(refused).to.be.instanceOf(StreamReplicasError);
+    expect(String(refused)).to.match(/--stream-replicas 5 \(TALLY_STREAM_REPLICAS\): JetStream cannot keep 5 copies of TALLY_EAST/);
+    const nc = await opsConnection(servers);
+    try {
+      const names: string[] = [];
+      for await (const name of (await nc.jetstreamManager()).streams.names()) names.push(name);
+      expect(names.filter((n) => n.endsWith("_EAST")), `streams: ${names.join(", ")}`).to.deep.equal([]);
+    } finally {
+      await nc.close();
+    }
   });
 
   it("region r3 - the stream leader's server killed -9 under load, then the writer node stopped: the standby writes on two servers; every approved debit once, exact balance", async () => {
