@@ -158,18 +158,23 @@ export class ReplicaState {
   }
 
   contributions(accountId: string): Contribution[] {
-    const base = this.table.baseOf(accountId);
+    // With lots, each region's figures add up over the account's rows (the base
+    // lot and every lot row): cumulative totals, expired lots included.
+    const rows = this.lots.hasLots(accountId) ? [accountId, ...this.lots.lotsOf(accountId).map((lot) => lot.rowId)] : [accountId];
+    const views = rows.flatMap((row) => {
+      const base = this.table.baseOf(row);
+      return base === undefined ? [] : [this.table.view(base)];
+    });
     return this.replicas.names.map((replica, i) => {
-      if (base === undefined) return { replica, granted: 0n, debited: 0n, rights: 0n, held: 0n, refunded: 0n };
-      const view = this.table.view(base);
-      return {
-        replica,
-        granted: granted(view, i),
-        debited: debited(view, i),
-        rights: rightsOf(view, i),
-        held: heldOf(view, i),
-        refunded: refunded(view, i),
-      };
+      const sum = { replica, granted: 0n, debited: 0n, rights: 0n, held: 0n, refunded: 0n };
+      for (const view of views) {
+        sum.granted += granted(view, i);
+        sum.debited += debited(view, i);
+        sum.rights += rightsOf(view, i);
+        sum.held += heldOf(view, i);
+        sum.refunded += refunded(view, i);
+      }
+      return sum;
     });
   }
 

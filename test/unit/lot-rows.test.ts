@@ -111,6 +111,20 @@ describe("lot rows - debits", () => {
     expect(result.answer.localRights).to.equal(45n);
   });
 
+  it("lot rows - each region's contribution adds up the account's lot rows (what GetBalance lists per region)", () => {
+    const state = replica();
+    state.grant(lotRowId("acct", early), 30n);
+    state.grant(lotRowId("acct", late), 50n);
+    state.grant("acct", 5n);
+    state.debit("acct", 40n, false, 1_000);
+    const own = state.contributions("acct")[0]!;
+    expect([own.granted, own.debited, own.rights]).to.deep.equal([85n, 40n, 45n]);
+    expect(own.granted - own.debited).to.equal(state.accountBalance("acct", 1_000));
+    // An account without lots reads its plain row, as before.
+    state.grant("plain", 7n);
+    expect(state.contributions("plain")[0]?.granted).to.equal(7n);
+  });
+
   it("lot rows - an expired lot (within the guard) is neither spent nor in the balance", () => {
     const state = replica();
     state.grant(lotRowId("acct", early), 30n);
