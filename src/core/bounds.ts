@@ -42,6 +42,15 @@
 // legitimate message whose slots arrive in another order, so that case is
 // out of the per-slot argument.
 //
+// Credit lots (src/core/lot-rows.ts) are rows of their own, and an account's
+// balance and per-region totals add its rows up. So a region's grants are
+// capped at Q for the account as a whole (ReplicaState.grant sums its own
+// grants over the account's rows), and so are its debits through lots
+// (lotDebit sums its own debits over the rows): each per-region total is then
+// in [0, Q] and every derived sum obeys the argument above, whatever lots
+// hold the credit. (A debit of an account that has no lot yet touches only its
+// plain row, whose slot cap is the same Q.)
+//
 // The overdraft limit is capped at Q as well: no region can debit more than Q in
 // total, so a larger limit could never be used, and the total exposure Σ limits
 // (the bound on overspend) then fits in int64 too.

@@ -118,7 +118,7 @@ export function lotDebit(row: OwnRow, index: LotIndex, accountId: string, amount
     takes = [...others.map((lot) => ({ key: lot.key, amount: lot.rights })), { key: baseLot.key, amount: fromBase }];
     outcome = DebitOutcome.ApprovedWithOverdraft;
   }
-  const changes = applyTakes(row, lots, takes);
+  const changes = applyTakes(row, accountId, lots, takes);
   const after = accountLots(reader, accountId, clockMs, guardMs);
   return {
     answer: { kind: "debit", outcome, balance: liveBalance(after), localRights: localSpendable(after) },
@@ -127,10 +127,19 @@ export function lotDebit(row: OwnRow, index: LotIndex, accountId: string, amount
   };
 }
 
-/** Raises D of every lot taken from; every bound is checked before the first write. */
-function applyTakes(row: OwnRow, lots: readonly LotState[], takes: readonly LotTake[]): SlotChange[] {
+/**
+ * Raises D of every lot taken from; every bound is checked before the first
+ * write. The debit cap holds per row and for the account as a whole (its
+ * per-region `debited` adds the rows up: src/core/bounds.ts).
+ */
+function applyTakes(row: OwnRow, accountId: string, lots: readonly LotState[], takes: readonly LotTake[]): SlotChange[] {
   const { table } = row;
   const column = debitColumn(table.n);
+  let debitedHere = 0n;
+  for (const lot of lots) debitedHere += ownSlot(row, table.baseOf(lot.rowId), column);
+  let amount = 0n;
+  for (const take of takes) amount += take.amount;
+  checkDebitTotal(table.n, accountId, debitedHere + amount, amount);
   const raises = takes.map((take) => {
     const rowId = lots.find((lot) => lot.key === take.key)!.rowId;
     const next = ownSlot(row, table.baseOf(rowId), column) + take.amount;

@@ -6,11 +6,12 @@
 import { AccountTable } from "./account-table";
 import type { Answer } from "./answer";
 import { maxRegionDebitTotal, maxRegionGrantTotal, maxRegionTransferTotal } from "./bounds";
-import { checkMergedSlot } from "./bound-checks";
+import { checkGrantTotal, checkMergedSlot } from "./bound-checks";
 import { exportAccount, otherRows, slotAt } from "./counter-export";
 import { balanceOf, debitColumn, debited, granted, heldOf, legacySlotCount, refunded, rightsOf, slotCount, totalHeldOf, type SlotView } from "./escrow-counter";
 import { HoldBook, type HoldRecord } from "./hold-book";
 import { LotIndex } from "./lot-index";
+import { rowOwner } from "./lot-rows";
 import { accountLots, liveBalance, localSpendable, lotDebit, type LotState } from "./lot-writes";
 import {
   localDebit,
@@ -322,6 +323,14 @@ export class ReplicaState {
    * is checked before anything changes.
    */
   grant(accountId: string, amount: bigint, spread = false): { answer: Answer; changes: SlotChange[] } {
+    // The per-region grant cap holds for the account as a whole, not per lot
+    // row: the balance and the per-region totals add up the lot rows, and only
+    // an account-wide cap keeps those sums inside int64 (src/core/bounds.ts).
+    const account = rowOwner(accountId)?.accountId ?? accountId;
+    if (account !== accountId || this.lots.hasLots(account)) {
+      const grantedHere = this.contributions(account)[this.self]?.granted ?? 0n;
+      checkGrantTotal(this.replicas.size, account, grantedHere + amount, amount);
+    }
     return localGrant(this.own, accountId, amount, spread);
   }
 

@@ -5,7 +5,9 @@
 
 import { expect } from "chai";
 import fc from "fast-check";
-import { InvalidArgumentError } from "../../src/core/errors";
+import { BoundExceededError, InvalidArgumentError } from "../../src/core/errors";
+import { INT64_MAX } from "../../src/core/amounts";
+import { maxRegionGrantTotal } from "../../src/core/bounds";
 import { LotIndex } from "../../src/core/lot-index";
 import { BASE_LOT_KEY, LOT_SEPARATOR, lotRowId, parseLotKey, rowOwner, validateRowId } from "../../src/core/lot-rows";
 import { publicLotKey } from "../../src/core/lot-writes";
@@ -123,6 +125,30 @@ describe("lot rows - debits", () => {
     // An account without lots reads its plain row, as before.
     state.grant("plain", 7n);
     expect(state.contributions("plain")[0]?.granted).to.equal(7n);
+  });
+
+  it("lot rows - the per-region grant cap holds for the account across its lots: int64-edge grants into many lots cannot push its sums past int64", () => {
+    const cap = maxRegionGrantTotal(NAMES.length);
+    const lot = (priority: number): LotTerms => ({ priority, effectiveAtMs: 0, expiresAtMs: NO_EXPIRY });
+    // Every region grants the cap once, into different lots; a second lot at any region is refused, naming amount.
+    const regions = NAMES.map((name) => replica(name));
+    const changes = regions.flatMap((state, i) => state.grant(lotRowId("edge", lot(i + 1)), cap).changes);
+    for (const [i, state] of regions.entries()) {
+      let refused: unknown;
+      try {
+        state.grant(lotRowId("edge", lot(10 + i)), 1n);
+      } catch (error) {
+        refused = error;
+      }
+      expect(refused, `region ${NAMES[i]} granting past the cap in another lot`).to.be.instanceOf(BoundExceededError);
+      expect(() => state.grant("edge", 1n), "nor in the base lot").to.throw(BoundExceededError);
+    }
+    // Merged everywhere, the account's balance and per-region totals stay within int64.
+    const merged = regions[0]!;
+    for (const change of changes) merged.merge(change.accountId, change.writer, change.column, change.value);
+    expect(merged.accountBalance("edge", 0)).to.equal(cap * 3n);
+    expect(merged.accountBalance("edge", 0) <= INT64_MAX).to.equal(true);
+    for (const c of merged.contributions("edge")) expect(c.granted <= INT64_MAX && c.granted === cap).to.equal(true);
   });
 
   it("lot rows - an expired lot (within the guard) is neither spent nor in the balance", () => {
