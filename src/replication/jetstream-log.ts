@@ -319,7 +319,10 @@ export class ReplicaLog implements StreamAppender {
         onMessage({ seq: m.seq, data: m.data, pending: m.info.pending });
         expected = m.seq + 1;
         if (m.seq >= last) break;
-        if (m.info.pending === 0) {
+        // pending 0 below `last`: either the tail was deleted, or (R3/R5) the
+        // consumer's server has not applied it yet while the leader that
+        // answered `bounds` has. Ask the leader which; keep reading on lag.
+        if (m.info.pending === 0 && !(await this.holds(replica, m.seq + 1))) {
           throw new ReplayError(replica, `stream of ${replica}: messages ${m.seq + 1}..${last} are missing (deleted) at the end of ${fromSeq}..${last}`);
         }
         arm();
@@ -337,6 +340,17 @@ export class ReplicaLog implements StreamAppender {
       );
     }
     return last;
+  }
+
+  /** Whether `replica`'s stream holds message `seq` (asked of the stream leader). */
+  private async holds(replica: string, seq: number): Promise<boolean> {
+    try {
+      await this.jsm.streams.getMessage(streamName(replica), { seq });
+      return true;
+    } catch (error) {
+      if (jetStreamErrorCode(error) === JS_NO_MESSAGE) return false;
+      throw error;
+    }
   }
 
   /**

@@ -9,7 +9,8 @@ import { ReplicaSet } from "../../src/core/replica-set";
 import { ReplicaState } from "../../src/core/replica-state";
 import { jsonLogger } from "../../src/node/logger";
 import { decodeDeltaOrThrow, type DecodedDelta } from "../../src/replication/delta-codec";
-import { ReplicaLog } from "../../src/replication/jetstream-log";
+import { ReplicaLog, ReplayError } from "../../src/replication/jetstream-log";
+import { streamName } from "../../src/replication/subjects";
 import { useStandaloneNats, natsAccess, natsConnectOptions } from "../support/nats";
 import { testGrpcSecurity } from "../support/grpc-clients";
 
@@ -71,6 +72,26 @@ describe("replay - duplicates and reordering change nothing", function () {
       expect(running.node.state.balance("r-0")).to.equal(before);
     } finally {
       await running.stop();
+    }
+  });
+
+  it("replay - a deleted tail is refused at once, naming the missing sequences, not after the idle timeout", async () => {
+    const nc = await connect(natsConnectOptions(nats()));
+    const log = await ReplicaLog.over(nc, { placeByRegion: false });
+    try {
+      await log.ensureStream("west");
+      for (let i = 1; i <= 5; i++) await log.append("west", new Uint8Array([i]), i - 1, `tail-${i}`);
+      await nc.jetstreamManager().then((jsm) => jsm.streams.deleteMessage(streamName("west"), 5));
+      const seen: number[] = [];
+      const error = await log.replay("west", 1, (m) => seen.push(m.seq), { idleTimeoutMs: 60_000 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).to.be.instanceOf(ReplayError);
+      expect((error as Error).message).to.contain("messages 5..5 are missing (deleted) at the end of 1..5");
+      expect(seen).to.deep.equal([1, 2, 3, 4]);
+    } finally {
+      await log.close();
     }
   });
 });
