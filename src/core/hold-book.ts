@@ -14,11 +14,24 @@ export enum HoldStatus {
   Expired = 4,
 }
 
+/** What a hold reserved in one lot row of its account. */
+export interface HoldPart {
+  /** The lot's row: the account id itself for the base lot, else `<account>#<lot key>`. */
+  readonly rowId: string;
+  readonly amount: bigint;
+}
+
 export interface HoldRecord {
   /** "<region>:<request_id of the Hold call>". */
   readonly holdId: string;
   readonly accountId: string;
   readonly amount: bigint;
+  /**
+   * Where an account with lots holds it, in burn order, summing to `amount`;
+   * undefined when all of it is on the account's plain row (an account
+   * without lots). A capture debits the parts in this order.
+   */
+  readonly parts?: readonly HoldPart[];
   /** Timeout on the holding region's wall clock (ms since the epoch). */
   readonly expiresAtMs: number;
   readonly status: HoldStatus;
@@ -194,4 +207,19 @@ export class HoldBook {
     }
     return top;
   }
+}
+
+/** The parts of `record`, the plain row as one part when it has none. */
+export function holdParts(record: Pick<HoldRecord, "accountId" | "amount" | "parts">): readonly HoldPart[] {
+  return record.parts ?? [{ rowId: record.accountId, amount: record.amount }];
+}
+
+/** How a capture of `captured` splits over `parts`: the first parts first. */
+export function captureSplit(parts: readonly HoldPart[], captured: bigint): bigint[] {
+  let left = captured;
+  return parts.map((part) => {
+    const take = part.amount < left ? part.amount : left;
+    left -= take;
+    return take;
+  });
 }

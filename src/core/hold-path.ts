@@ -61,7 +61,7 @@ export function recallHold(state: ReplicaState, input: Omit<HoldInput, "time">):
 export function placeHold(state: ReplicaState, input: HoldInput): HoldDecision {
   const { accountId, amount, requestId, timeoutMs, time } = input;
   const fingerprint = holdFingerprint(accountId, amount, timeoutMs);
-  const result = state.hold(accountId, amount, time.stampMs);
+  const result = state.hold(accountId, amount, time.stampMs, timeoutMs);
   const { answer } = result;
   if (answer.outcome === DebitOutcome.InsufficientCredit) {
     state.remember(requestId, fingerprint, answer, time);
@@ -71,6 +71,7 @@ export function placeHold(state: ReplicaState, input: HoldInput): HoldDecision {
     holdId: holdIdOf(state.replicas.nameOf(state.self), requestId),
     accountId,
     amount,
+    ...(result.parts === undefined ? {} : { parts: result.parts }),
     expiresAtMs: time.stampMs + timeoutMs,
     status: HoldStatus.Pending,
     captured: 0n,
@@ -123,7 +124,7 @@ export function resolveHold(state: ReplicaState, input: ResolveInput): ResolveSt
   if (kind === "timeout" && !timedOut) throw new HoldStateError(holdId, "pending", `it times out at ${record.expiresAtMs}, not yet`);
   const status = kind === "timeout" || timedOut ? HoldStatus.Expired : kind === "void" ? HoldStatus.Voided : HoldStatus.Captured;
   const captured = status === HoldStatus.Captured ? amount : 0n;
-  const released = state.release(record.accountId, record.amount, captured, time.stampMs);
+  const released = state.release(record, captured, time.stampMs);
   const resolved: HoldRecord = { ...record, status, captured, resolvedAtMs: time.stampMs };
   state.holds.put(resolved);
   const requests: RequestRecord[] = [];

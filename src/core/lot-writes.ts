@@ -7,11 +7,14 @@
 import type { AccountTable } from "./account-table";
 import { DebitOutcome } from "./answer";
 import { checkDebitTotal, requirePositive } from "./bound-checks";
-import { balanceOf, debitColumn, rightsOf } from "./escrow-counter";
+import { TransferRefusedError } from "./errors";
+import { balanceOf, debitColumn, heldColumn, refundColumn, releasedColumn, rightsOf } from "./escrow-counter";
+import { captureSplit, type HoldPart } from "./hold-book";
 import type { LotIndex } from "./lot-index";
 import { BASE_LOT_KEY, LOT_SEPARATOR } from "./lot-rows";
 import { BASE_TERMS, burnsBefore, isSpendable, lotKey, NO_EXPIRY, planBurn, type LotTake, type LotTerms } from "./lots";
 import { ownSlot, type DebitResult, type OwnRow } from "./local-writes";
+import type { Answer } from "./answer";
 import type { SlotChange } from "./slot-change";
 
 /** One lot of an account as this region sees it. */
@@ -150,4 +153,140 @@ function applyTakes(row: OwnRow, accountId: string, lots: readonly LotState[], t
     row.write(rowId, table.ensure(rowId), column, next);
     return { accountId: rowId, writer: row.self, column, value: next };
   });
+}
+
+/**
+ * Holds `amount` of an account that has lots: from this region's rights in
+ * the lots it would burn, in burn order, all or nothing, never overdrawn.
+ * Only lots that stay spendable past the hold's timeout (`untilMs`, on this
+ * region's clock) are eligible: every hold on a lot then resolves before the
+ * lot expires here, so a capture never spends a dead lot and the breakage
+ * settlement records for a lot never changes afterwards.
+ */
+export function lotHold(
+  row: OwnRow,
+  index: LotIndex,
+  accountId: string,
+  amount: bigint,
+  clockMs: number,
+  untilMs: number,
+  guardMs: number,
+): DebitResult & { readonly parts: readonly HoldPart[] } {
+  requirePositive(amount);
+  const reader: LotReader = { table: row.table, index, self: row.self };
+  const lots = accountLots(reader, accountId, clockMs, guardMs);
+  const eligible = lots.filter((lot) => isSpendable(lot.terms, untilMs, guardMs));
+  const plan = planBurn(eligible, amount, clockMs, guardMs);
+  if (plan.kind === "insufficient") {
+    return {
+      answer: { kind: "debit", outcome: DebitOutcome.InsufficientCredit, balance: liveBalance(lots), localRights: localSpendable(lots) },
+      changes: [],
+      globallyCoverable: liveBalance(lots) >= amount,
+      parts: [],
+    };
+  }
+  const { table } = row;
+  const column = heldColumn(table.n);
+  const raises = plan.takes.map((take) => {
+    const rowId = lots.find((lot) => lot.key === take.key)!.rowId;
+    const next = ownSlot(row, table.baseOf(rowId), column) + take.amount;
+    checkDebitTotal(table.n, rowId, next, take.amount);
+    return { rowId, next, amount: take.amount };
+  });
+  const changes = raises.map(({ rowId, next }) => {
+    row.write(rowId, table.ensure(rowId), column, next);
+    return { accountId: rowId, writer: row.self, column, value: next };
+  });
+  const after = accountLots(reader, accountId, clockMs, guardMs);
+  return {
+    answer: { kind: "debit", outcome: DebitOutcome.Approved, balance: liveBalance(after), localRights: localSpendable(after) },
+    changes,
+    globallyCoverable: true,
+    parts: raises.map(({ rowId, amount: part }) => ({ rowId, amount: part })),
+  };
+}
+
+/**
+ * Resolves a hold placed in `parts`: each part is released whole (HR grows)
+ * and `captured` is debited from the parts in order (D grows). Every bound,
+ * the account-wide debit cap included, is checked before the first write.
+ */
+export function lotRelease(
+  row: OwnRow,
+  index: LotIndex,
+  accountId: string,
+  parts: readonly HoldPart[],
+  captured: bigint,
+  clockMs: number,
+  guardMs: number,
+): { answer: Answer; changes: SlotChange[] } {
+  const { table } = row;
+  const n = table.n;
+  const reader: LotReader = { table, index, self: row.self };
+  const split = captureSplit(parts, captured);
+  if (parts.some((part) => table.baseOf(part.rowId) === undefined)) {
+    throw new TransferRefusedError(accountId, `cannot release a hold on rows this region holds nothing of`);
+  }
+  if (captured > 0n) {
+    let debitedHere = 0n;
+    for (const lot of accountLots(reader, accountId, clockMs, guardMs)) debitedHere += ownSlot(row, table.baseOf(lot.rowId), debitColumn(n));
+    checkDebitTotal(n, accountId, debitedHere + captured, captured);
+  }
+  const writes: Array<{ rowId: string; column: number; next: bigint }> = [];
+  parts.forEach((part, i) => {
+    const base = table.baseOf(part.rowId);
+    const released = ownSlot(row, base, releasedColumn(n)) + part.amount;
+    checkDebitTotal(n, part.rowId, released, part.amount);
+    writes.push({ rowId: part.rowId, column: releasedColumn(n), next: released });
+    const take = split[i]!;
+    if (take > 0n) {
+      const debited = ownSlot(row, base, debitColumn(n)) + take;
+      checkDebitTotal(n, part.rowId, debited, take);
+      writes.push({ rowId: part.rowId, column: debitColumn(n), next: debited });
+    }
+  });
+  const changes = writes.map(({ rowId, column, next }) => {
+    row.write(rowId, table.ensure(rowId), column, next);
+    return { accountId: rowId, writer: row.self, column, value: next };
+  });
+  const after = accountLots(reader, accountId, clockMs, guardMs);
+  return { answer: { kind: "debit", outcome: DebitOutcome.Approved, balance: liveBalance(after), localRights: localSpendable(after) }, changes };
+}
+
+/**
+ * Refunds `amount` of a debit decided here to an account that has lots. The
+ * per-debit split over lots is not kept, so the refund goes back to the lots
+ * this region debited (its D − RF above 0) that are not expired here, in burn
+ * order: debits burn lots in that order, so these are the lots the refunded
+ * debit most likely took from, and a refund never revives a dead lot (whose
+ * breakage settlement may have recorded). The base lot is one of them in its
+ * place in that order, and takes what the others cannot. Every bound is checked before the first write.
+ */
+export function lotRefund(row: OwnRow, index: LotIndex, accountId: string, amount: bigint, clockMs: number, guardMs: number): { answer: Answer; changes: SlotChange[] } {
+  requirePositive(amount);
+  const { table } = row;
+  const n = table.n;
+  const reader: LotReader = { table, index, self: row.self };
+  const lots = accountLots(reader, accountId, clockMs, guardMs);
+  const parts = new Map<string, bigint>();
+  let left = amount;
+  for (const lot of lots) {
+    if (left === 0n) break;
+    if (lot.expired) continue;
+    const base = table.baseOf(lot.rowId);
+    const room = ownSlot(row, base, debitColumn(n)) - ownSlot(row, base, refundColumn(n));
+    if (room <= 0n) continue;
+    const part = room < left ? room : left;
+    parts.set(lot.rowId, part);
+    left -= part;
+  }
+  if (left > 0n) parts.set(accountId, (parts.get(accountId) ?? 0n) + left);
+  const writes = [...parts].map(([rowId, part]) => ({ rowId, amount: part, next: ownSlot(row, table.baseOf(rowId), refundColumn(n)) + part }));
+  for (const w of writes) checkDebitTotal(n, w.rowId, w.next, w.amount);
+  const changes = writes.map(({ rowId, next }) => {
+    row.write(rowId, table.ensure(rowId), refundColumn(n), next);
+    return { accountId: rowId, writer: row.self, column: refundColumn(n), value: next };
+  });
+  const after = accountLots(reader, accountId, clockMs, guardMs);
+  return { answer: { kind: "debit", outcome: DebitOutcome.Approved, balance: liveBalance(after), localRights: localSpendable(after) }, changes };
 }

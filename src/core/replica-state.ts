@@ -9,10 +9,11 @@ import { maxRegionDebitTotal, maxRegionGrantTotal, maxRegionTransferTotal } from
 import { checkGrantTotal, checkMergedSlot } from "./bound-checks";
 import { exportAccount, otherRows, slotAt } from "./counter-export";
 import { balanceOf, debitColumn, debited, granted, heldOf, legacySlotCount, refunded, rightsOf, slotCount, totalHeldOf, type SlotView } from "./escrow-counter";
-import { HoldBook, type HoldRecord } from "./hold-book";
+import { HoldBook, type HoldPart, type HoldRecord } from "./hold-book";
 import { LotIndex } from "./lot-index";
+import { TransferRefusedError } from "./errors";
 import { rowOwner } from "./lot-rows";
-import { accountLots, liveBalance, localSpendable, lotDebit, type LotState } from "./lot-writes";
+import { accountLots, liveBalance, localSpendable, lotDebit, lotHold, lotRefund, lotRelease, type LotState } from "./lot-writes";
 import {
   localDebit,
   localGrant,
@@ -339,25 +340,45 @@ export class ReplicaState {
     return localTransfer(this.own, accountId, to, amount);
   }
 
-  /** Moves `amount` of this replica's own rights into held (no overdraft). */
-  hold(accountId: string, amount: bigint, clockMs?: number): DebitResult {
+  /**
+   * Moves `amount` of this replica's own rights into held (no overdraft). An
+   * account with lots holds from the lots it would burn that stay spendable
+   * until the hold times out (`timeoutMs` after `clockMs`): `parts` says
+   * where; it is undefined for an account without lots (its plain row).
+   */
+  hold(accountId: string, amount: bigint, clockMs?: number, timeoutMs = 0): DebitResult & { readonly parts?: readonly HoldPart[] } {
+    if (clockMs !== undefined && this.lots.hasLots(accountId)) {
+      const result = lotHold(this.own, this.lots, accountId, amount, clockMs, clockMs + timeoutMs, this.lotGuardMs);
+      const plainOnly = result.parts.length === 1 && result.parts[0]!.rowId === accountId;
+      return plainOnly ? { ...result, parts: undefined } : result;
+    }
     return this.withAccountBalance(accountId, localHold(this.own, accountId, amount), clockMs);
   }
 
-  /** Releases a hold of `held`, debiting `captured` (≤ held) of it, in one step. */
-  release(accountId: string, held: bigint, captured: bigint, clockMs?: number): { answer: Answer; changes: SlotChange[] } {
-    return this.withAccountBalance(accountId, localRelease(this.own, accountId, held, captured), clockMs);
+  /** Releases the hold `record` describes, debiting `captured` (≤ its amount) of it, in one step. */
+  release(record: Pick<HoldRecord, "accountId" | "amount" | "parts">, captured: bigint, clockMs?: number): { answer: Answer; changes: SlotChange[] } {
+    if (captured < 0n || captured > record.amount) {
+      throw new TransferRefusedError(record.accountId, `cannot capture ${captured} of a hold of ${record.amount}`);
+    }
+    if (record.parts !== undefined) {
+      return lotRelease(this.own, this.lots, record.accountId, record.parts, captured, clockMs ?? 0, this.lotGuardMs);
+    }
+    return this.withAccountBalance(record.accountId, localRelease(this.own, record.accountId, record.amount, captured), clockMs);
   }
 
-  /** Gives `amount` back to this replica's rights (a refund of a debit decided here). */
+  /**
+   * Gives `amount` back to this replica's rights (a refund of a debit decided
+   * here); an account with lots gets it back in the lots it was debited from
+   * here that are still live (lotRefund).
+   */
   refund(accountId: string, amount: bigint, clockMs?: number): { answer: Answer; changes: SlotChange[] } {
+    if (clockMs !== undefined && this.lots.hasLots(accountId)) return lotRefund(this.own, this.lots, accountId, amount, clockMs, this.lotGuardMs);
     return this.withAccountBalance(accountId, localRefund(this.own, accountId, amount), clockMs);
   }
 
   /**
-   * Holds and refunds work on the base lot (the plain row) only; their answer
-   * still reports the account's balance over its live lots, as GetBalance
-   * does, and the base lot's rights (what a hold can reserve).
+   * Writes on the plain row of an account without lots, answered with the
+   * balance over live lots when a clock is given, as GetBalance does.
    */
   private withAccountBalance<T extends { readonly answer: Answer }>(accountId: string, result: T, clockMs: number | undefined): T {
     if (clockMs === undefined || !this.lots.hasLots(accountId)) return result;

@@ -114,7 +114,7 @@ export class HoldDesk {
         admission.ticket.resolve(answer);
         return { answer, record: earlier, replayed: true };
       }
-      if (maxWaitMs > 0 && state.rights(accountId) < amount) await this.waitForRights(accountId, amount, maxWaitMs);
+      if (maxWaitMs > 0 && state.spendableRights(accountId, node.time().stampMs) < amount) await this.waitForRights(accountId, amount, maxWaitMs);
       const decision = placeHold(state, { accountId, amount, requestId, timeoutMs, time: node.time() });
       node.demand(accountId, amount, decision.write !== undefined);
       if (decision.write !== undefined) {
@@ -142,11 +142,13 @@ export class HoldDesk {
     const { node } = this;
     const state = node.state;
     const deadline = node.monotonic() + maxWaitMs;
-    while (state.rights(accountId) < amount && node.monotonic() < deadline && node.writable) {
-      const before = state.rights(accountId);
+    // Over the lots spendable here now, by this region's clock, as a debit's wait.
+    const spendable = (): bigint => state.spendableRights(accountId, node.time().stampMs);
+    while (spendable() < amount && node.monotonic() < deadline && node.writable) {
+      const before = spendable();
       await node.acquireRights(accountId, amount - before, deadline);
-      if (state.rights(accountId) > before) continue;
-      if (state.balance(accountId) < amount) return;
+      if (spendable() > before) continue;
+      if (state.accountBalance(accountId, node.time().stampMs) < amount) return;
       await new Promise((r) => setTimeout(r, Math.max(0, Math.min(5, deadline - node.monotonic()))));
     }
   }
@@ -290,9 +292,9 @@ export class HoldDesk {
   }
 }
 
-/** The account as it stands: its balance over live lots, and the base lot's rights (what holds reserve from). */
+/** The account as it stands: its balance over live lots, and this region's rights over the lots spendable now. */
 function currentAnswer(state: ReplicaState, accountId: string, clockMs: number): Answer {
-  return { kind: "debit", outcome: DebitOutcome.Approved, balance: state.accountBalance(accountId, clockMs), localRights: state.rights(accountId) };
+  return { kind: "debit", outcome: DebitOutcome.Approved, balance: state.accountBalance(accountId, clockMs), localRights: state.spendableRights(accountId, clockMs) };
 }
 
 /** A replayed call whose hold record was forgotten since: the resolution its fingerprint names. */

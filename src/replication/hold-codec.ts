@@ -3,8 +3,9 @@
 // decoders refuse a record whose hold id does not name the writer, an unknown
 // status or amounts out of range (InboundRejectedError via `reject`).
 
-import type { HoldRecord as WireHoldRecord, RefundTally as WireRefundTally } from "../generated/tally/replication/v1/replication";
-import { HoldStatus, isHoldStatus, parseHoldId, type HoldRecord } from "../core/hold-book";
+import type { HoldPart as WireHoldPart, HoldRecord as WireHoldRecord, RefundTally as WireRefundTally } from "../generated/tally/replication/v1/replication";
+import { HoldStatus, isHoldStatus, parseHoldId, type HoldPart, type HoldRecord } from "../core/hold-book";
+import { rowOwner } from "../core/lot-rows";
 import type { RefundTally } from "../core/refund-tallies";
 import { validateRequestId } from "../core/validation";
 import { checkAccountId, checkAmount, checkTimestamp, reject, shown, type InboundLimits } from "./inbound";
@@ -19,6 +20,7 @@ export function holdToWire(h: HoldRecord): WireHoldRecord {
     captured: h.captured,
     createdAtMs: BigInt(h.createdAtMs),
     resolvedAtMs: BigInt(h.resolvedAtMs),
+    parts: (h.parts ?? []).map((part) => ({ rowId: part.rowId, amount: part.amount })),
   };
 }
 
@@ -37,16 +39,39 @@ export function checkedHoldFromWire(w: WireHoldRecord, writer: string, limits: I
   if (captured > amount) reject("field", `${field}.captured ${captured} exceeds its amount ${amount}`);
   if (captured > 0n && w.status !== HoldStatus.Captured) reject("field", `${field}.captured is set on a hold that is not captured`);
   const resolvedAtMs = w.status === HoldStatus.Pending ? 0 : checkTimestamp(limits, w.resolvedAtMs, `${field}.resolved_at_ms`);
+  const accountId = checkAccountId(w.accountId, `${field}.account_id`);
+  const parts = checkedParts(w.parts, accountId, amount, field);
   return {
     holdId: w.holdId,
-    accountId: checkAccountId(w.accountId, `${field}.account_id`),
+    accountId,
     amount,
+    ...(parts === undefined ? {} : { parts }),
     expiresAtMs: checkTimestamp(limits, w.expiresAtMs, `${field}.expires_at_ms`),
     status: w.status,
     captured,
     createdAtMs: checkTimestamp(limits, w.createdAtMs, `${field}.created_at_ms`),
     resolvedAtMs,
   };
+}
+
+/** A hold's parts, checked: rows of its own account, each once, each above 0, summing to its amount. */
+function checkedParts(wire: readonly WireHoldPart[], accountId: string, amount: bigint, field: string): HoldPart[] | undefined {
+  if (wire.length === 0) return undefined;
+  const seen = new Set<string>();
+  let total = 0n;
+  const parts = wire.map((w, i) => {
+    const rowId = checkAccountId(w.rowId, `${field}.parts[${i}].row_id`);
+    if (rowId !== accountId && rowOwner(rowId)?.accountId !== accountId) {
+      reject("field", `${field}.parts[${i}].row_id ${shown(rowId)} is not a row of account ${shown(accountId)}`);
+    }
+    if (seen.has(rowId)) reject("field", `${field}.parts[${i}].row_id ${shown(rowId)} appears twice`);
+    seen.add(rowId);
+    const part = checkAmount(w.amount, `${field}.parts[${i}].amount`, true);
+    total += part;
+    return { rowId, amount: part };
+  });
+  if (total !== amount) reject("field", `${field}.parts sum to ${total}, not the hold's amount ${amount}`);
+  return parts;
 }
 
 export function refundToWire(t: RefundTally): WireRefundTally {

@@ -125,6 +125,43 @@ describe("credit lots - one node over real gRPC and JetStream", function () {
     ]);
   });
 
+  it("credit lots - a hold reserves from the lots in burn order; after a restart its capture debits those lots, and a refund goes back to them", async () => {
+    const soon = BigInt(Date.now() + 60_000);
+    await grant({ accountId: "lots-hold", amount: 30n, ...lot({ priority: 1, expiresAtMs: soon }) });
+    await grant({ accountId: "lots-hold", amount: 50n, ...lot({ priority: 2 }) });
+    // A hold timing out after the first lot's expiry cannot use it: 50 is all it can reserve.
+    const tooLong = await unary(c.balances, c.balances.hold, { accountId: "lots-hold", amount: 51n, requestId: rid(), timeoutMs: 120_000n, maxWaitMs: 0 });
+    expect(tooLong.outcome).to.equal(DebitOutcome.DEBIT_OUTCOME_INSUFFICIENT_CREDIT);
+    const held = await unary(c.balances, c.balances.hold, { accountId: "lots-hold", amount: 60n, requestId: rid(), timeoutMs: 30_000n, maxWaitMs: 0 });
+    expect(held.outcome).to.equal(DebitOutcome.DEBIT_OUTCOME_APPROVED);
+    expect([held.balance, held.localRights]).to.deep.equal([80n, 20n]);
+    expect((await balance("lots-hold")).lots.map((l) => [l.key, l.remaining, l.spendableHere])).to.deep.equal([
+      [`p1.e${soon}.s0`, 30n, 0n],
+      ["p2.enever.s0", 50n, 20n],
+      ["base", 0n, 0n],
+    ]);
+    // The hold's parts are read back from the stream by the restarted node.
+    c.close();
+    await running.stop();
+    await start();
+    const captureId = rid();
+    const captured = await unary(c.balances, c.balances.captureHold, { holdId: held.holdId, amount: 40n, requestId: captureId, accountId: "lots-hold" });
+    expect([captured.resolution?.captured, captured.resolution?.released, captured.resolution?.balance]).to.deep.equal([40n, 20n, 40n]);
+    expect((await balance("lots-hold")).lots.map((l) => [l.key, l.remaining, l.spendableHere])).to.deep.equal([
+      [`p1.e${soon}.s0`, 0n, 0n],
+      ["p2.enever.s0", 40n, 40n],
+      ["base", 0n, 0n],
+    ]);
+    // The capture took 30 from the first lot and 10 from the second; a refund of 35 goes back in that order.
+    const refunded = await unary(c.balances, c.balances.refund, { debitRequestId: captureId, amount: 35n, requestId: rid(), accountId: "lots-hold" });
+    expect([refunded.refundedTotal, refunded.refundable, refunded.balance]).to.deep.equal([35n, 5n, 75n]);
+    expect((await balance("lots-hold")).lots.map((l) => [l.key, l.remaining])).to.deep.equal([
+      [`p1.e${soon}.s0`, 30n],
+      ["p2.enever.s0", 45n],
+      ["base", 0n],
+    ]);
+  });
+
   it("credit lots - a grant retried with other terms is ALREADY_EXISTS and changes nothing", async () => {
     const requestId = rid();
     await grant({ accountId: "lots-conflict", amount: 10n, ...lot({ priority: 3 }), requestId });

@@ -12,6 +12,7 @@ import { LotIndex } from "../../src/core/lot-index";
 import { BASE_LOT_KEY, LOT_SEPARATOR, lotRowId, parseLotKey, rowOwner, validateRowId } from "../../src/core/lot-rows";
 import { publicLotKey } from "../../src/core/lot-writes";
 import { BASE_TERMS, lotKey, NO_EXPIRY, planDonation, type LotTerms } from "../../src/core/lots";
+import type { HoldPart } from "../../src/core/hold-book";
 import { ReplicaSet } from "../../src/core/replica-set";
 import { DebitOutcome, ReplicaState } from "../../src/core/replica-state";
 import { validateAccountId } from "../../src/core/validation";
@@ -237,15 +238,68 @@ describe("lot rows - debits", () => {
     );
   });
 
-  it("lot rows - a hold reserves from the base lot only and answers the account's balance over its live lots", () => {
+  it("lot rows - a hold reserves from the lots in burn order; a capture debits the parts in that order and releases the rest", () => {
     const state = replica();
     state.grant(lotRowId("acct", early), 30n);
+    state.grant(lotRowId("acct", late), 20n);
     state.grant("acct", 5n);
-    expect(state.hold("acct", 6n, 1_000).answer.outcome).to.equal(DebitOutcome.InsufficientCredit);
-    const held = state.hold("acct", 5n, 1_000);
+    const timeoutMs = 10_000;
+    const refused = state.hold("acct", 56n, 1_000, timeoutMs);
+    expect([refused.answer.outcome, refused.changes.length]).to.deep.equal([DebitOutcome.InsufficientCredit, 0]);
+    const held = state.hold("acct", 40n, 1_000, timeoutMs);
     expect(held.answer.outcome).to.equal(DebitOutcome.Approved);
-    expect([held.answer.balance, held.answer.localRights]).to.deep.equal([35n, 0n]);
-    expect(state.rights(lotRowId("acct", early))).to.equal(30n);
+    expect(held.parts).to.deep.equal([
+      { rowId: lotRowId("acct", early), amount: 30n },
+      { rowId: lotRowId("acct", late), amount: 10n },
+    ]);
+    expect([held.answer.balance, held.answer.localRights]).to.deep.equal([55n, 15n]);
+    expect(state.held(lotRowId("acct", early))).to.equal(30n);
+    // Captured 35: all 30 of the early lot, 5 of the late one; the other 5 go back.
+    const released = state.release({ accountId: "acct", amount: 40n, parts: held.parts }, 35n, 2_000);
+    expect([released.answer.balance, released.answer.localRights]).to.deep.equal([20n, 20n]);
+    expect([state.balance(lotRowId("acct", early)), state.balance(lotRowId("acct", late)), state.balance("acct")]).to.deep.equal([0n, 15n, 5n]);
+    for (const row of ["acct", lotRowId("acct", early), lotRowId("acct", late)]) expect(state.held(row), row).to.equal(0n);
+  });
+
+  it("lot rows - a hold takes only lots still spendable when it times out: a capture never spends a dead lot", () => {
+    const state = replica();
+    state.grant(lotRowId("acct", early), 30n);
+    const clock = 1_000;
+    // The early lot stops at 100 000 − guard: a hold timing out after that cannot use it.
+    const lastTimeout = early.expiresAtMs - GUARD - clock - 1;
+    expect(state.hold("acct", 10n, clock, lastTimeout + 1).answer.outcome).to.equal(DebitOutcome.InsufficientCredit);
+    const held = state.hold("acct", 10n, clock, lastTimeout);
+    expect(held.answer.outcome).to.equal(DebitOutcome.Approved);
+    expect(held.parts).to.deep.equal([{ rowId: lotRowId("acct", early), amount: 10n }]);
+  });
+
+  it("lot rows - a hold of an account with lots all on its base lot is a plain-row hold (no parts)", () => {
+    const state = replica();
+    state.grant(lotRowId("acct", early), 30n);
+    state.grant("acct", 50n);
+    const held = state.hold("acct", 20n, early.expiresAtMs, 1_000);
+    expect(held.answer.outcome).to.equal(DebitOutcome.Approved);
+    expect(held.parts).to.equal(undefined);
+    expect(state.held("acct")).to.equal(20n);
+  });
+
+  it("lot rows - a refund goes back to the lots debited here in burn order, never to an expired lot; the base lot takes the rest", () => {
+    const state = replica();
+    const soon: LotTerms = { priority: 5, effectiveAtMs: 0, expiresAtMs: 20_000 };
+    state.grant(lotRowId("acct", soon), 10n);
+    state.grant(lotRowId("acct", early), 30n);
+    state.grant(lotRowId("acct", late), 20n);
+    expect(state.debit("acct", 50n, false, 1_000).answer.outcome).to.equal(DebitOutcome.Approved);
+    // Debited: soon 10, early 30, late 10. At 15 001 the soon lot is past its expiry − guard.
+    const clock = soon.expiresAtMs - GUARD + 1;
+    const refunded = state.refund("acct", 45n, clock);
+    expect(refunded.changes.map((c) => [c.accountId, c.value])).to.deep.equal([
+      [lotRowId("acct", early), 30n],
+      [lotRowId("acct", late), 10n],
+      ["acct", 5n],
+    ]);
+    expect(state.balance(lotRowId("acct", soon))).to.equal(0n);
+    expect(state.accountBalance("acct", clock)).to.equal(55n);
   });
 
   it("lot rows - an account without lots is debited exactly as before", () => {
@@ -268,7 +322,10 @@ describe("lot rows - across regions", () => {
     | { kind: "debit"; at: number; amount: bigint }
     | { kind: "donate"; from: number; to: number; amount: bigint }
     | { kind: "sync"; from: number; to: number }
-    | { kind: "tick"; at: number; ms: number };
+    | { kind: "tick"; at: number; ms: number }
+    | { kind: "hold"; at: number; amount: bigint; timeoutMs: number }
+    | { kind: "resolve"; at: number; pick: number; capture: bigint }
+    | { kind: "refund"; at: number; amount: bigint };
 
   const LOTS: LotTerms[] = [
     { priority: 0, effectiveAtMs: 0, expiresAtMs: 40_000 },
@@ -282,10 +339,17 @@ describe("lot rows - across regions", () => {
     { weight: 2, arbitrary: fc.record({ kind: fc.constant("donate" as const), from: at, to: at, amount: fc.bigInt({ min: 1n, max: 80n }) }) },
     { weight: 2, arbitrary: fc.record({ kind: fc.constant("sync" as const), from: at, to: at }) },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant("tick" as const), at, ms: fc.integer({ min: 0, max: 20_000 }) }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant("hold" as const), at, amount: fc.bigInt({ min: 1n, max: 60n }), timeoutMs: fc.integer({ min: 1, max: 40_000 }) }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant("resolve" as const), at, pick: fc.nat(), capture: fc.bigInt({ min: 0n, max: 60n }) }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant("refund" as const), at, amount: fc.bigInt({ min: 1n, max: 60n }) }) },
   );
+  type OpenHold = { readonly amount: bigint; readonly parts: readonly HoldPart[] | undefined; readonly expiresAtMs: number };
 
-  it("lot rows - with grants, debits, donations and merges in any order, no lot is overspent and no region spends a lot its clock calls dead", () => {
+  it("lot rows - with grants, debits, holds, captures, refunds, donations and merges in any order, no lot is overspent and no region spends a lot its clock calls dead", () => {
     let lotSpends = 0;
+    let lotHolds = 0;
+    let lotRefunds = 0;
+    let lotCaptures = 0;
     fc.assert(
       fc.property(fc.array(opArb, { minLength: 15, maxLength: 40 }), (ops) => {
         const regions = NAMES.map((name) => replica(name));
@@ -294,7 +358,48 @@ describe("lot rows - across regions", () => {
         const sync = (from: number, to: number): void => {
           for (const [rowId] of regions[from]!.accounts()) regions[to]!.mergeAccount(rowId, regions[from]!.exportAccount(rowId));
         };
+        const open: OpenHold[][] = [[], [], []];
+        // What each region debited (debits and captures) and has not refunded: the most a refund may give back.
+        const refundable = [0n, 0n, 0n];
+        const resolve = (region: number, hold: OpenHold, capture: bigint): void => {
+          const state = regions[region]!;
+          const clock = clocks[region]!;
+          const timedOut = clock >= hold.expiresAtMs;
+          const captured = timedOut ? 0n : capture > hold.amount ? hold.amount : capture;
+          if (captured > 0n && hold.parts !== undefined) lotCaptures++;
+          if (captured > 0n) {
+            // A hold on a lot resolves before the lot dies here: every part is still spendable.
+            for (const part of hold.parts ?? []) expect(state.accountLots("acct", clock).find((lot) => lot.rowId === part.rowId)?.spendable, part.rowId).to.equal(true);
+          }
+          state.release({ accountId: "acct", amount: hold.amount, ...(hold.parts === undefined ? {} : { parts: hold.parts }) }, captured, clock);
+          refundable[region]! += captured;
+        };
         for (const op of ops) {
+          if (op.kind === "hold") {
+            const state = regions[op.at]!;
+            const clock = clocks[op.at]!;
+            const result = state.hold("acct", op.amount, clock, op.timeoutMs);
+            if (result.answer.outcome !== DebitOutcome.Approved) continue;
+            if (result.parts !== undefined) lotHolds++;
+            open[op.at]!.push({ amount: op.amount, parts: result.parts, expiresAtMs: clock + op.timeoutMs });
+            continue;
+          }
+          if (op.kind === "resolve") {
+            const holds = open[op.at]!;
+            if (holds.length > 0) resolve(op.at, holds.splice(op.pick % holds.length, 1)[0]!, op.capture);
+            continue;
+          }
+          if (op.kind === "refund") {
+            const amount = op.amount > refundable[op.at]! ? refundable[op.at]! : op.amount;
+            if (amount === 0n) continue;
+            const state = regions[op.at]!;
+            const before = state.accountLots("acct", clocks[op.at]!);
+            const result = state.refund("acct", amount, clocks[op.at]);
+            refundable[op.at]! -= amount;
+            for (const change of result.changes) expect(before.find((lot) => lot.rowId === change.accountId)?.expired, change.accountId).to.equal(false);
+            if (result.changes.some((change) => change.accountId.includes("#"))) lotRefunds++;
+            continue;
+          }
           if (op.kind === "grant") regions[op.at]!.grant(op.lot < 0 ? "acct" : lotRowId("acct", LOTS[op.lot]!), op.amount);
           else if (op.kind === "tick") clocks[op.at]! += op.ms;
           else if (op.kind === "sync") sync(op.from, op.to);
@@ -302,6 +407,7 @@ describe("lot rows - across regions", () => {
             const state = regions[op.at]!;
             const before = state.accountLots("acct", clocks[op.at]!);
             const result = state.debit("acct", op.amount, false, clocks[op.at]);
+            if (result.answer.outcome === DebitOutcome.Approved) refundable[op.at]! += op.amount;
             for (const change of result.changes) expect(before.find((lot) => lot.rowId === change.accountId)?.spendable).to.equal(true);
             if (result.changes.some((change) => change.accountId.includes("#"))) lotSpends++;
           } else if (op.from !== op.to) {
@@ -317,19 +423,30 @@ describe("lot rows - across regions", () => {
             }
           }
         }
-        for (const from of [0, 1, 2]) for (const to of [0, 1, 2]) sync(from, to);
-        const merged = regions[0]!;
-        for (const lot of merged.accountLots("acct", 0)) {
-          // STRICT per lot: the remaining amount never goes below zero, and every region's rights add up to it.
-          expect(lot.remaining >= 0n, lot.rowId).to.equal(true);
-          const rights = [0, 1, 2].map((i) => merged.rights(lot.rowId, i));
-          expect(rights.reduce((sum, r) => sum + r, 0n), lot.rowId).to.equal(lot.remaining);
-          for (const r of rights) expect(r >= 0n, lot.rowId).to.equal(true);
-        }
+        const check = (): void => {
+          for (const from of [0, 1, 2]) for (const to of [0, 1, 2]) sync(from, to);
+          const merged = regions[0]!;
+          for (const lot of merged.accountLots("acct", 0)) {
+            // STRICT per lot: the remaining amount never goes below zero, and every region's rights and holds add up to it.
+            expect(lot.remaining >= 0n, lot.rowId).to.equal(true);
+            const rights = [0, 1, 2].map((i) => merged.rights(lot.rowId, i));
+            const held = [0, 1, 2].map((i) => merged.held(lot.rowId, i));
+            expect([...rights, ...held].reduce((sum, r) => sum + r, 0n), lot.rowId).to.equal(lot.remaining);
+            for (const r of [...rights, ...held]) expect(r >= 0n, lot.rowId).to.equal(true);
+          }
+        };
+        check();
+        // Every open hold resolved (captured where still allowed): nothing stays held.
+        open.forEach((holds, region) => holds.forEach((hold) => resolve(region, hold, hold.amount)));
+        check();
+        for (const lot of regions[0]!.accountLots("acct", 0)) for (const i of [0, 1, 2]) expect(regions[0]!.held(lot.rowId, i), lot.rowId).to.equal(0n);
       }),
       { numRuns: 300 },
     );
     // The runs must exercise spending lots (about 700 debits burn one), not only refusals.
     expect(lotSpends).to.be.greaterThan(200);
+    expect(lotHolds).to.be.greaterThan(100);
+    expect(lotRefunds).to.be.greaterThan(20);
+    expect(lotCaptures).to.be.greaterThan(80);
   });
 });

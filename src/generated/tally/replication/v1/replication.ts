@@ -91,6 +91,19 @@ export interface HoldRecord {
   createdAtMs: bigint;
   /** When it was resolved (holding region's wall clock); 0 while pending. */
   resolvedAtMs: bigint;
+  /**
+   * For an account with credit lots: where the amount is held, in burn order,
+   * summing to `amount`. Empty when all of it is on the account's plain row.
+   */
+  parts: HoldPart[];
+}
+
+/** What a hold reserved in one lot row of its account. */
+export interface HoldPart {
+  /** The lot's row: the account id for the base lot, else "<account>#<lot key>". */
+  rowId: string;
+  /** Amount held in that row, in minor units. */
+  amount: bigint;
 }
 
 /** How much of one debit has been refunded, kept by the debit's region. */
@@ -668,6 +681,7 @@ function createBaseHoldRecord(): HoldRecord {
     captured: 0n,
     createdAtMs: 0n,
     resolvedAtMs: 0n,
+    parts: [],
   };
 }
 
@@ -711,6 +725,9 @@ export const HoldRecord: MessageFns<HoldRecord> = {
         throw new globalThis.Error("value provided for field message.resolvedAtMs of type int64 too large");
       }
       writer.uint32(64).int64(message.resolvedAtMs);
+    }
+    for (const v of message.parts) {
+      HoldPart.encode(v!, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -792,6 +809,14 @@ export const HoldRecord: MessageFns<HoldRecord> = {
             message.resolvedAtMs = reader.int64() as bigint;
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.parts.push(HoldPart.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -823,6 +848,77 @@ export const HoldRecord: MessageFns<HoldRecord> = {
     message.resolvedAtMs = (object.resolvedAtMs !== undefined && object.resolvedAtMs !== null)
       ? BigInt(object.resolvedAtMs)
       : 0n;
+    message.parts = object.parts?.map((e) => HoldPart.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseHoldPart(): HoldPart {
+  return { rowId: "", amount: 0n };
+}
+
+export const HoldPart: MessageFns<HoldPart> = {
+  encode(message: HoldPart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rowId !== "") {
+      writer.uint32(10).string(message.rowId);
+    }
+    if (message.amount !== 0n) {
+      if (BigInt.asUintN(64, message.amount) !== message.amount) {
+        throw new globalThis.Error("value provided for field message.amount of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.amount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HoldPart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHoldPart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rowId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.amount = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<HoldPart>): HoldPart {
+    return HoldPart.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HoldPart>): HoldPart {
+    const message = createBaseHoldPart();
+    message.rowId = object.rowId ?? "";
+    message.amount = (object.amount !== undefined && object.amount !== null) ? BigInt(object.amount) : 0n;
     return message;
   },
 };
