@@ -513,4 +513,35 @@ describe("holds - durable records survive the stream and the snapshot", () => {
     expect(forged({ ...record, status: HoldStatus.Captured, captured: 11n, resolvedAtMs: 1 })).to.equal(false);
     expect(forged({ ...record, status: 9 as HoldStatus })).to.equal(false);
   });
+
+  it("a hold's lot parts round-trip; parts on another account's rows, repeated, zero or not adding up to the amount are refused", () => {
+    const ctx = { ...inboundContext(REPLICAS), expectedWriter: "r0" };
+    const lotRow = `${ACCOUNT}#p10.enever.s0`;
+    const record: HoldRecord = {
+      holdId: "r0:h",
+      accountId: ACCOUNT,
+      amount: 10n,
+      parts: [
+        { rowId: lotRow, amount: 7n },
+        { rowId: ACCOUNT, amount: 3n },
+      ],
+      expiresAtMs: 2_000,
+      status: HoldStatus.Pending,
+      captured: 0n,
+      createdAtMs: 1_000,
+      resolvedAtMs: 0,
+    };
+    const decoded = (h: HoldRecord): HoldRecord | undefined => {
+      const result = decodeDelta(encodeDelta(REPLICAS, 0, { slots: [], requests: [], policies: [], holds: [h] }, 1, ""), ctx);
+      return result.ok ? result.value.holds[0] : undefined;
+    };
+    expect(decoded(record)).to.deep.equal(record);
+    const plain: HoldRecord = { ...record, parts: undefined };
+    delete (plain as { parts?: unknown }).parts;
+    expect(decoded(plain)).to.deep.equal(plain);
+    expect(decoded({ ...record, parts: [{ rowId: "other#p10.enever.s0", amount: 7n }, { rowId: ACCOUNT, amount: 3n }] })).to.equal(undefined);
+    expect(decoded({ ...record, parts: [{ rowId: lotRow, amount: 5n }, { rowId: lotRow, amount: 5n }] })).to.equal(undefined);
+    expect(decoded({ ...record, parts: [{ rowId: lotRow, amount: 10n }, { rowId: ACCOUNT, amount: 0n }] })).to.equal(undefined);
+    expect(decoded({ ...record, parts: [{ rowId: lotRow, amount: 7n }, { rowId: ACCOUNT, amount: 4n }] })).to.equal(undefined);
+  });
 });
