@@ -12,7 +12,7 @@ import { balanceOf, debitColumn, heldColumn, refundColumn, releasedColumn, right
 import { captureSplit, type HoldPart } from "./hold-book";
 import type { LotIndex } from "./lot-index";
 import { BASE_LOT_KEY, LOT_SEPARATOR } from "./lot-rows";
-import { BASE_TERMS, burnsBefore, isSpendable, lotKey, NO_EXPIRY, planBurn, type LotTake, type LotTerms } from "./lots";
+import { BASE_TERMS, burnsBefore, isSpendable, lotKey, NO_EXPIRY, planBurn, planHold, planRefund, type LotTake, type LotTerms } from "./lots";
 import { ownSlot, type DebitResult, type OwnRow } from "./local-writes";
 import type { Answer } from "./answer";
 import type { SlotChange } from "./slot-change";
@@ -175,8 +175,7 @@ export function lotHold(
   requirePositive(amount);
   const reader: LotReader = { table: row.table, index, self: row.self };
   const lots = accountLots(reader, accountId, clockMs, guardMs);
-  const eligible = lots.filter((lot) => isSpendable(lot.terms, untilMs, guardMs));
-  const plan = planBurn(eligible, amount, clockMs, guardMs);
+  const plan = planHold(lots, amount, clockMs, untilMs, guardMs);
   if (plan.kind === "insufficient") {
     return {
       answer: { kind: "debit", outcome: DebitOutcome.InsufficientCredit, balance: liveBalance(lots), localRights: localSpendable(lots) },
@@ -268,19 +267,13 @@ export function lotRefund(row: OwnRow, index: LotIndex, accountId: string, amoun
   const n = table.n;
   const reader: LotReader = { table, index, self: row.self };
   const lots = accountLots(reader, accountId, clockMs, guardMs);
-  const parts = new Map<string, bigint>();
-  let left = amount;
-  for (const lot of lots) {
-    if (left === 0n) break;
-    if (lot.expired) continue;
+  const rooms = lots.map((lot) => {
     const base = table.baseOf(lot.rowId);
-    const room = ownSlot(row, base, debitColumn(n)) - ownSlot(row, base, refundColumn(n));
-    if (room <= 0n) continue;
-    const part = room < left ? room : left;
-    parts.set(lot.rowId, part);
-    left -= part;
-  }
-  if (left > 0n) parts.set(accountId, (parts.get(accountId) ?? 0n) + left);
+    return { key: lot.key, terms: lot.terms, room: ownSlot(row, base, debitColumn(n)) - ownSlot(row, base, refundColumn(n)) };
+  });
+  const plan = planRefund(rooms, amount, clockMs, guardMs);
+  const parts = new Map<string, bigint>(plan.takes.map((take) => [lots.find((lot) => lot.key === take.key)!.rowId, take.amount]));
+  if (plan.rest > 0n) parts.set(accountId, (parts.get(accountId) ?? 0n) + plan.rest);
   const writes = [...parts].map(([rowId, part]) => ({ rowId, amount: part, next: ownSlot(row, table.baseOf(rowId), refundColumn(n)) + part }));
   for (const w of writes) checkDebitTotal(n, w.rowId, w.next, w.amount);
   const changes = writes.map(({ rowId, next }) => {

@@ -137,6 +137,50 @@ export function planBurn(lots: readonly LotRights[], amount: bigint, clockMs: nu
 }
 
 /**
+ * Which lots a hold of `amount` reserves at this region: a STRICT burn over
+ * the lots spendable now that are still spendable at `untilMs`, the hold's
+ * timeout on this region's clock. A hold on a lot therefore always resolves
+ * before the lot dies here: its capture never spends a dead lot, and the
+ * lot's breakage cannot change once settlement may record it.
+ */
+export function planHold(lots: readonly LotRights[], amount: bigint, clockMs: number, untilMs: number, guardMs: number): BurnPlan {
+  return planBurn(
+    lots.filter((lot) => isSpendable(lot.terms, untilMs, guardMs)),
+    amount,
+    clockMs,
+    guardMs,
+  );
+}
+
+/** A lot as a refund sees it: how much this region debited from it and has not refunded. */
+export interface LotRefundRoom {
+  readonly key: string;
+  readonly terms: LotTerms;
+  /** This region's debits less its refunds in the lot. */
+  readonly room: bigint;
+}
+
+/**
+ * Where a refund of `amount` goes: the lots this region debited that are not
+ * expired by its clock, in burn order, each up to its room (debits burn in
+ * that order, so these are the lots a refunded debit most likely took from).
+ * A dead lot never takes a refund: settlement may have recorded its breakage.
+ * `rest` is what none of them can take (it goes to the base lot).
+ */
+export function planRefund(lots: readonly LotRefundRoom[], amount: bigint, clockMs: number, guardMs: number): { takes: LotTake[]; rest: bigint } {
+  const live = lots.filter((lot) => lot.room > 0n && !(lot.terms.expiresAtMs !== NO_EXPIRY && clockMs >= lot.terms.expiresAtMs - guardMs)).sort(burnsBefore);
+  const takes: LotTake[] = [];
+  let left = amount;
+  for (const lot of live) {
+    if (left === 0n) break;
+    const take = lot.room < left ? lot.room : left;
+    takes.push({ key: lot.key, amount: take });
+    left -= take;
+  }
+  return { takes, rest: left };
+}
+
+/**
  * What a donor gives of `give` (already sized by the rebalancing rules) and
  * from which lots: its spendable lots in the asker's burn order (the lots the
  * asker will burn first), judged by the donor's own clock. A dead lot is
