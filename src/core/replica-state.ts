@@ -153,16 +153,25 @@ export class ReplicaState {
     return base === undefined ? 0n : heldOf(this.table.view(base), replica);
   }
 
-  /** Σ held over every region: part of the balance, in no region's rights. */
+  /** Σ held over every region and, with lots, over the account's lot rows: part of the balance, in no region's rights. */
   totalHeld(accountId: string): bigint {
-    const base = this.table.baseOf(accountId);
-    return base === undefined ? 0n : totalHeldOf(this.table.view(base));
+    let total = 0n;
+    for (const rowId of this.rowsOf(accountId)) {
+      const base = this.table.baseOf(rowId);
+      if (base !== undefined) total += totalHeldOf(this.table.view(base));
+    }
+    return total;
+  }
+
+  /** The account's rows: its plain row (the base lot), then its lot rows. */
+  private rowsOf(accountId: string): string[] {
+    return this.lots.hasLots(accountId) ? [accountId, ...this.lots.lotsOf(accountId).map((lot) => lot.rowId)] : [accountId];
   }
 
   contributions(accountId: string): Contribution[] {
     // With lots, each region's figures add up over the account's rows (the base
     // lot and every lot row): cumulative totals, expired lots included.
-    const rows = this.lots.hasLots(accountId) ? [accountId, ...this.lots.lotsOf(accountId).map((lot) => lot.rowId)] : [accountId];
+    const rows = this.rowsOf(accountId);
     const views = rows.flatMap((row) => {
       const base = this.table.baseOf(row);
       return base === undefined ? [] : [this.table.view(base)];

@@ -135,6 +135,7 @@ describe("credit lots - one node over real gRPC and JetStream", function () {
     const held = await unary(c.balances, c.balances.hold, { accountId: "lots-hold", amount: 60n, requestId: rid(), timeoutMs: 30_000n, maxWaitMs: 0 });
     expect(held.outcome).to.equal(DebitOutcome.DEBIT_OUTCOME_APPROVED);
     expect([held.balance, held.localRights]).to.deep.equal([80n, 20n]);
+    expect((await balance("lots-hold")).held).to.equal(60n);
     expect((await balance("lots-hold")).lots.map((l) => [l.key, l.remaining, l.spendableHere])).to.deep.equal([
       [`p1.e${soon}.s0`, 30n, 0n],
       ["p2.enever.s0", 50n, 20n],

@@ -16,12 +16,24 @@ export const INT64_MIN = -(1n << 63n);
 /** ⌊(2^63 − 1) / regions⌋: a region's cumulative cap per account and slot (src/core/bounds.ts). */
 export const SHARE = INT64_MAX / BigInt(REGIONS.length);
 
+/** A grant's credit lot as sent (always effective at once). */
+export interface LotSpec {
+  readonly priority: number;
+  /** 0: never expires. */
+  readonly expiresAtMs: bigint;
+}
+
+/** Far enough ahead that no lot dies during a run, so balances add up as without lots. */
+export const FAR_EXPIRY_MS = 4_102_444_800_000n;
+
 /** One debit or grant as sent: the parameters a request id is bound to. */
 export interface WriteSpec {
   readonly kind: "grant" | "debit";
   readonly accountId: string;
   readonly amount: bigint;
   readonly requestId: string;
+  /** A grant into a credit lot; unset: the base lot. */
+  readonly lot?: LotSpec;
 }
 
 /** One hold as sent: the parameters its request id is bound to. */
@@ -117,7 +129,7 @@ const STRICT_ONLY = 2;
 type Dup = "none" | "same" | "other";
 
 type Raw =
-  | { t: "grant"; region: RegionName; account: number; amount: bigint; dup: Dup; deadlineMs: number }
+  | { t: "grant"; region: RegionName; account: number; amount: bigint; lot: LotSpec | undefined; dup: Dup; deadlineMs: number }
   | { t: "debit"; region: RegionName; account: number; amount: bigint; maxWaitMs: number; dup: Dup; deadlineMs: number }
   | {
       t: "batch";
@@ -231,10 +243,17 @@ const share = fc.oneof(
 );
 const reuse = fc.oneof({ weight: 6, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.nat() });
 
+// Half the grants go into lots: priorities around the base lot's 50, some with
+// an expiry (never reached in a run), so holds, captures and refunds cross lots.
+const lotSpec: fc.Arbitrary<LotSpec | undefined> = fc.option(
+  fc.record({ priority: fc.constantFrom(0, 10, 90), expiresAtMs: fc.constantFrom(0n, FAR_EXPIRY_MS) }),
+  { nil: undefined, freq: 2 },
+);
+
 const raw: fc.Arbitrary<Raw> = fc.oneof(
   {
     weight: 5,
-    arbitrary: fc.record({ t: fc.constant("grant" as const), region, account, amount, dup, deadlineMs: deadline }),
+    arbitrary: fc.record({ t: fc.constant("grant" as const), region, account, amount, lot: lotSpec, dup, deadlineMs: deadline }),
   },
   {
     weight: 7,
@@ -450,7 +469,7 @@ export function buildProgram(seed: number, options: ProgramOptions): Program {
   const compile = (x: Raw, index: number): Op[] => {
     switch (x.t) {
       case "grant": {
-        const write: WriteSpec = { kind: "grant", accountId: acct(x.account), amount: x.amount, requestId: nextId() };
+        const write: WriteSpec = { kind: "grant", accountId: acct(x.account), amount: x.amount, requestId: nextId(), ...(x.lot === undefined ? {} : { lot: x.lot }) };
         sent.push({ kind: "grant", write });
         return withDup({ kind: "grant", region: x.region, write, deadlineMs: x.deadlineMs }, x.dup, index);
       }
@@ -583,7 +602,7 @@ export function buildProgram(seed: number, options: ProgramOptions): Program {
             ? { ...base, amount: base.amount === INT64_MAX ? 1n : base.amount + 1n }
             : x.change === "account"
               ? { ...base, accountId: acct(accounts.indexOf(base.accountId) + 1) }
-              : { ...base, kind: base.kind === "grant" ? "debit" : "grant" };
+              : { kind: base.kind === "grant" ? "debit" : "grant", accountId: base.accountId, amount: base.amount, requestId: base.requestId };
         return [writeOp(write, x.region, 0, x.deadlineMs)];
       }
     }

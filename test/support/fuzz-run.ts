@@ -113,7 +113,7 @@ export interface FuzzOptions extends ProgramOptions {
   readonly sweepIds: number;
 }
 
-const fp = (w: WriteSpec): string => `${w.kind}|${w.accountId}|${w.amount}`;
+const fp = (w: WriteSpec): string => `${w.kind}|${w.accountId}|${w.amount}${w.lot === undefined ? "" : `|p${w.lot.priority}.e${w.lot.expiresAtMs}`}`;
 const isApplication = (a: Attempt): boolean =>
   a.result.kind === "answer" &&
   !a.result.replayed &&
@@ -387,7 +387,12 @@ class FuzzRun implements HoldsHost {
   }
 
   private async grant(region: RegionName, write: WriteSpec, deadlineMs: number): Promise<Attempt> {
-    const req = { accountId: write.accountId, amount: write.amount, requestId: write.requestId };
+    const req = {
+      accountId: write.accountId,
+      amount: write.amount,
+      requestId: write.requestId,
+      ...(write.lot === undefined ? {} : { lot: { priority: write.lot.priority, effectiveAtMs: 0n, expiresAtMs: write.lot.expiresAtMs } }),
+    };
     const { call, response } = await this.rpc("Grant", region, req, (c, o) => unary(c.balances, c.balances.grant, req, o), deadlineMs);
     if (write.amount <= 0n) this.expectStatus(call, [status.INVALID_ARGUMENT], "a grant of a non-positive amount");
     else if (write.amount > SHARE) this.expectStatus(call, [status.OUT_OF_RANGE, status.INVALID_ARGUMENT, status.ALREADY_EXISTS], "a grant above the per-region cap");

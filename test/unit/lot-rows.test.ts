@@ -254,6 +254,7 @@ describe("lot rows - debits", () => {
     ]);
     expect([held.answer.balance, held.answer.localRights]).to.deep.equal([55n, 15n]);
     expect(state.held(lotRowId("acct", early))).to.equal(30n);
+    expect(state.totalHeld("acct")).to.equal(40n);
     // Captured 35: all 30 of the early lot, 5 of the late one; the other 5 go back.
     const released = state.release({ accountId: "acct", amount: 40n, parts: held.parts }, 35n, 2_000);
     expect([released.answer.balance, released.answer.localRights]).to.deep.equal([20n, 20n]);
