@@ -152,6 +152,20 @@ export class DebitRecordNotFoundError extends Error {
   }
 }
 
+/** A grant would open one more credit lot on an account that has as many live lots as allowed. */
+export class LotLimitError extends Error {
+  override readonly name = "LotLimitError";
+  constructor(
+    readonly accountId: string,
+    readonly limit: number,
+  ) {
+    super(
+      `account "${accountId}" already has ${limit} live credit lots, the most one account may have; ` +
+        `grant into one of them (the same lot terms) or to the base lot (no terms); nothing changed`,
+    );
+  }
+}
+
 /** The refund cannot be given: the debit was refused, or its refunds would exceed its amount. */
 export class RefundRefusedError extends Error {
   override readonly name = "RefundRefusedError";

@@ -50,6 +50,14 @@ export type BurnPlan =
   | { readonly kind: "insufficient"; readonly spendable: bigint };
 
 /**
+ * The most live (not expired) credit lots one account may have, as the
+ * granting region counts them. Each debit and hold of the account walks its
+ * lots, and a hold records one part per lot it reserves from, so the count is
+ * bounded; across regions at most this many per region can be opened at once.
+ */
+export const MAX_LIVE_LOTS = 100;
+
+/**
  * Checks a grant's terms; throws InvalidArgumentError naming the field.
  * Why bounded: times must be exact JavaScript integers and a lot must be able
  * to live at all (expiry after start by more than the guard).

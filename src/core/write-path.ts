@@ -5,11 +5,11 @@
 
 import { DebitOutcome, type Answer, type ReplicaState, type SlotChange } from "./replica-state";
 import type { RequestTime } from "./request-log";
-import { BoundExceededError, RequestConflictError } from "./errors";
+import { BoundExceededError, LotLimitError, RequestConflictError } from "./errors";
 import { maxRegionDebitTotal } from "./bounds";
 import type { DurableWrite, RequestRecord } from "./durable-write";
 import { lotRowId } from "./lot-rows";
-import type { LotTerms } from "./lots";
+import { MAX_LIVE_LOTS, type LotTerms } from "./lots";
 
 export interface DebitItem {
   readonly accountId: string;
@@ -289,6 +289,10 @@ export class WritePath {
     const { accountId, amount, requestId, time } = input;
     const state = this.state;
     const rowId = input.lot === undefined ? accountId : lotRowId(accountId, input.lot);
+    if (rowId !== accountId && !state.lots.lotsOf(accountId).some((lot) => lot.rowId === rowId)) {
+      const live = state.accountLots(accountId, time.stampMs).filter((lot) => lot.rowId !== accountId && !lot.expired).length;
+      if (live >= MAX_LIVE_LOTS) throw new LotLimitError(accountId, MAX_LIVE_LOTS);
+    }
     // Every cap is checked before anything changes; the spread shares move in the same step.
     const granted = state.grant(rowId, amount, input.spread);
     const changes: SlotChange[] = [...granted.changes];

@@ -9,6 +9,7 @@ import {
   HoldNotFoundError,
   HoldStateError,
   InvalidArgumentError,
+  LotLimitError,
   RefundRefusedError,
   ReplicaDataRejectedError,
   RequestConflictError,
@@ -63,7 +64,7 @@ export function toStatus(error: unknown): Partial<ServiceError> {
   if (error instanceof RequestLogFullError) {
     return build(status.RESOURCE_EXHAUSTED, `${error.message}; nothing changed, retry later with backoff`);
   }
-  if (error instanceof TransferRefusedError) return build(status.FAILED_PRECONDITION, error.message);
+  if (error instanceof TransferRefusedError || error instanceof LotLimitError) return build(status.FAILED_PRECONDITION, error.message);
   if (error instanceof HoldNotFoundError || error instanceof DebitRecordNotFoundError) return build(status.NOT_FOUND, error.message);
   if (error instanceof HoldStateError || error instanceof RefundRefusedError) return build(status.FAILED_PRECONDITION, error.message);
   // Holds and refunds are decided by one region: the status names it (message

@@ -16,6 +16,7 @@ import { Client } from "pg";
 import { DEFAULT_POSTGRES } from "../../src/app/config";
 import { postgresSsl } from "../../src/security/postgres-tls";
 import { usePostgres } from "../support/postgres";
+import { MAX_LIVE_LOTS } from "../../src/core/lots";
 
 const GUARD_MS = 200;
 
@@ -161,6 +162,19 @@ describe("credit lots - one node over real gRPC and JetStream", function () {
       ["p2.enever.s0", 45n],
       ["base", 0n],
     ]);
+  });
+
+  it("credit lots - a grant opening a lot beyond the per-account limit is FAILED_PRECONDITION naming it, and changes nothing", async () => {
+    const far = Date.now() + 3_600_000;
+    for (let i = 0; i < MAX_LIVE_LOTS; i++) await grant({ accountId: "lots-many", amount: 1n, ...lot({ priority: i, expiresAtMs: BigInt(far) }) });
+    const requestId = rid();
+    const error = await failure(grant({ accountId: "lots-many", amount: 5n, ...lot({ priority: MAX_LIVE_LOTS }), requestId }));
+    expect(error.code).to.equal(status.FAILED_PRECONDITION);
+    expect(error.details).to.contain(`account "lots-many" already has ${MAX_LIVE_LOTS} live credit lots`);
+    const read = await balance("lots-many");
+    expect([read.balance, read.lots.length]).to.deep.equal([BigInt(MAX_LIVE_LOTS), MAX_LIVE_LOTS + 1]);
+    // Nothing was remembered: the same id into an existing lot is a new grant.
+    expect((await grant({ accountId: "lots-many", amount: 5n, ...lot({ priority: 0, expiresAtMs: BigInt(far) }), requestId })).replayed).to.equal(false);
   });
 
   it("credit lots - a grant retried with other terms is ALREADY_EXISTS and changes nothing", async () => {

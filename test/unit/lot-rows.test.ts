@@ -5,13 +5,13 @@
 
 import { expect } from "chai";
 import fc from "fast-check";
-import { BoundExceededError, InvalidArgumentError } from "../../src/core/errors";
+import { BoundExceededError, InvalidArgumentError, LotLimitError } from "../../src/core/errors";
 import { INT64_MAX } from "../../src/core/amounts";
 import { maxRegionGrantTotal } from "../../src/core/bounds";
 import { LotIndex } from "../../src/core/lot-index";
 import { BASE_LOT_KEY, LOT_SEPARATOR, lotRowId, parseLotKey, rowOwner, validateRowId } from "../../src/core/lot-rows";
 import { publicLotKey } from "../../src/core/lot-writes";
-import { BASE_TERMS, lotKey, NO_EXPIRY, planDonation, type LotTerms } from "../../src/core/lots";
+import { BASE_TERMS, lotKey, MAX_LIVE_LOTS, NO_EXPIRY, planDonation, type LotTerms } from "../../src/core/lots";
 import type { HoldPart } from "../../src/core/hold-book";
 import { ReplicaSet } from "../../src/core/replica-set";
 import { DebitOutcome, ReplicaState } from "../../src/core/replica-state";
@@ -301,6 +301,27 @@ describe("lot rows - debits", () => {
     ]);
     expect(state.balance(lotRowId("acct", soon))).to.equal(0n);
     expect(state.accountBalance("acct", clock)).to.equal(55n);
+  });
+
+  it("lot rows - a grant that would open one lot more than MAX_LIVE_LOTS is refused and changes nothing; existing, expired and base lots still take grants", () => {
+    const state = replica();
+    const writes = new WritePath(state);
+    const time = { stampMs: 1_000, nowMs: 1 };
+    const grant = (requestId: string, lot: LotTerms | undefined): unknown =>
+      writes.grant({ accountId: "acct", amount: 1n, requestId, time, spread: false, ...(lot === undefined ? {} : { lot }) });
+    const dying: LotTerms = { priority: 1, effectiveAtMs: 0, expiresAtMs: 1_000 + GUARD };
+    grant("dying", dying);
+    for (let i = 0; i < MAX_LIVE_LOTS; i++) grant(`g-${i}`, { priority: 2, effectiveAtMs: 0, expiresAtMs: 1_000_000 + i });
+    const before = state.accountBalance("acct", 1_000);
+    const refused = (): unknown => grant("one-more", { priority: 3, effectiveAtMs: 0, expiresAtMs: NO_EXPIRY });
+    expect(refused).to.throw(LotLimitError, `already has ${MAX_LIVE_LOTS} live credit lots`);
+    expect(state.accountBalance("acct", 1_000)).to.equal(before);
+    expect(state.lots.lotsOf("acct")).to.have.length(MAX_LIVE_LOTS + 1);
+    // The lot that expired here (within the guard at 1 000) is not counted; existing lots and the base lot still take grants.
+    grant("existing", { priority: 2, effectiveAtMs: 0, expiresAtMs: 1_000_000 });
+    grant("base", undefined);
+    grant("dying-again", dying);
+    expect(state.accountBalance("acct", 1_000)).to.equal(before + 2n);
   });
 
   it("lot rows - an account without lots is debited exactly as before", () => {

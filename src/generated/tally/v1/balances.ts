@@ -2450,7 +2450,11 @@ export const BalancesService = {
     responseSerialize: (value: DebitResponse): Buffer => Buffer.from(DebitResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DebitResponse => DebitResponse.decode(value),
   },
-  /** Add `amount` credits to an account in this region. */
+  /**
+   * Add `amount` credits to an account in this region.
+   * Additional status: FAILED_PRECONDITION when the grant would open a credit
+   * lot beyond the 100 live lots one account may have (nothing changes).
+   */
   grant: {
     path: "/tally.v1.Balances/Grant" as const,
     requestStream: false as const,
@@ -2588,7 +2592,11 @@ export interface BalancesServer extends UntypedServiceImplementation {
    * DEBIT_OUTCOME_INSUFFICIENT_CREDIT.
    */
   debit: handleUnaryCall<DebitRequest, DebitResponse>;
-  /** Add `amount` credits to an account in this region. */
+  /**
+   * Add `amount` credits to an account in this region.
+   * Additional status: FAILED_PRECONDITION when the grant would open a credit
+   * lot beyond the 100 live lots one account may have (nothing changes).
+   */
   grant: handleUnaryCall<GrantRequest, GrantResponse>;
   /**
    * The account's balance as this region sees it, with each region's part.
@@ -2675,7 +2683,11 @@ export interface BalancesClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DebitResponse) => void,
   ): ClientUnaryCall;
-  /** Add `amount` credits to an account in this region. */
+  /**
+   * Add `amount` credits to an account in this region.
+   * Additional status: FAILED_PRECONDITION when the grant would open a credit
+   * lot beyond the 100 live lots one account may have (nothing changes).
+   */
   grant(
     request: GrantRequest,
     callback: (error: ServiceError | null, response: GrantResponse) => void,
