@@ -215,12 +215,19 @@ describe("holds cluster - three regions under a partition and a crash", function
     };
 
     // 1. Fund every account at every region; the rights stay where they were granted.
+    // A third of each grant goes to the base lot and a third to each of two
+    // credit lots (one expiring long after the run), so holds, captures and
+    // refunds cross lots.
+    const LOTS = [undefined, { priority: 10, expiresAtMs: BigInt(Date.now() + 24 * 3_600_000) }, { priority: 90, expiresAtMs: 0n }];
     for (const region of REGIONS) {
       for (const accountId of ACCOUNTS) {
-        const amount = TIGHT.includes(accountId) ? GRANT.tight : GRANT.rich;
-        const requestId = `hc-grant-${region}-${accountId}`;
-        calls.grants.push({ region, accountId, amount, requestId });
-        await cluster.grant(region, accountId, amount, requestId);
+        const total = TIGHT.includes(accountId) ? GRANT.tight : GRANT.rich;
+        for (const [k, lot] of LOTS.entries()) {
+          const amount = total / 3n + (k === 0 ? total % 3n : 0n);
+          const requestId = `hc-grant-${region}-${accountId}-${k}`;
+          calls.grants.push({ region, accountId, amount, requestId });
+          await cluster.grant(region, accountId, amount, requestId, lot);
+        }
       }
     }
     await cluster.waitConverged(ACCOUNTS);
@@ -435,10 +442,18 @@ describe("holds cluster - three regions under a partition and a crash", function
           }
           const rights = view.regions.reduce((s, r) => s + r.rights, 0n);
           check(rights === view.balance, `${where}: rights over the regions ${rights} != balance ${view.balance} with nothing held`);
+          const lotsTotal = view.lots.reduce((s, lot) => s + lot.remaining, 0n);
+          check(lotsTotal === view.balance && view.lots.every((lot) => lot.remaining >= 0n), `${where}: lots ${view.lots.map((l) => `${l.key}=${l.remaining}`).join(" ")} vs balance ${view.balance}`);
         }
       }
     };
     await compareTotals("converged");
+    // The load spent from more than one lot of each tight account (holds and debits crossed lots).
+    for (const accountId of TIGHT) {
+      const grantedPerLot = (GRANT.tight / 3n) * BigInt(REGIONS.length);
+      const spent = (await cluster.balance("east", accountId)).lots.filter((lot) => lot.remaining < grantedPerLot);
+      check(spent.length >= 2, `${accountId}: spent from ${spent.length} lot(s) only`);
+    }
 
     const refundedOf = new Map<string, bigint>();
     for (const f of calls.refunds) if (f.answer?.kind === "ok") refundedOf.set(f.debitRequestId, (refundedOf.get(f.debitRequestId) ?? 0n) + f.amount);

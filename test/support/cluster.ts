@@ -71,9 +71,15 @@ export class TestCluster {
     return this.local.clientCredentials(identity);
   }
 
-  grant(name: string, accountId: string, amount: bigint, requestId: string): Promise<GrantResponse> {
+  /** A grant; with `lot`, into that credit lot (effective at once; expiry 0 = never). */
+  grant(name: string, accountId: string, amount: bigint, requestId: string, lot?: { priority: number; expiresAtMs: bigint }): Promise<GrantResponse> {
     const c = this.region(name).clients;
-    return unary(c.balances, c.balances.grant, { accountId, amount, requestId });
+    return unary(c.balances, c.balances.grant, {
+      accountId,
+      amount,
+      requestId,
+      ...(lot === undefined ? {} : { lot: { priority: lot.priority, effectiveAtMs: 0n, expiresAtMs: lot.expiresAtMs } }),
+    });
   }
 
   balance(name: string, accountId: string): Promise<GetBalanceResponse> {
