@@ -6,13 +6,13 @@
 
 import type { AccountTable } from "./account-table";
 import { DebitOutcome } from "./answer";
-import { checkDebitTotal, requirePositive } from "./bound-checks";
+import { checkDebitTotal, checkTransferTotal, requirePositive } from "./bound-checks";
 import { TransferRefusedError } from "./errors";
 import { balanceOf, debitColumn, heldColumn, refundColumn, releasedColumn, rightsOf } from "./escrow-counter";
 import { captureSplit, type HoldPart } from "./hold-book";
 import type { LotIndex } from "./lot-index";
 import { BASE_LOT_KEY, LOT_SEPARATOR } from "./lot-rows";
-import { BASE_TERMS, burnsBefore, isSpendable, lotKey, NO_EXPIRY, planBurn, planHold, planRefund, type LotTake, type LotTerms } from "./lots";
+import { BASE_TERMS, burnsBefore, isSpendable, lotKey, NO_EXPIRY, planBurn, planDonation, planHold, planRefund, type LotTake, type LotTerms } from "./lots";
 import { ownSlot, type DebitResult, type OwnRow } from "./local-writes";
 import type { Answer } from "./answer";
 import type { SlotChange } from "./slot-change";
@@ -282,4 +282,33 @@ export function lotRefund(row: OwnRow, index: LotIndex, accountId: string, amoun
   });
   const after = accountLots(reader, accountId, clockMs, guardMs);
   return { answer: { kind: "debit", outcome: DebitOutcome.Approved, balance: liveBalance(after), localRights: localSpendable(after) }, changes };
+}
+
+/**
+ * Gives `amount` of this region's rights in an account that has lots to
+ * region `to` (an operator's TransferAllowance): from its spendable lots in
+ * burn order, as a donor gives (planDonation), never from a dead lot, all or
+ * nothing. Every bound is checked before the first write.
+ */
+export function lotTransfer(row: OwnRow, index: LotIndex, accountId: string, to: number, amount: bigint, clockMs: number, guardMs: number): SlotChange[] {
+  requirePositive(amount);
+  const { table } = row;
+  if (to === row.self) throw new TransferRefusedError(accountId, "cannot transfer to the same region");
+  const lots = accountLots({ table, index, self: row.self }, accountId, clockMs, guardMs);
+  const takes = planDonation(lots, amount, clockMs, guardMs);
+  let given = 0n;
+  for (const take of takes) given += take.amount;
+  if (given < amount) {
+    throw new TransferRefusedError(accountId, `needs ${amount} spare rights in lots spendable now, region has ${localSpendable(lots)}`);
+  }
+  const writes = takes.map((take) => {
+    const rowId = lots.find((lot) => lot.key === take.key)!.rowId;
+    const next = ownSlot(row, table.baseOf(rowId), to) + take.amount;
+    checkTransferTotal(table.n, rowId, next, take.amount);
+    return { rowId, next };
+  });
+  return writes.map(({ rowId, next }) => {
+    row.write(rowId, table.ensure(rowId), to, next);
+    return { accountId: rowId, writer: row.self, column: to, value: next };
+  });
 }

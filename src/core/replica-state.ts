@@ -13,7 +13,7 @@ import { HoldBook, type HoldPart, type HoldRecord } from "./hold-book";
 import { LotIndex } from "./lot-index";
 import { TransferRefusedError } from "./errors";
 import { rowOwner } from "./lot-rows";
-import { accountLots, liveBalance, localSpendable, lotDebit, lotHold, lotRefund, lotRelease, type LotState } from "./lot-writes";
+import { accountLots, liveBalance, localSpendable, lotDebit, lotHold, lotRefund, lotRelease, lotTransfer, type LotState } from "./lot-writes";
 import {
   localDebit,
   localGrant,
@@ -344,8 +344,14 @@ export class ReplicaState {
     return localGrant(this.own, accountId, amount, spread);
   }
 
-  /** Gives `amount` of this replica's own (non-overdraft) rights to replica `to`. */
-  transfer(accountId: string, to: number, amount: bigint): SlotChange[] {
+  /**
+   * Gives `amount` of this replica's own (non-overdraft) rights to replica
+   * `to`. With a clock, an account that has lots gives from its spendable
+   * lots in burn order (lotTransfer); without one, or for a lot row named
+   * directly, the row itself gives.
+   */
+  transfer(accountId: string, to: number, amount: bigint, clockMs?: number): SlotChange[] {
+    if (clockMs !== undefined && this.lots.hasLots(accountId)) return lotTransfer(this.own, this.lots, accountId, to, amount, clockMs, this.lotGuardMs);
     return localTransfer(this.own, accountId, to, amount);
   }
 

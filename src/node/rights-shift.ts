@@ -5,6 +5,8 @@
 // interrupted shift moves only what is left (core/shift-plan.ts).
 
 import { InvalidArgumentError } from "../core/errors";
+import { rowOwner } from "../core/lot-rows";
+import { isExpired } from "../core/lot-writes";
 import type { ReplicaState } from "../core/replica-state";
 import { shiftAmount, shiftFractionPpm } from "../core/shift-plan";
 import { validateAccountId } from "../core/validation";
@@ -22,6 +24,8 @@ export interface ShiftProgress {
 export interface ShiftHost {
   readonly region: string;
   readonly state: ReplicaState;
+  /** Wall clock: a lot expired by it is not shifted (its rights can never be spent). */
+  readonly now: () => number;
   /** Moves `amount` of this region's rights to `toRegion`; durable on return (joins the group commit). */
   transfer(accountId: string, toRegion: string, amount: bigint): Promise<unknown>;
 }
@@ -79,7 +83,15 @@ export class RightsShifter {
     const to = state.replicas.indexOf(toRegion);
     // The account list at the start: accounts created during the shift are not part of it.
     const accounts: string[] = [];
-    for (const [accountId] of state.accounts()) if (state.rights(accountId) > 0n) accounts.push(accountId);
+    // Rows, lot rows included (each lot's rights move by the same fraction), but
+    // not a lot already expired here: its rights could never be spent anywhere.
+    const clockMs = this.host.now();
+    for (const [accountId] of state.accounts()) {
+      if (state.rights(accountId) <= 0n) continue;
+      const lot = rowOwner(accountId)?.lot;
+      if (lot !== undefined && isExpired(lot.terms, clockMs, state.lotGuardMs)) continue;
+      accounts.push(accountId);
+    }
     let done = 0;
     let moved = 0;
     let amount = 0n;

@@ -379,9 +379,11 @@ export class TallyNode {
   /** Moves rights from this region to another (manual). Durable on return. */
   async transfer(accountId: string, toRegion: string, amount: bigint): Promise<bigint> {
     this.assertWritable();
-    const changes = this.state.transfer(accountId, this.state.replicas.indexOf(toRegion), amount);
+    // An account with lots gives from its spendable lots (by this node's clock), as a donor does.
+    const clockMs = this.time().stampMs;
+    const changes = this.state.transfer(accountId, this.state.replicas.indexOf(toRegion), amount, clockMs);
     await this.durable().commit({ slots: changes });
-    return this.state.rights(accountId);
+    return this.state.spendableRights(accountId, clockMs);
   }
 
   private async decideDebit(item: DebitItem, maxWaitMs: number): Promise<Answer> {

@@ -255,6 +255,19 @@ describe("credit lots - rights given from lots between two regions", function ()
     const dead = westLots.find((lot) => lot.key === `p0.e${soonDead}.s0`);
     expect([dead?.rights, dead?.remaining, dead?.expired]).to.deep.equal([0n, 25n, true]);
     await until("east to see west's debit", () => east.node.state.accountBalance("shared", Date.now()) === 70n, 10_000);
+
+    // An operator's TransferAllowance gives from east's spendable lots in burn order, never the dead one.
+    const before = east.node.state.accountLots("shared", Date.now());
+    const spendable = east.node.state.spendableRights("shared", Date.now());
+    const left = await east.node.transfer("shared", "west", spendable - 5n);
+    expect(left).to.equal(5n);
+    const after = east.node.state.accountLots("shared", Date.now());
+    const rightsOf = (lots: typeof before, key: string): bigint | undefined => lots.find((lot) => lot.key === key)?.rights;
+    expect(rightsOf(after, `p0.e${soonDead}.s0`)).to.equal(25n);
+    expect(rightsOf(after, `p5.e${expiresAt}.s0`)).to.equal(0n);
+    expect(rightsOf(after, "p9.enever.s0")).to.equal(5n);
+    expect(rightsOf(before, "p9.enever.s0")).to.equal(40n);
+    await until("west to hold the given rights", () => west.node.state.spendableRights("shared", Date.now()) >= spendable - 5n, 10_000);
   });
 });
 

@@ -5,7 +5,7 @@
 
 import { expect } from "chai";
 import fc from "fast-check";
-import { BoundExceededError, InvalidArgumentError, LotLimitError } from "../../src/core/errors";
+import { BoundExceededError, InvalidArgumentError, LotLimitError, TransferRefusedError } from "../../src/core/errors";
 import { INT64_MAX } from "../../src/core/amounts";
 import { maxRegionGrantTotal } from "../../src/core/bounds";
 import { LotIndex } from "../../src/core/lot-index";
@@ -322,6 +322,23 @@ describe("lot rows - debits", () => {
     grant("base", undefined);
     grant("dying-again", dying);
     expect(state.accountBalance("acct", 1_000)).to.equal(before + 2n);
+  });
+
+  it("lot rows - a transfer of an account with lots gives from its spendable lots in burn order, never a dead one, all or nothing", () => {
+    const state = replica();
+    const dead: LotTerms = { priority: 0, effectiveAtMs: 0, expiresAtMs: 10_000 };
+    state.grant(lotRowId("acct", dead), 100n);
+    state.grant(lotRowId("acct", early), 30n);
+    state.grant(lotRowId("acct", late), 20n);
+    const clock = dead.expiresAtMs - GUARD;
+    expect(() => state.transfer("acct", 1, 51n, clock)).to.throw(TransferRefusedError, "needs 51 spare rights in lots spendable now, region has 50");
+    expect(state.rights(lotRowId("acct", early))).to.equal(30n);
+    const changes = state.transfer("acct", 1, 40n, clock);
+    expect(changes.map((c) => [c.accountId, c.column, c.value])).to.deep.equal([
+      [lotRowId("acct", early), 1, 30n],
+      [lotRowId("acct", late), 1, 10n],
+    ]);
+    expect([state.rights(lotRowId("acct", dead)), state.spendableRights("acct", clock), state.rights(lotRowId("acct", late), 1)]).to.deep.equal([100n, 10n, 10n]);
   });
 
   it("lot rows - an account without lots is debited exactly as before", () => {
