@@ -60,7 +60,7 @@ export async function startSettlement(
     replicas: node.state.replicas,
     defaultPolicy: node.state.defaultPolicy,
     lotGuardMs: node.state.lotGuardMs,
-    takeOwnSnapshot: () => node.takeSnapshot(),
+    takeOwnSnapshot: () => node.currentSnapshot(),
     requestSnapshot: (region, timeoutMs) => requestSnapshot(connection, node.state.replicas, region, timeoutMs),
     readSnapshot: (region, onChunk) => node.transports.snapshots.read(region, onChunk),
   };

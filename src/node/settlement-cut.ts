@@ -23,22 +23,25 @@ export interface CutSources {
   readonly defaultPolicy: Policy;
   /** The expiry guard of credit lots (every region must run the same). */
   readonly lotGuardMs: number;
-  takeOwnSnapshot(): Promise<unknown>;
-  /** Asks another region for a fresh snapshot; rejects when it does not answer in time. */
-  requestSnapshot(region: string, timeoutMs: number): Promise<void>;
+  /** This region's snapshot, its `takenAtMs` raised to when its state was last found current. */
+  takeOwnSnapshot(): Promise<SnapshotHeaderValue>;
+  /** Asks another region for a fresh snapshot (answered as takeOwnSnapshot); rejects when it does not answer in time. */
+  requestSnapshot(region: string, timeoutMs: number): Promise<SnapshotHeaderValue>;
   readSnapshot(region: string, onChunk: (chunk: SnapshotChunkValue) => void): Promise<SnapshotHeaderValue | undefined>;
 }
 
 export async function collectCut(node: CutSources, logger: Logger, timeoutMs = 30_000): Promise<SettlementInput> {
   const regions = node.replicas.names;
+  /** What each region answered: its snapshot and when that state was last current. */
+  const answered = new Map<string, SnapshotHeaderValue>();
   await Promise.all(
     regions.map(async (region) => {
       if (region === node.region) {
-        await node.takeOwnSnapshot();
+        answered.set(region, await node.takeOwnSnapshot());
         return;
       }
       try {
-        await node.requestSnapshot(region, timeoutMs);
+        answered.set(region, await node.requestSnapshot(region, timeoutMs));
       } catch (error) {
         logger.warn("region did not snapshot for settlement; using its latest stored snapshot", { region, error: String(error) });
       }
@@ -86,7 +89,10 @@ export async function collectCut(node: CutSources, logger: Logger, timeoutMs = 3
     });
     for (const g of given) refunds.push({ ...g, accountId: tallies.get(g.debitRequestId)?.accountId });
     if (header === undefined) continue;
-    cutClocksMs.push(header.takenAtMs);
+    // The region's clock for this state: when it last found it current, if it
+    // answered about this very snapshot (same sequences), else when it was taken.
+    const answer = answered.get(region);
+    cutClocksMs.push(answer !== undefined && sameState(answer, header) ? Math.max(header.takenAtMs, answer.takenAtMs) : header.takenAtMs);
     raise(region, BigInt(header.durableSequence));
     for (const [peer, sequence] of Object.entries(header.applied)) raise(peer, BigInt(sequence));
   }
@@ -138,4 +144,11 @@ function holdState(status: HoldStatus): SettledHoldState {
     case HoldStatus.Expired:
       return "EXPIRED";
   }
+}
+
+/** Whether two headers of one region describe the same state (the same own and applied sequences). */
+function sameState(a: SnapshotHeaderValue, b: SnapshotHeaderValue): boolean {
+  if (a.durableSequence !== b.durableSequence) return false;
+  const peers = new Set([...Object.keys(a.applied), ...Object.keys(b.applied)]);
+  return [...peers].every((peer) => (a.applied[peer] ?? 0) === (b.applied[peer] ?? 0));
 }

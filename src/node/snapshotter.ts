@@ -33,7 +33,7 @@ export interface SnapshotterOptions {
 }
 
 export class Snapshotter {
-  private running: Promise<SnapshotHeaderValue> | undefined;
+  private running: Promise<TakenSnapshot> | undefined;
   private last: SnapshotHeaderValue | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -81,14 +81,30 @@ export class Snapshotter {
   }
 
   /** Writes a snapshot unless nothing changed since the last one; resolves with the current header. */
-  take(): Promise<SnapshotHeaderValue> {
+  async take(): Promise<SnapshotHeaderValue> {
+    return (await this.takeOnce()).header;
+  }
+
+  /**
+   * As take(), but the header's `takenAtMs` is raised to when this region
+   * last found its state unchanged since that snapshot: the stored snapshot
+   * is this region's state as of then. Settlement judges breakage by this
+   * clock, so a region with nothing new does not hold a lot's breakage back
+   * until it next writes something.
+   */
+  async current(): Promise<SnapshotHeaderValue> {
+    const { header, currentAtMs } = await this.takeOnce();
+    return { ...header, takenAtMs: Math.max(header.takenAtMs, currentAtMs) };
+  }
+
+  private takeOnce(): Promise<TakenSnapshot> {
     this.running ??= this.write().finally(() => {
       this.running = undefined;
     });
     return this.running;
   }
 
-  private async write(): Promise<SnapshotHeaderValue> {
+  private async write(): Promise<TakenSnapshot> {
     const { region, state, writer, peers, logger, now } = this.options;
     const started = now();
     const freezeStarted = performance.now();
@@ -96,7 +112,9 @@ export class Snapshotter {
     const freezeMs = performance.now() - freezeStarted;
     const applied = peers.applied();
     const durableSequence = await writer.barrier();
-    if (this.last !== undefined && unchanged(this.last, durableSequence, applied)) return this.last;
+    // Nothing written or applied since the last snapshot: it is still this
+    // region's state, as of `started` (taken before the check).
+    if (this.last !== undefined && unchanged(this.last, durableSequence, applied)) return { header: this.last, currentAtMs: started };
     const header: SnapshotHeaderValue = {
       replica: region,
       replicas: [...state.replicas.names],
@@ -135,8 +153,14 @@ export class Snapshotter {
       freezeMs: Math.round(freezeMs * 10) / 10,
       ms: now() - started,
     });
-    return header;
+    return { header, currentAtMs: started };
   }
+}
+
+/** A snapshot's header, and when the state it holds was last found current. */
+interface TakenSnapshot {
+  readonly header: SnapshotHeaderValue;
+  readonly currentAtMs: number;
 }
 
 function unchanged(last: SnapshotHeaderValue, durableSequence: number, applied: Readonly<Record<string, number>>): boolean {

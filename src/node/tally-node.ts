@@ -259,7 +259,7 @@ export class TallyNode {
     this.snapshotter = createSnapshotter(this, writer, this.peers);
     this.snapshotter.recovered = recoveredHeader;
     this.snapshotter.start();
-    this.writerStops.push(transports.serveSnapshotRequests(() => this.takeSnapshot()));
+    this.writerStops.push(transports.serveSnapshotRequests(() => this.currentSnapshot()));
     this.unavailable = undefined;
     this.ready = true;
     // Holds that timed out while the node was down expire at once, then on every tick.
@@ -299,10 +299,22 @@ export class TallyNode {
 
   /** Writes a full-state snapshot now (or returns the current one when nothing changed). */
   takeSnapshot(): Promise<SnapshotHeaderValue> {
+    return this.snapshotting((snapshotter) => snapshotter.take());
+  }
+
+  /**
+   * As takeSnapshot, with `takenAtMs` raised to when the state was last found
+   * unchanged since (Snapshotter.current): what settlement's cut is told.
+   */
+  currentSnapshot(): Promise<SnapshotHeaderValue> {
+    return this.snapshotting((snapshotter) => snapshotter.current());
+  }
+
+  private snapshotting(take: (snapshotter: Snapshotter) => Promise<SnapshotHeaderValue>): Promise<SnapshotHeaderValue> {
     if (this.snapshotter === undefined) return Promise.reject(new NodeUnavailableError("node is starting"));
     // Only the writer snapshots its region (a deposed one would replace the new writer's snapshot).
     if (this.fenced || (this.role !== undefined && !this.role.writing)) return Promise.reject(new NodeUnavailableError(this.unavailable ?? "not the writer of this region"));
-    return this.snapshotter.take();
+    return take(this.snapshotter);
   }
 
   // A request is admitted in one synchronous step (see WritePath.admit); a

@@ -29,9 +29,14 @@ export function serveSnapshotRequests(
   return () => subscription.unsubscribe();
 }
 
-/** Asks `region` to snapshot now; resolves when it answered (its snapshot is stored). */
-export async function requestSnapshot(connection: NatsConnection, replicas: ReplicaSet, region: string, timeoutMs: number): Promise<void> {
+/**
+ * Asks `region` to snapshot now; resolves when it answered (its snapshot is
+ * stored) with the header it answered: its `takenAtMs` says when the stored
+ * state was last found current (it may be later than the stored header's).
+ */
+export async function requestSnapshot(connection: NatsConnection, replicas: ReplicaSet, region: string, timeoutMs: number): Promise<SnapshotHeaderValue> {
   const reply = await connection.request(snapshotSubject(region), new Uint8Array(0), { timeout: timeoutMs });
   const header = decodeSnapshotHeader(reply.data, { ...inboundContext(replicas), expectedReplica: region });
   if (!header.ok) throw new Error(`snapshot reply of ${region} refused: ${header.reason}`);
+  return header.value;
 }

@@ -196,6 +196,12 @@ FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[], $7::f
 ON CONFLICT DO NOTHING`;
 
 /** Breakage of expired lots, each once ever (lot_breakage_once). $1 settlement id, then one array per column. */
+/** How many of the given lots have no breakage recorded yet. */
+export const COUNT_NEW_BREAKAGE = `
+SELECT count(*)::int8 AS n
+FROM unnest($1::text[], $2::text[]) AS u(a, k)
+WHERE NOT EXISTS (SELECT 1 FROM lot_breakage b WHERE b.account_id = u.a AND b.lot_key = u.k)`;
+
 export const INSERT_BREAKAGE = `
 INSERT INTO lot_breakage (settlement_id, account_id, lot_key, amount, expires_at)
 SELECT $1::int8, u.a, u.k, u.am, to_timestamp(u.e / 1000.0)

@@ -12,7 +12,7 @@ import { isAsyncIterable, SourceFailure, sourced, sourcedSync } from "./account-
 import { checkNotStale, one, placeReplicas, sameCut } from "./settled-layout";
 import { toSettlementError } from "./pg-errors";
 import * as sql from "./settle-statements";
-import { cutToJson, SettlementBatch, validateCut, type SettlementInput } from "./settlement-input";
+import { cutToJson, SettlementBatch, validateCut, type SettlementBreakage, type SettlementInput } from "./settlement-input";
 import { NO_METRICS, type SettleOutcome, type SettlementMetrics } from "./settlement-metrics";
 import {
   SETTLEMENT_COLUMNS,
@@ -204,7 +204,9 @@ export class Settler {
       const last = lastRow === undefined ? undefined : toSettlement(lastRow);
       if (last !== undefined) {
         checkNotStale(last.cut, cut);
-        if (sameCut(last.cut, cut)) {
+        // The same cut settles again only for breakage that fell due since: the
+        // regions' clocks moved on though their state did not.
+        if (sameCut(last.cut, cut) && !(await this.newBreakageDue(client, input.breakage ?? []))) {
           await client.query("ROLLBACK");
           open = false;
           return { skipped: false, unchanged: true, settlement: last };
@@ -266,6 +268,12 @@ export class Settler {
       cut: Object.fromEntries(cut),
       ...totals,
     };
+  }
+
+  private async newBreakageDue(client: PoolClient, breakage: readonly SettlementBreakage[]): Promise<boolean> {
+    if (breakage.length === 0) return false;
+    const result = await client.query<{ n: string }>(sql.COUNT_NEW_BREAKAGE, [breakage.map((b) => b.accountId), breakage.map((b) => b.lotKey)]);
+    return Number(result.rows[0]?.n ?? 0) > 0;
   }
 
   /**

@@ -276,7 +276,7 @@ describe("credit lots - settlement records breakage", function () {
   const postgres = usePostgres();
   const nats = useStandaloneNats();
 
-  it("credit lots - Settle records a dead lot's unspent part once, and every lot row under its account", async () => {
+  it("credit lots - Settle records a dead lot's unspent part once, also when nothing changed since the last cut, and every lot row under its account", async () => {
     const roles = await postgres().provisionRoles("tally");
     const running = await runNode({
       region: "east",
@@ -300,7 +300,7 @@ describe("credit lots - settlement records breakage", function () {
       // Not yet past expiry + guard at the cut: no breakage.
       await unary(c.admin, c.admin.settle, {});
       await until("the region's clock to pass expiry + guard", () => Date.now() >= expiresAt + GUARD_MS, 10_000);
-      await unary(c.balances, c.balances.grant, { accountId: "other", amount: 1n, requestId: "brk-g3" });
+      // Nothing new since the last cut: the region's unchanged snapshot is its state as of now, so the breakage is due.
       const due = await unary(c.admin, c.admin.settle, {});
       await unary(c.balances, c.balances.grant, { accountId: "other", amount: 1n, requestId: "brk-g4" });
       await unary(c.admin, c.admin.settle, {});

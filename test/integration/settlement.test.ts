@@ -358,6 +358,25 @@ describe("settlement", function () {
     }
   });
 
+  it("settlement - the same cut settles again only for breakage that fell due since; then it is unchanged again", async () => {
+    const { pool } = await freshDatabase();
+    const settler = new Settler({ pool });
+    const promo = "q-acct#p10.e1700000000000.s0";
+    const accounts = () => [acct("q-acct", [100n, 0n, 0n], [10n, 0n, 0n]), acct(promo, [50n, 0n, 0n], [20n, 0n, 0n])];
+    const first = await settler.settle(input(1n, accounts()));
+    const again = await settler.settle(input(1n, accounts()));
+    expect([again.unchanged, again.settlement?.id]).to.deep.equal([true, first.settlement?.id]);
+    const breakage = [{ accountId: "q-acct", lotKey: "p10.e1700000000000.s0", amount: 30n, expiresAtMs: 1_700_000_000_000 }];
+    const due = await settler.settle({ ...input(1n, accounts()), breakage });
+    expect(due.unchanged).to.equal(false);
+    expect(due.settlement?.id).to.not.equal(first.settlement?.id);
+    expect([due.settlement?.accountsChanged, due.settlement?.ledgerEntries]).to.deep.equal([0n, 0n]);
+    const later = await settler.settle({ ...input(1n, accounts()), breakage });
+    expect([later.unchanged, later.settlement?.id]).to.deep.equal([true, due.settlement?.id]);
+    const rows = await pool.query<{ settlement_id: string; amount: string }>("SELECT settlement_id::text, amount::text FROM lot_breakage");
+    expect(rows.rows).to.deep.equal([{ settlement_id: String(due.settlement?.id), amount: "30" }]);
+  });
+
   it("settlement - ledger, overspends and settlements cannot be updated, deleted or truncated", async () => {
     const { pool } = await freshDatabase();
     const settler = new Settler({ pool });
