@@ -320,3 +320,52 @@ describe("credit lots - settlement records breakage", function () {
     }
   });
 });
+
+describe("credit lots - breakage with idle regions", function () {
+  this.timeout(120_000);
+  const postgres = usePostgres();
+  const nats = useStandaloneNats();
+
+  it("credit lots - two idle regions answer the cut as current now: the breakage is recorded without another write", async () => {
+    const roles = await postgres().provisionRoles("tally_idle");
+    const nodes: RunningNode[] = [];
+    for (const region of ["east", "west"]) {
+      nodes.push(
+        await runNode({
+          region,
+          regions: ["east", "west"],
+          ...natsAccess(nats(), region),
+          grpcAddress: "127.0.0.1:0",
+          grpcSecurity: testGrpcSecurity(),
+          logger: jsonLogger(region, "error"),
+          postgres: { url: roles.settlerUrl, ownerUrl: roles.ownerUrl, readerUrl: roles.readerUrl, caFile: roles.caFile, ...DEFAULT_POSTGRES },
+          config: { snapshotIntervalMs: 0, lotGuardMs: GUARD_MS, catchUpTimeoutMs: 1_000 },
+        }),
+      );
+    }
+    const [east, west] = nodes as [RunningNode, RunningNode];
+    const c = clients(`127.0.0.1:${east.grpcPort}`);
+    const reader = new Client({ connectionString: roles.readerUrl, ssl: postgresSsl(roles.caFile) });
+    reader.on("error", () => undefined);
+    await reader.connect();
+    try {
+      const expiresAt = Date.now() + GUARD_MS + 800;
+      await east.node.grant("idle", 40n, "idle-g1", { priority: 1, effectiveAtMs: 0, expiresAtMs: expiresAt });
+      await until("west to see the grant", () => west.node.state.accountBalance("idle", Date.now()) === 40n, 10_000);
+      // Both regions snapshot for this cut, before the expiry.
+      const before = await unary(c.admin, c.admin.settle, {});
+      await until("every region's clock to pass expiry + guard", () => Date.now() >= expiresAt + GUARD_MS, 10_000);
+      // Neither region writes anything more; the cut's sequences stay the same.
+      const due = await unary(c.admin, c.admin.settle, {});
+      expect(due.settlement?.id).to.not.equal(before.settlement?.id);
+      const breakage = await reader.query<{ s: string; amount: string }>("SELECT settlement_id::text AS s, amount::text FROM lot_breakage WHERE account_id = 'idle'");
+      expect(breakage.rows).to.deep.equal([{ s: String(due.settlement?.id), amount: "40" }]);
+      const again = await unary(c.admin, c.admin.settle, {});
+      expect(again.settlement?.id).to.equal(due.settlement?.id);
+    } finally {
+      await reader.end();
+      c.close();
+      for (const n of nodes) await n.stop();
+    }
+  });
+});

@@ -50,6 +50,7 @@ interface Summary {
     readonly already_exists: StatusSeen;
     readonly batch_outcomes: readonly string[];
     readonly watch_balances: readonly string[];
+    readonly lots_after_refund: ReadonlyArray<readonly [string, string]>;
   };
 }
 
@@ -172,5 +173,12 @@ describe("python client - stubs generated from proto drive a live node", functio
     ]);
     expect(summary().values.watch_balances).to.deep.equal(["2", "1"]);
     expect(running?.node.views.balanceView(`${prefix}-poor`).balance).to.equal(1n);
+  });
+
+  it("python client - a grant into a credit lot, a hold across lots, its capture and a refund work from Python", () => {
+    expect(summary().values.lots_after_refund).to.deep.equal([
+      ["p1.enever.s0", "10"],
+      ["base", "15"],
+    ]);
   });
 });

@@ -220,6 +220,42 @@ def main(argv):
     check("watch streams the change with the low-balance flag", second.balance == 1 and second.low_balance, second)
     values["watch_balances"] = [str(first.balance), str(second.balance)]
 
+    # Credit lots and holds: a grant into a lot, a hold across two lots, its
+    # capture (the lot burns first), and a refund going back to that lot.
+    lot_account = "{}-lots-{}".format(prefix, uuid.uuid4().hex[:12])
+    approved = pb.DebitOutcome.Value("DEBIT_OUTCOME_APPROVED")
+    stub.Grant(
+        pb.GrantRequest(account_id=lot_account, amount=30, request_id=rid("lot"), lot=pb.LotTerms(priority=1)),
+        timeout=CALL_TIMEOUT_S,
+    )
+    stub.Grant(pb.GrantRequest(account_id=lot_account, amount=20, request_id=rid("base")), timeout=CALL_TIMEOUT_S)
+    held = stub.Hold(
+        pb.HoldRequest(account_id=lot_account, amount=40, request_id=rid("hold"), timeout_ms=60000),
+        timeout=CALL_TIMEOUT_S,
+    )
+    check("a hold across two lots is approved", held.outcome == approved and held.hold_id != "", held)
+    capture_id = rid("capture")
+    captured = stub.CaptureHold(
+        pb.CaptureHoldRequest(hold_id=held.hold_id, amount=35, request_id=capture_id), timeout=CALL_TIMEOUT_S
+    ).resolution
+    check(
+        "a capture debits 35 and releases 5",
+        [captured.captured, captured.released, captured.balance] == [35, 5, 15],
+        captured,
+    )
+    lots = [(lot.key, lot.remaining) for lot in stub.GetBalance(pb.GetBalanceRequest(account_id=lot_account), timeout=CALL_TIMEOUT_S).lots]
+    check("the lot burnt before the base lot", lots == [("p1.enever.s0", 0), ("base", 15)], lots)
+    refunded = stub.Refund(
+        pb.RefundRequest(debit_request_id=capture_id, amount=10, request_id=rid("refund")), timeout=CALL_TIMEOUT_S
+    )
+    lots_after = [(lot.key, lot.remaining) for lot in stub.GetBalance(pb.GetBalanceRequest(account_id=lot_account), timeout=CALL_TIMEOUT_S).lots]
+    check(
+        "a refund goes back to the lot it most likely came from",
+        refunded.balance == 25 and lots_after == [("p1.enever.s0", 10), ("base", 15)],
+        lots_after,
+    )
+    values["lots_after_refund"] = [[key, str(remaining)] for key, remaining in lots_after]
+
     channel.close()
     failed = [c for c in checks if not c["ok"]]
     print(json.dumps({"ok": not failed, "checks": checks, "failed": failed, "values": values}))
