@@ -258,8 +258,9 @@ export function lotRelease(
  * this region debited (its D − RF above 0) that are not expired here, in burn
  * order: debits burn lots in that order, so these are the lots the refunded
  * debit most likely took from, and a refund never revives a dead lot (whose
- * breakage settlement may have recorded). The base lot is one of them in its
- * place in that order, and takes what the others cannot. Every bound is checked before the first write.
+ * breakage settlement may have recorded). An overdraft of the base lot is
+ * paid back first; then the base lot is one of them in its place in that
+ * order, and takes what the others cannot. Every bound is checked before the first write.
  */
 export function lotRefund(row: OwnRow, index: LotIndex, accountId: string, amount: bigint, clockMs: number, guardMs: number): { answer: Answer; changes: SlotChange[] } {
   requirePositive(amount);
@@ -267,12 +268,25 @@ export function lotRefund(row: OwnRow, index: LotIndex, accountId: string, amoun
   const n = table.n;
   const reader: LotReader = { table, index, self: row.self };
   const lots = accountLots(reader, accountId, clockMs, guardMs);
+  // An overdraft is charged to the base lot after every spendable lot is
+  // burnt, so the latest debits took it: a refund pays it back first.
+  const baseLot = lots.find((lot) => lot.rowId === accountId)!;
+  const baseRow = table.baseOf(accountId);
+  const baseRoom = ownSlot(row, baseRow, debitColumn(n)) - ownSlot(row, baseRow, refundColumn(n));
+  const overdrawn = baseLot.rights < 0n ? -baseLot.rights : 0n;
+  let toBase = overdrawn < amount ? overdrawn : amount;
+  if (toBase > baseRoom) toBase = baseRoom > 0n ? baseRoom : 0n;
   const rooms = lots.map((lot) => {
     const base = table.baseOf(lot.rowId);
-    return { key: lot.key, terms: lot.terms, room: ownSlot(row, base, debitColumn(n)) - ownSlot(row, base, refundColumn(n)) };
+    const room = ownSlot(row, base, debitColumn(n)) - ownSlot(row, base, refundColumn(n));
+    return { key: lot.key, terms: lot.terms, room: lot === baseLot ? room - toBase : room };
   });
-  const plan = planRefund(rooms, amount, clockMs, guardMs);
-  const parts = new Map<string, bigint>(plan.takes.map((take) => [lots.find((lot) => lot.key === take.key)!.rowId, take.amount]));
+  const plan = planRefund(rooms, amount - toBase, clockMs, guardMs);
+  const parts = new Map<string, bigint>(toBase > 0n ? [[accountId, toBase]] : []);
+  for (const take of plan.takes) {
+    const rowId = lots.find((lot) => lot.key === take.key)!.rowId;
+    parts.set(rowId, (parts.get(rowId) ?? 0n) + take.amount);
+  }
   if (plan.rest > 0n) parts.set(accountId, (parts.get(accountId) ?? 0n) + plan.rest);
   const writes = [...parts].map(([rowId, part]) => ({ rowId, amount: part, next: ownSlot(row, table.baseOf(rowId), refundColumn(n)) + part }));
   for (const w of writes) checkDebitTotal(n, w.rowId, w.next, w.amount);

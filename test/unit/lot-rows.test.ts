@@ -341,6 +341,20 @@ describe("lot rows - debits", () => {
     expect([state.rights(lotRowId("acct", dead)), state.spendableRights("acct", clock), state.rights(lotRowId("acct", late), 1)]).to.deep.equal([100n, 10n, 10n]);
   });
 
+  it("lot rows - a refund pays back an overdraft of the base lot first, then the lots in burn order", () => {
+    const state = replica();
+    state.applyPolicy("acct", overdraftWrite(10n));
+    state.grant(lotRowId("acct", early), 30n);
+    expect(state.debit("acct", 35n, true, 0).answer.outcome).to.equal(DebitOutcome.ApprovedWithOverdraft);
+    expect(state.rights("acct")).to.equal(-5n);
+    const refunded = state.refund("acct", 8n, 0);
+    expect(refunded.changes.map((c) => [c.accountId, c.value])).to.deep.equal([
+      ["acct", 5n],
+      [lotRowId("acct", early), 3n],
+    ]);
+    expect([state.rights("acct"), state.rights(lotRowId("acct", early))]).to.deep.equal([0n, 3n]);
+  });
+
   it("lot rows - an account without lots is debited exactly as before", () => {
     const state = replica();
     state.grant("acct", 10n);
