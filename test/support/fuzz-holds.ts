@@ -145,6 +145,8 @@ export class HoldsFuzz {
   private readonly holds: HoldAttempt[] = [];
   private readonly resolutions: ResolutionAttempt[] = [];
   private readonly refunds: RefundAttempt[] = [];
+  /** ALREADY_EXISTS answers, checked once every call is recorded (checkConflict). */
+  private readonly conflictChecks: Array<() => void> = [];
   private readonly placed = new Map<string, PlacedHold>();
   /** Applied refunds by debit request id: refund request id → what it gave back (each counted once). */
   private readonly appliedRefunds = new Map<string, Map<string, AppliedRefund>>();
@@ -185,8 +187,8 @@ export class HoldsFuzz {
     this.holds.push(attempt);
     if (spec.amount <= 0n) this.expectInvalid(call, "amount", "a hold of a non-positive amount");
     else if (spec.timeoutMs < 1n || spec.timeoutMs > MAX_HOLD_TIMEOUT_MS) this.expectInvalid(call, "timeout_ms", `a hold with timeout_ms ${spec.timeoutMs}`);
-    if (call.code === Number(status.ALREADY_EXISTS) && !this.usedOtherwise(spec.requestId, `h|${spec.accountId}|${spec.amount}|${spec.timeoutMs}`, call.doneAt)) {
-      this.host.violation(`Hold answered ALREADY_EXISTS though ${spec.requestId} was not used with other parameters`, call);
+    if (call.code === Number(status.ALREADY_EXISTS)) {
+      this.checkConflict(spec.requestId, `h|${spec.accountId}|${spec.amount}|${spec.timeoutMs}`, call, "Hold");
     }
     if (response === undefined) return attempt;
     const holdId = `${region}:${spec.requestId}`;
@@ -239,9 +241,7 @@ export class HoldsFuzz {
       }
     }
     const fingerprint = kind === "capture" ? `c|${holdId}|${amount}` : `v|${holdId}`;
-    if (call.code === Number(status.ALREADY_EXISTS) && !this.usedOtherwise(requestId, fingerprint, call.doneAt)) {
-      this.host.violation(`${what} answered ALREADY_EXISTS though ${requestId} was not used with other parameters`, call);
-    }
+    if (call.code === Number(status.ALREADY_EXISTS)) this.checkConflict(requestId, fingerprint, call, what);
     if (response !== undefined) {
       const want = kind === "capture" ? HoldState.HOLD_STATE_CAPTURED : HoldState.HOLD_STATE_VOIDED;
       if (response.holdId !== holdId || response.state !== want || response.captured !== (kind === "capture" ? amount : 0n)) {
@@ -259,9 +259,7 @@ export class HoldsFuzz {
     const what = `a refund of ${amount} of ${debitRequestId} at ${region}`;
     if (amount <= 0n) this.expectInvalid(call, "amount", what);
     else if (accountId !== "" && !ACCOUNT_ID.test(accountId)) this.expectInvalid(call, "account_id", `${what} with a malformed account_id`);
-    if (call.code === Number(status.ALREADY_EXISTS) && !this.usedOtherwise(requestId, `r|${debitRequestId}|${amount}`, call.doneAt)) {
-      this.host.violation(`${what} answered ALREADY_EXISTS though ${requestId} was not used with other parameters`, call);
-    }
+    if (call.code === Number(status.ALREADY_EXISTS)) this.checkConflict(requestId, `r|${debitRequestId}|${amount}`, call, what);
     if (response !== undefined) {
       if (response.debitRequestId !== debitRequestId || response.refundedTotal < amount || response.refundable < 0n) {
         this.host.violation(`${what} answered ${response.debitRequestId}: refunded_total ${response.refundedTotal}, refundable ${response.refundable}`, call);
@@ -285,6 +283,20 @@ export class HoldsFuzz {
   }
 
   /** The id sent with other parameters (by any RPC) before `t`. */
+  /**
+   * An ALREADY_EXISTS must have a use of the id with other parameters sent
+   * before it was answered. Checked once every call is recorded: a call still
+   * in flight when this one was answered (a concurrent debit with the same id)
+   * is recorded only when it returns.
+   */
+  private checkConflict(requestId: string, fingerprint: string, call: HoldCallRecord, what: string): void {
+    this.conflictChecks.push(() => {
+      if (!this.usedOtherwise(requestId, fingerprint, call.doneAt)) {
+        this.host.violation(`${what} answered ALREADY_EXISTS though ${requestId} was not used with other parameters`, call);
+      }
+    });
+  }
+
   private usedOtherwise(requestId: string, fingerprint: string, t: number): boolean {
     if (this.host.usedByWrites(requestId, t)) return true;
     const before = (c: HoldCallRecord): boolean => c.sentAt <= t;
@@ -409,6 +421,7 @@ export class HoldsFuzz {
 
   /** Per hold: placed once, resolved at most once and as its answers said, timeouts judged right, refusals as documented. */
   checkHolds(): void {
+    for (const check of this.conflictChecks.splice(0)) check();
     for (const p of this.placed.values()) {
       const at = (x: { call: HoldCallRecord }): boolean => x.call.region === p.region;
       const placings = this.holds.filter((h) => at(h) && h.spec.requestId === p.spec.requestId && h.response?.outcome === DebitOutcome.DEBIT_OUTCOME_APPROVED);
