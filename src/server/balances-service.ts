@@ -308,6 +308,7 @@ function watchEvent(accountId: string, view: BalanceView, callThreshold: bigint,
     localRights: view.localRights,
     lowBalance: threshold > 0n && view.balance <= threshold,
     coalesced,
+    held: view.held,
   };
 }
 

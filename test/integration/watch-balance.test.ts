@@ -52,6 +52,20 @@ describe("watch balance - live balance stream", function () {
     stream.cancel();
   });
 
+  it("watch balance - a hold placed and captured each send an event with the held amount", async () => {
+    await unary(c.balances, c.balances.grant, { accountId: "w-hold", amount: 100n, requestId: "wh-g" });
+    const stream = c.balances.watchBalance({ accountId: "w-hold", lowBalanceThreshold: 0n });
+    const first = await nextEvent(stream, () => true);
+    expect([first.balance, first.held]).to.deep.equal([100n, 0n]);
+    const placed = nextEvent(stream, (e) => e.held === 30n);
+    const held = await unary(c.balances, c.balances.hold, { accountId: "w-hold", amount: 30n, requestId: "wh-h", timeoutMs: 60_000n, maxWaitMs: 0 });
+    expect([(await placed).balance, (await placed).localRights]).to.deep.equal([100n, 70n]);
+    const captured = nextEvent(stream, (e) => e.held === 0n);
+    await unary(c.balances, c.balances.captureHold, { holdId: held.holdId, amount: 20n, requestId: "wh-c", accountId: "w-hold" });
+    expect([(await captured).balance, (await captured).localRights]).to.deep.equal([80n, 80n]);
+    stream.cancel();
+  });
+
   it("watch balance - a reader that stops reading gets the latest value, coalesced, when it resumes", async () => {
     await unary(c.balances, c.balances.grant, { accountId: "w-2", amount: 1_000_000n, requestId: "w2-g" });
     const stream = c.balances.watchBalance({ accountId: "w-2", lowBalanceThreshold: 0n });

@@ -376,6 +376,12 @@ export interface WatchBalanceResponse {
    * previous one (1 unless the reader was slow).
    */
   coalesced: number;
+  /**
+   * Credits set aside by open holds, over every region (part of the balance;
+   * what can still be spent or held is balance - held), as GetBalance.held.
+   * A hold placed or resolved is a change: it sends an event.
+   */
+  held: bigint;
 }
 
 function createBaseHoldRequest(): HoldRequest {
@@ -2297,7 +2303,7 @@ export const WatchBalanceRequest: MessageFns<WatchBalanceRequest> = {
 };
 
 function createBaseWatchBalanceResponse(): WatchBalanceResponse {
-  return { accountId: "", balance: 0n, localRights: 0n, lowBalance: false, coalesced: 0 };
+  return { accountId: "", balance: 0n, localRights: 0n, lowBalance: false, coalesced: 0, held: 0n };
 }
 
 export const WatchBalanceResponse: MessageFns<WatchBalanceResponse> = {
@@ -2322,6 +2328,12 @@ export const WatchBalanceResponse: MessageFns<WatchBalanceResponse> = {
     }
     if (message.coalesced !== 0) {
       writer.uint32(40).uint32(message.coalesced);
+    }
+    if (message.held !== 0n) {
+      if (BigInt.asIntN(64, message.held) !== message.held) {
+        throw new globalThis.Error("value provided for field message.held of type int64 too large");
+      }
+      writer.uint32(48).int64(message.held);
     }
     return writer;
   },
@@ -2379,6 +2391,14 @@ export const WatchBalanceResponse: MessageFns<WatchBalanceResponse> = {
             message.coalesced = reader.uint32();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.held = reader.int64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2403,6 +2423,7 @@ export const WatchBalanceResponse: MessageFns<WatchBalanceResponse> = {
       : 0n;
     message.lowBalance = object.lowBalance ?? false;
     message.coalesced = object.coalesced ?? 0;
+    message.held = (object.held !== undefined && object.held !== null) ? BigInt(object.held) : 0n;
     return message;
   },
 };
