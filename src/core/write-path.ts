@@ -5,10 +5,11 @@
 
 import { DebitOutcome, type Answer, type ReplicaState, type SlotChange } from "./replica-state";
 import type { RequestTime } from "./request-log";
-import { BoundExceededError, LotLimitError, RequestConflictError } from "./errors";
+import { BoundExceededError, InvalidArgumentError, LotLimitError, RequestConflictError } from "./errors";
 import { maxRegionDebitTotal } from "./bounds";
 import type { DurableWrite, RequestRecord } from "./durable-write";
 import { lotRowId } from "./lot-rows";
+import { isExpired } from "./lot-writes";
 import { MAX_LIVE_LOTS, type LotTerms } from "./lots";
 
 export interface DebitItem {
@@ -289,6 +290,16 @@ export class WritePath {
     const { accountId, amount, requestId, time } = input;
     const state = this.state;
     const rowId = input.lot === undefined ? accountId : lotRowId(accountId, input.lot);
+    // Credit dead on arrival is a mistake, most often an expiry in seconds
+    // read as milliseconds (1970): refused here, where the clock is known and
+    // only for a new request (a retry of a grant taken in time still replays).
+    if (input.lot !== undefined && isExpired(input.lot, time.stampMs, state.lotGuardMs)) {
+      throw new InvalidArgumentError(
+        "lot.expires_at_ms",
+        `${input.lot.expiresAtMs} (${new Date(input.lot.expiresAtMs).toISOString()}) is not after this region's clock ` +
+          `${time.stampMs} plus the expiry guard (${state.lotGuardMs} ms): the credit would be dead on arrival. Times are milliseconds since the Unix epoch`,
+      );
+    }
     if (rowId !== accountId && !state.lots.lotsOf(accountId).some((lot) => lot.rowId === rowId)) {
       const live = state.accountLots(accountId, time.stampMs).filter((lot) => lot.rowId !== accountId && !lot.expired).length;
       if (live >= MAX_LIVE_LOTS) throw new LotLimitError(accountId, MAX_LIVE_LOTS);

@@ -194,6 +194,8 @@ describe("credit lots - one node over real gRPC and JetStream", function () {
       ["a negative expiry", lot({ expiresAtMs: -5n }), /^lot\.expires_at_ms: /],
       ["an expiry within the guard of its start", lot({ effectiveAtMs: BigInt(now), expiresAtMs: BigInt(now + GUARD_MS) }), /^lot\.expires_at_ms: .*guard/],
       ["an expiry beyond exact integers", lot({ expiresAtMs: 1n << 60n }), /^lot\.expires_at_ms: /],
+      ["an expiry in seconds (a 1970 time: dead on arrival)", lot({ expiresAtMs: BigInt(Math.floor(now / 1000) + 86_400) }), /^lot\.expires_at_ms: .*dead on arrival.*milliseconds/],
+      ["an expiry already within the guard", lot({ expiresAtMs: BigInt(now + 10) }), /^lot\.expires_at_ms: .*dead on arrival/],
     ];
     for (const [name, terms, message] of cases) {
       it(`credit lots - ${name} is refused`, async () => {

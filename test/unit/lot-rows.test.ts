@@ -303,14 +303,13 @@ describe("lot rows - debits", () => {
     expect(state.accountBalance("acct", clock)).to.equal(55n);
   });
 
-  it("lot rows - a grant that would open one lot more than MAX_LIVE_LOTS is refused and changes nothing; existing, expired and base lots still take grants", () => {
+  it("lot rows - a grant that would open one lot more than MAX_LIVE_LOTS is refused and changes nothing; expired lots do not count, existing and base lots still take grants", () => {
     const state = replica();
     const writes = new WritePath(state);
-    const time = { stampMs: 1_000, nowMs: 1 };
-    const grant = (requestId: string, lot: LotTerms | undefined): unknown =>
-      writes.grant({ accountId: "acct", amount: 1n, requestId, time, spread: false, ...(lot === undefined ? {} : { lot }) });
+    const grant = (requestId: string, lot: LotTerms | undefined, stampMs = 1_000): unknown =>
+      writes.grant({ accountId: "acct", amount: 1n, requestId, time: { stampMs, nowMs: 1 }, spread: false, ...(lot === undefined ? {} : { lot }) });
     const dying: LotTerms = { priority: 1, effectiveAtMs: 0, expiresAtMs: 1_000 + GUARD };
-    grant("dying", dying);
+    grant("dying", dying, 0);
     for (let i = 0; i < MAX_LIVE_LOTS; i++) grant(`g-${i}`, { priority: 2, effectiveAtMs: 0, expiresAtMs: 1_000_000 + i });
     const before = state.accountBalance("acct", 1_000);
     const refused = (): unknown => grant("one-more", { priority: 3, effectiveAtMs: 0, expiresAtMs: NO_EXPIRY });
@@ -320,8 +319,24 @@ describe("lot rows - debits", () => {
     // The lot that expired here (within the guard at 1 000) is not counted; existing lots and the base lot still take grants.
     grant("existing", { priority: 2, effectiveAtMs: 0, expiresAtMs: 1_000_000 });
     grant("base", undefined);
-    grant("dying-again", dying);
     expect(state.accountBalance("acct", 1_000)).to.equal(before + 2n);
+  });
+
+  it("lot rows - a grant into a lot already expired by this region's clock (an expiry in seconds, say) is INVALID_ARGUMENT naming lot.expires_at_ms, and changes nothing", () => {
+    const state = replica();
+    const writes = new WritePath(state);
+    const now = 1_767_225_600_000;
+    const inSeconds: LotTerms = { priority: 1, effectiveAtMs: 0, expiresAtMs: 1_767_225_600 };
+    const error = invalid(() => writes.grant({ accountId: "acct", amount: 5n, requestId: "sec", time: { stampMs: now, nowMs: 1 }, spread: false, lot: inSeconds }));
+    expect(error.field).to.equal("lot.expires_at_ms");
+    expect(error.message).to.contain("1970-01-21").and.contain("dead on arrival").and.contain("milliseconds");
+    expect([state.accountBalance("acct", now), state.lots.hasLots("acct")]).to.deep.equal([0n, false]);
+    // Within the guard is dead too; one ms past it is taken.
+    const edge = (expiresAtMs: number): unknown =>
+      writes.grant({ accountId: "acct", amount: 5n, requestId: `edge-${expiresAtMs}`, time: { stampMs: now, nowMs: 1 }, spread: false, lot: { priority: 1, effectiveAtMs: 0, expiresAtMs } });
+    invalid(() => edge(now + GUARD));
+    edge(now + GUARD + 1);
+    expect(state.accountBalance("acct", now)).to.equal(5n);
   });
 
   it("lot rows - a transfer of an account with lots gives from its spendable lots in burn order, never a dead one, all or nothing", () => {
