@@ -14,7 +14,7 @@ import { publicLotKey } from "../../src/core/lot-writes";
 import { BASE_TERMS, lotKey, MAX_LIVE_LOTS, NO_EXPIRY, planDonation, type LotTerms } from "../../src/core/lots";
 import type { HoldPart } from "../../src/core/hold-book";
 import { ReplicaSet } from "../../src/core/replica-set";
-import { DebitOutcome, ReplicaState } from "../../src/core/replica-state";
+import { DebitOutcome, ReplicaState, type SlotChange } from "../../src/core/replica-state";
 import { validateAccountId } from "../../src/core/validation";
 import { WritePath } from "../../src/core/write-path";
 import { overdraftWrite } from "./support/replicas";
@@ -393,7 +393,8 @@ describe("lot rows - across regions", () => {
     | { kind: "tick"; at: number; ms: number }
     | { kind: "hold"; at: number; amount: bigint; timeoutMs: number }
     | { kind: "resolve"; at: number; pick: number; capture: bigint }
-    | { kind: "refund"; at: number; amount: bigint };
+    | { kind: "refund"; at: number; amount: bigint }
+    | { kind: "allowance"; from: number; to: number; amount: bigint };
 
   const LOTS: LotTerms[] = [
     { priority: 0, effectiveAtMs: 0, expiresAtMs: 40_000 },
@@ -410,6 +411,7 @@ describe("lot rows - across regions", () => {
     { weight: 2, arbitrary: fc.record({ kind: fc.constant("hold" as const), at, amount: fc.bigInt({ min: 1n, max: 60n }), timeoutMs: fc.integer({ min: 1, max: 40_000 }) }) },
     { weight: 2, arbitrary: fc.record({ kind: fc.constant("resolve" as const), at, pick: fc.nat(), capture: fc.bigInt({ min: 0n, max: 60n }) }) },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant("refund" as const), at, amount: fc.bigInt({ min: 1n, max: 60n }) }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant("allowance" as const), from: at, to: at, amount: fc.bigInt({ min: 1n, max: 60n }) }) },
   );
   type OpenHold = { readonly amount: bigint; readonly parts: readonly HoldPart[] | undefined; readonly expiresAtMs: number };
 
@@ -418,6 +420,7 @@ describe("lot rows - across regions", () => {
     let lotHolds = 0;
     let lotRefunds = 0;
     let lotCaptures = 0;
+    let lotAllowances = 0;
     fc.assert(
       fc.property(fc.array(opArb, { minLength: 15, maxLength: 40 }), (ops) => {
         const regions = NAMES.map((name) => replica(name));
@@ -468,6 +471,32 @@ describe("lot rows - across regions", () => {
             if (result.changes.some((change) => change.accountId.includes("#"))) lotRefunds++;
             continue;
           }
+          if (op.kind === "allowance") {
+            // An operator's TransferAllowance: from the spendable lots in burn order, all or nothing.
+            if (op.from === op.to) continue;
+            const donor = regions[op.from]!;
+            const clock = clocks[op.from]!;
+            const before = donor.accountLots("acct", clock);
+            const spendable = donor.spendableRights("acct", clock);
+            let changes: SlotChange[] = [];
+            try {
+              changes = donor.transfer("acct", op.to, op.amount, clock);
+            } catch (error) {
+              expect(error).to.be.instanceOf(TransferRefusedError);
+              expect(op.amount > spendable, `refused ${op.amount} with ${spendable} spendable`).to.equal(true);
+              expect(donor.spendableRights("acct", clock)).to.equal(spendable);
+              continue;
+            }
+            expect(spendable >= op.amount).to.equal(true);
+            for (const change of changes) {
+              const lot = before.find((l) => l.rowId === change.accountId)!;
+              expect(lot.spendable, `${lot.rowId} given at ${clock}`).to.equal(true);
+            }
+            expect(donor.spendableRights("acct", clock)).to.equal(spendable - op.amount);
+            for (const change of changes) regions[op.to]!.mergeAccount(change.accountId, donor.exportAccount(change.accountId));
+            if (changes.some((c) => c.accountId.includes("#"))) lotAllowances++;
+            continue;
+          }
           if (op.kind === "grant") regions[op.at]!.grant(op.lot < 0 ? "acct" : lotRowId("acct", LOTS[op.lot]!), op.amount);
           else if (op.kind === "tick") clocks[op.at]! += op.ms;
           else if (op.kind === "sync") sync(op.from, op.to);
@@ -516,5 +545,6 @@ describe("lot rows - across regions", () => {
     expect(lotHolds).to.be.greaterThan(100);
     expect(lotRefunds).to.be.greaterThan(20);
     expect(lotCaptures).to.be.greaterThan(80);
+    expect(lotAllowances).to.be.greaterThan(20);
   });
 });
