@@ -125,6 +125,11 @@ export class TallyMetrics {
     labelNames: ["result"] as const,
     registers: [this.registry],
   });
+  readonly grpcTlsRefusals = new Counter({
+    name: "tally_grpc_tls_refusals_total",
+    help: "TLS handshakes the gRPC listeners refused (no client certificate, an untrusted or expired one, or no TLS at all).",
+    registers: [this.registry],
+  });
   readonly holdResolutions = new Counter({
     name: "tally_hold_resolutions_total",
     help: "Holds resolved at this region, by kind: captured, voided or expired.",

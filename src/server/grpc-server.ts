@@ -4,7 +4,9 @@
 // and reflection may get a listener of their own.
 
 import { BinaryReader } from "@bufbuild/protobuf/wire";
-import { Server } from "@grpc/grpc-js";
+import { Server, type ServerCredentials } from "@grpc/grpc-js";
+import type { Socket } from "node:net";
+import { Server as TlsServer, type TLSSocket } from "node:tls";
 import { loadFileDescriptorSetFromBuffer, type AnyDefinition, type EnumTypeDefinition, type MessageTypeDefinition, type PackageDefinition } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
@@ -15,6 +17,10 @@ import { adminService, type SettlementAdmin } from "./admin-service";
 import { balancesService, BalancesServiceDefinition } from "./balances-service";
 import { NoopService, noopImplementation } from "./noop-service";
 import type { GrpcSecurity } from "../security/grpc-security";
+
+/** At most this many refused-handshake lines per window; the metric counts them all. */
+const REFUSAL_LOG_LINES = 20;
+const REFUSAL_LOG_WINDOW_MS = 10_000;
 
 /** Largest request accepted (a full 10,000-item batch fits comfortably). */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -37,12 +43,55 @@ export interface GrpcServerOptions {
   readonly adminAddress?: string | undefined;
 }
 
-function newServer(security: GrpcSecurity): Server {
-  return new Server({
+function newServer(security: GrpcSecurity, onRefused: (remote: string, reason: string) => void): Server {
+  const server = new Server({
     "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
     "grpc.max_send_message_length": 64 * 1024 * 1024,
     interceptors: security.interceptors,
   });
+  reportRefusedHandshakes(server, onRefused);
+  return server;
+}
+
+/** host:port of a TLS socket's peer: its own while it is up, else as noted for the TCP socket it wraps. */
+function remoteOf(socket: TLSSocket, remotes: WeakMap<Socket, string>): string {
+  if (socket.remoteAddress !== undefined) return `${socket.remoteAddress}:${socket.remotePort ?? "?"}`;
+  const tcp = (socket as unknown as { _parent?: Socket })._parent;
+  return (tcp === undefined ? undefined : remotes.get(tcp)) ?? "unknown";
+}
+
+/**
+ * Why: the verification error of the client's certificate when there is one
+ * ("CERT_HAS_EXPIRED", …), else OpenSSL's reason ("peer did not return a
+ * certificate", …) without its codes and source path.
+ */
+function handshakeReason(error: Error, socket: TLSSocket): string {
+  const verification: unknown = (socket as unknown as { authorizationError?: unknown }).authorizationError;
+  const reason = /SSL routines:[^:]*:([^:]+)/.exec(error.message)?.[1] ?? error.message;
+  return verification instanceof Error ? `${verification.message} (${reason})` : typeof verification === "string" ? `${verification} (${reason})` : reason;
+}
+
+/**
+ * Reports every TLS handshake a listener refuses (no client certificate, an
+ * untrusted or expired one): the caller only sees UNAVAILABLE, and an
+ * operator needs the other side. grpc-js has no public hook, so the HTTP/2
+ * server it creates per listener is reached by wrapping its
+ * `createHttp2Server` when present (grpc-security tests that the reports come).
+ */
+function reportRefusedHandshakes(server: Server, onRefused: (remote: string, reason: string) => void): void {
+  const internals = server as unknown as { createHttp2Server?: (credentials: ServerCredentials) => unknown };
+  const create = internals.createHttp2Server;
+  if (typeof create !== "function") return;
+  internals.createHttp2Server = (credentials: ServerCredentials): unknown => {
+    const http2Server: unknown = create.call(server, credentials);
+    if (http2Server instanceof TlsServer) {
+      // Noted when the TCP connection arrives: a refused TLS socket may be torn down before it is reported.
+      const remotes = new WeakMap<Socket, string>();
+      http2Server.on("connection", (tcp: Socket) => remotes.set(tcp, `${tcp.remoteAddress ?? "unknown"}:${tcp.remotePort ?? "?"}`));
+      http2Server.on("tlsClientError", (error: Error, socket: TLSSocket) => onRefused(remoteOf(socket, remotes), handshakeReason(error, socket)));
+    }
+    return http2Server;
+  };
 }
 
 function bind(server: Server, address: string, security: GrpcSecurity): Promise<number> {
@@ -62,9 +111,29 @@ function shutdown(server: Server): Promise<void> {
 }
 
 export async function startGrpcServer(node: TallyNode, address: string, options: GrpcServerOptions): Promise<RunningServer> {
-  const server = newServer(options.security);
+  // Every refusal is counted; lines are limited so that a flood of bad
+  // handshakes cannot flood the log (the next line says how many were left out).
+  let windowStartMs = 0;
+  let lines = 0;
+  let unlogged = 0;
+  const onRefused = (remote: string, reason: string): void => {
+    node.metrics.grpcTlsRefusals.inc();
+    const nowMs = node.monotonic();
+    if (nowMs - windowStartMs >= REFUSAL_LOG_WINDOW_MS) {
+      windowStartMs = nowMs;
+      lines = 0;
+    }
+    if (lines >= REFUSAL_LOG_LINES) {
+      unlogged++;
+      return;
+    }
+    lines++;
+    node.logger.warn("TLS handshake refused", { remote, reason, ...(unlogged > 0 ? { alsoRefusedUnlogged: unlogged } : {}) });
+    unlogged = 0;
+  };
+  const server = newServer(options.security, onRefused);
   // Admin and reflection go to their own listener when asked; health is on both.
-  const adminServer = options.adminAddress === undefined ? server : newServer(options.security);
+  const adminServer = options.adminAddress === undefined ? server : newServer(options.security, onRefused);
   server.addService(BalancesServiceDefinition, balancesService(node));
   adminServer.addService(AdminService, adminService(node, options.settlement));
   if (options.noopService === true) server.addService(NoopService, noopImplementation);

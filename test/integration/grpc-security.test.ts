@@ -206,6 +206,8 @@ describe("grpc security - mTLS, roles and audit on a live node", function () {
   let otherCa: LocalCa;
   let running: RunningNode | undefined;
   let address: string;
+  /** The node's warning lines (JSON), among them its refused TLS handshakes. */
+  const warnings: string[] = [];
   let admin: Clients;
   const files = (): { cert: string; key: string; ca: string; roles: string; audit: string } => ({
     cert: join(dir, "server.crt"),
@@ -246,7 +248,7 @@ describe("grpc security - mTLS, roles and audit on a live node", function () {
       ...natsAccess(nats(), "east"),
       grpcAddress: "127.0.0.1:0",
       grpcSecurity: { kind: "mtls", tls: { certFile: files().cert, keyFile: files().key, caFile: files().ca }, rolesFile: files().roles, auditLogFile: files().audit },
-      logger: jsonLogger("east", "error"),
+      logger: jsonLogger("east", "warn", (line) => void warnings.push(line)),
       config: { catchUpTimeoutMs: 0 },
     });
     address = `127.0.0.1:${running.grpcPort}`;
@@ -316,20 +318,31 @@ describe("grpc security - mTLS, roles and audit on a live node", function () {
     }
   });
 
-  it("grpc security - no certificate, an untrusted CA, an expired certificate are refused at the handshake and change nothing", async () => {
-    const attempts: Array<[string, ChannelCredentials]> = [
-      ["no client certificate", credentials.createSsl(readFileSync(pki.ca.certFile))],
-      ["certificate from another CA", as("t-intruder", otherCa)],
-      ["expired certificate", as("t-expired")],
-      ["plaintext", credentials.createInsecure()],
+  it("grpc security - no certificate, an untrusted CA, an expired certificate are refused at the handshake, logged by the node, and change nothing", async () => {
+    const attempts: Array<[string, ChannelCredentials, RegExp]> = [
+      ["no client certificate", credentials.createSsl(readFileSync(pki.ca.certFile)), /did not return a certificate/],
+      ["certificate from another CA", as("t-intruder", otherCa), /UNABLE_TO_VERIFY|unable to verify|unknown ca/i],
+      ["expired certificate", as("t-expired"), /CERT_HAS_EXPIRED|expired/i],
+      ["plaintext", credentials.createInsecure(), /./],
     ];
-    for (const [what, creds] of attempts) {
+    type Refusal = { msg: string; remote?: string; reason?: string };
+    const refusals = (): Refusal[] =>
+      warnings.map((line) => JSON.parse(line) as Refusal).filter((l) => l.msg === "TLS handshake refused");
+    for (const [what, creds, why] of attempts) {
+      const before = refusals().length;
       const c = clients(address, creds);
       try {
         const account = `handshake-${what.replace(/ /g, "-")}`;
         const refused = await failure(unary(c.balances, c.balances.grant, { accountId: account, amount: 7n, requestId: `g-${account}` }, deadline()));
         expect(refused.code, `${what}: ${refused.details}`).to.equal(status.UNAVAILABLE);
         expect(await balance(account), what).to.equal(0n);
+        // The node says so itself: who, and why.
+        const logged = refusals().slice(before);
+        expect(logged.length, `${what}: refusal lines`).to.be.greaterThan(0);
+        for (const line of logged) {
+          expect(line.remote, what).to.match(/^127\.0\.0\.1:\d+$/);
+          expect(line.reason, what).to.be.a("string").and.match(why);
+        }
       } finally {
         c.close();
       }
