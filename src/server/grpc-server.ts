@@ -12,6 +12,7 @@ import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import { DESCRIPTOR_SET_BASE64 } from "../generated/descriptor-set";
 import { AdminService } from "../generated/tally/v1/admin";
+import { LogBudget } from "../node/log-budget";
 import type { TallyNode } from "../node/tally-node";
 import { adminService, type SettlementAdmin } from "./admin-service";
 import { balancesService, BalancesServiceDefinition } from "./balances-service";
@@ -113,23 +114,12 @@ function shutdown(server: Server): Promise<void> {
 export async function startGrpcServer(node: TallyNode, address: string, options: GrpcServerOptions): Promise<RunningServer> {
   // Every refusal is counted; lines are limited so that a flood of bad
   // handshakes cannot flood the log (the next line says how many were left out).
-  let windowStartMs = 0;
-  let lines = 0;
-  let unlogged = 0;
+  const budget = new LogBudget(REFUSAL_LOG_LINES, REFUSAL_LOG_WINDOW_MS);
   const onRefused = (remote: string, reason: string): void => {
     node.metrics.grpcTlsRefusals.inc();
-    const nowMs = node.monotonic();
-    if (nowMs - windowStartMs >= REFUSAL_LOG_WINDOW_MS) {
-      windowStartMs = nowMs;
-      lines = 0;
-    }
-    if (lines >= REFUSAL_LOG_LINES) {
-      unlogged++;
-      return;
-    }
-    lines++;
-    node.logger.warn("TLS handshake refused", { remote, reason, ...(unlogged > 0 ? { alsoRefusedUnlogged: unlogged } : {}) });
-    unlogged = 0;
+    const decision = budget.take(node.monotonic());
+    if (!decision.write) return;
+    node.logger.warn("TLS handshake refused", { remote, reason, ...(decision.skipped > 0 ? { alsoRefusedUnlogged: decision.skipped } : {}) });
   };
   const server = newServer(options.security, onRefused);
   // Admin and reflection go to their own listener when asked; health is on both.
