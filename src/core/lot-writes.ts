@@ -122,9 +122,8 @@ export function lotDebit(row: OwnRow, index: LotIndex, accountId: string, amount
     outcome = DebitOutcome.ApprovedWithOverdraft;
   }
   const changes = applyTakes(row, accountId, lots, takes);
-  const after = accountLots(reader, accountId, clockMs, guardMs);
   return {
-    answer: { kind: "debit", outcome, balance: liveBalance(after), localRights: localSpendable(after) },
+    answer: accountAnswer(reader, accountId, clockMs, guardMs, outcome),
     changes,
     globallyCoverable: true,
   };
@@ -147,12 +146,9 @@ function applyTakes(row: OwnRow, accountId: string, lots: readonly LotState[], t
     const rowId = lots.find((lot) => lot.key === take.key)!.rowId;
     const next = ownSlot(row, table.baseOf(rowId), column) + take.amount;
     checkDebitTotal(table.n, rowId, next, take.amount);
-    return { rowId, next };
+    return { rowId, column, next };
   });
-  return raises.map(({ rowId, next }) => {
-    row.write(rowId, table.ensure(rowId), column, next);
-    return { accountId: rowId, writer: row.self, column, value: next };
-  });
+  return writeOwn(row, raises);
 }
 
 /**
@@ -190,15 +186,11 @@ export function lotHold(
     const rowId = lots.find((lot) => lot.key === take.key)!.rowId;
     const next = ownSlot(row, table.baseOf(rowId), column) + take.amount;
     checkDebitTotal(table.n, rowId, next, take.amount);
-    return { rowId, next, amount: take.amount };
+    return { rowId, column, next, amount: take.amount };
   });
-  const changes = raises.map(({ rowId, next }) => {
-    row.write(rowId, table.ensure(rowId), column, next);
-    return { accountId: rowId, writer: row.self, column, value: next };
-  });
-  const after = accountLots(reader, accountId, clockMs, guardMs);
+  const changes = writeOwn(row, raises);
   return {
-    answer: { kind: "debit", outcome: DebitOutcome.Approved, balance: liveBalance(after), localRights: localSpendable(after) },
+    answer: accountAnswer(reader, accountId, clockMs, guardMs, DebitOutcome.Approved),
     changes,
     globallyCoverable: true,
     parts: raises.map(({ rowId, amount: part }) => ({ rowId, amount: part })),
@@ -244,12 +236,8 @@ export function lotRelease(
       writes.push({ rowId: part.rowId, column: debitColumn(n), next: debited });
     }
   });
-  const changes = writes.map(({ rowId, column, next }) => {
-    row.write(rowId, table.ensure(rowId), column, next);
-    return { accountId: rowId, writer: row.self, column, value: next };
-  });
-  const after = accountLots(reader, accountId, clockMs, guardMs);
-  return { answer: { kind: "debit", outcome: DebitOutcome.Approved, balance: liveBalance(after), localRights: localSpendable(after) }, changes };
+  const changes = writeOwn(row, writes);
+  return { answer: accountAnswer(reader, accountId, clockMs, guardMs, DebitOutcome.Approved), changes };
 }
 
 /**
@@ -288,14 +276,10 @@ export function lotRefund(row: OwnRow, index: LotIndex, accountId: string, amoun
     parts.set(rowId, (parts.get(rowId) ?? 0n) + take.amount);
   }
   if (plan.rest > 0n) parts.set(accountId, (parts.get(accountId) ?? 0n) + plan.rest);
-  const writes = [...parts].map(([rowId, part]) => ({ rowId, amount: part, next: ownSlot(row, table.baseOf(rowId), refundColumn(n)) + part }));
+  const writes = [...parts].map(([rowId, part]) => ({ rowId, column: refundColumn(n), amount: part, next: ownSlot(row, table.baseOf(rowId), refundColumn(n)) + part }));
   for (const w of writes) checkDebitTotal(n, w.rowId, w.next, w.amount);
-  const changes = writes.map(({ rowId, next }) => {
-    row.write(rowId, table.ensure(rowId), refundColumn(n), next);
-    return { accountId: rowId, writer: row.self, column: refundColumn(n), value: next };
-  });
-  const after = accountLots(reader, accountId, clockMs, guardMs);
-  return { answer: { kind: "debit", outcome: DebitOutcome.Approved, balance: liveBalance(after), localRights: localSpendable(after) }, changes };
+  const changes = writeOwn(row, writes);
+  return { answer: accountAnswer(reader, accountId, clockMs, guardMs, DebitOutcome.Approved), changes };
 }
 
 /**
@@ -319,10 +303,21 @@ export function lotTransfer(row: OwnRow, index: LotIndex, accountId: string, to:
     const rowId = lots.find((lot) => lot.key === take.key)!.rowId;
     const next = ownSlot(row, table.baseOf(rowId), to) + take.amount;
     checkTransferTotal(table.n, rowId, next, take.amount);
-    return { rowId, next };
+    return { rowId, column: to, next };
   });
-  return writes.map(({ rowId, next }) => {
-    row.write(rowId, table.ensure(rowId), to, next);
-    return { accountId: rowId, writer: row.self, column: to, value: next };
+  return writeOwn(row, writes);
+}
+
+/** Writes own-row values whose bounds were all checked before, as the changes to replicate. */
+function writeOwn(row: OwnRow, writes: ReadonlyArray<{ readonly rowId: string; readonly column: number; readonly next: bigint }>): SlotChange[] {
+  return writes.map(({ rowId, column, next }) => {
+    row.write(rowId, row.table.ensure(rowId), column, next);
+    return { accountId: rowId, writer: row.self, column, value: next };
   });
+}
+
+/** An approved write's answer: the account's balance over its live lots and this region's spendable rights, after it. */
+function accountAnswer(reader: LotReader, accountId: string, clockMs: number, guardMs: number, outcome: DebitOutcome): Answer {
+  const after = accountLots(reader, accountId, clockMs, guardMs);
+  return { kind: "debit", outcome, balance: liveBalance(after), localRights: localSpendable(after) };
 }

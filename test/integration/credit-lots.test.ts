@@ -6,7 +6,8 @@
 
 import { expect } from "chai";
 import { status } from "@grpc/grpc-js";
-import { runNode, type RunningNode } from "../../src/app/run-node";
+import { runNode, type RunNodeOptions, type RunningNode } from "../../src/app/run-node";
+import type { NatsProcess } from "../../src/devcluster/nats-process";
 import { DebitOutcome, type DebitRequest, type GrantRequest } from "../../src/generated/tally/v1/balances";
 import { jsonLogger } from "../../src/node/logger";
 import { useStandaloneNats, natsAccess } from "../support/nats";
@@ -23,6 +24,20 @@ const GUARD_MS = 200;
 /** A grant's lot terms on the wire (0 = unset: priority 0, effective at once, no expiry). */
 function lot(terms: { priority?: number; effectiveAtMs?: bigint; expiresAtMs?: bigint }): Pick<GrantRequest, "lot"> {
   return { lot: { priority: terms.priority ?? 0, effectiveAtMs: terms.effectiveAtMs ?? 0n, expiresAtMs: terms.expiresAtMs ?? 0n } };
+}
+
+/** A node of a two-region cluster (east, west) with this file's expiry guard. */
+function twoRegionNode(nats: NatsProcess, region: string, extra: Partial<RunNodeOptions> = {}, config: RunNodeOptions["config"] = {}): Promise<RunningNode> {
+  return runNode({
+    region,
+    regions: ["east", "west"],
+    ...natsAccess(nats, region),
+    grpcAddress: "127.0.0.1:0",
+    grpcSecurity: testGrpcSecurity(),
+    logger: jsonLogger(region, "error"),
+    ...extra,
+    config: { catchUpTimeoutMs: 1_000, lotGuardMs: GUARD_MS, ...config },
+  });
 }
 
 describe("credit lots - one node over real gRPC and JetStream", function () {
@@ -225,19 +240,7 @@ describe("credit lots - rights given from lots between two regions", function ()
   });
 
   it("credit lots - a short region receives rights from the donor's lots in burn order, never from a dead lot", async () => {
-    for (const region of ["east", "west"]) {
-      nodes.push(
-        await runNode({
-          region,
-          regions: ["east", "west"],
-          ...natsAccess(nats(), region),
-          grpcAddress: "127.0.0.1:0",
-          grpcSecurity: testGrpcSecurity(),
-          logger: jsonLogger(region, "error"),
-          config: { catchUpTimeoutMs: 1_000, lotGuardMs: GUARD_MS },
-        }),
-      );
-    }
+    for (const region of ["east", "west"]) nodes.push(await twoRegionNode(nats(), region));
     const [east, west] = nodes as [RunningNode, RunningNode];
     const expiresAt = Date.now() + 3_600_000;
     const soonDead = Date.now() + GUARD_MS + 300;
@@ -331,20 +334,8 @@ describe("credit lots - breakage with idle regions", function () {
   it("credit lots - two idle regions answer the cut as current now: the breakage is recorded without another write", async () => {
     const roles = await postgres().provisionRoles("tally_idle");
     const nodes: RunningNode[] = [];
-    for (const region of ["east", "west"]) {
-      nodes.push(
-        await runNode({
-          region,
-          regions: ["east", "west"],
-          ...natsAccess(nats(), region),
-          grpcAddress: "127.0.0.1:0",
-          grpcSecurity: testGrpcSecurity(),
-          logger: jsonLogger(region, "error"),
-          postgres: { url: roles.settlerUrl, ownerUrl: roles.ownerUrl, readerUrl: roles.readerUrl, caFile: roles.caFile, ...DEFAULT_POSTGRES },
-          config: { snapshotIntervalMs: 0, lotGuardMs: GUARD_MS, catchUpTimeoutMs: 1_000 },
-        }),
-      );
-    }
+    const postgresAccess = { url: roles.settlerUrl, ownerUrl: roles.ownerUrl, readerUrl: roles.readerUrl, caFile: roles.caFile, ...DEFAULT_POSTGRES };
+    for (const region of ["east", "west"]) nodes.push(await twoRegionNode(nats(), region, { postgres: postgresAccess }, { snapshotIntervalMs: 0 }));
     const [east, west] = nodes as [RunningNode, RunningNode];
     const c = clients(`127.0.0.1:${east.grpcPort}`);
     const reader = new Client({ connectionString: roles.readerUrl, ssl: postgresSsl(roles.caFile) });
